@@ -1,0 +1,73 @@
+"""`pipeline` command line: one subcommand per job a researcher runs.
+
+Each subcommand's module is imported only when that subcommand runs, so `pipeline --help` and `pipeline submit`
+start instantly without importing torch. A module contributes two functions: `add_<x>_arguments(parser)` and
+`run_<x>(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, add-arguments function, run function, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "train": ("pipeline.train", "add_train_arguments", "run_train", "train one model from a YAML config"),
+    "evaluate": ("pipeline.evaluate", "add_evaluate_arguments", "run_evaluate", "valid loss, test BLEU/chrF of a run"),
+    "demo": ("pipeline.demo", "add_demo_arguments", "run_demo", "train all three architectures briefly and compare"),
+    "submit": ("pipeline.launch", "add_submit_arguments", "run_submit", "render an sbatch script and submit it"),
+    "status": ("pipeline.launch", "add_status_arguments", "run_status", "table of runs, SLURM state, step and loss"),
+    "sweep": ("pipeline.sweep", "add_sweep_arguments", "run_sweep", "run a scaling grid locally or as a SLURM array"),
+    "export": ("pipeline.export", "add_export_arguments", "run_export", "consolidate a checkpoint to fp32 weights"),
+}
+DATA_SUBCOMMANDS = {
+    "prepare": ("pipeline.data.prepare", "add_prepare_arguments", "run_prepare", "tokenize a corpus into shards"),
+}
+SCALING_SUBCOMMANDS = {
+    "fit": ("pipeline.scaling.cli", "add_fit_arguments", "run_fit_command", "fit scaling laws to a sweep"),
+    "report": ("pipeline.scaling.cli", "add_report_arguments", "run_report_command", "plots + report.md of a sweep"),
+}
+
+
+def _lazy(table: dict[str, tuple[str, str, str, str]], subparsers: argparse._SubParsersAction, argv: Sequence[str]):
+    """Register subcommands; import a module only if its subcommand is the one being run (or help is asked)."""
+    for name, (module, add_fn, run_fn, help_text) in table.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name in argv:
+            mod = importlib.import_module(module)
+            getattr(mod, add_fn)(sub)
+            sub.set_defaults(_run=(module, run_fn))
+        else:
+            sub.set_defaults(_run=(module, run_fn))
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Where does recurrence stop scaling? Train LSTM / residual-LSTM / Transformer seq2seq models, "
+        "sweep sizes on SLURM, fit scaling laws.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _lazy(SUBCOMMANDS, subparsers, argv)
+    data = subparsers.add_parser("data", help="data preparation", description="data preparation")
+    _lazy(DATA_SUBCOMMANDS, data.add_subparsers(dest="data_command", metavar="COMMAND"), argv)
+    scaling = subparsers.add_parser("scaling", help="scaling-law fits and reports", description="scaling laws")
+    _lazy(SCALING_SUBCOMMANDS, scaling.add_subparsers(dest="scaling_command", metavar="COMMAND"), argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        parser.print_help()
+        return 2
+    module, run_fn = args._run
+    return int(getattr(importlib.import_module(module), run_fn)(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
