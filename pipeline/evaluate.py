@@ -1,0 +1,115 @@
+"""Evaluation after training and `pipeline evaluate RUN_DIR`: validation loss/perplexity, greedy decoding of test
+pairs and corpus BLEU / chrF with sacrebleu (on detokenised text, as sacrebleu expects)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.config import RunConfig
+
+BOS_ID, EOS_ID, PAD_ID = 1, 2, 0
+
+
+@torch.no_grad()
+def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) -> dict[str, Any]:
+    """Greedy-decode up to `max_pairs` test pairs on rank 0; returns BLEU, chrF and a few examples."""
+    import sacrebleu
+
+    from pipeline.data.loader import build_loader
+    from pipeline.data.tokenizer import load_tokenizer
+    from pipeline.models import greedy_decode
+
+    tokenizer = load_tokenizer(Path(cfg.data.dir) / "tokenizer.json")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hyps: list[str] = []
+    refs: list[str] = []
+    srcs: list[str] = []
+    loader = build_loader(cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=cfg.data.max_len)
+    for batch in loader:
+        src, mask = batch["src"].to(device), batch["src_mask"].to(device)
+        out = greedy_decode(model, src, mask, BOS_ID, EOS_ID, cfg.train.decode_max_len)
+        for row in range(src.size(0)):
+            hyps.append(tokenizer.decode(_strip(out[row].tolist())))
+            refs.append(tokenizer.decode(_strip(batch["tgt_out"][row].tolist())))
+            srcs.append(tokenizer.decode(_strip(batch["src"][row].tolist())))
+        if len(hyps) >= max_pairs:
+            break
+    model.train(was_training)
+    hyps, refs, srcs = hyps[:max_pairs], refs[:max_pairs], srcs[:max_pairs]
+    return {
+        "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+        "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+        "decoded_pairs": len(hyps),
+        "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(srcs, refs, hyps, strict=True))[:3]],
+    }
+
+
+def _strip(ids: list[int]) -> list[int]:
+    """Token ids up to the first EOS, without padding or BOS."""
+    out = []
+    for i in ids:
+        if i == EOS_ID:
+            break
+        if i not in (PAD_ID, BOS_ID):
+            out.append(i)
+    return out
+
+
+def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any) -> dict[str, Any]:
+    """Summary of a finished `fit`: sizes, throughput, losses, BLEU/chrF (rank 0 only for decoding)."""
+    from pipeline.metrics import ThroughputCallback
+
+    model = module.model
+    throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
+    valid_loss = metrics.get("valid/loss")
+    summary: dict[str, Any] = {
+        "name": cfg.name,
+        "arch": cfg.model["arch"],
+        "params": model.num_params(),
+        "non_embedding_params": model.num_params(non_embedding=True),
+        "steps": trainer.global_step,
+        "tokens": throughput.total_tokens * trainer.world_size if throughput else None,
+        "tokens_per_s": (throughput.last_metrics or {}).get("throughput/tokens_per_s") if throughput else None,
+        "valid_loss": valid_loss,
+        "valid_ppl": math.exp(min(valid_loss, 50.0)) if valid_loss is not None else None,
+        "loss_by_position": getattr(module, "val_loss_by_position", None),
+        "run_dir": str(cfg.resolved_run_dir),
+    }
+    if trainer.global_rank == 0 and cfg.train.bleu_samples > 0 and not getattr(trainer, "interrupted", False):
+        start = time.perf_counter()
+        summary.update(translate_and_score(module.model, cfg, cfg.train.bleu_samples))
+        summary["decode_s"] = round(time.perf_counter() - start, 2)
+    return summary
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="run directory (holds config.yaml and checkpoints/)")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest in the run)")
+    parser.add_argument("--pairs", type=int, default=500, help="test pairs to decode for BLEU/chrF")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.checkpoint import find_resume_checkpoint
+    from pipeline.module import Seq2SeqModule
+
+    run_dir = Path(args.run_dir)
+    ckpt = Path(args.checkpoint) if args.checkpoint else find_resume_checkpoint(run_dir)
+    if ckpt is None or not ckpt.exists():
+        print(f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)", file=sys.stderr)
+        return 2
+    module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    result = translate_and_score(module.model, module.cfg, args.pairs)
+    result["checkpoint"] = str(ckpt)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0

@@ -1,0 +1,124 @@
+"""LightningModule that trains any registered seq2seq model: loss, optimiser, schedule, validation metrics.
+
+It knows nothing of SLURM, data files or W&B: batches arrive as dicts (see docs/interfaces.md) and metrics leave
+through `self.log`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import RunConfig, config_from_dict, to_dict
+from pipeline.models import build_model
+from pipeline.schedule import lr_multiplier
+
+PAD_ID = 0
+
+
+def seq2seq_loss(
+    logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(training loss, summed NLL, number of real tokens). Padding (id 0) is ignored in all three.
+
+    The training loss is label-smoothed and averaged over real target tokens; the NLL sum is unsmoothed so that
+    validation loss and perplexity are comparable across label-smoothing settings.
+    """
+    flat_logits = logits.reshape(-1, logits.size(-1)).float()
+    flat_tgt = tgt_out.reshape(-1)
+    loss = F.cross_entropy(flat_logits, flat_tgt, ignore_index=PAD_ID, label_smoothing=label_smoothing)
+    nll_sum = F.cross_entropy(flat_logits, flat_tgt, ignore_index=PAD_ID, reduction="sum")
+    return loss, nll_sum, (flat_tgt != PAD_ID).sum()
+
+
+class Seq2SeqModule(L.LightningModule):
+    """Wraps `pipeline.models.build_model(cfg.model)`; hyper-parameters are the whole resolved run config."""
+
+    def __init__(self, config: dict[str, Any] | RunConfig) -> None:
+        super().__init__()
+        cfg_dict = to_dict(config) if isinstance(config, RunConfig) else config
+        self.save_hyperparameters({"config": cfg_dict})
+        self.cfg = config_from_dict(cfg_dict)
+        self.model = build_model(**{**self.cfg.model, "vocab_size": self.cfg.data.vocab_size, "pad_id": PAD_ID})
+        self._val_nll = torch.zeros(())
+        self._val_tokens = torch.zeros(())
+        self._val_pos_nll: torch.Tensor | None = None
+        self._val_pos_count: torch.Tensor | None = None
+
+    # --- forward / loss -------------------------------------------------------------------------------------
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.model(src, src_mask, tgt_in)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
+        loss, _, _ = seq2seq_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
+        bs = batch["src"].size(0)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
+        tgt = batch["tgt_out"]
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), tgt.reshape(-1), ignore_index=PAD_ID, reduction="none"
+        ).view_as(tgt)
+        real = tgt != PAD_ID
+        self._val_nll = self._val_nll.to(nll.device) + nll.sum()
+        self._val_tokens = self._val_tokens.to(nll.device) + real.sum()
+        # loss by target position (Kaplan et al. 2020, fig. 7): summed per position, averaged at epoch end
+        pos_len = self.cfg.data.max_len + 1
+        pos_nll = torch.zeros(pos_len, device=nll.device)
+        pos_cnt = torch.zeros(pos_len, device=nll.device)
+        t = min(tgt.size(1), pos_len)
+        pos_nll[:t] += (nll * real)[:, :t].sum(0)
+        pos_cnt[:t] += real[:, :t].sum(0)
+        if self._val_pos_nll is None:
+            self._val_pos_nll, self._val_pos_count = pos_nll, pos_cnt
+        else:
+            self._val_pos_nll += pos_nll
+            self._val_pos_count += pos_cnt
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_nll = torch.zeros((), device=self.device)
+        self._val_tokens = torch.zeros((), device=self.device)
+        self._val_pos_nll = self._val_pos_count = None
+
+    def on_validation_epoch_end(self) -> None:
+        # Token-weighted mean over *all* ranks: ranks may hold different numbers of validation batches, so we
+        # reduce sums once here instead of syncing per step (which would deadlock on uneven batch counts).
+        pos_len = self.cfg.data.max_len + 1
+        if self._val_pos_nll is None:
+            self._val_pos_nll = torch.zeros(pos_len, device=self.device)
+            self._val_pos_count = torch.zeros(pos_len, device=self.device)
+        stats = torch.cat([self._val_nll.view(1).float(), self._val_tokens.view(1).float()])
+        stats = torch.cat([stats, self._val_pos_nll, self._val_pos_count])
+        stats = self.all_gather(stats)
+        if stats.dim() == 2:
+            stats = stats.sum(0)
+        nll, tokens = stats[0], stats[1].clamp(min=1)
+        loss = (nll / tokens).item()
+        self.val_loss_by_position = (stats[2 : 2 + pos_len] / stats[2 + pos_len :].clamp(min=1)).tolist()
+        self.val_position_counts = stats[2 + pos_len :].tolist()
+        self.log("valid/loss", loss, prog_bar=True, rank_zero_only=True)
+        self.log("valid/ppl", math.exp(min(loss, 50.0)), rank_zero_only=True)
+        self.log("valid/tokens", float(tokens), rank_zero_only=True)
+
+    # --- optimisation ----------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.cfg.optim
+        params = [p for p in self.parameters() if p.requires_grad]
+        if o.name == "sgd":
+            optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            decay = [p for p in params if p.dim() >= 2]
+            no_decay = [p for p in params if p.dim() < 2]
+            groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+        max_steps = self.cfg.train.max_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, o, max_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+

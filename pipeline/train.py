@@ -1,0 +1,164 @@
+"""`pipeline train`: wire config, model, data, strategy, loggers and callbacks into a Lightning Trainer and fit.
+
+The only file that knows all the parts. Models and data are built from the config; SLURM, DDP and DeepSpeed are
+Lightning's job (its SLURM environment reads the `SLURM_*` variables that `srun` sets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError, RunConfig, load_config, save_config
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="YAML",
+        help="config file; repeat to merge several, later files win (e.g. configs/tiny/lstm.yaml)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", default="auto", metavar="auto|never|PATH",
+        help="auto (default): continue from the newest checkpoint in the run directory if there is one; "
+        "never: start fresh; PATH: that checkpoint file",
+    )  # fmt: skip
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="dotted overrides applied after the files, e.g. train.max_steps=200 model.d_model=256 train.devices=2",
+    )  # fmt: skip
+
+
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config, args.overrides)
+        summary = fit(cfg, resume=args.resume)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if summary.get("rank", 0) == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
+    return 0
+
+
+def _strategy(cfg: RunConfig, accelerator: str) -> Any:
+    t = cfg.train
+    world = t.devices * t.num_nodes
+    if t.strategy == "deepspeed":
+        from pipeline.deepspeed_strategy import build_deepspeed_strategy
+
+        return build_deepspeed_strategy(cfg, accelerator)
+    if world > 1 or t.strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else "nccl")
+    return "auto"
+
+
+def _accelerator(cfg: RunConfig) -> str:
+    if cfg.train.accelerator != "auto":
+        return "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _plugins() -> list[Any]:
+    """Under SLURM (`srun`), SIGUSR1 saves an hpc checkpoint and requeues the job (Lightning does both)."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if SLURMEnvironment.detect():
+        return [SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)]
+    return []
+
+
+def _loggers(cfg: RunConfig, run_dir: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version=0)]
+    if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
+        from pipeline.wandb_run import make_wandb_logger
+
+        loggers.append(make_wandb_logger(cfg, run_dir))
+    return loggers
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | None = None) -> Any:
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from pipeline.checkpoint import checkpoint_dir
+    from pipeline.metrics import ThroughputCallback
+
+    t = cfg.train
+    accelerator = _accelerator(cfg)
+    checkpoints = ModelCheckpoint(
+        dirpath=str(checkpoint_dir(run_dir)),
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=t.val_every,
+        save_last=True,
+        save_top_k=t.keep_checkpoints,
+        monitor="step",
+        mode="max",
+    )
+    callbacks = [checkpoints, ThroughputCallback(t.log_every), LearningRateMonitor("step")]
+    callbacks += extra_callbacks or []
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=_strategy(cfg, accelerator),
+        precision=t.precision,
+        max_steps=t.max_steps,
+        val_check_interval=t.val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.val_batches or None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every,
+        gradient_clip_val=t.grad_clip or None,
+        accumulate_grad_batches=t.accumulate,
+        deterministic=t.deterministic,
+        default_root_dir=str(run_dir),
+        logger=_loggers(cfg, run_dir),
+        callbacks=callbacks,
+        plugins=_plugins(),
+        enable_progress_bar=cfg.logging.progress_bar,
+        enable_model_summary=False,
+        use_distributed_sampler=False,  # the streaming loader splits by rank itself
+    )
+
+
+def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train to `train.max_steps`, evaluate, and return a summary dict (also written to run_dir/summary.json)."""
+    import lightning as L
+
+    from pipeline.checkpoint import check_config_compatible, resolve_resume
+    from pipeline.datamodule import StreamingDataModule
+    from pipeline.evaluate import final_evaluation
+    from pipeline.module import Seq2SeqModule
+
+    run_dir = cfg.resolved_run_dir
+    os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
+    ckpt_path = resolve_resume(resume, run_dir)
+    if ckpt_path is not None:
+        check_config_compatible(run_dir, cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = StreamingDataModule(cfg)
+    module = Seq2SeqModule(cfg)
+    trainer = build_trainer(cfg, run_dir, extra_callbacks)
+    if trainer.global_rank == 0:
+        save_config(cfg, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    summary = final_evaluation(cfg, trainer, module, datamodule)
+    summary["rank"] = trainer.global_rank
+    if trainer.global_rank == 0:
+        (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
+    return summary

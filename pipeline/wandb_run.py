@@ -1,0 +1,43 @@
+"""W&B logger that survives restarts: the run id lives in the run directory, so a resumed or requeued job keeps
+appending to the same W&B run (`resume="allow"`), offline (the default: no account, no network) or online."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import RunConfig, to_dict
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """Read, or create once, the run's W&B id (`run_dir/wandb_id`)."""
+    path = run_dir / "wandb_id"
+    if path.exists():
+        return path.read_text().strip()
+    import wandb.util
+
+    run_id = wandb.util.generate_id()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(run_id)
+        tmp.replace(path)
+    return run_id
+
+
+def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
+    from lightning.pytorch.loggers import WandbLogger
+
+    os.environ["WANDB_MODE"] = cfg.logging.wandb_mode
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbLogger(
+        project=cfg.logging.project,
+        entity=cfg.logging.entity,
+        name=cfg.name,
+        id=wandb_run_id(run_dir),
+        resume="allow",
+        save_dir=str(run_dir),
+        offline=cfg.logging.wandb_mode == "offline",
+        config=to_dict(cfg) | {"slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0"))},
+    )
