@@ -1,0 +1,55 @@
+"""Seq2seq models by name: `build_model("lstm" | "residual_lstm" | "transformer", **config)`."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from typing import Any
+
+from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel
+from pipeline.models.decode import greedy_decode
+from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq
+from pipeline.models.residual_lstm import ResidualLSTMConfig, ResidualLSTMSeq2Seq
+from pipeline.models.transformer import TransformerConfig, TransformerSeq2Seq
+
+MODEL_REGISTRY: dict[str, tuple[type[Seq2SeqConfig], type[Seq2SeqModel]]] = {
+    "lstm": (LSTMConfig, LSTMSeq2Seq),
+    "residual_lstm": (ResidualLSTMConfig, ResidualLSTMSeq2Seq),
+    "transformer": (TransformerConfig, TransformerSeq2Seq),
+}
+
+
+def model_config(arch: str, **kwargs: Any) -> Seq2SeqConfig:
+    """Build and validate the config of `arch`; every mistake is a ValueError naming the key."""
+    if arch not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model arch {arch!r}; known: {sorted(MODEL_REGISTRY)}")
+    config_cls = MODEL_REGISTRY[arch][0]
+    valid = {f.name: f for f in fields(config_cls)}
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} for model arch {arch!r}; valid keys: {sorted(valid)}")
+    missing = sorted(
+        n
+        for n, f in valid.items()
+        if n not in kwargs and f.default is MISSING and f.default_factory is MISSING
+    )
+    if missing:
+        raise ValueError(f"missing required key(s) {missing} for model arch {arch!r}")
+    return config_cls(**kwargs)
+
+
+def build_model(arch: str, **kwargs: Any) -> Seq2SeqModel:
+    config = model_config(arch, **kwargs)
+    return MODEL_REGISTRY[arch][1](config)
+
+
+__all__ = [
+    "MODEL_REGISTRY",
+    "LSTMConfig",
+    "ResidualLSTMConfig",
+    "Seq2SeqConfig",
+    "Seq2SeqModel",
+    "TransformerConfig",
+    "build_model",
+    "greedy_decode",
+    "model_config",
+]

@@ -1,0 +1,114 @@
+"""Shared config fields, validation and the size/FLOPs-reporting base class of all seq2seq models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def check(ok: bool, config: Any, key: str, must: str) -> None:
+    """Raise a ValueError naming the config class, the key, its value and what it must be."""
+    if not ok:
+        value = getattr(config, key)
+        raise ValueError(f"{type(config).__name__}.{key}={value!r}: must be {must}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(kw_only=True)
+class Seq2SeqConfig:
+    """Fields every architecture has. Subclasses add their own and extend `validate`."""
+
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    pad_id: int = 0
+    dropout: float = 0.0
+    tie_embeddings: bool = True  # target embedding shared with the output projection
+    init_range: float | None = None  # uniform(-r, r) over every parameter (Sutskever et al. 2014)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check(is_int(self.vocab_size) and self.vocab_size > 0, self, "vocab_size", "a positive int")
+        check(is_int(self.d_model) and self.d_model > 0, self, "d_model", "a positive int")
+        check(is_int(self.n_layers) and self.n_layers > 0, self, "n_layers", "a positive int")
+        check(
+            is_int(self.pad_id) and 0 <= self.pad_id < self.vocab_size,
+            self,
+            "pad_id",
+            f"an int in [0, vocab_size={self.vocab_size})",
+        )
+        check(
+            isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0, self, "dropout", "in [0, 1)"
+        )
+        check(isinstance(self.tie_embeddings, bool), self, "tie_embeddings", "a bool")
+        check(
+            self.init_range is None or (isinstance(self.init_range, int | float) and self.init_range > 0),
+            self,
+            "init_range",
+            "None or a positive float",
+        )
+
+
+class Seq2SeqModel(nn.Module):
+    """Base of the three models: token embeddings, (tied) output projection and size reporting.
+
+    Source and target get separate embedding matrices even though the vocabulary is joint, so the three
+    architectures count embeddings the same way; `tie_embeddings` ties only the target side to the output.
+    """
+
+    config: Seq2SeqConfig
+
+    def __init__(self, config: Seq2SeqConfig, d_embed: int) -> None:
+        super().__init__()
+        self.config = config
+        self.src_embed = nn.Embedding(config.vocab_size, d_embed)
+        self.tgt_embed = nn.Embedding(config.vocab_size, d_embed)
+        self.out_proj = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.out_proj.weight = self.tgt_embed.weight
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """Token/position embedding matrices and an untied output projection (excluded from Kaplan's N)."""
+        params = [self.src_embed.weight, self.tgt_embed.weight]
+        if not self.config.tie_embeddings:
+            params.append(self.out_proj.weight)
+        return params
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count; tied weights count once (`parameters()` deduplicates them)."""
+        total = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            total -= sum(p.numel() for p in {id(p): p for p in self.embedding_parameters()}.values())
+        return total
+
+    def flops_per_token(self, src_len: int, tgt_len: int) -> float:
+        """Training FLOPs (forward + backward = 3 x forward) per target token; see docs/flops.md."""
+        raise NotImplementedError
+
+    def init_uniform(self) -> None:
+        """Sutskever et al. 2014 init: every parameter uniform in [-init_range, init_range]."""
+        r = self.config.init_range
+        assert r is not None
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-r, r)
+
+    def check_source(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        """Validate shapes and return the real-token count per row (padding is on the right)."""
+        if src.shape != src_mask.shape or src_mask.dtype != torch.bool:
+            raise ValueError(
+                f"src {tuple(src.shape)} and src_mask {tuple(src_mask.shape)} {src_mask.dtype} "
+                "must have the same shape and src_mask must be bool"
+            )
+        return src_mask.sum(dim=1)

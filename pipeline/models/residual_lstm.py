@@ -1,0 +1,78 @@
+"""GNMT-style (Wu et al. 2016) residual LSTM encoder-decoder.
+
+Stacks of single-layer `nn.LSTM`s (each still a fused cuDNN call over the whole sequence) so a residual
+connection can be added between layers: from layer `residual_from` (0-based) up, a layer's output is
+LSTM_i(x_i) + x_i. GNMT starts residuals at the third layer (residual_from=2). Kept from GNMT: the residuals.
+Simplified: a unidirectional first encoder layer (so the final state can seed the decoder, as in the plain
+LSTM) and attention on the top decoder layer only (Luong-style, as in `lstm`), which keeps training free of a
+Python loop over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from pipeline.models.base import check, is_int
+from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State
+
+
+@dataclass(kw_only=True)
+class ResidualLSTMConfig(LSTMConfig):
+    residual_from: int = 2  # first 0-based layer with a residual; >= n_layers means a plain stacked LSTM
+
+    def validate(self) -> None:
+        super().validate()
+        check(is_int(self.residual_from) and self.residual_from >= 0, self, "residual_from", "an int >= 0")
+        check(
+            self.residual_from > 0 or self.d_embed == self.d_model,
+            self,
+            "residual_from",
+            f">= 1 when d_embed={self.d_embed} != d_model={self.d_model} (layer 0 input has another width)",
+        )
+
+
+class ResidualLSTMSeq2Seq(LSTMSeq2Seq):
+    """Same embeddings, attention and output as `LSTMSeq2Seq`; only the layer stacks differ."""
+
+    config: ResidualLSTMConfig
+
+    def _build_stacks(self) -> None:
+        c = self.config
+        assert c.d_embed is not None
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList(
+                nn.LSTM(c.d_embed if i == 0 else c.d_model, c.d_model, batch_first=True)
+                for i in range(c.n_layers)
+            )
+
+        self.encoder = stack()
+        self.decoder = stack()
+
+    def _layer_output(self, i: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Residual add from `residual_from` up; dropout between layers like nn.LSTM's `dropout`."""
+        if i >= self.config.residual_from:
+            y = y + x
+        return self.drop(y) if i < self.config.n_layers - 1 else y
+
+    def _run_encoder(self, packed: PackedSequence) -> tuple[PackedSequence, State]:
+        hs, cs = [], []
+        x = packed
+        for i, lstm in enumerate(self.encoder):
+            y, (h, c) = lstm(x)
+            # Input and output share one packing layout, so the residual adds on the packed data directly.
+            x = y._replace(data=self._layer_output(i, x.data, y.data))
+            hs.append(h)
+            cs.append(c)
+        return x, (torch.cat(hs), torch.cat(cs))
+
+    def _run_decoder(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        h, c = state
+        for i, lstm in enumerate(self.decoder):
+            y, _ = lstm(x, (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()))
+            x = self._layer_output(i, x, y)
+        return x

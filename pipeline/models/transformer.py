@@ -1,0 +1,170 @@
+"""Pre-LayerNorm Transformer encoder-decoder (Vaswani et al. 2017 with the pre-LN placement of Xiong et al. 2020).
+
+Written out (not `nn.Transformer`) so attention goes straight to `F.scaled_dot_product_attention` (flash /
+memory-efficient kernels on a GPU) and the FLOPs formula can be read off the modules. Positions: learned
+absolute embeddings (as GPT-2/nanoGPT), one table per side, so sequences longer than `max_len` are an error;
+they count as embedding parameters (Kaplan et al. 2020) and cost no FLOPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel, check, is_int
+
+
+@dataclass(kw_only=True)
+class TransformerConfig(Seq2SeqConfig):
+    """`n_layers` is the depth of the encoder and of the decoder each."""
+
+    n_heads: int
+    d_ff: int | None = None  # None resolves to 4 * d_model on construction
+    max_len: int = 512
+
+    def validate(self) -> None:
+        super().validate()
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        check(
+            is_int(self.n_heads) and self.n_heads > 0 and self.d_model % self.n_heads == 0,
+            self,
+            "n_heads",
+            f"a positive int dividing d_model={self.d_model}",
+        )
+        check(is_int(self.d_ff) and self.d_ff > 0, self, "d_ff", "None or a positive int")
+        check(is_int(self.max_len) and self.max_len > 0, self, "max_len", "a positive int")
+
+
+class Attention(nn.Module):
+    """Multi-head attention of `x` over `memory` (self-attention when memory is x)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.o = nn.Linear(d_model, d_model)
+
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
+        """mask: Bool[B,S] of attendable keys (True = real) or None."""
+        B, T, d = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, -1, self.n_heads, d // self.n_heads).transpose(1, 2)
+
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        out = F.scaled_dot_product_attention(
+            heads(self.q(x)),
+            heads(k),
+            heads(v),
+            attn_mask=None if mask is None else mask[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+        )
+        return self.o(out.transpose(1, 2).reshape(B, T, d))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), nn.Dropout(dropout))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, c: TransformerConfig) -> None:
+        super().__init__()
+        assert c.d_ff is not None
+        self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.attn(h, h, src_mask))
+        return x + self.ff(self.ln2(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: TransformerConfig) -> None:
+        super().__init__()
+        assert c.d_ff is not None
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(c.d_model) for _ in range(3))
+        self.self_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.self_attn(h, h, causal=True))
+        x = x + self.drop(self.cross_attn(self.ln2(x), memory, src_mask))
+        return x + self.ff(self.ln3(x))
+
+
+class TransformerSeq2Seq(Seq2SeqModel):
+    config: TransformerConfig
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config, config.d_model)
+        c = config
+        self.src_pos = nn.Embedding(c.max_len, c.d_model)
+        self.tgt_pos = nn.Embedding(c.max_len, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_layers))
+        self.enc_norm, self.dec_norm = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        if c.init_range is not None:
+            self.init_uniform()
+        else:
+            self.apply(self._gpt2_init)
+
+    @staticmethod
+    def _gpt2_init(module: nn.Module) -> None:
+        """GPT-2 init: N(0, 0.02) weights and zero biases; PyTorch's N(0, 1) embeddings would swamp the tied logits."""
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        return [*super().embedding_parameters(), self.src_pos.weight, self.tgt_pos.weight]
+
+    def _embed(self, tokens: torch.Tensor, table: nn.Embedding, pos: nn.Embedding, name: str) -> torch.Tensor:
+        n = tokens.size(1)
+        if n > self.config.max_len:
+            raise ValueError(f"{name} length {n} exceeds TransformerConfig.max_len={self.config.max_len}")
+        return self.drop(table(tokens) + pos(torch.arange(n, device=tokens.device)))
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        self.check_source(src, src_mask)
+        x = self._embed(src, self.src_embed, self.src_pos, "src")
+        for layer in self.encoder:
+            x = layer(x, src_mask)
+        return self.enc_norm(x)
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        memory = self.encode(src, src_mask)
+        x = self._embed(tgt_in, self.tgt_embed, self.tgt_pos, "tgt_in")
+        for layer in self.decoder:
+            x = layer(x, memory, src_mask)
+        return self.out_proj(self.dec_norm(x))
+
+    def flops_per_token(self, src_len: int, tgt_len: int) -> float:
+        """3 x forward FLOPs per target token; derivation in docs/flops.md. Attention counts the full
+        score matrix (as the math kernel computes it; a causal flash kernel skips about half of T x T)."""
+        c = self.config
+        d, L, S, T = c.d_model, c.n_layers, src_len, tgt_len
+        assert c.d_ff is not None
+        ffn = 4.0 * d * c.d_ff
+        enc_per_src = L * (8.0 * d * d + 4.0 * S * d + ffn) + L * 4.0 * d * d  # + cross-attn K,V of memory
+        dec_per_tgt = (
+            L * (8.0 * d * d + 4.0 * T * d + 4.0 * d * d + 4.0 * S * d + ffn) + 2.0 * d * c.vocab_size
+        )
+        return 3.0 * (enc_per_src * S / T + dec_per_tgt)
