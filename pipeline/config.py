@@ -29,6 +29,7 @@ class DataConfig:
     corpus: str = "bible:4-l"  # used only when `dir` is not prepared yet: English WEB -> French Segond 1910
     vocab_size: int = 8000
     max_len: int = 128  # pairs longer than this (in BPE tokens) are dropped at prepare time
+    limit: int = 0  # prepare only the first N pairs of the corpus (0 = all): tiny runs and tests
     batch_tokens: int = 4096  # padded tokens per batch per rank (src or tgt side, whichever is longer)
     num_workers: int = 1
     bucket_size: int = 2048  # samples sorted by length together, to cut padding
@@ -97,13 +98,13 @@ class RunConfig:
 
 
 # Keys whose change alters the model or the data stream: a resumed run must keep them (issue 6).
-IDENTITY_KEYS = ("model", "seed", "data.dir", "data.vocab_size", "data.max_len", "data.corpus")
+IDENTITY_KEYS = ("model", "seed", "data.dir", "data.vocab_size", "data.max_len", "data.corpus", "data.limit")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Convert YAML/CLI values to the annotated type, with an error naming the key."""
     origin = getattr(hint, "__origin__", None)
-    text = str(hint)
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
     if value is None:
         if "None" in text:
             return None

@@ -1,47 +1,36 @@
 """LightningDataModule over the streaming shard loader: the trainer-side glue (data itself knows nothing of Lightning).
 
 The train stream is infinite (epochs repeat, reshuffled), so DDP ranks never run out at different times and
-training length is set by `train.max_steps` alone. The position in that stream (batches consumed) is saved in
-every checkpoint through `state_dict()` and skipped on resume, so a resumed run does not see its first batches again.
+training length is set by `train.max_steps` alone.
+
+Resume position. `ShardLoader` is stateful, and Lightning saves its `state_dict()` in every checkpoint and loads it
+back on resume (fit loop "combined_loader" state). But Lightning fetches one batch *ahead* of the step it trains,
+so a position recorded when a batch leaves the loader is one batch early. We therefore record the position of a
+batch only when its optimisation step has finished (`LoaderPositionCallback`), which makes a resumed run continue
+at exactly the next batch the interrupted run would have trained on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 
 from pipeline.config import RunConfig
-from pipeline.data.loader import build_loader
+from pipeline.data.loader import POSITION_KEY, build_loader
 from pipeline.data.prepare import ensure_prepared
-
-
-class CountingIterable:
-    """Counts batches handed to the trainer (in the main process, so it is right with worker processes too)."""
-
-    def __init__(self, make_loader: Any, skip: int = 0) -> None:
-        self.make_loader = make_loader
-        self.consumed = skip
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.make_loader(self.consumed):
-            self.consumed += 1
-            yield batch
 
 
 class StreamingDataModule(L.LightningDataModule):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self._train: CountingIterable | None = None
-        self._resume_consumed = 0
 
     def prepare_data(self) -> None:
         d = self.cfg.data
-        ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len)
+        ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
 
-    def _loader(self, split: str, infinite: bool, skip_batches: int = 0) -> Any:
+    def _loader(self, split: str, infinite: bool) -> Any:
         d, trainer = self.cfg.data, self.trainer
         return build_loader(
             d.dir,
@@ -54,12 +43,11 @@ class StreamingDataModule(L.LightningDataModule):
             seed=self.cfg.seed,
             infinite=infinite,
             bucket_size=d.bucket_size,
-            skip_batches=skip_batches,
+            record_on_yield=split != "train",
         )
 
-    def train_dataloader(self) -> CountingIterable:
-        self._train = CountingIterable(lambda skip: self._loader("train", True, skip), self._resume_consumed)
-        return self._train
+    def train_dataloader(self) -> Any:
+        return self._loader("train", True)
 
     def val_dataloader(self) -> Any:
         return self._loader("valid", False)
@@ -67,9 +55,18 @@ class StreamingDataModule(L.LightningDataModule):
     def test_dataloader(self) -> Any:
         return self._loader("test", False)
 
-    def state_dict(self) -> dict[str, Any]:
-        consumed = self._train.consumed if self._train is not None else self._resume_consumed
-        return {"train_batches_consumed": consumed, "world_size": self.trainer.world_size if self.trainer else 1}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._resume_consumed = int(state.get("train_batches_consumed", 0))
+class LoaderPositionCallback(L.Callback):
+    """Moves each train batch's stream position out of the batch, and records it once the batch is trained."""
+
+    def __init__(self) -> None:
+        self._pending: Any = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: dict, batch_idx: int) -> None:
+        self._pending = batch.pop(POSITION_KEY, None)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int) -> None:
+        loader = trainer.train_dataloader
+        if self._pending is not None and hasattr(loader, "record_position"):
+            loader.record_position(self._pending)
+        self._pending = None

@@ -95,6 +95,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from pipeline.checkpoint import checkpoint_dir
+    from pipeline.datamodule import LoaderPositionCallback
     from pipeline.metrics import ThroughputCallback
 
     t = cfg.train
@@ -109,7 +110,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         monitor="step",
         mode="max",
     )
-    callbacks = [checkpoints, ThroughputCallback(t.log_every), LearningRateMonitor("step")]
+    callbacks = [checkpoints, LoaderPositionCallback(), ThroughputCallback(t.log_every), LearningRateMonitor("step")]
     callbacks += extra_callbacks or []
     return L.Trainer(
         accelerator=accelerator,

@@ -1,0 +1,37 @@
+"""Shared fixtures: one tiny slice of the real default corpus, prepared once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [ROOT / "configs/tiny/base.yaml"]
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`configs/tiny/base.yaml`'s data (1500 pairs a split of English WEB -> French Segond), in a temp dir."""
+    from pipeline.config import load_config
+    from pipeline.data.prepare import ensure_prepared
+
+    cfg = load_config(TINY + [ROOT / "configs/tiny/lstm.yaml"])
+    out = tmp_path_factory.mktemp("data") / "tiny-bible"
+    d = cfg.data
+    ensure_prepared(out, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit)
+    return out
+
+
+def tiny_overrides(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [f"data.dir={data_dir}", f"run_dir={run_dir}", *extra]
+
+
+def tiny_config(arch: str, data_dir: Path, run_dir: Path, *extra: str):
+    from pipeline.config import load_config
+
+    return load_config(TINY + [ROOT / f"configs/tiny/{arch}.yaml"], tiny_overrides(data_dir, run_dir, *extra))
