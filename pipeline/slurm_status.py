@@ -1,0 +1,165 @@
+"""`pipeline status`: one table row per run (or per array task of a sweep) with its SLURM state and latest loss.
+
+State comes from `scontrol show job -o` (accounting may be off, so no `sacct`): a job the controller no longer knows
+is shown as "finished/unknown". Step and loss come from the newest `<run_dir>/csv/**/metrics.csv` that Lightning's
+CSVLogger writes. Parsing `scontrol`'s `Key=Value` line is done by hand because no library reads it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.slurm_render import TASK_FILE, parse_array_spec, read_tasks, task_run_dir
+
+UNKNOWN = "finished/unknown"
+_FIELD = re.compile(r"(\w[\w/:]*)=(\S*)")
+
+
+@dataclass
+class StatusRow:
+    run: str
+    jobs: str  # SLURM job id(s), newest last
+    state: str
+    restarts: str
+    step: str
+    train_loss: str
+    valid_loss: str
+
+
+def job_ids(run_dir: Path) -> list[str]:
+    """Job ids recorded by `pipeline submit` in `<run_dir>/slurm/jobs.txt`, oldest first."""
+    path = run_dir / "slurm" / "jobs.txt"
+    if not path.is_file():
+        return []
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def query_job(job_id: str) -> list[dict[str, str]] | str:
+    """`scontrol show job -o ID` as one dict per record (an array gives one per task or pending range).
+
+    Returns a string instead when there is nothing to parse: "finished/unknown", or why SLURM could not be asked.
+    """
+    try:
+        done = subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return "unknown (no scontrol)"
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return UNKNOWN
+        return f"unknown ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})"
+    return [dict(_FIELD.findall(line)) for line in done.stdout.splitlines() if line.strip()]
+
+
+def describe(record: dict[str, str]) -> tuple[str, str]:
+    """(state, restarts) of one scontrol record, e.g. ("PENDING (BeginTime)", "1")."""
+    state = record.get("JobState", "?")
+    reason = record.get("Reason", "None")
+    if state == "PENDING" and reason not in ("None", "(null)"):
+        state = f"PENDING ({reason})"
+    return state, record.get("Restarts", "-")
+
+
+def array_task_record(records: list[dict[str, str]], task: int) -> dict[str, str] | None:
+    """The record covering array task `task`: its own, or the pending range ("1-2", "3,5%2") that holds it."""
+    for record in records:
+        spec = record.get("ArrayTaskId")
+        if spec and task in parse_array_spec(spec):
+            return record
+    return None
+
+
+def latest_metrics(run_dir: Path) -> tuple[str, str, str]:
+    """(step, train loss, valid loss) from the newest metrics.csv; "-" for what is not there."""
+    files = sorted((run_dir / "csv").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    step = train = valid = "-"
+    if not files:
+        return step, train, valid
+    with open(files[-1], newline="") as f:
+        for row in csv.DictReader(f):
+            # Rows are in logging order, so the last one with a loss is the newest.
+            if row.get("train/loss"):
+                step, train = row.get("step") or step, f"{float(row['train/loss']):.4f}"
+            if row.get("valid/loss"):
+                step, valid = row.get("step") or step, f"{float(row['valid/loss']):.4f}"
+    return step, train, valid
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _workdir(sweep_dir: Path) -> Path:
+    """Where the jobs ran (`#SBATCH --chdir=` of the rendered script): task config paths are relative to it."""
+    script = sweep_dir / "slurm" / "job.sbatch"
+    if script.is_file():
+        match = re.search(r"^#SBATCH --chdir=(.+)$", script.read_text(), re.MULTILINE)
+        if match:
+            return Path(match.group(1))
+    return Path.cwd()
+
+
+def run_row(run_dir: Path) -> StatusRow:
+    ids = job_ids(run_dir)
+    state, restarts = "not submitted", "-"
+    if ids:
+        records = query_job(ids[-1])
+        state, restarts = (records, "-") if isinstance(records, str) else describe(records[0])
+    return StatusRow(_short(run_dir), ", ".join(ids) or "-", state, restarts, *latest_metrics(run_dir))
+
+
+def sweep_rows(sweep_dir: Path) -> list[StatusRow]:
+    """One row per line of the sweep's task file, matched to task i of the newest array job."""
+    ids = job_ids(sweep_dir)
+    records = query_job(ids[-1]) if ids else "not submitted"
+    workdir = _workdir(sweep_dir)
+    rows = []
+    for task, words in enumerate(read_tasks(sweep_dir / TASK_FILE)):
+        run_dir = task_run_dir([w if "=" in w or Path(w).is_absolute() else str(workdir / w) for w in words])
+        run_dir = run_dir if run_dir.is_absolute() else workdir / run_dir
+        state, restarts = (records, "-") if isinstance(records, str) else ("not in array", "-")
+        if not isinstance(records, str) and (record := array_task_record(records, task)) is not None:
+            state, restarts = describe(record)
+        job = f"{ids[-1]}_{task}" if ids else "-"
+        rows.append(StatusRow(_short(run_dir), job, state, restarts, *latest_metrics(run_dir)))
+    return rows
+
+
+def status_rows(paths: list[Path]) -> list[StatusRow]:
+    rows: list[StatusRow] = []
+    for path in paths:
+        rows.extend(sweep_rows(path) if (path / TASK_FILE).is_file() else [run_row(path)])
+    return rows
+
+
+def default_paths(root: Path) -> list[Path]:
+    """Every directory under `root` that `pipeline submit` has written a jobs.txt into."""
+    return sorted(p.parent.parent for p in root.glob("**/slurm/jobs.txt")) if root.is_dir() else []
+
+
+def print_status(rows: list[StatusRow]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pipeline runs")
+    headers = ("run", "SLURM job", "state", "restarts", "step", "train loss", "valid loss")
+    for header in headers:
+        numeric = header in ("restarts", "step") or "loss" in header
+        # Only the path may wrap: a state or job id split over lines is hard to read at a glance.
+        table.add_column(
+            header, justify="right" if numeric else "left", no_wrap=header != "run", overflow="fold"
+        )
+    for row in rows:
+        table.add_row(row.run, row.jobs, row.state, row.restarts, row.step, row.train_loss, row.valid_loss)
+    console = Console()
+    if not console.is_terminal:  # piped into a file or a test: rich's 80 columns would crush the run paths
+        console = Console(width=200)
+    console.print(table)

@@ -1,0 +1,99 @@
+"""Session fixture `slurm_cluster`: a real one-node SLURM cluster (munged, slurmctld, slurmd) for the whole test run.
+
+Brought up by `scripts/slurm_local.sh up` in a temp state dir on free ports, torn down by `down`, which cancels the
+jobs and stops exactly the PIDs `up` started. Skips only where this machine cannot run SLURM: not root, or the
+Debian packages are missing and cannot be installed. Import `slurm_cluster_fixture` into a test module to use it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "slurm_local.sh"
+INSTALL = ROOT / "scripts" / "install_slurm.sh"
+PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "setpriv")
+_FIELD = re.compile(r"(\w[\w/:]*)=(\S*)")
+
+
+@dataclass
+class LocalSlurm:
+    """Handle on the running test cluster; `SLURM_CONF` points at it while the fixture is active."""
+
+    state_dir: Path
+
+    def job(self, job_id: str) -> dict[str, str]:
+        """`scontrol show job -o` fields of a job (first record), {} when the controller does not know it."""
+        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True)
+        lines = out.stdout.splitlines()
+        return dict(_FIELD.findall(lines[0])) if out.returncode == 0 and lines else {}
+
+    def wait(self, job_id: str, states: set[str], timeout: float = 60) -> dict[str, str]:
+        """Poll until the job is in one of `states`; fail with its record and log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        record: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            record = self.job(job_id)
+            if record.get("JobState") in states:
+                return record
+            time.sleep(0.2)
+        log = Path(record.get("StdOut", "")) if record.get("StdOut") else None
+        tail = log.read_text()[-2000:] if log and log.is_file() else "(no log)"
+        pytest.fail(
+            f"job {job_id} not in {states} after {timeout} s: {record.get('JobState')} {record}\n{tail}"
+        )
+
+    def release(self, job_id: str) -> None:
+        """Start a requeued job now instead of after SLURM's requeue delay."""
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cannot_run_reason() -> str | None:
+    """Why this machine cannot host the test cluster, or None (installing the packages first if needed)."""
+    if os.geteuid() != 0:
+        return "SLURM integration tests need root (munged/slurmd start as root)"
+    if all(shutil.which(p) for p in PROGRAMS):
+        return None
+    done = subprocess.run([str(INSTALL)], capture_output=True, text=True)
+    if done.returncode != 0 or not all(shutil.which(p) for p in PROGRAMS):
+        return f"SLURM packages missing and could not be installed: {(done.stderr or done.stdout)[-500:]}"
+    return None
+
+
+@pytest.fixture(scope="session", name="slurm_cluster")
+def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    reason = cannot_run_reason()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm")
+    env = {
+        **os.environ,
+        "SLURM_LOCAL_CTLD_PORT": str(_free_port()),
+        "SLURM_LOCAL_SLURMD_PORT": str(_free_port()),
+    }
+    up = subprocess.run([str(SCRIPT), "up", str(state)], capture_output=True, text=True, env=env)
+    if up.returncode != 0:  # root and packages present: a failed bring-up is a bug, not a reason to skip
+        subprocess.run([str(SCRIPT), "down", str(state)], capture_output=True)
+        pytest.fail(f"slurm_local.sh up failed ({up.returncode}): {up.stderr}\nlogs in {state}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", str(state / "slurm.conf"))
+        try:
+            yield LocalSlurm(state)
+        finally:
+            subprocess.run([str(SCRIPT), "down", str(state)], capture_output=True, timeout=120)
