@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 INSTALL = ROOT / "scripts" / "install_slurm.sh"
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "setpriv")
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 _FIELD = re.compile(r"(\w[\w/:]*)=(\S*)")
 
 
@@ -39,18 +40,21 @@ class LocalSlurm:
         return dict(_FIELD.findall(lines[0])) if out.returncode == 0 and lines else {}
 
     def wait(self, job_id: str, states: set[str], timeout: float = 60) -> dict[str, str]:
-        """Poll until the job is in one of `states`; fail with its record and log tail otherwise."""
+        """Poll until the job is in one of `states`; fail at once (with the log's tail) if it ends otherwise."""
         deadline = time.monotonic() + timeout
         record: dict[str, str] = {}
         while time.monotonic() < deadline:
             record = self.job(job_id)
-            if record.get("JobState") in states:
+            state = record.get("JobState")
+            if state in states:
                 return record
+            if state in ENDED:
+                break
             time.sleep(0.2)
-        log = Path(record.get("StdOut", "")) if record.get("StdOut") else None
-        tail = log.read_text()[-2000:] if log and log.is_file() else "(no log)"
+        log = Path(record["StdOut"]) if record.get("StdOut") else None
+        tail = log.read_text()[-3000:] if log and log.is_file() else "(no log)"
         pytest.fail(
-            f"job {job_id} not in {states} after {timeout} s: {record.get('JobState')} {record}\n{tail}"
+            f"job {job_id}: {record.get('JobState')}, expected {states} (waited <= {timeout} s)\n{tail}"
         )
 
     def release(self, job_id: str) -> None:

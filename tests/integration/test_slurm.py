@@ -1,7 +1,7 @@
 """`pipeline submit` / `pipeline status` against a real local SLURM cluster (fixture in slurm_cluster.py).
 
-The job payload is `fake_trainer.py` (same command line as `pipeline train`, no torch), passed through submit's
-hidden `--command` option, so these tests check the templates and SLURM behaviour in seconds.
+Most jobs run `fake_trainer.py` (same command line as `pipeline train`, no torch), passed through submit's hidden
+`--command` option, so they check the templates and SLURM behaviour in seconds; the `slow` ones run the real trainer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as cli
-from tests.integration.slurm_cluster import LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
+from pipeline.slurm_status import status_rows
+from tests.integration.slurm_cluster import ROOT, LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slurm
 FAKE = f"{sys.executable} {Path(__file__).with_name('fake_trainer.py')}"
@@ -133,3 +134,51 @@ def test_usr1_checkpoints_requeues_and_resumes(
     assert record["final_step"] == checkpoint_step + 3
     log = (run_dir / "slurm" / f"{job_id}.out").read_text()
     assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log  # --open-mode=append kept both
+
+
+# The real trainer as the payload: `srun <python> -m pipeline train ...`, on the tiny corpus slice.
+TINY_LSTM = [str(ROOT / "configs/tiny/base.yaml"), str(ROOT / "configs/tiny/lstm.yaml")]
+
+
+def submit_trainer(capsys: pytest.CaptureFixture[str], run_dir: Path, data_dir: Path, *argv: str) -> str:
+    configs = [x for path in TINY_LSTM for x in ("--config", path)]
+    overrides = [f"data.dir={data_dir}", f"run_dir={run_dir}", "train.max_steps=4", "train.bleu_samples=0"]
+    assert cli(["submit", *configs, *argv, *overrides]) == 0, capsys.readouterr().err
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_real_trainer_single_node_cpu_job(
+    slurm_cluster: LocalSlurm,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "real"
+    job_id = submit_trainer(capsys, run_dir, tiny_data)
+    slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
+    [row] = status_rows([run_dir])
+    assert (row.jobs, row.state) == (job_id, "COMPLETED") and row.train_loss != "-"
+    assert row.step in ("3", "4")  # Lightning's CSV logs the 0-based index of the step it just took
+
+
+@pytest.mark.slow
+def test_real_trainer_two_tasks_gloo(
+    slurm_cluster: LocalSlurm,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--ntasks-per-node 2` on CPU: srun starts both ranks (Lightning spawns none), gloo joins them."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "real2"
+    job_id = submit_trainer(capsys, run_dir, tiny_data, "--ntasks-per-node", "2")
+    slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
+    log = (run_dir / "slurm" / f"{job_id}.out").read_text()
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
+    assert log.count("Initializing distributed") == 2
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
