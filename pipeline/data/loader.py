@@ -1,0 +1,290 @@
+"""Streaming, length-bucketed, resumable batches from the tar shards written by ``prepare``.
+
+Who reads what. The readers of one epoch are ``world_size * max(num_workers, 1)`` slots, slot
+``rank * max(num_workers, 1) + worker_id``. Each epoch first permutes the shard list with ``(seed, epoch)``
+(train only), then:
+
+- train, with at least as many shards as slots: slot ``i`` reads shards ``i, i + slots, ...`` of that order;
+- otherwise (few shards, and always for valid/test): every slot walks all shards and keeps the samples whose
+  running index ``j`` satisfies ``j % slots == i``.
+
+Either way each sample is read by exactly one slot per epoch, and valid/test are seen exactly once in total.
+
+Batching. A slot reads ``bucket_size`` samples (train: through webdataset's shuffle buffer), sorts them by
+length and cuts batches greedily so that ``B * max_len_in_batch <= batch_tokens``, then shuffles the batches
+(train only). Length of a sample = ``max(len(src), len(tgt) + 1)``, the padded width it needs. All randomness
+comes from ``random.Random`` seeded by strings of ``(seed, epoch, slot)``, so the stream is a pure function of
+``(seed, epoch, rank, world_size, num_workers)``.
+
+Resuming. Every batch carries its (worker, epoch, batch index) through the DataLoader under ``POSITION_KEY``;
+``ShardLoader`` records, per worker, the last consumed position (when the batch leaves it, or when the trainer
+calls ``record_position``). ``state_dict()`` saves those positions; a loader given them
+via ``load_state_dict`` makes each worker regenerate its epoch and skip the batches already consumed, so
+the resumed stream continues at the next unseen batch. Same world size and worker count only for now
+(positions per sample are recorded too, as the hook for re-splitting the remainder at a new world size).
+A finished (non-infinite) pass advances ``epoch`` by one, so the next pass is reshuffled.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pipeline.data.corpus import SPLITS
+from pipeline.data.prepare import read_manifest
+from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+STATE_VERSION = 1
+# Batch key carrying {"worker", "epoch", "batches", "samples"} (the position *after* this batch) out of the workers.
+POSITION_KEY = "_position"
+
+
+class ShardError(RuntimeError):
+    """A shard is missing, unreadable or does not match the manifest."""
+
+
+@dataclass
+class _Sample:
+    key: str
+    src: np.ndarray
+    tgt: np.ndarray
+    src_text: str
+    tgt_text: str
+
+    @property
+    def width(self) -> int:
+        return max(len(self.src), len(self.tgt) + 1)
+
+
+class ShardDataset(IterableDataset):
+    """Yields ready batches (dicts of tensors) for one rank; see the module docstring for the rules."""
+
+    def __init__(self, data_dir: str | Path, split: str, *, batch_tokens: int, max_len: int | None = None,
+                 rank: int = 0, world_size: int = 1, num_workers: int = 0, seed: int = 0, epoch: int = 0,
+                 infinite: bool = False, bucket_size: int = 1024, shuffle: bool | None = None,
+                 with_text: bool = False) -> None:  # fmt: skip
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        self.data_dir = Path(data_dir)
+        self.manifest = read_manifest(self.data_dir)
+        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + 1
+        if batch_tokens < longest:
+            raise ValueError(
+                f"batch_tokens={batch_tokens} is below the widest possible sample ({longest} tokens)"
+            )
+        self.split, self.batch_tokens, self.max_len = split, batch_tokens, max_len
+        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+        self.seed, self.epoch, self.infinite, self.bucket_size = seed, epoch, infinite, max(bucket_size, 1)
+        self.shuffle = split == "train" if shuffle is None else shuffle
+        self.with_text = with_text
+        self.shards = self.manifest["splits"][split]["shards"]
+        for shard in self.shards:
+            if not (self.data_dir / shard["path"]).is_file():
+                raise ShardError(f"shard missing: {self.data_dir / shard['path']} (listed in the manifest)")
+        self._positions: dict[int, dict] = {}  # worker -> last consumed position (main process)
+        self._resume: dict[int, dict] = {}  # worker -> position to skip to on the next pass
+
+    # ---- resumable state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Epoch and per-worker consumed position; JSON-serialisable for checkpoints."""
+        return {
+            "version": STATE_VERSION,
+            "split": self.split,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "num_workers": self.num_workers,
+            "workers": {str(w): dict(p) for w, p in sorted(self._positions.items())},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next pass continue after what ``state`` says was consumed."""
+        for key in ("split", "seed", "world_size", "num_workers"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(
+                    f"loader state has {key}={state.get(key)!r} but this loader has {getattr(self, key)!r}; "
+                    "resuming with a different split, seed, world size or worker count is not supported yet"
+                )
+        self.epoch = int(state["epoch"])
+        self._positions = {int(w): dict(p) for w, p in state["workers"].items()}
+        self._resume = {w: dict(p) for w, p in self._positions.items()}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._positions, self._resume = epoch, {}, {}
+
+    def record_position(self, position: dict) -> None:
+        """Mark everything up to and including the batch that carried ``position`` as consumed."""
+        worker = int(position["worker"])
+        self._positions[worker] = {k: int(position[k]) for k in ("epoch", "batches", "samples")}
+
+    # ---- iteration -------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict]:
+        # Read the resume point now, not lazily in the generator: ShardLoader clears it right after `iter()`.
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if n_workers != max(self.num_workers, 1):
+            raise ValueError(
+                f"dataset built for num_workers={self.num_workers} runs with {n_workers} workers"
+            )
+        start = self._resume.get(worker, {"epoch": self.epoch, "batches": 0, "samples": 0})
+        return self._generate(worker, n_workers, dict(start))
+
+    def _generate(self, worker: int, n_workers: int, start: dict) -> Iterator[dict]:
+        epoch, skip, samples = start["epoch"], start["batches"], start["samples"]
+        slot, n_slots = self.rank * n_workers + worker, self.world_size * n_workers
+        while True:
+            for index, batch in enumerate(self._epoch_batches(epoch, slot, n_slots), start=1):
+                if index <= skip:
+                    continue
+                samples += len(batch)
+                position = {"worker": worker, "epoch": epoch, "batches": index, "samples": samples}
+                yield {**self._collate(batch), POSITION_KEY: position}
+            if not self.infinite:
+                return
+            epoch, skip, samples = epoch + 1, 0, 0
+
+    def _epoch_batches(self, epoch: int, slot: int, n_slots: int) -> Iterator[list[_Sample]]:
+        rng = random.Random(f"{self.seed}-{epoch}-{slot}-batches")
+        samples = self._slot_samples(epoch, slot, n_slots)
+        if self.shuffle:
+            samples = wds.shuffle(
+                self.bucket_size, self.bucket_size, rng=random.Random(f"{self.seed}-{epoch}-{slot}")
+            )(samples)
+        bucket: list[_Sample] = []
+        for sample in samples:
+            bucket.append(sample)
+            if len(bucket) >= self.bucket_size:
+                yield from self._cut(bucket, rng)
+                bucket = []
+        if bucket:
+            yield from self._cut(bucket, rng)
+
+    def _cut(self, bucket: list[_Sample], rng: random.Random) -> list[list[_Sample]]:
+        """Sort by width and cut so that batch size x widest sample <= batch_tokens."""
+        bucket.sort(key=lambda s: (s.width, s.key))
+        batches: list[list[_Sample]] = [[]]
+        for sample in bucket:
+            if batches[-1] and (len(batches[-1]) + 1) * sample.width > self.batch_tokens:
+                batches.append([])
+            batches[-1].append(sample)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def _slot_samples(self, epoch: int, slot: int, n_slots: int) -> Iterator[_Sample]:
+        shards = list(self.shards)
+        if self.shuffle:
+            random.Random(f"{self.seed}-{epoch}-shards").shuffle(shards)
+        by_shard = self.split == "train" and len(shards) >= n_slots
+        mine = shards[slot::n_slots] if by_shard else shards
+        index = 0
+        for shard in mine:
+            for sample in self._read_shard(shard):
+                index += 1
+                if not by_shard and (index - 1) % n_slots != slot:
+                    continue
+                if self.max_len is not None and max(len(sample.src), len(sample.tgt)) > self.max_len:
+                    continue
+                yield sample
+
+    def _read_shard(self, shard: dict) -> Iterator[_Sample]:
+        """Decode one tar shard with webdataset; any failure or a short count names the shard."""
+        path = self.data_dir / shard["path"]
+        count = 0
+        try:
+            for raw in wds.decode()(wds.tarfile_to_samples()(iter([{"url": str(path)}]))):
+                sample = _Sample(
+                    raw["__key__"], raw["src.npy"], raw["tgt.npy"], raw["src.txt"], raw["tgt.txt"]
+                )
+                count += 1
+                yield sample
+        except Exception as exn:
+            raise ShardError(f"corrupt shard {path}: {type(exn).__name__}: {exn}") from exn
+        if count != shard["samples"]:
+            raise ShardError(f"corrupt shard {path}: read {count} samples, manifest says {shard['samples']}")
+
+    def _collate(self, batch: list[_Sample]) -> dict:
+        """Right-pad with PAD_ID; tgt_in = BOS + tgt, tgt_out = tgt + EOS."""
+        n, s_len, t_len = len(batch), max(len(x.src) for x in batch), max(len(x.tgt) for x in batch) + 1
+        src = torch.full((n, s_len), PAD_ID, dtype=torch.long)
+        tgt_in = torch.full((n, t_len), PAD_ID, dtype=torch.long)
+        tgt_out = torch.full((n, t_len), PAD_ID, dtype=torch.long)
+        src_mask = torch.zeros((n, s_len), dtype=torch.bool)
+        for i, x in enumerate(batch):
+            src[i, : len(x.src)] = torch.from_numpy(x.src.astype(np.int64))
+            src_mask[i, : len(x.src)] = True
+            tgt = torch.from_numpy(x.tgt.astype(np.int64))
+            tgt_in[i, 0], tgt_in[i, 1 : len(tgt) + 1] = BOS_ID, tgt
+            tgt_out[i, : len(tgt)], tgt_out[i, len(tgt)] = tgt, EOS_ID
+        out = {
+            "src": src,
+            "src_mask": src_mask,
+            "tgt_in": tgt_in,
+            "tgt_out": tgt_out,
+            "n_tokens": sum(len(x.tgt) + 1 for x in batch),
+            "n_src_tokens": sum(len(x.src) for x in batch),
+        }
+        if self.with_text:
+            out["keys"] = [x.key for x in batch]
+            out["src_text"] = [x.src_text for x in batch]
+            out["tgt_text"] = [x.tgt_text for x in batch]
+        return out
+
+
+class ShardLoader(DataLoader):
+    """A ``DataLoader(batch_size=None)`` that tracks what was consumed, for ``state_dict`` / resume.
+
+    With ``record_on_yield`` (default) a batch counts as consumed when it leaves the loader, and its position key
+    is removed. Without it the batch keeps ``batch[POSITION_KEY]`` and the caller passes it to
+    ``record_position`` once the batch is really used (Lightning fetches one batch ahead of the step it trains).
+    """
+
+    dataset: ShardDataset
+
+    def __init__(self, dataset: ShardDataset, *, num_workers: int = 0, record_on_yield: bool = True) -> None:
+        super().__init__(dataset, batch_size=None, num_workers=num_workers)
+        self.record_on_yield = record_on_yield
+
+    def __iter__(self) -> Iterator[dict]:
+        dataset = self.dataset
+        iterator = super().__iter__()  # workers (or the in-process fetcher) snapshot the resume point here
+        dataset._resume = {}
+        for batch in iterator:
+            if self.record_on_yield:
+                dataset.record_position(batch.pop(POSITION_KEY))
+            yield batch
+        dataset.set_epoch(dataset.epoch + 1)  # a finished pass: the next one reshuffles
+
+    def state_dict(self) -> dict:
+        return self.dataset.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)
+
+    def record_position(self, position: dict) -> None:
+        self.dataset.record_position(position)
+
+
+def build_loader(data_dir: str | Path, split: str, *, batch_tokens: int, max_len: int | None = None, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 0, seed: int = 0, epoch: int = 0, infinite: bool = False,
+                 bucket_size: int = 1024, shuffle: bool | None = None, with_text: bool = False,
+                 record_on_yield: bool = True) -> ShardLoader:  # fmt: skip
+    """Batches of ``split`` for one rank (see the module docstring). ``with_text`` adds keys and texts (BLEU).
+
+    ``max_len`` drops samples with more tokens on either side (None: keep all, ``prepare`` already capped them).
+    ``shuffle`` defaults to True for train only. ``record_on_yield``: see ``ShardLoader``.
+    """
+    dataset = ShardDataset(data_dir, split, batch_tokens=batch_tokens, max_len=max_len, rank=rank,
+                           world_size=world_size, num_workers=num_workers, seed=seed, epoch=epoch, infinite=infinite,
+                           bucket_size=bucket_size, shuffle=shuffle, with_text=with_text)  # fmt: skip
+    return ShardLoader(dataset, num_workers=num_workers, record_on_yield=record_on_yield)
