@@ -6,9 +6,11 @@ Most jobs run `fake_trainer.py` (same command line as `pipeline train`, no torch
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,26 +145,8 @@ TINY_LSTM = [str(ROOT / "configs/tiny/base.yaml"), str(ROOT / "configs/tiny/lstm
 def submit_trainer(capsys: pytest.CaptureFixture[str], run_dir: Path, data_dir: Path, *argv: str) -> str:
     configs = [x for path in TINY_LSTM for x in ("--config", path)]
     overrides = [f"data.dir={data_dir}", f"run_dir={run_dir}", "train.max_steps=4", "train.bleu_samples=0"]
-    assert cli(["submit", *configs, *argv, *overrides]) == 0, capsys.readouterr().err
+    assert cli(["submit", *configs, *overrides, *argv]) == 0, capsys.readouterr().err  # argv last: it wins
     return capsys.readouterr().out.strip().splitlines()[-1]
-
-
-@pytest.mark.slow
-def test_real_trainer_single_node_cpu_job(
-    slurm_cluster: LocalSlurm,
-    tiny_data: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    run_dir = tmp_path / "real"
-    job_id = submit_trainer(capsys, run_dir, tiny_data)
-    slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
-    [row] = status_rows([run_dir])
-    assert (row.jobs, row.state) == (job_id, "COMPLETED") and row.train_loss != "-"
-    assert row.step in ("3", "4")  # Lightning's CSV logs the 0-based index of the step it just took
 
 
 @pytest.mark.slow
@@ -176,9 +160,58 @@ def test_real_trainer_two_tasks_gloo(
     """`--ntasks-per-node 2` on CPU: srun starts both ranks (Lightning spawns none), gloo joins them."""
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "real2"
-    job_id = submit_trainer(capsys, run_dir, tiny_data, "--ntasks-per-node", "2")
+    job_id = submit_trainer(capsys, run_dir, tiny_data, "--ntasks-per-node=2")
     slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
     log = (run_dir / "slurm" / f"{job_id}.out").read_text()
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
     assert log.count("Initializing distributed") == 2
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """Steps with a train/loss row, over every CSVLogger version (one per start of the job)."""
+    steps = []
+    for path in sorted(run_dir.glob("csv/**/metrics.csv")):
+        with open(path, newline="") as f:
+            steps += [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    return steps
+
+
+@pytest.mark.slow
+def test_real_trainer_single_node_job_requeues_on_usr1_and_resumes(
+    slurm_cluster: LocalSlurm,
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single-node CPU job of the real trainer, sent USR1 mid-training: Lightning saves an hpc checkpoint and
+    requeues; the restart resumes from it and completes; `pipeline status` shows the restart and the last step."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "real-requeue"
+    job_id = submit_trainer(capsys, run_dir, tiny_data, "train.max_steps=20", "train.val_every=100")
+    slurm_cluster.wait(job_id, {"RUNNING"}, timeout=60)
+    for _ in range(600):  # the signal handler is in place once training has logged a step
+        if logged_steps(run_dir):
+            break
+        time.sleep(0.1)
+    assert logged_steps(run_dir), "training never logged a step"
+    subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
+
+    pending = slurm_cluster.wait(job_id, {"PENDING"}, timeout=60)
+    assert pending["Restarts"] == "1"
+    [hpc] = run_dir.glob("hpc_ckpt_*.ckpt")  # saved by the USR1 handler before the requeue
+    slurm_cluster.release(job_id)
+    slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
+
+    import torch  # only here: the other tests in this file run without it
+
+    saved_step = torch.load(hpc, map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < saved_step < 20
+    log = (run_dir / "slurm" / f"{job_id}.out").read_text()
+    assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log
+    assert f"Restored all states from the checkpoint at {hpc}" in log, log[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 20
+    [row] = status_rows([run_dir])
+    assert (row.jobs, row.state, row.restarts) == (job_id, "COMPLETED", "1") and row.train_loss != "-"
+    assert row.step in ("19", "20")  # Lightning's CSV logs the 0-based index of the step it just took
