@@ -143,8 +143,8 @@ def parse_bible_spec(spec: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def load_splits(source: CorpusSource, limit: int | None = None) -> dict[str, list[Example]]:
-    """Read, clean and split the corpus. ``limit`` keeps the first ``limit`` pairs of each split (for tests)."""
+def load_splits(source: CorpusSource) -> dict[str, list[Example]]:
+    """Read, clean and split the corpus (pairs with an empty side are dropped)."""
     if source.bible is not None:
         splits = _load_bible(*parse_bible_spec(source.bible))
     elif source.text is not None:
@@ -154,8 +154,6 @@ def load_splits(source: CorpusSource, limit: int | None = None) -> dict[str, lis
         splits = _load_parallel(
             _existing(source.src), _existing(source.tgt), source.valid_frac, source.test_frac
         )
-    if limit is not None:
-        splits = {name: examples[:limit] for name, examples in splits.items()}
     return splits
 
 

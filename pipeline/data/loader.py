@@ -46,6 +46,10 @@ STATE_VERSION = 1
 POSITION_KEY = "_position"
 
 
+# Token ids are raw little-endian int32 (see prepare.py); .txt goes through webdataset's default utf-8 handler.
+_DECODE = wds.decode(wds.handle_extension("i32", lambda data: np.frombuffer(data, dtype="<i4")))
+
+
 class ShardError(RuntimeError):
     """A shard is missing, unreadable or does not match the manifest."""
 
@@ -108,12 +112,24 @@ class ShardDataset(IterableDataset):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Make the next pass continue after what ``state`` says was consumed."""
-        for key in ("split", "seed", "world_size", "num_workers"):
+        """Make the next pass continue after what ``state`` says was consumed.
+
+        ``state`` is this rank's ``state_dict()``, or ``{"ranks": [state of rank 0, state of rank 1, ...]}``
+        (ranks progress differently, so a DDP checkpoint must hold every rank's state, not only rank 0's).
+        """
+        if "ranks" in state:
+            if len(state["ranks"]) != self.world_size:
+                raise ValueError(
+                    f"loader state holds {len(state['ranks'])} ranks but world_size={self.world_size}; "
+                    "resuming with a different world size is not supported yet"
+                )
+            state = state["ranks"][self.rank]
+        for key in ("split", "seed", "rank", "world_size", "num_workers"):
             if state.get(key) != getattr(self, key):
                 raise ValueError(
                     f"loader state has {key}={state.get(key)!r} but this loader has {getattr(self, key)!r}; "
-                    "resuming with a different split, seed, world size or worker count is not supported yet"
+                    "resuming with a different split, seed, world size or worker count is not supported yet "
+                    "(and each rank needs its own state)"
                 )
         self.epoch = int(state["epoch"])
         self._positions = {int(w): dict(p) for w, p in state["workers"].items()}
@@ -202,9 +218,9 @@ class ShardDataset(IterableDataset):
         path = self.data_dir / shard["path"]
         count = 0
         try:
-            for raw in wds.decode()(wds.tarfile_to_samples()(iter([{"url": str(path)}]))):
+            for raw in _DECODE(wds.tarfile_to_samples()(iter([{"url": str(path)}]))):
                 sample = _Sample(
-                    raw["__key__"], raw["src.npy"], raw["tgt.npy"], raw["src.txt"], raw["tgt.txt"]
+                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"]
                 )
                 count += 1
                 yield sample

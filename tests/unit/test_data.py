@@ -189,10 +189,23 @@ def test_resume_continues_at_next_unseen_batch(data_dir: Path, num_workers: int,
     assert take(resumed, half) == straight[half:]
 
 
-def test_resume_refuses_other_world_size(data_dir: Path) -> None:
-    state = build_loader(data_dir, "train", batch_tokens=BT).state_dict()
+def test_resume_per_rank_states_and_refuses_other_world_size(data_dir: Path) -> None:
+    def loader(rank: int, world_size: int = 2):
+        return build_loader(
+            data_dir, "train", batch_tokens=BT, rank=rank, world_size=world_size, with_text=True
+        )
+
+    loaders = [loader(0), loader(1)]
+    for ld in loaders:
+        next(iter(ld))
+    both = {"ranks": [ld.state_dict() for ld in loaders]}
+    resumed = loader(1)
+    resumed.load_state_dict(both)
+    assert keys_of(resumed) == keys_of(loader(1))[len(next(iter(loader(1)))["keys"]) :]
+    with pytest.raises(ValueError, match="rank"):
+        loader(1).load_state_dict(both["ranks"][0])  # rank 0's state on rank 1 would replay the wrong samples
     with pytest.raises(ValueError, match="world_size"):
-        build_loader(data_dir, "train", batch_tokens=BT, rank=1, world_size=2).load_state_dict(state)
+        loader(0, world_size=1).load_state_dict(both["ranks"][0])
 
 
 def test_missing_data_dir_manifest_and_shard(tmp_path: Path, data_dir: Path) -> None:
@@ -263,7 +276,14 @@ def test_real_corpus_prepare_subset_is_idempotent_and_atomic(
 ) -> None:
     out = tmp_path / "bible"
     manifest = ensure_prepared(out, corpus="bible:4-l", vocab_size=320, max_len=64, limit=40)
-    assert manifest["corpus"] == "bible:4-l" and manifest["splits"]["valid"]["samples"] > 0
+    assert manifest["corpus"] == "bible:4-l"
+    assert [manifest["splits"][s]["samples"] for s in ("train", "valid", "test")] == [
+        40,
+        40,
+        40,
+    ]  # after drops
+    keys = keys_of(build_loader(out, "train", batch_tokens=256, with_text=True))
+    assert len({book_of(k) for k in keys}) > 10  # the seeded shuffle spreads a limited train split over books
     stamp = (out / "manifest.json").stat().st_mtime_ns
     assert prepare("bible:4-l", out, vocab_size=320, max_len=64, limit=40) == manifest
     assert (out / "manifest.json").stat().st_mtime_ns == stamp  # nothing redone
