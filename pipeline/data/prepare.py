@@ -70,9 +70,13 @@ def prepare(
         "overlong": overlong,
         "format_version": FORMAT_VERSION,
     }
-    existing = read_manifest(out_dir) if (out_dir / MANIFEST).is_file() else None
-    if existing is not None and existing.get("args") == args and not force:
-        return existing
+    if not force and (out_dir / MANIFEST).is_file():
+        try:
+            existing = read_manifest(out_dir)
+        except ValueError:  # unreadable manifest: rebuild
+            existing = {}
+        if existing.get("args") == args:
+            return existing
     _check_replaceable(out_dir)
 
     splits = load_splits(source)
