@@ -4,11 +4,12 @@ same token budget, then print a comparison table and write `summary.md` and `val
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
 from typing import Any
+
+from pipeline.run_metrics import read_metric
 
 ARCHS = ("lstm", "residual_lstm", "transformer")
 
@@ -89,18 +90,6 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return capture.get()
 
 
-def valid_curve(run_dir: Path) -> tuple[list[int], list[float]]:
-    """(steps, valid losses) from the run's Lightning CSV log."""
-    steps, losses = [], []
-    for path in sorted(run_dir.glob("csv/**/metrics.csv")):
-        with path.open() as handle:
-            for rec in csv.DictReader(handle):
-                if rec.get("valid/loss"):
-                    steps.append(int(float(rec["step"])))
-                    losses.append(float(rec["valid/loss"]))
-    return steps, losses
-
-
 def plot_valid_curves(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib
 
@@ -109,7 +98,8 @@ def plot_valid_curves(rows: list[dict[str, Any]], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
-        steps, losses = valid_curve(Path(row["run_dir"]))
+        curve = read_metric(Path(row["run_dir"]), "valid/loss")
+        steps, losses = list(curve), list(curve.values())
         ax.plot(steps, losses, marker="o", label=f"{row['arch']} ({row['params'] / 1e6:.1f}M)")
     ax.set_xlabel("optimizer step (same batches for every model)")
     ax.set_ylabel("validation loss (nats/token)")

@@ -7,12 +7,12 @@ CSVLogger writes. Parsing `scontrol`'s `Key=Value` line is done by hand because 
 
 from __future__ import annotations
 
-import csv
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.run_metrics import latest
 from pipeline.slurm_render import TASK_FILE, parse_array_spec, read_tasks, task_run_dir
 
 UNKNOWN = "finished/unknown"
@@ -75,19 +75,14 @@ def array_task_record(records: list[dict[str, str]], task: int) -> dict[str, str
 
 
 def latest_metrics(run_dir: Path) -> tuple[str, str, str]:
-    """(step, train loss, valid loss) from the newest metrics.csv; "-" for what is not there."""
-    files = sorted((run_dir / "csv").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    step = train = valid = "-"
-    if not files:
-        return step, train, valid
-    with open(files[-1], newline="") as f:
-        for row in csv.DictReader(f):
-            # Rows are in logging order, so the last one with a loss is the newest.
-            if row.get("train/loss"):
-                step, train = row.get("step") or step, f"{float(row['train/loss']):.4f}"
-            if row.get("valid/loss"):
-                step, valid = row.get("step") or step, f"{float(row['valid/loss']):.4f}"
-    return step, train, valid
+    """(step, train loss, valid loss) logged last; "-" for what is not there."""
+    train, valid = latest(run_dir, "train/loss"), latest(run_dir, "valid/loss")
+    steps = [entry[0] for entry in (train, valid) if entry]
+    return (
+        str(max(steps)) if steps else "-",
+        f"{train[1]:.4f}" if train else "-",
+        f"{valid[1]:.4f}" if valid else "-",
+    )
 
 
 def _short(path: Path) -> str:

@@ -82,7 +82,11 @@ def _plugins() -> list[Any]:
 def _loggers(cfg: RunConfig, run_dir: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version=0)]
+    # One CSV version per start: Lightning's CSVLogger would otherwise overwrite the metrics of the interrupted
+    # attempt. Readers merge csv/version_*/metrics.csv, later versions winning for a repeated step.
+    previous = sorted(run_dir.glob("csv/version_*"))
+    version = 1 + max((int(p.name.split("_")[1]) for p in previous), default=-1)
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version=version)]
     if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
         from pipeline.wandb_run import make_wandb_logger
 
@@ -124,7 +128,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         limit_val_batches=t.val_batches or None,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every,
-        gradient_clip_val=t.grad_clip or None,
+        gradient_clip_val=cfg.optim.grad_clip or None,
         accumulate_grad_batches=t.accumulate,
         deterministic=t.deterministic,
         default_root_dir=str(run_dir),
