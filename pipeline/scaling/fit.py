@@ -1,0 +1,418 @@
+"""Scaling-law fits with bootstrap confidence intervals: L(N), L(C), and Chinchilla's L(N, D).
+
+scipy has the optimisers (``np.polyfit``, ``least_squares``, L-BFGS-B) but no scaling-law fitter with Hoffmann et
+al.'s (2022) recipe, run-level bootstrap, or crossing search, so those few pieces are written here. Losses are in
+nats per target token. Every fit says when it is underdetermined instead of returning numbers that only look like
+an answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# These fits have tens of points; a multithreaded BLAS only adds thread wake-ups, which made L-BFGS-B ~30x slower
+# on a busy 2-core machine. Takes effect if scipy's BLAS is not loaded yet; an explicit setting is respected.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from scipy.optimize import brentq, least_squares, minimize  # noqa: E402
+
+HUBER_DELTA = 1e-3
+# Hoffmann et al. 2022, appendix D.2: the grid of initialisations for (alpha, beta, e, a, b).
+HOFFMANN_GRID = {
+    "alpha": np.arange(0.0, 2.01, 0.5),
+    "beta": np.arange(0.0, 2.01, 0.5),
+    "e": np.arange(-1.0, 1.01, 0.5),
+    "a": np.arange(0.0, 25.01, 5.0),
+    "b": np.arange(0.0, 25.01, 5.0),
+}
+CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
+
+
+@dataclass
+class FitResult:
+    """A fitted law, its 95 % bootstrap percentile CIs, and whether the data could determine it at all."""
+
+    form: str  # "power_law" (E + (x_c/x)^alpha, E=0 unless fitted) or "chinchilla" (E + A/N^alpha + B/D^beta)
+    params: dict[str, float]
+    n_points: int  # distinct points the law was fitted to
+    n_free: int
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    underdetermined: bool = False
+    reason: str = ""
+    objective: float = math.nan
+    n_boot: int = 0  # resamples drawn
+    n_boot_ok: int = 0  # resamples that were determined and converged (the CI uses only these)
+    samples: np.ndarray | None = field(
+        default=None, repr=False
+    )  # (n_boot_ok, len(params)), params' key order
+    theta: np.ndarray | None = field(default=None, repr=False)  # chinchilla optimum in (a, b, e, alpha, beta)
+
+    @property
+    def dof(self) -> int:
+        return self.n_points - self.n_free
+
+    def predict(self, x: Any, d: Any = None, params: dict[str, float] | None = None) -> np.ndarray:
+        p = self.params if params is None else params
+        x = np.asarray(x, dtype=float)
+        if self.form == "chinchilla":
+            return p["E"] + p["A"] / x ** p["alpha"] + p["B"] / np.asarray(d, dtype=float) ** p["beta"]
+        with np.errstate(
+            over="ignore", divide="ignore", invalid="ignore"
+        ):  # x_c may under/overflow in samples
+            return p.get("E", 0.0) + np.exp(p["alpha"] * (np.log(p["x_c"]) - np.log(x)))
+
+    def sample_params(self) -> list[dict[str, float]]:
+        if self.samples is None:
+            return []
+        return [dict(zip(self.params, row, strict=True)) for row in self.samples]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "form": self.form,
+            "params": {k: _finite(v) for k, v in self.params.items()},
+            "ci95": {k: [_finite(lo), _finite(hi)] for k, (lo, hi) in self.ci.items()},
+            "n_points": self.n_points,
+            "n_free": self.n_free,
+            "underdetermined": self.underdetermined,
+            "reason": self.reason,
+            "objective": _finite(self.objective),
+            "n_boot": self.n_boot,
+            "n_boot_ok": self.n_boot_ok,
+        }
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _underdetermined(form: str, names: Sequence[str], n_points: int, reason: str) -> FitResult:
+    nan = dict.fromkeys(names, math.nan)
+    return FitResult(form, nan, n_points, len(names), underdetermined=True, reason=reason)
+
+
+# ---------------------------------------------------------------- L(x) = E + (x_c / x)^alpha
+def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
+    """Fit L(x) = (x_c/x)^alpha (+ E) by least squares on log L (so each point counts by its relative error).
+    Needs at least as many distinct x as free parameters: 2, or 3 with E (E bounded to [0, min L))."""
+    x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
+    names = ("alpha", "x_c", "E") if with_e else ("alpha", "x_c")
+    n_distinct = len(np.unique(x))
+    if n_distinct < len(names):
+        return _underdetermined(
+            "power_law",
+            names,
+            n_distinct,
+            f"{n_distinct} distinct x for {len(names)} free parameters ({', '.join(names)})",
+        )
+    lx, ly = np.log(x), np.log(loss)
+    if not with_e:
+        slope, intercept = np.polyfit(lx, ly, 1)
+        alpha = -slope
+        with np.errstate(divide="ignore", over="ignore"):
+            x_c = float(np.exp(intercept / alpha)) if alpha != 0 else math.inf
+        resid = ly - (intercept + slope * lx)
+        return FitResult(
+            "power_law", {"alpha": alpha, "x_c": x_c}, n_distinct, 2, objective=float(resid @ resid)
+        )
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        alpha, lxc, e = p
+        return np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx)) - ly
+
+    e_max = float(loss.min()) * (1 - 1e-6)
+    best = None
+    for frac in (
+        0.0,
+        0.5,
+        0.9,
+    ):  # starts: E at 0, half and 90 % of the lowest loss; alpha, x_c from log(L - E)
+        e0 = frac * e_max
+        slope, intercept = np.polyfit(lx, np.log(loss - e0), 1)
+        alpha0 = float(np.clip(-slope, 1e-3, 9.0))
+        lxc0 = float(intercept / alpha0) if -slope > 1e-3 else float(lx.max())
+        sol = least_squares(
+            residuals, [alpha0, lxc0, e0], bounds=([-10, -np.inf, 0], [10, np.inf, e_max]), x_scale="jac"
+        )
+        if best is None or sol.cost < best.cost:
+            best = sol
+    alpha, lxc, e = best.x
+    params = {"alpha": float(alpha), "x_c": float(np.exp(min(lxc, 700))), "E": float(e)}
+    return FitResult("power_law", params, n_distinct, 3, objective=2 * float(best.cost))
+
+
+# ---------------------------------------------------------------- Chinchilla L(N, D)
+def _huber_objective(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta: float
+):
+    """Sum of Huber(log-sum-exp(a - alpha log N, b - beta log D, e) - log L) and its gradient in
+    theta = (a, b, e, alpha, beta)."""
+    a, b, e, alpha, beta = theta
+    t0, t1 = a - alpha * log_n, b - beta * log_d  # the third term is the constant e
+    m = np.maximum(np.maximum(t0, t1), e)  # hand-rolled log-sum-exp: scipy's carries ~50 us overhead per call
+    x0, x1, x2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(e - m)
+    s = x0 + x1 + x2
+    r = m + np.log(s) - log_l
+    abs_r = np.abs(r)
+    f = np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)).sum()
+    dr = np.clip(r, -delta, delta) / s  # dHuber/dr, times the softmax normaliser
+    w0, w1 = dr * x0, dr * x1
+    grad = np.array([w0.sum(), w1.sum(), (dr * x2).sum(), -(w0 @ log_n), -(w1 @ log_d)])
+    return f, grad
+
+
+def _grid_objectives(grid: np.ndarray, log_n, log_d, log_l, delta: float) -> np.ndarray:
+    a, b, e, alpha, beta = (grid[:, i : i + 1] for i in range(5))
+    r = np.logaddexp(np.logaddexp(a - alpha * log_n, b - beta * log_d), e) - log_l
+    return np.where(np.abs(r) <= delta, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta)).sum(axis=1)
+
+
+def _hoffmann_grid() -> np.ndarray:
+    g = HOFFMANN_GRID
+    return np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"])))
+
+
+def fit_chinchilla(
+    n: Any,
+    d: Any,
+    loss: Any,
+    delta: float = HUBER_DELTA,
+    n_starts: int | None = 64,
+    extra_starts: Sequence[np.ndarray] = (),
+) -> FitResult:
+    """Fit L(N, D) = E + A/N^alpha + B/D^beta as Hoffmann et al. 2022 do: Huber (delta) on log-loss residuals,
+    parametrised as log-sum-exp(a - alpha log N, b - beta log D, e), L-BFGS-B from a grid of initialisations, the
+    lowest objective kept. ``n_starts`` runs L-BFGS only from that many grid points with the lowest starting
+    objective (None = all 4500); ``extra_starts`` are added (the bootstrap warm-starts from the full-data fit).
+    Needs >= 3 distinct N and >= 3 distinct D (each direction has its own coefficient and exponent plus the shared
+    E) and >= 5 points."""
+    n, d, loss = (np.asarray(v, dtype=float) for v in (n, d, loss))
+    n_points = len({(float(a), float(b)) for a, b in zip(n, d, strict=True)})
+    n_dn, n_dd = len(np.unique(n)), len(np.unique(d))
+    if n_dn < 3 or n_dd < 3 or n_points < 5:
+        reason = f"{n_dn} distinct N, {n_dd} distinct D, {n_points} points; needs >= 3, >= 3 and >= 5"
+        return _underdetermined("chinchilla", CHINCHILLA_PARAMS, n_points, reason)
+    args = (np.log(n), np.log(d), np.log(loss), delta)
+    grid = _hoffmann_grid()
+    if n_starts is not None and n_starts < len(grid):
+        grid = grid[np.argsort(_grid_objectives(grid, *args))[:n_starts]]
+    best = None
+    for theta0 in [*grid, *extra_starts]:
+        sol = minimize(
+            _huber_objective,
+            theta0,
+            args=args,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-10},
+        )
+        if np.all(np.isfinite(sol.x)) and (best is None or sol.fun < best.fun):
+            best = sol
+    a, b, e, alpha, beta = best.x
+    params = {
+        "E": math.exp(e),
+        "A": math.exp(a),
+        "B": math.exp(b),
+        "alpha": float(alpha),
+        "beta": float(beta),
+    }
+    return FitResult("chinchilla", params, n_points, 5, objective=float(best.fun), theta=best.x)
+
+
+# ---------------------------------------------------------------- bootstrap
+def bootstrap(
+    fit_on: Callable[[np.ndarray], FitResult], n_items: int, n_boot: int = 400, seed: int = 0
+) -> FitResult:
+    """Fit on all items, then on ``n_boot`` resamples (with replacement) of the items; 95 % percentile CIs.
+
+    ``fit_on(indices)`` fits the subset; items are runs, so a resample that repeats one run and drops another
+    refits on fewer distinct points, which is what makes the interval honest about how few runs there are.
+    Resamples whose fit is underdetermined or non-finite are dropped and counted (``n_boot - n_boot_ok``)."""
+    result = fit_on(np.arange(n_items))
+    if result.underdetermined or n_boot <= 0:
+        return result
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n_boot):
+        r = fit_on(rng.integers(0, n_items, n_items))
+        values = np.array([r.params[k] for k in result.params])
+        if not r.underdetermined and np.all(np.isfinite(values)):
+            rows.append(values)
+    result.n_boot, result.n_boot_ok = n_boot, len(rows)
+    if rows:
+        result.samples = np.array(rows)
+        lo, hi = np.percentile(result.samples, [2.5, 97.5], axis=0)
+        result.ci = {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(result.params)}
+    return result
+
+
+def fit_power_law_bootstrap(
+    x: Any, loss: Any, with_e: bool = False, n_boot: int = 400, seed: int = 0
+) -> FitResult:
+    x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
+    return bootstrap(lambda i: fit_power_law(x[i], loss[i], with_e), len(x), n_boot, seed)
+
+
+def fit_chinchilla_bootstrap(
+    n: Any,
+    d: Any,
+    loss: Any,
+    n_boot: int = 400,
+    seed: int = 0,
+    n_starts: int | None = 64,
+    boot_starts: int = 4,
+) -> FitResult:
+    """Chinchilla fit plus bootstrap; each resample starts from the full-data optimum and its ``boot_starts``
+    best grid points (a full grid per resample would cost n_starts/boot_starts times more for the same optimum)."""
+    n, d, loss = (np.asarray(v, dtype=float) for v in (n, d, loss))
+    full = fit_chinchilla(n, d, loss, n_starts=n_starts)
+    if full.underdetermined:
+        return full
+    starts = [full.theta]
+
+    def fit_on(i: np.ndarray) -> FitResult:
+        if len(i) == len(n) and np.array_equal(i, np.arange(len(n))):
+            return full
+        return fit_chinchilla(n[i], d[i], loss[i], n_starts=boot_starts, extra_starts=starts)
+
+    return bootstrap(fit_on, len(n), n_boot, seed)
+
+
+# ---------------------------------------------------------------- frontier, crossing, loss by position
+def compute_frontier(compute: Any, loss: Any) -> np.ndarray:
+    """Indices of the runs on the lower envelope of loss vs compute: sorted by compute, each has lower loss than
+    every run that used less (or equal) compute. With only final-loss records this is the run-level frontier;
+    it approximates Kaplan's L(C_min), which also uses intermediate checkpoints."""
+    compute, loss = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    keep, best = [], math.inf
+    for i in np.lexsort((loss, compute)):
+        if loss[i] < best:
+            keep.append(int(i))
+            best = loss[i]
+    return np.array(keep, dtype=int)
+
+
+def _crossings(fa: FitResult, fb: FitResult, lo: float, hi: float, pa=None, pb=None) -> list[float]:
+    grid = np.geomspace(lo, hi, 400)
+    with np.errstate(all="ignore"):
+        diff = np.log(fa.predict(grid, params=pa)) - np.log(fb.predict(grid, params=pb))
+    out = []
+    for j in np.flatnonzero(np.sign(diff[:-1]) * np.sign(diff[1:]) < 0):
+
+        def g(lc: float) -> float:
+            return float(
+                np.log(fa.predict(math.exp(lc), params=pa)) - np.log(fb.predict(math.exp(lc), params=pb))
+            )
+
+        out.append(math.exp(brentq(g, math.log(grid[j]), math.log(grid[j + 1]))))
+    return out
+
+
+@dataclass
+class Crossing:
+    """Where two fitted L(C) curves cross within ``search_range``, and how far apart they are at ``at_compute``
+    (the largest compute both architectures were measured at)."""
+
+    arch_a: str
+    arch_b: str
+    search_range: tuple[float, float]
+    crossings: list[float]  # every crossing of the point-estimate curves, ascending
+    ci: tuple[float, float] | None  # 95 % percentile CI of the first crossing, over resamples that cross
+    frac_boot_crossing: float  # share of paired resamples whose curves cross in search_range
+    at_compute: float
+    loss_ratio: float  # L_a / L_b at at_compute (fitted curves)
+    loss_ratio_ci: tuple[float, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["crossings"] = [float(c) for c in self.crossings]
+        return d
+
+
+def compare_curves(
+    arch_a: str,
+    fit_a: FitResult,
+    arch_b: str,
+    fit_b: FitResult,
+    at_compute: float,
+    search_range: tuple[float, float],
+) -> Crossing:
+    """Crossing compute and loss ratio of two L(C) fits, with CIs from pairing their i-th bootstrap samples
+    (the two architectures' runs are resampled independently, so pairing by index is an independent draw)."""
+    lo, hi = search_range
+    cross = _crossings(fit_a, fit_b, lo, hi)
+    ratio = float(fit_a.predict(at_compute) / fit_b.predict(at_compute))
+    pairs = list(zip(fit_a.sample_params(), fit_b.sample_params(), strict=False))
+    first, ratios = [], []
+    for pa, pb in pairs:
+        c = _crossings(fit_a, fit_b, lo, hi, pa, pb)
+        if c:
+            first.append(c[0])
+        ratios.append(float(fit_a.predict(at_compute, params=pa) / fit_b.predict(at_compute, params=pb)))
+    ci = tuple(float(v) for v in np.exp(np.percentile(np.log(first), [2.5, 97.5]))) if first else None
+    ratio_ci = tuple(float(v) for v in np.percentile(ratios, [2.5, 97.5])) if ratios else None
+    frac = len(first) / len(pairs) if pairs else math.nan
+    return Crossing(arch_a, arch_b, (lo, hi), cross, ci, frac, at_compute, ratio, ratio_ci)
+
+
+@dataclass
+class Plateau:
+    position: int | None  # None: no plateau found among the measured positions
+    log_ratio: list[float]  # smoothed log(L_a(t) / L_b(t)) per target position t
+    reason: str
+
+
+def mean_loss_by_position(records: Sequence[Any]) -> np.ndarray:
+    """Position-wise mean of ``loss_by_position`` over runs, cut to the shortest curve (NaN-aware)."""
+    curves = [r.loss_by_position for r in records if r.loss_by_position]
+    if not curves:
+        return np.array([])
+    t = min(len(c) for c in curves)
+    with warnings.catch_warnings():  # all-NaN positions stay NaN without a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.array([c[:t] for c in curves], dtype=float), axis=0)
+
+
+def position_plateau(
+    records_a: Sequence[Any], records_b: Sequence[Any], window: int = 5, tol: float = 0.01
+) -> Plateau:
+    """Target position after which architecture a (the LSTM) stops improving relative to b (the Transformer).
+
+    Definition: take each side's mean loss-by-position curve, form rho(t) = log(L_a(t) / L_b(t)), smooth it with
+    a centred moving average of ``window`` positions, and let rise = rho(last) - min rho. If rise < ``tol``
+    (0.01 = 1 % in loss ratio) there is no plateau within the measured positions. Otherwise t* is the last
+    position where rho is within 10 % of ``rise`` of its minimum: after t*, a stays measurably further behind b
+    than at its best, i.e. extra target context keeps helping b but no longer helps a as much. (The last, not the
+    first, near-minimal position, so that a stretch where both improve equally counts as still improving.)
+    """
+    la, lb = mean_loss_by_position(records_a), mean_loss_by_position(records_b)
+    t = min(len(la), len(lb))
+    if t < 2:
+        return Plateau(None, [], f"too few positions with loss on both sides ({t})")
+    with np.errstate(all="ignore"):
+        rho = np.log(la[:t]) - np.log(lb[:t])
+    ok = np.isfinite(rho)
+    kernel = np.ones(max(1, window))
+    num = np.convolve(np.where(ok, rho, 0.0), kernel, mode="same")
+    den = np.convolve(ok.astype(float), kernel, mode="same")
+    smooth = np.divide(num, den, out=np.full(t, np.nan), where=den > 0)
+    if not np.isfinite(smooth).any():
+        return Plateau(None, [], "no position has a finite loss on both sides")
+    finite = np.flatnonzero(np.isfinite(smooth))
+    low = float(np.nanmin(smooth))
+    rise = float(smooth[finite[-1]] - low)
+    curve = [float(v) for v in smooth]
+    if rise < tol:
+        return Plateau(None, curve, f"relative log loss rises by {rise:.4f} < {tol} after its minimum")
+    t_star = int(finite[smooth[finite] <= low + 0.1 * rise][-1])
+    return Plateau(
+        t_star,
+        curve,
+        f"log loss ratio stays > 10 % of its final rise ({rise:.4f}) above its minimum after t={t_star}",
+    )

@@ -1,0 +1,469 @@
+"""Fit every architecture of a sweep, then write ``fit.json``, PNG plots and a ``report.md`` that says what the
+numbers mean and where the data is too thin to say anything.
+
+What is fitted to what (chosen here once, stated in the report):
+- L(N): per distinct non-embedding size, the lowest ``best_valid_loss`` over its token budgets (the least
+  data-limited loss that size reached), as Kaplan et al. 2020 fit converged/early-stopped loss.
+- L(C): the run-level compute frontier of ``final_valid_loss`` (the loss a run actually ended at for its compute).
+- L(N, D): every run, D = target tokens trained on (repeats included), loss = ``final_valid_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.scaling.fit import (
+    Crossing,
+    FitResult,
+    Plateau,
+    bootstrap,
+    compare_curves,
+    compute_frontier,
+    fit_chinchilla_bootstrap,
+    fit_power_law,
+    mean_loss_by_position,
+    position_plateau,
+)
+from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
+
+REFERENCE_ARCH = "transformer"  # the curve the recurrent architectures are compared against
+EXTRAPOLATE = (
+    10.0  # crossings are searched this factor beyond the measured compute range, and flagged if there
+)
+
+
+@dataclass
+class ArchFit:
+    arch: str
+    records: list[RunRecord]
+    fits: dict[str, FitResult]  # "L_N", "L_N_E", "L_C", "L_C_E", "chinchilla"
+    frontier: list[RunRecord]
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted({r.non_embedding_params for r in self.records})
+
+    @property
+    def compute_range(self) -> tuple[float, float]:
+        c = [r.compute for r in self.records]
+        return min(c), max(c)
+
+
+@dataclass
+class SweepFit:
+    sweep_dir: Path
+    skipped: list[str]
+    archs: dict[str, ArchFit]
+    comparisons: list[Crossing] = field(default_factory=list)
+    plateaus: dict[str, Plateau] = field(default_factory=dict)  # arch -> plateau against REFERENCE_ARCH
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+    best: dict[int, float] = {}
+    for r in records:
+        best[r.non_embedding_params] = min(best.get(r.non_embedding_params, math.inf), r.best_valid_loss)
+    n = np.array(sorted(best), dtype=float)
+    return n, np.array([best[int(k)] for k in n])
+
+
+def _frontier(records: Sequence[RunRecord]) -> list[RunRecord]:
+    idx = compute_frontier([r.compute for r in records], [r.final_valid_loss for r in records])
+    return [records[i] for i in idx]
+
+
+def fit_arch(
+    records: list[RunRecord], n_boot: int = 400, seed: int = 0, n_starts: int | None = 64
+) -> ArchFit:
+    """All fits for one architecture; bootstraps resample runs, then redo the per-size / frontier selection."""
+
+    def law_n(with_e: bool):
+        return lambda i: fit_power_law(*_points_by_size([records[j] for j in i]), with_e=with_e)
+
+    def law_c(with_e: bool):
+        def fit_on(i: np.ndarray) -> FitResult:
+            front = _frontier([records[j] for j in i])
+            return fit_power_law(
+                [r.compute for r in front], [r.final_valid_loss for r in front], with_e=with_e
+            )
+
+        return fit_on
+
+    n = len(records)
+    fits = {
+        "L_N": bootstrap(law_n(False), n, n_boot, seed),
+        "L_N_E": bootstrap(law_n(True), n, n_boot, seed),
+        "L_C": bootstrap(law_c(False), n, n_boot, seed),
+        "L_C_E": bootstrap(law_c(True), n, n_boot, seed),
+        "chinchilla": fit_chinchilla_bootstrap(
+            [r.non_embedding_params for r in records],
+            [r.tokens for r in records],
+            [r.final_valid_loss for r in records],
+            n_boot=n_boot,
+            seed=seed,
+            n_starts=n_starts,
+        ),
+    }
+    return ArchFit(records[0].arch, records, fits, _frontier(records))
+
+
+def fit_sweep(sweep_dir: str | Path, n_boot: int = 400, seed: int = 0, n_starts: int | None = 64) -> SweepFit:
+    loaded = load_sweep(sweep_dir)
+    if not loaded.records:
+        raise ValueError(f"{sweep_dir}: no finished runs (no */result.json); skipped: {loaded.skipped}")
+    by_arch: dict[str, list[RunRecord]] = {}
+    for r in loaded.records:
+        by_arch.setdefault(r.arch, []).append(r)
+    archs = {a: fit_arch(rs, n_boot, seed, n_starts) for a, rs in sorted(by_arch.items())}
+    sweep = SweepFit(Path(sweep_dir), loaded.skipped, archs)
+    sweep.settings = {"n_boot": n_boot, "seed": seed, "n_starts": n_starts, "extrapolate": EXTRAPOLATE}
+    names = sorted(archs, key=lambda a: (a == REFERENCE_ARCH, a))  # the reference goes second in each pair
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            fa, fb = archs[a].fits["L_C"], archs[b].fits["L_C"]
+            if fa.underdetermined or fb.underdetermined:
+                continue
+            (lo_a, hi_a), (lo_b, hi_b) = archs[a].compute_range, archs[b].compute_range
+            rng = (min(lo_a, lo_b) / EXTRAPOLATE, max(hi_a, hi_b) * EXTRAPOLATE)
+            sweep.comparisons.append(compare_curves(a, fa, b, fb, min(hi_a, hi_b), rng))
+    if REFERENCE_ARCH in archs:
+        ref = min(archs[REFERENCE_ARCH].records, key=lambda r: r.final_valid_loss)
+        for a in names:
+            if a != REFERENCE_ARCH:
+                best = min(archs[a].records, key=lambda r: r.final_valid_loss)
+                sweep.plateaus[a] = position_plateau([best], [ref])
+    return sweep
+
+
+def sweep_to_dict(sweep: SweepFit) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "sweep_dir": str(sweep.sweep_dir),
+        "n_runs": sum(len(a.records) for a in sweep.archs.values()),
+        "skipped_runs": sweep.skipped,
+        "settings": sweep.settings,
+        "archs": {},
+        "comparisons": [c.to_dict() for c in sweep.comparisons],
+        "plateaus": {
+            a: {"vs": REFERENCE_ARCH, "position": p.position, "reason": p.reason}
+            for a, p in sweep.plateaus.items()
+        },
+    }
+    for name, af in sweep.archs.items():
+        out["archs"][name] = {
+            "n_runs": len(af.records),
+            "non_embedding_sizes": af.sizes,
+            "token_budgets": sorted({r.tokens for r in af.records}),
+            "max_epochs": max(r.epochs for r in af.records),
+            "compute_range": list(af.compute_range),
+            "fits": {k: f.to_dict() for k, f in af.fits.items()},
+            "frontier": [
+                {"run": r.run, "compute": r.compute, "loss": r.final_valid_loss} for r in af.frontier
+            ],
+        }
+    return out
+
+
+def run_fit(sweep_dir: str | Path, n_boot: int = 400, seed: int = 0) -> dict[str, Any]:
+    """Fit a sweep and write ``SWEEP_DIR/fit.json``; returns the same JSON-serialisable dict."""
+    out = sweep_to_dict(fit_sweep(sweep_dir, n_boot, seed))
+    save_json_atomic(Path(sweep_dir) / "fit.json", out)
+    return out
+
+
+# ---------------------------------------------------------------- plots
+def _band(fit: FitResult, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    samples = fit.sample_params()
+    if not samples:
+        return None
+    curves = np.array([fit.predict(x, params=p) for p in samples])
+    return np.nanpercentile(curves, 2.5, axis=0), np.nanpercentile(curves, 97.5, axis=0)
+
+
+def _draw_law(ax, fit: FitResult, lo: float, hi: float, color, label: str) -> None:
+    if fit.underdetermined:
+        return
+    x = np.geomspace(lo, hi, 200)
+    ax.plot(x, fit.predict(x), color=color, lw=1.5, label=label)
+    band = _band(fit, x)
+    if band is not None:
+        ax.fill_between(x, *band, color=color, alpha=0.15, lw=0)
+
+
+def _plots(sweep: SweepFit, out_dir: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(sweep.archs)}
+    files = {}
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for a, af in sweep.archs.items():
+        n, loss = _points_by_size(af.records)
+        ax.scatter(
+            [r.non_embedding_params for r in af.records],
+            [r.best_valid_loss for r in af.records],
+            color=colors[a],
+            alpha=0.25,
+            s=12,
+        )
+        ax.scatter(n, loss, color=colors[a], s=30, label=f"{a} (best per size)")
+        f = af.fits["L_N"]
+        _draw_law(ax, f, n.min() / 1.5, n.max() * 1.5, colors[a], f"{a} fit, alpha_N={f.params['alpha']:.3g}")
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="valid loss (nats/token)")
+    ax.set_title("Loss vs model size (bands: 95% bootstrap CI)")
+    ax.legend(fontsize=7)
+    files["params"] = _save(fig, out_dir / "loss_vs_params.png")
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for a, af in sweep.archs.items():
+        ax.scatter(
+            [r.compute for r in af.records],
+            [r.final_valid_loss for r in af.records],
+            color=colors[a],
+            alpha=0.3,
+            s=12,
+        )
+        fc, fl = [r.compute for r in af.frontier], [r.final_valid_loss for r in af.frontier]
+        ax.step(fc, fl, where="post", color=colors[a], ls=":", lw=1)
+        ax.scatter(fc, fl, color=colors[a], s=30, marker="D", label=f"{a} frontier")
+        lo, hi = af.compute_range
+        f = af.fits["L_C"]
+        _draw_law(ax, f, lo / 1.5, hi * 1.5, colors[a], f"{a} fit, alpha_C={f.params['alpha']:.3g}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training compute C (FLOPs)",
+        ylabel="final valid loss (nats/token)",
+    )
+    ax.set_title("Loss vs compute: runs, compute frontier, L(C) fit")
+    ax.legend(fontsize=7)
+    files["compute"] = _save(fig, out_dir / "loss_vs_compute.png")
+
+    fig, axes = plt.subplots(
+        1, len(sweep.archs), figsize=(4.5 * len(sweep.archs), 4), squeeze=False, sharey=True
+    )
+    for ax, (a, af) in zip(axes[0], sweep.archs.items(), strict=True):
+        sizes = af.sizes
+        cmap = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
+        for color, size in zip(cmap, sizes, strict=True):
+            run = max((r for r in af.records if r.non_embedding_params == size), key=lambda r: r.tokens)
+            curve = mean_loss_by_position([run])
+            if len(curve):
+                ax.plot(
+                    np.arange(1, len(curve) + 1),
+                    curve,
+                    color=color,
+                    label=f"N={size:.3g}, D={run.tokens:.3g}",
+                )
+        ax.set(title=a, xlabel="target position t + 1 (1 = first token)", xscale="log")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("mean valid loss at position t")
+    files["position"] = _save(fig, out_dir / "loss_vs_position.png")
+
+    if sweep.plateaus:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for a, p in sweep.plateaus.items():
+            ax.plot(
+                np.arange(1, len(p.log_ratio) + 1),
+                p.log_ratio,
+                color=colors[a],
+                label=f"{a} / {REFERENCE_ARCH}",
+            )
+            if p.position is not None:
+                ax.axvline(p.position + 1, color=colors[a], ls="--", lw=1)
+        ax.set(xlabel="target position t + 1", ylabel="smoothed log(L_a(t) / L_ref(t))", xscale="log")
+        ax.set_title("Relative loss by position (dashed: plateau position)")
+        ax.legend(fontsize=7)
+        files["ratio"] = _save(fig, out_dir / "position_ratio.png")
+    return files
+
+
+def _save(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+# ---------------------------------------------------------------- report.md
+def _g(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
+
+
+def _param(f: FitResult, k: str) -> str:
+    ci = f.ci.get(k)
+    return _g(f.params[k]) + (f" [{_g(ci[0])}, {_g(ci[1])}]" if ci else "")
+
+
+def _law_table(sweep: SweepFit, key: str, x_name: str, names: Sequence[str]) -> list[str]:
+    rows = [
+        f"| arch | {' | '.join(names)} | points | dof | bootstrap ok | note |",
+        "|" + "---|" * (len(names) + 5),
+    ]
+    for a, af in sweep.archs.items():
+        f = af.fits[key]
+        if f.underdetermined:
+            rows.append(
+                f"| {a} | " + " | ".join("-" for _ in names) + f" | {f.n_points} | - | - | "
+                f"underdetermined: {f.reason} |"
+            )
+            continue
+        note = []
+        if f.dof == 0:
+            note.append("exact fit through the points: CI reflects run resampling only")
+        if f.params["alpha"] <= 0:
+            note.append(f"loss does not fall with {x_name}")
+        elif "alpha" in f.ci and f.ci["alpha"][0] <= 0:
+            note.append(f"CI includes alpha <= 0: no clear evidence that loss falls with {x_name}")
+        if f.n_boot and f.n_boot_ok < 0.9 * f.n_boot:
+            note.append(f"{f.n_boot - f.n_boot_ok} resamples underdetermined")
+        cells = " | ".join(_param(f, k) for k in names)
+        rows.append(
+            f"| {a} | {cells} | {f.n_points} | {f.dof} | {f.n_boot_ok}/{f.n_boot} | {'; '.join(note)} |"
+        )
+    return rows
+
+
+def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
+    n_runs = sum(len(a.records) for a in sweep.archs.values())
+    s = sweep.settings
+    md = [
+        "# Scaling-law report",
+        "",
+        f"Sweep `{sweep.sweep_dir}`: {n_runs} finished runs over {len(sweep.archs)} architectures "
+        f"({', '.join(sweep.archs)}); {len(sweep.skipped)} run directories without a result yet were skipped. "
+        f"Losses are validation cross-entropy in nats per target token. Intervals are 95 % percentile bootstrap "
+        f"CIs from {s['n_boot']} resamples of runs (seed {s['seed']}).",
+        "",
+        "## What the data can support",
+        "",
+    ]
+    for a, af in sweep.archs.items():
+        sizes = af.sizes
+        span = sizes[-1] / sizes[0]
+        budgets = sorted({r.tokens for r in af.records})
+        line = f"- **{a}**: {len(af.records)} runs, {len(sizes)} sizes spanning {span:.3g}x in N, {len(budgets)} token budgets."
+        if len(sizes) < 5 or span < 30:
+            line += " Too few sizes (or too narrow a span) to pin an exponent down: treat alpha as indicative only."
+        repeated = [r for r in af.records if r.epochs > 1]
+        if repeated:
+            line += (
+                f" **Data was repeated** in {len(repeated)} runs (up to {max(r.epochs for r in repeated):.3g} "
+                "epochs): D counts repeated tokens, which are worth less than fresh ones (Muennighoff et al. "
+                "2023), so the data term B/D^beta and L(C) at large budgets are optimistic."
+            )
+        md.append(line)
+    md += [
+        "",
+        "## L(N) = (N_c / N)^alpha_N",
+        "",
+        "Fitted per size to the lowest `best_valid_loss` over its token budgets (least data-limited), least squares "
+        "on log loss. Doubling N multiplies the loss by 2^-alpha_N.",
+        "",
+        *_law_table(sweep, "L_N", "N", ("alpha", "x_c")),
+        "",
+        "With an irreducible term, L(N) = E + (N_c / N)^alpha_N (E bounded to [0, min loss)):",
+        "",
+        *_law_table(sweep, "L_N_E", "N", ("alpha", "x_c", "E")),
+        "",
+        f"![loss vs params]({plots['params']})",
+        "",
+        "## L(C) = (C_c / C)^alpha_C on the compute frontier",
+        "",
+        "C = the model's own training FLOPs per target token x tokens (not 6N: the LSTM recurrence and attention "
+        "cost differ). Fitted to the runs on the lower envelope of `final_valid_loss` vs C.",
+        "",
+        *_law_table(sweep, "L_C", "C", ("alpha", "x_c")),
+        "",
+        *_law_table(sweep, "L_C_E", "C", ("alpha", "x_c", "E")),
+        "",
+        f"![loss vs compute]({plots['compute']})",
+        "",
+        "## Chinchilla L(N, D) = E + A/N^alpha + B/D^beta",
+        "",
+        "Huber loss (delta = 1e-3) on log-loss residuals, log-sum-exp parametrisation, L-BFGS-B from the "
+        "Hoffmann et al. (2022) grid of initialisations, best kept. D = target tokens trained on.",
+        "",
+        *_law_table(sweep, "chinchilla", "N and D", ("alpha", "beta", "E", "A", "B")),
+        "",
+        "## Where the curves cross or diverge",
+        "",
+    ]
+    if not sweep.comparisons:
+        md.append("No pair of architectures has two L(C) fits that are determined: nothing to compare.")
+    for c in sweep.comparisons:
+        lo, hi = c.search_range
+        measured = (lo * EXTRAPOLATE, hi / EXTRAPOLATE)
+        if c.crossings:
+            x = c.crossings[0]
+            where = "inside" if measured[0] <= x <= measured[1] else "outside (extrapolated)"
+            ci = f"[{_g(c.ci[0])}, {_g(c.ci[1])}]" if c.ci else "n/a"
+            text = (
+                f"the fitted L(C) curves cross at C = {_g(x)} FLOPs (95 % CI {ci}, over the "
+                f"{c.frac_boot_crossing:.0%} of resamples that cross), {where} the measured range"
+            )
+        else:
+            text = (
+                f"no crossing in [{_g(lo)}, {_g(hi)}] FLOPs ({c.frac_boot_crossing:.0%} of resamples cross "
+                "there)"
+            )
+        rci = f"[{_g(c.loss_ratio_ci[0])}, {_g(c.loss_ratio_ci[1])}]" if c.loss_ratio_ci else "n/a"
+        md.append(
+            f"- **{c.arch_a} vs {c.arch_b}**: {text}. At C = {_g(c.at_compute)} (largest compute both reached) "
+            f"L_{c.arch_a} / L_{c.arch_b} = {_g(c.loss_ratio)} (95 % CI {rci}); > 1 means {c.arch_a} is worse."
+        )
+    md += ["", "## Loss by target position", "", f"![loss vs position]({plots['position']})", ""]
+    if not sweep.plateaus:
+        md.append(f"No `{REFERENCE_ARCH}` runs, so no position comparison.")
+    for a, p in sweep.plateaus.items():
+        where = (
+            f"stops improving relative to {REFERENCE_ARCH} after target position {p.position}"
+            if p.position is not None
+            else "shows no plateau"
+        )
+        md.append(f"- **{a}** (its lowest-loss run vs {REFERENCE_ARCH}'s): {where} ({p.reason}).")
+    if "ratio" in plots:
+        md += [
+            "",
+            "Positions t are 0-based target indices. Plateau: rho(t) = smoothed log(L_arch(t) / L_ref(t)); t* is "
+            "the last position where rho is within 10 % of its final rise above its minimum, so after t* extra "
+            "target context helps the reference measurably more (see `position_plateau`). One run per side: no CI.",
+            "",
+            f"![position ratio]({plots['ratio']})",
+        ]
+    md += [
+        "",
+        "## Caveats",
+        "",
+        "- A percentile bootstrap over a handful of runs understates uncertainty; a fit with 0 degrees of freedom "
+        "passes through its points exactly and says nothing about how well the law holds.",
+        "- Crossings outside the measured compute range are extrapolations of the fitted laws, not observations.",
+        "- The compute frontier uses final losses only (no intermediate checkpoints), so it is coarser than "
+        "Kaplan et al.'s L(C_min).",
+        "",
+    ]
+    return "\n".join(md)
+
+
+def write_report(
+    sweep_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 400, seed: int = 0
+) -> Path:
+    """Fit ``sweep_dir`` (also writing its fit.json), draw the PNGs and write report.md into ``out_dir``
+    (default ``SWEEP_DIR``, next to the run directories); returns the report.md path."""
+    sweep = fit_sweep(sweep_dir, n_boot, seed)
+    save_json_atomic(Path(sweep_dir) / "fit.json", sweep_to_dict(sweep))
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.md"
+    path.write_text(_markdown(sweep, _plots(sweep, out)))
+    return path
