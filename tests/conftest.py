@@ -6,12 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [ROOT / "configs/tiny/base.yaml"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# One intra-op thread per process: with 2 cores shared by pytest, DDP ranks and loader workers, OpenMP's spinning
+# threads make a tiny LSTM step ~300x slower (measured: 4 s vs 13 ms per forward+backward under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
