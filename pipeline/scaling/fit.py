@@ -8,6 +8,7 @@ an answer.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -173,6 +174,7 @@ def _grid_objectives(grid: np.ndarray, log_n, log_d, log_l, delta: float) -> np.
     return np.where(np.abs(r) <= delta, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta)).sum(axis=1)
 
 
+@functools.cache
 def _hoffmann_grid() -> np.ndarray:
     g = HOFFMANN_GRID
     return np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"])))
