@@ -1,4 +1,4 @@
-"""Seq2seq models by name: `build_model("lstm" | "residual_lstm" | "transformer", **config)`."""
+"""Seq2seq models by name: `build_model("lstm" | "residual_lstm" | "transformer" | ablations, **config)`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel
 from pipeline.models.decode import greedy_decode
 from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq
+from pipeline.models.lstm_noresid import LSTMNoCellResidualConfig, LSTMNoCellResidualSeq2Seq
+from pipeline.models.minlstm import MinLSTMConfig, MinLSTMSeq2Seq
 from pipeline.models.residual_lstm import ResidualLSTMConfig, ResidualLSTMSeq2Seq
 from pipeline.models.transformer import TransformerConfig, TransformerSeq2Seq
 
@@ -15,6 +17,9 @@ MODEL_REGISTRY: dict[str, tuple[type[Seq2SeqConfig], type[Seq2SeqModel]]] = {
     "lstm": (LSTMConfig, LSTMSeq2Seq),
     "residual_lstm": (ResidualLSTMConfig, ResidualLSTMSeq2Seq),
     "transformer": (TransformerConfig, TransformerSeq2Seq),
+    # ablations (docs/ablations.md): the cell state's residual through time removed; a parallel-scan recurrence
+    "lstm_no_cell_residual": (LSTMNoCellResidualConfig, LSTMNoCellResidualSeq2Seq),
+    "minlstm": (MinLSTMConfig, MinLSTMSeq2Seq),
 }
 
 
@@ -45,6 +50,8 @@ def build_model(arch: str, **kwargs: Any) -> Seq2SeqModel:
 __all__ = [
     "MODEL_REGISTRY",
     "LSTMConfig",
+    "LSTMNoCellResidualConfig",
+    "MinLSTMConfig",
     "ResidualLSTMConfig",
     "Seq2SeqConfig",
     "Seq2SeqModel",
