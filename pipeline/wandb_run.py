@@ -4,6 +4,7 @@ appending to the same W&B run (`resume="allow"`), offline (the default: no accou
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,7 @@ def wandb_run_id(run_dir: Path) -> str:
     path = run_dir / "wandb_id"
     if path.exists():
         return path.read_text().strip()
-    import wandb.util
-
-    run_id = wandb.util.generate_id()
+    run_id = uuid.uuid4().hex[:8]  # W&B's own id format: 8 lowercase alphanumerics
     run_dir.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
         tmp = path.with_suffix(".tmp")

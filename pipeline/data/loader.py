@@ -20,8 +20,8 @@ Resuming. Every batch carries its (worker, epoch, batch index) through the DataL
 ``ShardLoader`` records, per worker, the last consumed position (when the batch leaves it, or when the trainer
 calls ``record_position``). ``state_dict()`` saves those positions; a loader given them
 via ``load_state_dict`` makes each worker regenerate its epoch and skip the batches already consumed, so
-the resumed stream continues at the next unseen batch. Same world size and worker count only for now
-(positions per sample are recorded too, as the hook for re-splitting the remainder at a new world size).
+the resumed stream continues at the next unseen batch. With another world size or worker count, the rest of each
+unfinished epoch is re-split among the new slots so that every sample is still seen once (``reshard.py``).
 A finished (non-infinite) pass advances ``epoch`` by one, so the next pass is reshuffled.
 """
 
@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.data.corpus import SPLITS
 from pipeline.data.prepare import read_manifest
+from pipeline.data.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 STATE_VERSION = 1
@@ -96,6 +97,7 @@ class ShardDataset(IterableDataset):
                 raise ShardError(f"shard missing: {self.data_dir / shard['path']} (listed in the manifest)")
         self._positions: dict[int, dict] = {}  # worker -> last consumed position (main process)
         self._resume: dict[int, dict] = {}  # worker -> position to skip to on the next pass
+        self._exclude: dict[int, frozenset[str]] = {}  # epoch -> keys already consumed before a reshard
 
     # ---- resumable state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -109,7 +111,11 @@ class ShardDataset(IterableDataset):
             "world_size": self.world_size,
             "num_workers": self.num_workers,
             "workers": {str(w): dict(p) for w, p in sorted(self._positions.items())},
+            "exclude": exclusions_to_state(self._exclude, min([self.epoch, *self._position_epochs()])),
         }
+
+    def _position_epochs(self) -> list[int]:
+        return [int(p["epoch"]) for p in self._positions.values()]
 
     def load_state_dict(self, state: dict) -> None:
         """Make the next pass continue after what ``state`` says was consumed.
@@ -118,12 +124,11 @@ class ShardDataset(IterableDataset):
         (ranks progress differently, so a DDP checkpoint must hold every rank's state, not only rank 0's).
         """
         if "ranks" in state:
-            if len(state["ranks"]) != self.world_size:
-                raise ValueError(
-                    f"loader state holds {len(state['ranks'])} ranks but world_size={self.world_size}; "
-                    "resuming with a different world size is not supported yet"
-                )
-            state = state["ranks"][self.rank]
+            ranks = state["ranks"]
+            if len(ranks) != self.world_size or int(ranks[0]["num_workers"]) != self.num_workers:
+                self._reshard(ranks)
+                return
+            state = ranks[self.rank]
         for key in ("split", "seed", "rank", "world_size", "num_workers"):
             if state.get(key) != getattr(self, key):
                 raise ValueError(
@@ -134,6 +139,15 @@ class ShardDataset(IterableDataset):
         self.epoch = int(state["epoch"])
         self._positions = {int(w): dict(p) for w, p in state["workers"].items()}
         self._resume = {w: dict(p) for w, p in self._positions.items()}
+        self._exclude = exclusions_from_state(state)
+
+    def _reshard(self, rank_states: list[dict]) -> None:
+        """Continue another slot count's stream: see ``reshard.py`` for the rule."""
+        for key in ("split", "seed"):
+            if rank_states[0].get(key) != getattr(self, key):
+                raise ValueError(f"loader state has {key}={rank_states[0].get(key)!r}, this loader {getattr(self, key)!r}")
+        self.epoch, self._exclude = consumed_keys(self, rank_states)
+        self._positions, self._resume = {}, {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self._positions, self._resume = epoch, {}, {}
@@ -201,11 +215,14 @@ class ShardDataset(IterableDataset):
         shards = list(self.shards)
         if self.shuffle:
             random.Random(f"{self.seed}-{epoch}-shards").shuffle(shards)
-        by_shard = self.split == "train" and len(shards) >= n_slots
+        excluded = self._exclude.get(epoch)
+        by_shard = self.split == "train" and len(shards) >= n_slots and excluded is None
         mine = shards[slot::n_slots] if by_shard else shards
         index = 0
         for shard in mine:
             for sample in self._read_shard(shard):
+                if excluded is not None and sample.key in excluded:
+                    continue  # consumed before a reshard; the rest is split by sample index
                 index += 1
                 if not by_shard and (index - 1) % n_slots != slot:
                     continue
