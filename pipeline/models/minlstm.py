@@ -41,9 +41,10 @@ def minlstm_parallel(
 ) -> torch.Tensor:
     """Pre-activations [B,T,d] and log h_0 [B,d] -> log h_t [B,T,d] for all t, by the log-space scan.
 
-    Computed in float32 even under autocast: the two terms added at the end reach ~T in size and cancel.
+    Computed in at least float32 (also under autocast): the two terms added at the end reach ~T and cancel.
     """
-    pre_f, pre_i, pre_h, log_h0 = (t.float() for t in (pre_f, pre_i, pre_h, log_h0))
+    dtype = torch.promote_types(pre_f.dtype, torch.float32)
+    pre_f, pre_i, pre_h, log_h0 = (t.to(dtype) for t in (pre_f, pre_i, pre_h, log_h0))
     diff = F.softplus(-pre_f) - F.softplus(-pre_i)
     log_f = -F.softplus(diff)  # log f'_t = log(sigmoid(pf) / (sigmoid(pf) + sigmoid(pi)))
     log_i = -F.softplus(-diff)  # log i'_t
