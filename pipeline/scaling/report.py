@@ -27,7 +27,6 @@ from pipeline.scaling.fit import (
     compute_frontier,
     fit_chinchilla_bootstrap,
     fit_power_law,
-    mean_loss_by_position,
     position_plateau,
 )
 from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
@@ -65,7 +64,7 @@ class SweepFit:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+def points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     best: dict[int, float] = {}
     for r in records:
         best[r.non_embedding_params] = min(best.get(r.non_embedding_params, math.inf), r.best_valid_loss)
@@ -84,7 +83,7 @@ def fit_arch(
     """All fits for one architecture; bootstraps resample runs, then redo the per-size / frontier selection."""
 
     def law_n(with_e: bool):
-        return lambda i: fit_power_law(*_points_by_size([records[j] for j in i]), with_e=with_e)
+        return lambda i: fit_power_law(*points_by_size([records[j] for j in i]), with_e=with_e)
 
     def law_c(with_e: bool):
         def fit_on(i: np.ndarray) -> FitResult:
@@ -174,125 +173,6 @@ def run_fit(sweep_dir: str | Path, n_boot: int = 400, seed: int = 0) -> dict[str
     out = sweep_to_dict(fit_sweep(sweep_dir, n_boot, seed))
     save_json_atomic(Path(sweep_dir) / "fit.json", out)
     return out
-
-
-# ---------------------------------------------------------------- plots
-def _band(fit: FitResult, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    samples = fit.sample_params()
-    if not samples:
-        return None
-    curves = np.array([fit.predict(x, params=p) for p in samples])
-    return np.nanpercentile(curves, 2.5, axis=0), np.nanpercentile(curves, 97.5, axis=0)
-
-
-def _draw_law(ax, fit: FitResult, lo: float, hi: float, color, label: str) -> None:
-    if fit.underdetermined:
-        return
-    x = np.geomspace(lo, hi, 200)
-    ax.plot(x, fit.predict(x), color=color, lw=1.5, label=label)
-    band = _band(fit, x)
-    if band is not None:
-        ax.fill_between(x, *band, color=color, alpha=0.15, lw=0)
-
-
-def _plots(sweep: SweepFit, out_dir: Path) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(sweep.archs)}
-    files = {}
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for a, af in sweep.archs.items():
-        n, loss = _points_by_size(af.records)
-        ax.scatter(
-            [r.non_embedding_params for r in af.records],
-            [r.best_valid_loss for r in af.records],
-            color=colors[a],
-            alpha=0.25,
-            s=12,
-        )
-        ax.scatter(n, loss, color=colors[a], s=30, label=f"{a} (best per size)")
-        f = af.fits["L_N"]
-        _draw_law(ax, f, n.min() / 1.5, n.max() * 1.5, colors[a], f"{a} fit, alpha_N={f.params['alpha']:.3g}")
-    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="valid loss (nats/token)")
-    ax.set_title("Loss vs model size (bands: 95% bootstrap CI)")
-    ax.legend(fontsize=7)
-    files["params"] = _save(fig, out_dir / "loss_vs_params.png")
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for a, af in sweep.archs.items():
-        ax.scatter(
-            [r.compute for r in af.records],
-            [r.final_valid_loss for r in af.records],
-            color=colors[a],
-            alpha=0.3,
-            s=12,
-        )
-        fc, fl = [r.compute for r in af.frontier], [r.final_valid_loss for r in af.frontier]
-        ax.step(fc, fl, where="post", color=colors[a], ls=":", lw=1)
-        ax.scatter(fc, fl, color=colors[a], s=30, marker="D", label=f"{a} frontier")
-        lo, hi = af.compute_range
-        f = af.fits["L_C"]
-        _draw_law(ax, f, lo / 1.5, hi * 1.5, colors[a], f"{a} fit, alpha_C={f.params['alpha']:.3g}")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="training compute C (FLOPs)",
-        ylabel="final valid loss (nats/token)",
-    )
-    ax.set_title("Loss vs compute: runs, compute frontier, L(C) fit")
-    ax.legend(fontsize=7)
-    files["compute"] = _save(fig, out_dir / "loss_vs_compute.png")
-
-    fig, axes = plt.subplots(
-        1, len(sweep.archs), figsize=(4.5 * len(sweep.archs), 4), squeeze=False, sharey=True
-    )
-    for ax, (a, af) in zip(axes[0], sweep.archs.items(), strict=True):
-        sizes = af.sizes
-        cmap = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
-        for color, size in zip(cmap, sizes, strict=True):
-            run = max((r for r in af.records if r.non_embedding_params == size), key=lambda r: r.tokens)
-            curve = mean_loss_by_position([run])
-            if len(curve):
-                ax.plot(
-                    np.arange(1, len(curve) + 1),
-                    curve,
-                    color=color,
-                    label=f"N={size:.3g}, D={run.tokens:.3g}",
-                )
-        ax.set(title=a, xlabel="target position t + 1 (1 = first token)", xscale="log")
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("mean valid loss at position t")
-    files["position"] = _save(fig, out_dir / "loss_vs_position.png")
-
-    if sweep.plateaus:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for a, p in sweep.plateaus.items():
-            ax.plot(
-                np.arange(1, len(p.log_ratio) + 1),
-                p.log_ratio,
-                color=colors[a],
-                label=f"{a} / {REFERENCE_ARCH}",
-            )
-            if p.position is not None:
-                ax.axvline(p.position + 1, color=colors[a], ls="--", lw=1)
-        ax.set(xlabel="target position t + 1", ylabel="smoothed log(L_a(t) / L_ref(t))", xscale="log")
-        ax.set_title("Relative loss by position (dashed: plateau position)")
-        ax.legend(fontsize=7)
-        files["ratio"] = _save(fig, out_dir / "position_ratio.png")
-    return files
-
-
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path.name
 
 
 # ---------------------------------------------------------------- report.md
@@ -465,5 +345,7 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
-    path.write_text(_markdown(sweep, _plots(sweep, out)))
+    from pipeline.scaling.plots import draw_plots  # matplotlib only when a report is drawn, not for `fit`
+
+    path.write_text(_markdown(sweep, draw_plots(sweep, out)))
     return path

@@ -1,0 +1,483 @@
+"""`pipeline sweep --grid GRID.yaml`: train every (architecture, size, token budget) of a scaling grid and write one
+result record per run, locally one after another or as a SLURM job array.
+
+A grid file (see `configs/sweeps/`) names base config files, shared overrides, per-architecture model sizes and
+the token budgets. A token budget becomes a step count: `max_steps = ceil(budget / tokens_per_step)` rounded up to
+a multiple of the validation interval (so the last step is validated), where `tokens_per_step` is the mean number of
+target tokens per batch of one epoch of the run's own train loader (times ranks and accumulation). The loader is
+seeded and model-independent, so every run of one budget sees the same batches; the record keeps the tokens actually
+trained on. The cosine schedule, warmup (`warmup_frac` of the steps) and validation interval are set from that length.
+
+Resumable: a run with `result.json` is skipped; an unfinished one resumes from its newest checkpoint
+(`--resume auto`); a failed one leaves `error.txt` and the sweep goes on. On SLURM each array task runs
+`pipeline sweep --run-one --config ... key=value ...`, the same code path as one local run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+
+from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
+
+ERROR_FILE = "error.txt"
+GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
+             "delete_checkpoints"}  # fmt: skip
+ARCH_KEYS = {"model", "set", "sizes"}
+
+
+class SweepError(ValueError):
+    """A bad grid file or sweep directory; the message names the file and key."""
+
+
+@dataclass
+class Grid:
+    name: str
+    path: Path
+    base: list[str]
+    archs: dict[str, dict[str, Any]]  # arch -> {"model": {...}, "set": {...}, "sizes": {name: {model keys}}}
+    token_budgets: list[int]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None
+    warmup_frac: float = 0.05
+    evals_per_run: int = 4
+    delete_checkpoints: bool = False
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    configs: list[str]
+    overrides: list[str]  # key=value, run_dir= last
+    arch: str
+    size: str
+    budget: int
+    max_steps: int = 0
+
+
+# ------------------------------------------------------------------------------------------------- grid file
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SweepError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Parse and check a grid file; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"grid file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SweepError(f"{path}: not valid YAML: {err}") from err
+    raw = _mapping(raw, f"{path}: top level")
+    unknown = sorted(set(raw) - GRID_KEYS)
+    if unknown:
+        raise SweepError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(GRID_KEYS))}")
+    for key in ("archs", "token_budgets"):
+        if key not in raw:
+            raise SweepError(f"{path}: missing key {key!r}")
+    base = raw.get("base") or []
+    base = [base] if isinstance(base, str) else base
+    if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
+        raise SweepError(f"{path}: key 'base' must be a config path or a list of them, got {base!r}")
+    for b in base:
+        if not Path(b).is_file():
+            raise SweepError(f"{path}: key 'base': config file not found: {b}")
+    budgets = raw["token_budgets"]
+    if not isinstance(budgets, list) or not budgets:
+        raise SweepError(
+            f"{path}: key 'token_budgets' must be a non-empty list of token counts, got {budgets!r}"
+        )
+    for b in budgets:
+        if isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 or float(b) != int(b):
+            raise SweepError(f"{path}: key 'token_budgets' holds {b!r}; expected positive integers")
+    archs = _mapping(raw["archs"], f"{path}: key 'archs'")
+    if not archs:
+        raise SweepError(f"{path}: key 'archs' is empty")
+    from pipeline.models import MODEL_REGISTRY
+
+    for arch, spec in archs.items():
+        where = f"{path}: key 'archs.{arch}'"
+        if arch not in MODEL_REGISTRY:
+            raise SweepError(f"{where}: unknown architecture; known: {', '.join(sorted(MODEL_REGISTRY))}")
+        spec = _mapping(spec, where)
+        bad = sorted(set(spec) - ARCH_KEYS)
+        if bad:
+            raise SweepError(f"{where}: unknown key {bad[0]!r}; valid keys: {', '.join(sorted(ARCH_KEYS))}")
+        sizes = _mapping(spec.get("sizes"), f"{where}.sizes")
+        if not sizes:
+            raise SweepError(f"{where}.sizes: at least one size (name: {{model keys}}) is needed")
+        for size, keys in sizes.items():
+            _mapping(keys, f"{where}.sizes.{size}")
+        archs[arch] = {"model": _mapping(spec.get("model"), f"{where}.model"),
+                       "set": _mapping(spec.get("set"), f"{where}.set"), "sizes": sizes}  # fmt: skip
+    grid = Grid(
+        name=str(raw.get("name") or path.stem), path=path, base=base, archs=archs,
+        token_budgets=[int(b) for b in budgets], overrides=_mapping(raw.get("set"), f"{path}: key 'set'"),
+        out=raw.get("out"), warmup_frac=float(raw.get("warmup_frac", 0.05)),
+        evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
+    )  # fmt: skip
+    if not 0 <= grid.warmup_frac < 1:
+        raise SweepError(f"{path}: key 'warmup_frac' must be in [0, 1), got {grid.warmup_frac}")
+    if grid.evals_per_run < 1:
+        raise SweepError(f"{path}: key 'evals_per_run' must be >= 1, got {grid.evals_per_run}")
+    return grid
+
+
+def _budget_label(tokens: int) -> str:
+    for unit, div in (("M", 1_000_000), ("k", 1_000)):
+        if tokens % div == 0:
+            return f"{tokens // div}{unit}"
+    return str(tokens)
+
+
+def _kv(values: dict[str, Any]) -> list[str]:
+    """{key: value} -> ["key=value"] with JSON values (JSON is YAML, which `parse_override` reads)."""
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1) -> list[PlannedRun]:
+    """Every run of the grid with its final config overrides; checks each config (errors name the run and key).
+
+    Order: budgets ascending, then size rank, then architecture, so a sweep cut short has the whole cheap end of
+    the grid for every architecture rather than one architecture's whole grid."""
+    from pipeline.config import ConfigError, load_config
+
+    runs, per_batch = [], {}
+    max_sizes = max(len(a["sizes"]) for a in grid.archs.values())
+    for budget in sorted(grid.token_budgets):
+        for rank in range(max_sizes):
+            for arch, spec in grid.archs.items():
+                sizes = list(spec["sizes"].items())
+                if rank >= len(sizes):
+                    continue
+                size, keys = sizes[rank]
+                name = f"{arch}-{size}-{_budget_label(budget)}"
+                model = {"arch": arch, **spec["model"], **keys}
+                overrides = [*_kv(grid.overrides), *_kv(spec["set"]), f"model={json.dumps(model)}",
+                             f"name={name}", f"run_dir={sweep_dir / name}"]  # fmt: skip
+                try:
+                    cfg = load_config(grid.base, overrides)
+                except ConfigError as err:
+                    raise SweepError(f"{grid.path}: run {name}: {err}") from err
+                run = PlannedRun(name, list(grid.base), overrides, arch, size, budget)
+                _set_length(run, cfg, grid, world, per_batch)
+                runs.append(run)
+    return runs
+
+
+def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: dict) -> None:
+    """Token budget -> steps, validation interval and warmup, appended to the run's overrides (before run_dir)."""
+    d = cfg.data
+    key = (d.dir, d.batch_tokens, d.max_len, d.bucket_size, cfg.seed)
+    if key not in cache:
+        cache[key] = mean_tokens_per_batch(cfg)
+    per_step = cache[key] * world * cfg.train.accumulate
+    val_every = max(1, math.ceil(run.budget / per_step / grid.evals_per_run))
+    run.max_steps = val_every * grid.evals_per_run
+    extra = {"train.max_steps": run.max_steps, "train.val_every": val_every,
+             "optim.warmup_steps": max(1, round(grid.warmup_frac * run.max_steps)) if grid.warmup_frac else 0}  # fmt: skip
+    run.overrides[-1:-1] = _kv(extra)
+
+
+def mean_tokens_per_batch(cfg: Any) -> float:
+    """Mean target tokens (EOS included) per batch over one epoch of the run's own train loader, preparing the
+    data first if needed. Counted, not estimated: bucketing makes the padding share depend on the length mix."""
+    from pipeline.data.loader import build_loader
+    from pipeline.data.prepare import ensure_prepared
+
+    d = cfg.data
+    ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
+    loader = build_loader(d.dir, "train", batch_tokens=d.batch_tokens, max_len=d.max_len,
+                          bucket_size=d.bucket_size, seed=cfg.seed)  # fmt: skip
+    counts = [int(b["n_tokens"]) for b in loader]
+    if not counts:
+        raise SweepError(f"{d.dir}: the train split yields no batches")
+    return sum(counts) / len(counts)
+
+
+# ------------------------------------------------------------------------------------------------- one run
+def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
+              progress: Any = None) -> RunRecord:  # fmt: skip
+    """Train (or resume) one run and write its result.json; returns the record."""
+    import shutil
+
+    from pipeline.config import load_config, to_dict
+    from pipeline.data.prepare import read_manifest
+    from pipeline.models import build_model
+    from pipeline.run_metrics import read_metric
+    from pipeline.train import fit
+
+    cfg = load_config(configs, overrides)
+    run_dir = cfg.resolved_run_dir
+    clock = RunClock(progress)
+    summary = fit(cfg, resume="auto", extra_callbacks=[clock])
+    if summary.get("rank", 0) != 0:
+        return None  # type: ignore[return-value]
+    if summary["steps"] < cfg.train.max_steps:
+        raise RuntimeError(f"{run_dir}: stopped at step {summary['steps']} of {cfg.train.max_steps}")
+    if summary.get("valid_loss") is None or not summary.get("loss_by_position"):
+        # Finished in an earlier attempt that died before writing its record: Lightning skips a loop that is
+        # already done, so the final validation has to be run again from the last checkpoint.
+        summary.update(validate_checkpoint(cfg))
+    train = read_manifest(cfg.data.dir)["splits"]["train"]
+    samples = train["samples"]
+    src_len, tgt_len = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
+    model = build_model(**{**cfg.model, "vocab_size": cfg.data.vocab_size, "pad_id": 0})
+    fpt = float(model.flops_per_token(src_len, tgt_len))
+    tokens = int(summary["tokens"])
+    final = float(summary["valid_loss"])
+    history = list(read_metric(run_dir, "valid/loss").values())
+    # Positions past the longest target have no tokens; the module writes 0 there (an exact 0 nats is impossible).
+    positions = [math.nan if x == 0 else float(x) for x in summary["loss_by_position"]]
+    record = RunRecord(
+        run=cfg.name, arch=cfg.model["arch"], params=int(summary["params"]),
+        non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt, tokens=tokens,
+        compute=fpt * tokens, epochs=tokens / (train["tgt_tokens"] + samples), final_valid_loss=final,
+        best_valid_loss=min([final, *history]), loss_by_position=positions, wall_time_s=round(clock.elapsed, 2),
+        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len}},
+    )  # fmt: skip
+    save_record(run_dir / RESULT_FILE, record)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    if delete_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return record
+
+
+def validate_checkpoint(cfg: Any) -> dict[str, Any]:
+    """Validation loss and loss by position of a run's newest checkpoint (one validation pass, no training)."""
+    from pipeline.checkpoint import find_resume_checkpoint
+    from pipeline.datamodule import StreamingDataModule
+    from pipeline.module import Seq2SeqModule
+
+    ckpt = find_resume_checkpoint(cfg.resolved_run_dir)
+    module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=cfg.train.val_batches or None)  # fmt: skip
+    trainer.validate(module, datamodule=StreamingDataModule(cfg), verbose=False)
+    return {
+        "valid_loss": float(trainer.callback_metrics["valid/loss"]),
+        "loss_by_position": module.val_loss_by_position,
+    }
+
+
+class RunClock(L.Callback):
+    """Training wall time summed over every attempt of a run (kept in checkpoints, so it survives a resume), and
+    the sweep's per-run progress bar. Time lost after the last checkpoint of a killed attempt is not counted."""
+
+    def __init__(self, progress: Any = None) -> None:
+        self.before = 0.0  # seconds trained by earlier attempts, restored from the checkpoint
+        self.start: float | None = None
+        self.progress = progress  # (rich Progress, task id) or None
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + (time.perf_counter() - self.start if self.start is not None else 0.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+        self._show(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._show(trainer)
+
+    def _show(self, trainer: L.Trainer) -> None:
+        if self.progress is not None:
+            bar, task = self.progress
+            loss = trainer.callback_metrics.get("valid/loss")
+            note = f"valid {float(loss):.3f}" if loss is not None else ""
+            bar.update(task, completed=trainer.global_step, total=trainer.max_steps, note=note)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.before = float(state.get("elapsed", 0.0))
+        self.start = None
+
+
+# ------------------------------------------------------------------------------------------------- the sweep
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", metavar="YAML", help="grid file, e.g. configs/sweeps/tiny.yaml")
+    parser.add_argument("--out", metavar="SWEEP_DIR",
+                        help="sweep directory (default: the grid's `out`, else runs/sweeps/<grid name>)")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (with --slurm: the rendered array script); train nothing")  # fmt: skip
+    parser.add_argument("--only", metavar="SUBSTRING", action="append",
+                        help="run only runs whose name contains this (repeatable)")  # fmt: skip
+    slurm = parser.add_argument_group("SLURM (with --slurm: one array task per unfinished run)")
+    slurm.add_argument("--slurm", action="store_true", help="submit a job array instead of running locally")
+    for flag, kind in (("--nodes", int), ("--gpus-per-node", int), ("--ntasks-per-node", int),
+                       ("--cpus-per-task", int), ("--mem", str), ("--time", str), ("--partition", str),
+                       ("--account", str), ("--max-parallel", int), ("--signal-seconds", int)):  # fmt: skip
+        slurm.add_argument(flag, type=kind)
+    # What each array task runs: one run given by its config files and overrides (same code as a local run).
+    parser.add_argument("--run-one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--resume", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--delete-checkpoints", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+
+
+def sweep_dir_of(grid: Grid, out: str | None) -> Path:
+    return Path(out or grid.out or f"runs/sweeps/{grid.name}")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError
+
+    try:
+        if args.run_one:
+            return _run_one(args)
+        if not args.grid:
+            raise SweepError("--grid is required (a grid file, e.g. configs/sweeps/tiny.yaml)")
+        grid = load_grid(args.grid)
+        sweep_dir = sweep_dir_of(grid, args.out)
+        world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
+        runs = plan_runs(grid, sweep_dir, world)
+        if args.only:
+            runs = [r for r in runs if any(s in r.name for s in args.only)]
+        todo = [r for r in runs if not (sweep_dir / r.name / RESULT_FILE).is_file()]
+        if args.slurm:
+            return submit_array(grid, sweep_dir, todo, args)
+        if args.dry_run:
+            print_plan(runs, sweep_dir)
+            return 0
+        return run_local(grid, sweep_dir, runs)
+    except (SweepError, ConfigError, FileNotFoundError) as err:
+        print(f"pipeline sweep: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if (cfg.resolved_run_dir / RESULT_FILE).is_file():
+        print(f"{cfg.resolved_run_dir}: finished already ({RESULT_FILE} exists)")
+        return 0
+    try:
+        train_run(args.config, args.overrides, args.delete_checkpoints)
+    except Exception:
+        _write_error(cfg.resolved_run_dir, traceback.format_exc())
+        raise
+    return 0
+
+
+def _write_error(run_dir: Path, text: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ERROR_FILE).write_text(text)
+
+
+def print_plan(runs: list[PlannedRun], sweep_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep {sweep_dir}: {len(runs)} runs")
+    for col in ("run", "arch", "size", "token budget", "steps", "state"):
+        table.add_column(col)
+    for r in runs:
+        state = "done" if (sweep_dir / r.name / RESULT_FILE).is_file() else "failed" if (
+            sweep_dir / r.name / ERROR_FILE).is_file() else "todo"  # fmt: skip
+        table.add_row(r.name, r.arch, r.size, f"{r.budget:,}", str(r.max_steps), state)
+    Console().print(table)
+
+
+def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
+    """Every run, one after another in this process; finished runs are skipped, failures recorded and listed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # per-run banners would bury the progress
+    console = Console()
+    failed: list[tuple[str, str]] = []
+    done = skipped = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[note]}"))  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        overall = bar.add_task(f"sweep {grid.name}", total=len(runs), note="")
+        for run in runs:
+            run_dir = sweep_dir / run.name
+            if (run_dir / RESULT_FILE).is_file():
+                skipped += 1
+                bar.advance(overall)
+                continue
+            task = bar.add_task(f"  {run.name}", total=run.max_steps, note="")
+            start = time.perf_counter()
+            try:
+                record = train_run(run.configs, run.overrides, grid.delete_checkpoints, (bar, task))
+                done += 1
+                console.log(f"{run.name}: valid loss {record.final_valid_loss:.4f}, {record.tokens:,} tokens, "
+                            f"{record.compute:.3g} FLOPs, {time.perf_counter() - start:.0f} s")  # fmt: skip
+            except Exception as err:  # a failed run is recorded and the sweep goes on; Ctrl-C still stops it
+                _write_error(run_dir, traceback.format_exc())
+                failed.append((run.name, f"{type(err).__name__}: {err}".splitlines()[0]))
+                console.log(f"[red]{run.name} failed[/red]: {failed[-1][1]} (see {run_dir / ERROR_FILE})")
+            bar.remove_task(task)
+            bar.advance(overall)
+    console.print(f"sweep {sweep_dir}: {done} trained, {skipped} already finished, {len(failed)} failed")
+    for name, why in failed:
+        console.print(f"  [red]failed[/red] {name}: {why}")
+    return 1 if failed else 0
+
+
+def submit_array(grid: Grid, sweep_dir: Path, todo: list[PlannedRun], args: argparse.Namespace) -> int:
+    """Write `<sweep_dir>/array_configs.txt` (one unfinished run per line) and submit the array template."""
+    import dataclasses
+
+    from pipeline import slurm_render as sr
+    from pipeline.launch import record_job, submit_script
+
+    if not todo:
+        print(f"sweep {sweep_dir}: every run has a {RESULT_FILE}; nothing to submit")
+        return 0
+    sweep_dir = sweep_dir.resolve()
+    array = f"0-{len(todo) - 1}" + (f"%{args.max_parallel}" if args.max_parallel else "")
+    command = [sys.executable, "-m", "pipeline", "sweep", "--run-one"]
+    command += ["--delete-checkpoints"] if grid.delete_checkpoints else []
+    flags = {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "tasks_per_node": args.ntasks_per_node,
+             "cpus_per_task": args.cpus_per_task, "mem": args.mem, "time": args.time, "partition": args.partition,
+             "account": args.account, "signal_seconds": args.signal_seconds, "array": array,
+             "job_name": f"sweep-{grid.name}", "command": command}  # fmt: skip
+    try:
+        job = sr.build_job(
+            sr.load_cluster_defaults(sr.cluster_config_path()), [], [f"run_dir={sweep_dir}"], **flags
+        )
+        job = dataclasses.replace(
+            job, overrides=[]
+        )  # run_dir= only names the sweep dir; each task sets its own
+        sr.write_tasks(job.task_file, [[*r.configs, *r.overrides] for r in todo])
+        sr.check_array(job, len(todo))
+        text = sr.render(job)
+        job.slurm_dir.mkdir(parents=True, exist_ok=True)
+        script = job.slurm_dir / "job.sbatch"
+        script.write_text(text)
+        if args.dry_run:
+            print(text, end="")
+            print(f"# {len(todo)} tasks in {job.task_file}; script {script}; not submitted (--dry-run)",
+                  file=sys.stderr)  # fmt: skip
+            return 0
+        job_id = submit_script(script)
+    except sr.LaunchError as err:
+        raise SweepError(str(err)) from err
+    record_job(script.parent, job_id, script)
+    print(
+        f"{job_id}: {len(todo)} runs ({shlex.quote(str(job.task_file))}); watch with `pipeline status {sweep_dir}`"
+    )
+    return 0
