@@ -404,8 +404,10 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # per-run banners would bury the progress
-    console = Console()
+    logging.getLogger("lightning.pytorch").setLevel(
+        logging.WARNING
+    )  # per-run banners would bury the progress
+    console = Console(soft_wrap=True)  # whole lines in logs and captured output
     failed: list[tuple[str, str]] = []
     done = skipped = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

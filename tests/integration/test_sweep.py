@@ -1,0 +1,172 @@
+"""`pipeline sweep` end to end on the tiny corpus: grid -> runs -> records -> fit -> report, resume, failures,
+the SLURM array rendering and its per-task entry point, and grid-file errors."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main as cli
+from pipeline.scaling.records import load_sweep
+from tests.conftest import ROOT
+
+TINY_GRID = ROOT / "configs/sweeps/tiny.yaml"
+ARCHS = ("lstm", "residual_lstm", "transformer")
+
+
+def write_grid(path: Path, data_dir: Path, **changes: object) -> Path:
+    """The shipped tiny grid, pointed at the test's corpus copy (absolute base path, data.dir set)."""
+    grid = yaml.safe_load(TINY_GRID.read_text())
+    grid["base"] = str(ROOT / grid["base"])
+    grid["set"] = {**grid["set"], "data.dir": str(data_dir)}
+    grid.update(changes)
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny grid (3 architectures x 2 sizes x 1 budget), run once for the tests below."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    grid = write_grid(tmp / "grid.yaml", tiny_data)
+    assert cli(["sweep", "--grid", str(grid), "--out", str(tmp / "sweep")]) == 0
+    return grid, tmp / "sweep"
+
+
+def test_tiny_sweep_writes_records_and_fits_to_a_report(swept: tuple[Path, Path], tiny_data: Path) -> None:
+    _, sweep = swept
+    loaded = load_sweep(sweep)
+    assert loaded.skipped == []
+    assert sorted(r.run for r in loaded.records) == sorted(
+        f"{a}-{s}-1500" for a in ARCHS for s in ("d16", "d32")
+    )
+    manifest = json.loads((tiny_data / "manifest.json").read_text())["splits"]["train"]
+    corpus_tokens = manifest["tgt_tokens"] + manifest["samples"]  # the trained targets include EOS
+    for r in loaded.records:
+        assert r.tokens >= 1500  # the budget, rounded up to whole validation intervals
+        assert r.epochs == pytest.approx(r.tokens / corpus_tokens)
+        assert r.compute == pytest.approx(r.flops_per_token * r.tokens)
+        assert r.best_valid_loss <= r.final_valid_loss
+        assert r.config["train"]["max_steps"] == 2 * r.config["train"]["val_every"]  # evals_per_run: 2
+        assert r.config["train"]["bleu_samples"] == 0 and r.wall_time_s > 0
+        assert any(x == x for x in r.loss_by_position)  # some positions measured (NaN != NaN elsewhere)
+    by_arch = {a: sorted(r.non_embedding_params for r in loaded.records if r.arch == a) for a in ARCHS}
+    assert all(small < large for small, large in by_arch.values())
+    assert (
+        len({r.tokens for r in loaded.records}) == 1
+    )  # same seeded stream: one budget = same tokens for all
+
+    assert cli(["scaling", "fit", str(sweep), "--n-boot", "10"]) == 0
+    fit = json.loads((sweep / "fit.json").read_text())
+    assert fit["n_runs"] == 6 and sorted(fit["archs"]) == list(ARCHS)
+    assert fit["archs"]["lstm"]["fits"]["chinchilla"]["underdetermined"]  # one budget, two sizes: said so
+    report_dir = sweep.parent / "report"
+    assert cli(["scaling", "report", str(sweep), "--out", str(report_dir), "--n-boot", "10"]) == 0
+    text = (report_dir / "report.md").read_text()
+    assert "6 finished runs" in text and "underdetermined" in text
+    for png in ("loss_vs_params", "loss_vs_compute", "loss_vs_position", "position_ratio"):
+        assert (report_dir / f"{png}.png").stat().st_size > 1000
+
+
+def test_rerun_skips_finished_runs_and_rebuilds_a_lost_record(
+    swept: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid, sweep = swept
+    capsys.readouterr()
+    records = sorted(sweep.glob("*/result.json"))
+    before = {p: p.stat().st_mtime_ns for p in records}
+    lost = sweep / "lstm-d16-1500" / "result.json"
+    old = json.loads(lost.read_text())
+    lost.unlink()  # a run that trained to the end but died before writing its record
+    assert cli(["sweep", "--grid", str(grid), "--out", str(sweep)]) == 0
+    assert "1 trained, 5 already finished, 0 failed" in capsys.readouterr().out
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != lost)
+    new = json.loads(lost.read_text())  # resumed from the final checkpoint: no further training
+    assert new["tokens"] == old["tokens"] and new["final_valid_loss"] == pytest.approx(
+        old["final_valid_loss"]
+    )
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.train
+
+    real_fit = pipeline.train.fit
+
+    def fit(cfg, *args, **kwargs):
+        if cfg.model["arch"] == "lstm":
+            raise RuntimeError("simulated crash")
+        return real_fit(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.train, "fit", fit)
+    grid = write_grid(tmp_path / "grid.yaml", tiny_data)
+    argv = [
+        "sweep",
+        "--grid",
+        str(grid),
+        "--out",
+        str(tmp_path / "s"),
+        "--only",
+        "lstm-d16",
+        "--only",
+        "mer-d16",
+    ]
+    assert cli(argv) == 1
+    out = capsys.readouterr().out
+    assert (
+        "2 trained, 0 already finished, 1 failed" in out
+    )  # lstm-d16 failed; residual_lstm-, transformer-d16 ran and "lstm-d16-1500: RuntimeError: simulated crash" in out
+    assert "simulated crash" in (tmp_path / "s/lstm-d16-1500/error.txt").read_text()
+    assert (tmp_path / "s/transformer-d16-1500/result.json").is_file()
+    assert (tmp_path / "s/residual_lstm-d16-1500/result.json").is_file()
+
+
+def test_slurm_dry_run_renders_one_array_task_per_run_and_a_task_trains(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = write_grid(tmp_path / "grid.yaml", tiny_data)
+    sweep = tmp_path / "s"
+    assert (
+        cli(
+            ["sweep", "--grid", str(grid), "--out", str(sweep), "--slurm", "--dry-run", "--max-parallel", "2"]
+        )
+        == 0
+    )
+    script = capsys.readouterr().out
+    assert "#SBATCH --array=0-5%2" in script and "sweep --run-one" in script
+    lines = (sweep / "array_configs.txt").read_text().splitlines()
+    assert len(lines) == 6
+    tasks = [shlex.split(line) for line in lines]
+    assert [w for w in tasks[0] if w.startswith("run_dir=")] == [
+        f"run_dir={sweep.resolve() / 'lstm-d16-1500'}"
+    ]
+    assert all(any(w.startswith("train.max_steps=") for w in t) for t in tasks)
+
+    # what array task 0 runs (the template splits a line into --config files and key=value overrides)
+    configs = [x for w in tasks[0] if "=" not in w for x in ("--config", w)]
+    overrides = [w for w in tasks[0] if "=" in w]
+    assert cli(["sweep", "--run-one", *configs, "--resume", "auto", "train.accelerator=cpu", *overrides]) == 0
+    assert (sweep / "lstm-d16-1500/result.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"token_budget": [10]}, "unknown key 'token_budget'"),
+        ({"token_budgets": [0]}, "key 'token_budgets' holds 0"),
+        ({"archs": {"gru": {"sizes": {"s": {"d_model": 8}}}}}, "key 'archs.gru': unknown architecture"),
+        ({"archs": {"lstm": {"sizes": {"s": {"d_modle": 8}}}}}, "run lstm-s-1500"),
+    ],
+)
+def test_bad_grid_file_is_a_clear_error(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict, message: str
+) -> None:
+    grid = write_grid(tmp_path / "grid.yaml", tiny_data, **change)
+    assert cli(["sweep", "--grid", str(grid), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(grid) in err
