@@ -70,6 +70,11 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any)
     from pipeline.metrics import ThroughputCallback
 
     model = module.model
+    if cfg.train.strategy == "deepspeed":
+        from pipeline.deepspeed_strategy import is_partitioned, unpartitioned_copy
+
+        if is_partitioned(model):  # ZeRO-3: gather the weights into a plain model (collective: all ranks call it)
+            model = unpartitioned_copy(model, materialize=trainer.global_rank == 0)
     throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
     valid_loss = metrics.get("valid/loss")
@@ -88,7 +93,7 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any)
     }
     if trainer.global_rank == 0 and cfg.train.bleu_samples > 0 and not getattr(trainer, "interrupted", False):
         start = time.perf_counter()
-        summary.update(translate_and_score(module.model, cfg, cfg.train.bleu_samples))
+        summary.update(translate_and_score(model, cfg, cfg.train.bleu_samples))
         summary["decode_s"] = round(time.perf_counter() - start, 2)
     return summary
 

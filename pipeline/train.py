@@ -169,6 +169,10 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     ckpt_path = resolve_resume(resume, run_dir)
     if ckpt_path is not None:
         check_config_compatible(run_dir, cfg)
+        if cfg.train.strategy == "deepspeed":  # a ZeRO checkpoint fixes its rank count: fail now, not in DeepSpeed
+            from pipeline.deepspeed_strategy import check_zero_resume
+
+            check_zero_resume(ckpt_path, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = StreamingDataModule(cfg)
     module = Seq2SeqModule(cfg)
