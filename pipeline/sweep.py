@@ -1,12 +1,8 @@
 """`pipeline sweep --grid GRID.yaml`: train every (architecture, size, token budget) of a scaling grid and write one
 result record per run, locally one after another or as a SLURM job array.
 
-A grid file (see `configs/sweeps/`) names base config files, shared overrides, per-architecture model sizes and
-the token budgets. A token budget becomes a step count: `max_steps = ceil(budget / tokens_per_step)` rounded up to
-a multiple of the validation interval (so the last step is validated), where `tokens_per_step` is the mean number of
-target tokens per batch of one epoch of the run's own train loader (times ranks and accumulation). The loader is
-seeded and model-independent, so every run of one budget sees the same batches; the record keeps the tokens actually
-trained on. The cosine schedule, warmup (`warmup_frac` of the steps) and validation interval are set from that length.
+The grid file and how a token budget becomes a run length: `pipeline.sweep_grid`. The record keeps the tokens
+actually trained on, FLOPs per token from the model's own estimate at the corpus' mean lengths, and epochs.
 
 Resumable: a run with `result.json` is skipped; an unfinished one resumes from its newest checkpoint
 (`--resume auto`); a failed one leaves `error.txt` and the sweep goes on. On SLURM each array task runs
@@ -16,218 +12,38 @@ Resumable: a run with `result.json` is skipped; an unfinished one resumes from i
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import math
 import shlex
+import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import yaml
 
+import pipeline.train
+from pipeline.config import ConfigError, load_config, to_dict
+from pipeline.data.prepare import read_manifest
+from pipeline.models import build_model
+from pipeline.run_metrics import read_metric
 from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
+from pipeline.sweep_grid import Grid, PlannedRun, SweepError, load_grid, plan_runs
 
 ERROR_FILE = "error.txt"
-GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
-             "delete_checkpoints"}  # fmt: skip
-ARCH_KEYS = {"model", "set", "sizes"}
-
-
-class SweepError(ValueError):
-    """A bad grid file or sweep directory; the message names the file and key."""
-
-
-@dataclass
-class Grid:
-    name: str
-    path: Path
-    base: list[str]
-    archs: dict[str, dict[str, Any]]  # arch -> {"model": {...}, "set": {...}, "sizes": {name: {model keys}}}
-    token_budgets: list[int]
-    overrides: dict[str, Any] = field(default_factory=dict)
-    out: str | None = None
-    warmup_frac: float = 0.05
-    evals_per_run: int = 4
-    delete_checkpoints: bool = False
-
-
-@dataclass
-class PlannedRun:
-    name: str
-    configs: list[str]
-    overrides: list[str]  # key=value, run_dir= last
-    arch: str
-    size: str
-    budget: int
-    max_steps: int = 0
-
-
-# ------------------------------------------------------------------------------------------------- grid file
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SweepError(f"{where} must be a mapping, got {value!r}")
-    return value
-
-
-def load_grid(path: str | Path) -> Grid:
-    """Parse and check a grid file; every error names the file and the key."""
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"grid file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from err
-    raw = _mapping(raw, f"{path}: top level")
-    unknown = sorted(set(raw) - GRID_KEYS)
-    if unknown:
-        raise SweepError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(GRID_KEYS))}")
-    for key in ("archs", "token_budgets"):
-        if key not in raw:
-            raise SweepError(f"{path}: missing key {key!r}")
-    base = raw.get("base") or []
-    base = [base] if isinstance(base, str) else base
-    if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
-        raise SweepError(f"{path}: key 'base' must be a config path or a list of them, got {base!r}")
-    for b in base:
-        if not Path(b).is_file():
-            raise SweepError(f"{path}: key 'base': config file not found: {b}")
-    budgets = raw["token_budgets"]
-    if not isinstance(budgets, list) or not budgets:
-        raise SweepError(
-            f"{path}: key 'token_budgets' must be a non-empty list of token counts, got {budgets!r}"
-        )
-    for b in budgets:
-        if isinstance(b, bool) or not isinstance(b, int | float) or b <= 0 or float(b) != int(b):
-            raise SweepError(f"{path}: key 'token_budgets' holds {b!r}; expected positive integers")
-    archs = _mapping(raw["archs"], f"{path}: key 'archs'")
-    if not archs:
-        raise SweepError(f"{path}: key 'archs' is empty")
-    from pipeline.models import MODEL_REGISTRY
-
-    for arch, spec in archs.items():
-        where = f"{path}: key 'archs.{arch}'"
-        if arch not in MODEL_REGISTRY:
-            raise SweepError(f"{where}: unknown architecture; known: {', '.join(sorted(MODEL_REGISTRY))}")
-        spec = _mapping(spec, where)
-        bad = sorted(set(spec) - ARCH_KEYS)
-        if bad:
-            raise SweepError(f"{where}: unknown key {bad[0]!r}; valid keys: {', '.join(sorted(ARCH_KEYS))}")
-        sizes = _mapping(spec.get("sizes"), f"{where}.sizes")
-        if not sizes:
-            raise SweepError(f"{where}.sizes: at least one size (name: {{model keys}}) is needed")
-        for size, keys in sizes.items():
-            _mapping(keys, f"{where}.sizes.{size}")
-        archs[arch] = {"model": _mapping(spec.get("model"), f"{where}.model"),
-                       "set": _mapping(spec.get("set"), f"{where}.set"), "sizes": sizes}  # fmt: skip
-    grid = Grid(
-        name=str(raw.get("name") or path.stem), path=path, base=base, archs=archs,
-        token_budgets=[int(b) for b in budgets], overrides=_mapping(raw.get("set"), f"{path}: key 'set'"),
-        out=raw.get("out"), warmup_frac=float(raw.get("warmup_frac", 0.05)),
-        evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
-    )  # fmt: skip
-    if not 0 <= grid.warmup_frac < 1:
-        raise SweepError(f"{path}: key 'warmup_frac' must be in [0, 1), got {grid.warmup_frac}")
-    if grid.evals_per_run < 1:
-        raise SweepError(f"{path}: key 'evals_per_run' must be >= 1, got {grid.evals_per_run}")
-    return grid
-
-
-def _budget_label(tokens: int) -> str:
-    for unit, div in (("M", 1_000_000), ("k", 1_000)):
-        if tokens % div == 0:
-            return f"{tokens // div}{unit}"
-    return str(tokens)
-
-
-def _kv(values: dict[str, Any]) -> list[str]:
-    """{key: value} -> ["key=value"] with JSON values (JSON is YAML, which `parse_override` reads)."""
-    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
-
-
-def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1) -> list[PlannedRun]:
-    """Every run of the grid with its final config overrides; checks each config (errors name the run and key).
-
-    Order: budgets ascending, then size rank, then architecture, so a sweep cut short has the whole cheap end of
-    the grid for every architecture rather than one architecture's whole grid."""
-    from pipeline.config import ConfigError, load_config
-
-    runs, per_batch = [], {}
-    max_sizes = max(len(a["sizes"]) for a in grid.archs.values())
-    for budget in sorted(grid.token_budgets):
-        for rank in range(max_sizes):
-            for arch, spec in grid.archs.items():
-                sizes = list(spec["sizes"].items())
-                if rank >= len(sizes):
-                    continue
-                size, keys = sizes[rank]
-                name = f"{arch}-{size}-{_budget_label(budget)}"
-                model = {"arch": arch, **spec["model"], **keys}
-                overrides = [*_kv(grid.overrides), *_kv(spec["set"]), f"model={json.dumps(model)}",
-                             f"name={name}", f"run_dir={sweep_dir / name}"]  # fmt: skip
-                try:
-                    cfg = load_config(grid.base, overrides)
-                except ConfigError as err:
-                    raise SweepError(f"{grid.path}: run {name}: {err}") from err
-                run = PlannedRun(name, list(grid.base), overrides, arch, size, budget)
-                _set_length(run, cfg, grid, world, per_batch)
-                runs.append(run)
-    return runs
-
-
-def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: dict) -> None:
-    """Token budget -> steps, validation interval and warmup, appended to the run's overrides (before run_dir)."""
-    d = cfg.data
-    key = (d.dir, d.batch_tokens, d.max_len, d.bucket_size, cfg.seed)
-    if key not in cache:
-        cache[key] = mean_tokens_per_batch(cfg)
-    per_step = cache[key] * world * cfg.train.accumulate
-    val_every = max(1, math.ceil(run.budget / per_step / grid.evals_per_run))
-    run.max_steps = val_every * grid.evals_per_run
-    extra = {"train.max_steps": run.max_steps, "train.val_every": val_every,
-             "optim.warmup_steps": max(1, round(grid.warmup_frac * run.max_steps)) if grid.warmup_frac else 0}  # fmt: skip
-    run.overrides[-1:-1] = _kv(extra)
-
-
-def mean_tokens_per_batch(cfg: Any) -> float:
-    """Mean target tokens (EOS included) per batch over one epoch of the run's own train loader, preparing the
-    data first if needed. Counted, not estimated: bucketing makes the padding share depend on the length mix."""
-    from pipeline.data.loader import build_loader
-    from pipeline.data.prepare import ensure_prepared
-
-    d = cfg.data
-    ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
-    loader = build_loader(d.dir, "train", batch_tokens=d.batch_tokens, max_len=d.max_len,
-                          bucket_size=d.bucket_size, seed=cfg.seed)  # fmt: skip
-    counts = [int(b["n_tokens"]) for b in loader]
-    if not counts:
-        raise SweepError(f"{d.dir}: the train split yields no batches")
-    return sum(counts) / len(counts)
 
 
 # ------------------------------------------------------------------------------------------------- one run
 def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
               progress: Any = None) -> RunRecord:  # fmt: skip
     """Train (or resume) one run and write its result.json; returns the record."""
-    import shutil
-
-    from pipeline.config import load_config, to_dict
-    from pipeline.data.prepare import read_manifest
-    from pipeline.models import build_model
-    from pipeline.run_metrics import read_metric
-    from pipeline.train import fit
-
     cfg = load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
     clock = RunClock(progress)
-    summary = fit(cfg, resume="auto", extra_callbacks=[clock])
+    summary = pipeline.train.fit(cfg, resume="auto", extra_callbacks=[clock])
     if summary.get("rank", 0) != 0:
         return None  # type: ignore[return-value]
     if summary["steps"] < cfg.train.max_steps:
@@ -340,8 +156,6 @@ def sweep_dir_of(grid: Grid, out: str | None) -> Path:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError
-
     try:
         if args.run_one:
             return _run_one(args)
@@ -366,8 +180,6 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_one(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-
     cfg = load_config(args.config, args.overrides)
     if (cfg.resolved_run_dir / RESULT_FILE).is_file():
         print(f"{cfg.resolved_run_dir}: finished already ({RESULT_FILE} exists)")
@@ -386,17 +198,11 @@ def _write_error(run_dir: Path, text: str) -> None:
 
 
 def print_plan(runs: list[PlannedRun], sweep_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"sweep {sweep_dir}: {len(runs)} runs")
-    for col in ("run", "arch", "size", "token budget", "steps", "state"):
-        table.add_column(col)
+    print(f"sweep {sweep_dir}: {len(runs)} runs")
     for r in runs:
-        state = "done" if (sweep_dir / r.name / RESULT_FILE).is_file() else "failed" if (
-            sweep_dir / r.name / ERROR_FILE).is_file() else "todo"  # fmt: skip
-        table.add_row(r.name, r.arch, r.size, f"{r.budget:,}", str(r.max_steps), state)
-    Console().print(table)
+        d = sweep_dir / r.name
+        state = "done" if (d / RESULT_FILE).is_file() else "failed" if (d / ERROR_FILE).is_file() else "todo"
+        print(f"  {r.name:32} {r.budget:>12,} tokens {r.max_steps:>7} steps  {state}")
 
 
 def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
@@ -441,8 +247,6 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
 
 def submit_array(grid: Grid, sweep_dir: Path, todo: list[PlannedRun], args: argparse.Namespace) -> int:
     """Write `<sweep_dir>/array_configs.txt` (one unfinished run per line) and submit the array template."""
-    import dataclasses
-
     from pipeline import slurm_render as sr
     from pipeline.launch import record_job, submit_script
 
@@ -458,12 +262,9 @@ def submit_array(grid: Grid, sweep_dir: Path, todo: list[PlannedRun], args: argp
              "account": args.account, "signal_seconds": args.signal_seconds, "array": array,
              "job_name": f"sweep-{grid.name}", "command": command}  # fmt: skip
     try:
-        job = sr.build_job(
-            sr.load_cluster_defaults(sr.cluster_config_path()), [], [f"run_dir={sweep_dir}"], **flags
-        )
-        job = dataclasses.replace(
-            job, overrides=[]
-        )  # run_dir= only names the sweep dir; each task sets its own
+        cluster = sr.load_cluster_defaults(sr.cluster_config_path())
+        # `run_dir=` only names the sweep directory (array files live there); each task line sets its own
+        job = dataclasses.replace(sr.build_job(cluster, [], [f"run_dir={sweep_dir}"], **flags), overrides=[])
         sr.write_tasks(job.task_file, [[*r.configs, *r.overrides] for r in todo])
         sr.check_array(job, len(todo))
         text = sr.render(job)
