@@ -3,34 +3,51 @@
 The train stream is infinite (epochs repeat, reshuffled), so DDP ranks never run out at different times and
 training length is set by `train.max_steps` alone.
 
-Resume position. `ShardLoader` is stateful, and Lightning saves its `state_dict()` in every checkpoint and loads it
-back on resume (fit loop "combined_loader" state). But Lightning fetches one batch *ahead* of the step it trains,
-so a position recorded when a batch leaves the loader is one batch early. We therefore record the position of a
-batch only when its optimisation step has finished (`LoaderPositionCallback`), which makes a resumed run continue
-at exactly the next batch the interrupted run would have trained on.
+Resume position. Each rank's loader knows how far it got (`ShardLoader.state_dict()`); this module saves *every*
+rank's state in the checkpoint (Lightning would save only rank 0's) and hands each rank its own on resume, or lets
+the loader re-split the rest of the epoch when the world size changed (`pipeline/data/reshard.py`). Lightning
+fetches one batch *ahead* of the step it trains, so a position is recorded only once its batch has been trained on
+(`LoaderPositionCallback`): a resumed run continues at exactly the batch the interrupted run would have trained next.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 
+from pipeline.checkpointing import gather_objects
 from pipeline.config import RunConfig
-from pipeline.data.loader import POSITION_KEY, build_loader
+from pipeline.data.loader import POSITION_KEY, ShardLoader, build_loader
 from pipeline.data.prepare import ensure_prepared
+
+
+class TrainStream:
+    """The train loader behind an object Lightning does not treat as stateful, so the datamodule owns its state."""
+
+    def __init__(self, loader: ShardLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.loader)
+
+    def record_position(self, position: dict[str, Any]) -> None:
+        self.loader.record_position(position)
 
 
 class StreamingDataModule(L.LightningDataModule):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self._train: TrainStream | None = None
+        self._resume_state: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         d = self.cfg.data
         ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
 
-    def _loader(self, split: str, infinite: bool) -> Any:
+    def _loader(self, split: str, infinite: bool) -> ShardLoader:
         d, trainer = self.cfg.data, self.trainer
         return build_loader(
             d.dir,
@@ -46,14 +63,28 @@ class StreamingDataModule(L.LightningDataModule):
             record_on_yield=split != "train",
         )
 
-    def train_dataloader(self) -> Any:
-        return self._loader("train", True)
+    def train_dataloader(self) -> TrainStream:
+        loader = self._loader("train", True)
+        if self._resume_state is not None:
+            loader.load_state_dict(self._resume_state)  # this rank's state, or a re-split of the epoch's rest
+            self._resume_state = None
+        self._train = TrainStream(loader)
+        return self._train
 
-    def val_dataloader(self) -> Any:
+    def val_dataloader(self) -> ShardLoader:
         return self._loader("valid", False)
 
-    def test_dataloader(self) -> Any:
+    def test_dataloader(self) -> ShardLoader:
         return self._loader("test", False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every rank's train-loader position (a collective: Lightning calls this on all ranks when saving)."""
+        local = self._train.loader.state_dict() if self._train is not None else None
+        states = gather_objects(local)
+        return {"train_loader": {"ranks": states}} if all(s is not None for s in states) else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_state = state.get("train_loader")
 
 
 class LoaderPositionCallback(L.Callback):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from pipeline.data.loader import ShardError
+
     try:
         cfg = load_config(args.config, args.overrides)
         summary = fit(cfg, resume=args.resume)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, ShardError) as err:
         # bad input (config, corpus, data dir, checkpoint): one clear line; PIPELINE_DEBUG=1 shows the traceback
         if os.environ.get("PIPELINE_DEBUG"):
             raise
@@ -45,6 +46,10 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
+    if summary.get("preempted"):
+        from pipeline.preemption import PREEMPTED_EXIT_CODE
+
+        return PREEMPTED_EXIT_CODE  # checkpointed: run again with --resume auto (SLURM: requeued on SIGUSR1)
     return 0
 
 
@@ -83,13 +88,20 @@ def _share_cpu_threads(cfg: RunConfig, accelerator: str) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, cfg.train.devices)))
 
 
-def _plugins() -> list[Any]:
-    """Under SLURM (`srun`), SIGUSR1 saves an hpc checkpoint and requeues the job (Lightning does both)."""
+def _plugins(cfg: RunConfig) -> list[Any]:
+    """Atomic checkpoint files; under `srun`, Lightning's SLURM environment for ranks and addresses.
+
+    Lightning's own SLURM requeue handler is off: `PreemptionCallback` checkpoints at a step boundary on every rank
+    and requeues (see preemption.py).
+    """
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+    from pipeline.checkpointing import AtomicCheckpointIO
+
+    plugins: list[Any] = [] if cfg.train.strategy == "deepspeed" else [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
-        return [SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)]
-    return []
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 def _loggers(cfg: RunConfig, run_dir: Path) -> list[Any]:
@@ -109,26 +121,36 @@ def _loggers(cfg: RunConfig, run_dir: Path) -> list[Any]:
 
 def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | None = None) -> Any:
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
     from pipeline.checkpoint import checkpoint_dir
+    from pipeline.checkpointing import RngStateCallback, VerifiedModelCheckpoint
     from pipeline.datamodule import LoaderPositionCallback
     from pipeline.metrics import ThroughputCallback
+    from pipeline.preemption import PreemptionCallback
 
     t = cfg.train
     accelerator = _accelerator(cfg)
     _share_cpu_threads(cfg, accelerator)
-    checkpoints = ModelCheckpoint(
+    checkpoints = VerifiedModelCheckpoint(
         dirpath=str(checkpoint_dir(run_dir)),
         filename="step={step}",
         auto_insert_metric_name=False,
-        every_n_train_steps=t.val_every,
+        every_n_train_steps=t.ckpt_every or t.val_every,
         save_last=True,
         save_top_k=t.keep_checkpoints,
         monitor="step",
         mode="max",
     )
-    callbacks = [checkpoints, LoaderPositionCallback(), ThroughputCallback(t.log_every), LearningRateMonitor("step")]
+    # order matters at a step's end: the loader position and token count are updated before anything is saved
+    callbacks = [
+        LoaderPositionCallback(),
+        ThroughputCallback(t.log_every),
+        LearningRateMonitor("step"),
+        RngStateCallback(),
+        PreemptionCallback(),
+        checkpoints,
+    ]
     callbacks += extra_callbacks or []
     return L.Trainer(
         accelerator=accelerator,
@@ -148,7 +170,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         default_root_dir=str(run_dir),
         logger=_loggers(cfg, run_dir),
         callbacks=callbacks,
-        plugins=_plugins(),
+        plugins=_plugins(cfg),
         enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,  # the streaming loader splits by rank itself
@@ -163,6 +185,7 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     from pipeline.datamodule import StreamingDataModule
     from pipeline.evaluate import final_evaluation
     from pipeline.module import Seq2SeqModule
+    from pipeline.preemption import PreemptionCallback, requeue_if_slurm
 
     run_dir = cfg.resolved_run_dir
     os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
@@ -180,6 +203,11 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     if trainer.global_rank == 0:
         save_config(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
+    if preemption.stopped_by:  # checkpointed on a signal: no evaluation, hand back to the scheduler quickly
+        requeued = requeue_if_slurm(preemption.stopped_by, trainer.global_rank == 0)
+        return {"preempted": preemption.stopped_by, "requeued": requeued, "steps": trainer.global_step,
+                "rank": trainer.global_rank}  # fmt: skip
     summary = final_evaluation(cfg, trainer, module, datamodule)
     summary["rank"] = trainer.global_rank
     if trainer.global_rank == 0:
