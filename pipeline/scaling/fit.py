@@ -50,9 +50,8 @@ class FitResult:
     objective: float = math.nan
     n_boot: int = 0  # resamples drawn
     n_boot_ok: int = 0  # resamples that were determined and converged (the CI uses only these)
-    samples: np.ndarray | None = field(
-        default=None, repr=False
-    )  # (n_boot_ok, len(params)), params' key order
+    # (n_boot_ok, len(params)) in params' key order
+    samples: np.ndarray | None = field(default=None, repr=False)
     theta: np.ndarray | None = field(default=None, repr=False)  # chinchilla optimum in (a, b, e, alpha, beta)
 
     @property
@@ -64,9 +63,8 @@ class FitResult:
         x = np.asarray(x, dtype=float)
         if self.form == "chinchilla":
             return p["E"] + p["A"] / x ** p["alpha"] + p["B"] / np.asarray(d, dtype=float) ** p["beta"]
-        with np.errstate(
-            over="ignore", divide="ignore", invalid="ignore"
-        ):  # x_c may under/overflow in samples
+        # x_c may under/overflow in bootstrap samples
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             return p.get("E", 0.0) + np.exp(p["alpha"] * (np.log(p["x_c"]) - np.log(x)))
 
     def sample_params(self) -> list[dict[str, float]]:
@@ -106,12 +104,8 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
     names = ("alpha", "x_c", "E") if with_e else ("alpha", "x_c")
     n_distinct = len(np.unique(x))
     if n_distinct < len(names):
-        return _underdetermined(
-            "power_law",
-            names,
-            n_distinct,
-            f"{n_distinct} distinct x for {len(names)} free parameters ({', '.join(names)})",
-        )
+        why = f"{n_distinct} distinct x for {len(names)} free parameters ({', '.join(names)})"
+        return _underdetermined("power_law", names, n_distinct, why)
     lx, ly = np.log(x), np.log(loss)
     if not with_e:
         slope, intercept = np.polyfit(lx, ly, 1)
@@ -129,11 +123,8 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
 
     e_max = float(loss.min()) * (1 - 1e-6)
     best = None
-    for frac in (
-        0.0,
-        0.5,
-        0.9,
-    ):  # starts: E at 0, half and 90 % of the lowest loss; alpha, x_c from log(L - E)
+    # starts: E at 0, half and 90 % of the lowest loss; alpha, x_c from log(L - E)
+    for frac in (0.0, 0.5, 0.9):
         e0 = frac * e_max
         slope, intercept = np.polyfit(lx, np.log(loss - e0), 1)
         alpha0 = float(np.clip(-slope, 1e-3, 9.0))
@@ -186,7 +177,7 @@ def fit_chinchilla(
     loss: Any,
     delta: float = HUBER_DELTA,
     n_starts: int | None = 64,
-    extra_starts: Sequence[np.ndarray] = (),
+    extra_starts: Sequence = (),
 ) -> FitResult:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta as Hoffmann et al. 2022 do: Huber (delta) on log-loss residuals,
     parametrised as log-sum-exp(a - alpha log N, b - beta log D, e), L-BFGS-B from a grid of initialisations, the
@@ -308,9 +299,8 @@ def _crossings(fa: FitResult, fb: FitResult, lo: float, hi: float, pa=None, pb=N
     for j in np.flatnonzero(np.sign(diff[:-1]) * np.sign(diff[1:]) < 0):
 
         def g(lc: float) -> float:
-            return float(
-                np.log(fa.predict(math.exp(lc), params=pa)) - np.log(fb.predict(math.exp(lc), params=pb))
-            )
+            x = math.exp(lc)
+            return float(np.log(fa.predict(x, params=pa)) - np.log(fb.predict(x, params=pb)))
 
         out.append(math.exp(brentq(g, math.log(grid[j]), math.log(grid[j + 1]))))
     return out
@@ -413,8 +403,5 @@ def position_plateau(
     if rise < tol:
         return Plateau(None, curve, f"relative log loss rises by {rise:.4f} < {tol} after its minimum")
     t_star = int(finite[smooth[finite] <= low + 0.1 * rise][-1])
-    return Plateau(
-        t_star,
-        curve,
-        f"log loss ratio stays > 10 % of its final rise ({rise:.4f}) above its minimum after t={t_star}",
-    )
+    why = f"log loss ratio stays > 10 % of its final rise ({rise:.4f}) above its minimum after t={t_star}"
+    return Plateau(t_star, curve, why)
