@@ -170,3 +170,12 @@ def test_bad_grid_file_is_a_clear_error(
     assert cli(["sweep", "--grid", str(grid), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert message in err and str(grid) in err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_grids_parse(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.sweep_grid import load_grid
+
+    monkeypatch.chdir(ROOT)  # base config paths are relative to the repository root
+    grid = load_grid(path)
+    assert grid.archs and grid.token_budgets
