@@ -214,6 +214,26 @@ def _law_table(sweep: SweepFit, key: str, x_name: str, names: Sequence[str]) -> 
     return rows
 
 
+def _runs_table(sweep: SweepFit) -> list[str]:
+    """Final valid loss of every run: one row per (architecture, size), one column per token count."""
+    records = [r for af in sweep.archs.values() for r in af.records]
+    budgets = sorted({r.tokens for r in records})
+    hours = sum(r.wall_time_s for r in records) / 3600
+    rows = [
+        f"### Runs: final valid loss ({len(records)} runs, {hours:.2g} h of training wall time in total)",
+        "",
+        "| arch | N (non-embedding) | " + " | ".join(f"D = {d:,}" for d in budgets) + " |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
+    for a, af in sweep.archs.items():
+        for n in af.sizes:
+            loss = {r.tokens: r.final_valid_loss for r in af.records if r.non_embedding_params == n}
+            cells = " | ".join(f"{loss[d]:.3f}" if d in loss else "-" for d in budgets)
+            rows.append(f"| {a} | {n:,} | {cells} |")
+    epochs = ", ".join(f"{d:,}: {max(r.epochs for r in records if r.tokens == d):.2f}" for d in budgets)
+    return [*rows, "", f"Epochs over the training corpus per token count: {epochs}."]
+
+
 def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
     n_runs = sum(len(a.records) for a in sweep.archs.values())
     s = sweep.settings
@@ -242,7 +262,14 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
                 "epochs): D counts repeated tokens, which are worth less than fresh ones (Muennighoff et al. "
                 "2023), so the data term B/D^beta and L(C) at large budgets are optimistic."
             )
+        top = {max(r.tokens for r in af.records if r.non_embedding_params == n) for n in sizes}
+        if len(top) > 1:
+            line += (
+                " Not every size reached the largest budget yet, so L(N) (lowest loss per size) compares sizes "
+                "at different D: the larger-D sizes look better than N alone explains."
+            )
         md.append(line)
+    md += ["", *_runs_table(sweep)]
     md += [
         "",
         "## L(N) = (N_c / N)^alpha_N",
