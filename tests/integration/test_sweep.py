@@ -13,6 +13,7 @@ import yaml
 from pipeline.cli import main as cli
 from pipeline.scaling.records import load_sweep
 from tests.conftest import ROOT
+from tests.integration.slurm_cluster import LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 
 TINY_GRID = ROOT / "configs/sweeps/tiny.yaml"
 ARCHS = ("lstm", "residual_lstm", "transformer")
@@ -152,6 +153,26 @@ def test_slurm_dry_run_renders_one_array_task_per_run_and_a_task_trains(
     overrides = [w for w in tasks[0] if "=" in w]
     assert cli(["sweep", "--run-one", *configs, "--resume", "auto", "train.accelerator=cpu", *overrides]) == 0
     assert (sweep / "lstm-d16-1500/result.json").is_file()
+
+
+@pytest.mark.slurm
+def test_slurm_array_trains_each_run_and_a_resubmit_has_nothing_to_do(
+    slurm_cluster: LocalSlurm, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    grid = write_grid(tmp_path / "grid.yaml", tiny_data)
+    argv = ["sweep", "--grid", str(grid), "--out", str(tmp_path / "s"), "--only", "lstm-d16", "--slurm"]
+    assert cli(argv) == 0
+    job_id = capsys.readouterr().out.split(":")[0]
+    for task in range(2):  # lstm-d16 and residual_lstm-d16
+        slurm_cluster.wait(f"{job_id}_{task}", {"COMPLETED"}, timeout=240)
+    assert sorted(r.run for r in load_sweep(tmp_path / "s").records) == [
+        "lstm-d16-1500",
+        "residual_lstm-d16-1500",
+    ]
+    assert cli(argv) == 0
+    assert "nothing to submit" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
