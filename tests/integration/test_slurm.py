@@ -185,8 +185,9 @@ def test_real_trainer_single_node_job_requeues_on_usr1_and_resumes(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A single-node CPU job of the real trainer, sent USR1 mid-training: Lightning saves an hpc checkpoint and
-    requeues; the restart resumes from it and completes; `pipeline status` shows the restart and the last step."""
+    """A single-node CPU job of the real trainer, sent USR1 mid-training: it checkpoints at the next step boundary
+    and requeues itself; the restart resumes from that checkpoint and completes; `pipeline status` shows the restart
+    and the last step."""
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "real-requeue"
     job_id = submit_trainer(capsys, run_dir, tiny_data, "train.max_steps=20", "train.val_every=100")
@@ -200,17 +201,16 @@ def test_real_trainer_single_node_job_requeues_on_usr1_and_resumes(
 
     pending = slurm_cluster.wait(job_id, {"PENDING"}, timeout=60)
     assert pending["Restarts"] == "1"
-    [hpc] = run_dir.glob("hpc_ckpt_*.ckpt")  # saved by the USR1 handler before the requeue
+    last = run_dir / "checkpoints" / "last.ckpt"  # saved at a step boundary on USR1, before the requeue
+    saved_step = json.loads((run_dir / "checkpoints" / "last.ckpt.meta.json").read_text())["step"]
+    assert 0 < saved_step < 20
     slurm_cluster.release(job_id)
     slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
 
-    import torch  # only here: the other tests in this file run without it
-
-    saved_step = torch.load(hpc, map_location="cpu", weights_only=False)["global_step"]
-    assert 0 < saved_step < 20
     log = (run_dir / "slurm" / f"{job_id}.out").read_text()
     assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log
-    assert f"Restored all states from the checkpoint at {hpc}" in log, log[-3000:]
+    assert "SIGUSR1: saved" in log and "requeued SLURM job" in log, log[-3000:]
+    assert f"Restored all states from the checkpoint at {last}" in log, log[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 20
     [row] = status_rows([run_dir])
     assert (row.jobs, row.state, row.restarts) == (job_id, "COMPLETED", "1") and row.train_loss != "-"
