@@ -67,6 +67,7 @@ class TrainConfig:
     deepspeed_config: str | None = None  # path to a user JSON that overrides the generated one
     accumulate: int = 1
     deterministic: bool = False
+    grad_reach_every: int = 0  # steps between gradient-norm-by-position measurements (0 = off; pipeline/grad_reach.py)
     ckpt_every: int = 0  # steps between checkpoints (0 = every val_every); a preemption signal also checkpoints
     keep_checkpoints: int = 2  # newest step checkpoints kept besides last.ckpt
     bleu_samples: int = 200  # test pairs greedily decoded for BLEU/chrF at the end of `train` (0 = skip)

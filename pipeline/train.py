@@ -151,6 +151,10 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         PreemptionCallback(),
         checkpoints,
     ]
+    if t.grad_reach_every:
+        from pipeline.grad_reach import GradReachCallback
+
+        callbacks.insert(0, GradReachCallback(t.grad_reach_every, run_dir))
     callbacks += extra_callbacks or []
     return L.Trainer(
         accelerator=accelerator,

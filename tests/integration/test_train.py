@@ -110,3 +110,12 @@ def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
     proc = run_cli("train", "--config", base, "--config", lstm, f"data.dir={tmp_path / 'nodata'}", "data.corpus=bible:4-z",
                    cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 2 and "'z'" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_grad_reach_is_logged_during_training(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "reach"
+    fit(tiny_config("lstm", tiny_data, run, "train.grad_reach_every=2", "train.bleu_samples=0"))
+    records = [json.loads(line) for line in (run / "grad_by_position.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert all(len(r["tgt"]) > 1 and len(r["src"]) > 1 for r in records)
+    assert read_metric(run, "grad_reach/tgt_first_over_last")
