@@ -20,6 +20,20 @@ from pipeline.schedule import lr_multiplier
 PAD_ID = 0
 
 
+def seq2seq_train_loss(
+    logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """The training loss alone: label-smoothed cross-entropy averaged over real target tokens (padding ignored).
+
+    The training step needs nothing else. `seq2seq_loss`'s unsmoothed NLL sum is a second log-softmax over
+    [tokens x vocab] that the step used to compute and discard (see benchmarks/results/SUMMARY.md, "fixes").
+    """
+    flat_logits = logits.reshape(-1, logits.size(-1)).float()
+    return F.cross_entropy(
+        flat_logits, tgt_out.reshape(-1), ignore_index=PAD_ID, label_smoothing=label_smoothing
+    )
+
+
 def seq2seq_loss(
     logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -55,7 +69,7 @@ class Seq2SeqModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
-        loss, _, _ = seq2seq_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
+        loss = seq2seq_train_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
         bs = batch["src"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss

@@ -1,0 +1,126 @@
+"""`make bench` = `python -m benchmarks.run`: run the suites, write JSON, print a table, write SUMMARY.md.
+
+    python -m benchmarks.run                      # CPU, fp32, 1 thread, ~6-10 min on 2 cores: the committed results
+    python -m benchmarks.run --quick              # tiny sizes, < 2 min, writes to runs/bench-quick (smoke test)
+    python -m benchmarks.run --device cuda --precision bf16-mixed   # GPU: larger sizes, cuDNN LSTM, MFU vs bf16 peak
+
+One JSON per device/precision (`<out>/<tag>.json`); SUMMARY.md is rebuilt from every JSON in `<out>`, so a GPU run
+adds its section next to the CPU one instead of replacing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+SUITES = ("throughput", "seq_len", "loader", "fixes")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and few repeats (< 2 min): a smoke test"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default=None,
+                        help="default: 32-true on CPU, bf16-mixed on CUDA")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (torch.set_num_threads); 1 keeps a shared 2-core box stable")  # fmt: skip
+    parser.add_argument("--data-dir", default=None,
+                        help="prepared data (default: configs/demo/base.yaml's data.dir; configs/tiny with --quick)")  # fmt: skip
+    parser.add_argument(
+        "--out", default=None, help=f"results directory (default: {RESULTS}; runs/bench-quick with --quick)"
+    )
+    parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES))
+    parser.add_argument(
+        "--sizes", nargs="+", default=None, help="throughput sizes (default depends on the device)"
+    )
+    return parser.parse_args(argv)
+
+
+def prepare_data(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Prepare (once) the data of configs/demo (or configs/tiny with --quick) -> (data dir, vocab_size/max_len)."""
+    from pipeline.config import load_config
+    from pipeline.data.prepare import ensure_prepared
+
+    configs = Path("configs/tiny" if args.quick else "configs/demo")
+    cfg = load_config([configs / "base.yaml", configs / "lstm.yaml"])
+    d = cfg.data
+    data_dir = args.data_dir or d.dir
+    manifest = ensure_prepared(data_dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len,
+                               limit=d.limit or None)  # fmt: skip
+    return data_dir, {"vocab_size": manifest["vocab_size"], "max_len": manifest["max_len"]}
+
+
+def result_tag(machine: dict[str, Any]) -> str:
+    name = machine["gpu"]["name"] if machine["gpu"] else "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", f"{name}-{machine['precision']}".lower()).strip("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads < 1:
+        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    # Before torch spins up its pool; build_trainer also leaves the thread count alone when OMP_NUM_THREADS is set.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    from benchmarks import fixes, loader, seq_len, throughput
+    from benchmarks.common import BenchSettings, machine_info
+    from benchmarks.summary import print_table, write_summary
+
+    precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
+    data_dir, data = prepare_data(args)
+    settings = BenchSettings(device=args.device, precision=precision, threads=args.threads, quick=args.quick,
+                             data_dir=data_dir, sizes=args.sizes or [])  # fmt: skip
+    out = Path(args.out or ("runs/bench-quick" if args.quick else RESULTS))
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info(settings)
+    command = "python -m benchmarks.run" + "".join(
+        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    result: dict[str, Any] = {
+        "command": command,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine,
+        "settings": asdict(settings) | {"data": data},
+        "suites": {},
+        "suite_wall_s": {},
+    }
+    started = time.perf_counter()
+    for suite in args.suites:
+        t0 = time.perf_counter()
+        if suite == "throughput":
+            result["suites"]["throughput"] = throughput.run(settings, data)
+        elif suite == "seq_len":
+            result["suites"]["seq_len"] = seq_len.run(settings)
+        elif suite == "loader":
+            result["suites"]["loader"] = loader.run(settings, data, result["suites"].get("throughput"))
+        else:
+            result["suites"]["fixes"] = fixes.run(settings, data)
+        result["suite_wall_s"][suite] = round(time.perf_counter() - t0, 1)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    path = out / f"{result_tag(machine)}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print_table(result)
+    summary = write_summary(out)
+    print(f"wrote {path} and {summary} ({result['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
