@@ -101,7 +101,7 @@ class CorpusSource:
         info: dict = {"spec": self.spec}
         if self.bible is None:
             files = [self.text] if self.text is not None else [self.src, self.tgt]
-            info["sha256"] = {str(p): _sha256_file(_existing(p)) for p in files}
+            info["sha256"] = {str(p): sha256_file(_existing(p)) for p in files}
             info["valid_frac"], info["test_frac"] = self.valid_frac, self.test_frac
         else:
             info["valid_books"], info["test_books"] = list(VALID_BOOKS), list(TEST_BOOKS)
@@ -237,7 +237,8 @@ def _existing(path: Path | None) -> Path:
     return path
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (corpus files and shards can be large)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

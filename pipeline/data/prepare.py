@@ -32,7 +32,7 @@ import numpy as np
 import webdataset as wds
 from rich.progress import Progress
 
-from pipeline.data.corpus import SPLITS, CorpusSource, Example, load_splits, parse_source
+from pipeline.data.corpus import SPLITS, CorpusSource, Example, load_splits, parse_source, sha256_file
 from pipeline.data.tokenizer import SPECIAL_IDS, train_tokenizer
 
 MANIFEST = "manifest.json"
@@ -97,7 +97,7 @@ def prepare(
             "vocab_size": tokenizer.vocab_size,
             "special_ids": dict(SPECIAL_IDS),
             "max_len": max_len,
-            "tokenizer_sha256": _sha256(tmp / "tokenizer.json"),
+            "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
             "splits": {},
         }
         with Progress(transient=True) as progress:
@@ -206,7 +206,7 @@ def _write_split(tokenizer, examples: list[Example], root: Path, split: str, max
             shard.unlink()
         shards, counts = [], []
     stats["shards"] = [
-        {"path": f"{split}/{p.name}", "samples": n, "sha256": _sha256(p)}
+        {"path": f"{split}/{p.name}", "samples": n, "sha256": sha256_file(p)}
         for p, n in zip(shards, counts, strict=True)
     ]
     return stats
@@ -217,14 +217,6 @@ def _dataset_hash(manifest: dict) -> str:
     for split in SPLITS:
         for shard in manifest["splits"][split]["shards"]:
             digest.update(f"{shard['path']}:{shard['sha256']}".encode())
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     return digest.hexdigest()
 
 

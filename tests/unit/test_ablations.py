@@ -22,14 +22,6 @@ from tests.unit.test_models import BOS, PAD, V, batch, count_training_flops
 NEW = ["lstm_no_cell_residual", "minlstm"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def build(arch: str, seed: int = 0, **overrides: object) -> nn.Module:
     torch.manual_seed(seed)
     return build_model(arch, **{"vocab_size": V, "d_model": 16, "n_layers": 2, **overrides})

@@ -81,7 +81,7 @@ def test_manifest_counts_and_hashes_match_shards(data_dir: Path) -> None:
         assert sum(b["n_src_tokens"] for b in batches) == info["src_tokens"]
         assert sum(b["n_tokens"] for b in batches) == info["tgt_tokens"] + info["samples"]  # + one EOS each
         for shard in info["shards"]:
-            assert prepare_mod._sha256(data_dir / shard["path"]) == shard["sha256"]
+            assert prepare_mod.sha256_file(data_dir / shard["path"]) == shard["sha256"]
 
 
 def test_batches_padding_masks_and_budget(data_dir: Path) -> None:

@@ -25,15 +25,6 @@ TINY = {
 CASES = list(TINY)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops run several times faster on one thread than fighting over the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def build(case: str, seed: int = 0, **overrides: object) -> nn.Module:
     torch.manual_seed(seed)
     arch = case.removesuffix("_noattn")
