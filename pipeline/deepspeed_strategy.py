@@ -4,7 +4,8 @@ The generated config carries what the run config already says (accumulation, gra
 optimizer offload); a user JSON (`train.deepspeed_config`) is merged over it key by key, and the effective config is
 written to `RUN_DIR/deepspeed_config.json` so a run records exactly what DeepSpeed was given.
 
-On GPUs Lightning's stock `DeepSpeedStrategy` runs (NCCL). Lightning refuses that strategy without CUDA, although
+On GPUs Lightning's stock `DeepSpeedStrategy` runs (NCCL), with one addition: `ZeroStrategy` saves each checkpoint into
+an emptied directory. Lightning refuses that strategy without CUDA, although
 DeepSpeed itself runs on CPU (its CPU accelerator, gloo collectives): `CPUDeepSpeedStrategy` skips Lightning's two
 CUDA-only checks and nothing else, so CI trains ZeRO-1/2/3 with the very engine, partitioning and checkpoint format
 used on a cluster.
@@ -16,6 +17,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,24 @@ def save_config_json(config: dict[str, Any], run_dir: Path) -> Path:
     return path
 
 
-class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+class ZeroStrategy(DeepSpeedStrategy):
+    """Lightning's `DeepSpeedStrategy` (used as is on GPUs) that saves each checkpoint into an empty directory.
+
+    DeepSpeed writes one file per rank into the checkpoint directory and Lightning re-saves `last.ckpt` in place,
+    so after a resume on fewer ranks the old run's extra shards would stay beside the new ones, and DeepSpeed's own
+    loaders then refuse the mix ("Possibly due to an overwrite of an old checkpoint"). Clearing the directory first
+    is crash-safe here: a checkpoint only counts once its metadata sidecar (written after the save) matches it.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, filepath: Any, storage_options: Any = None) -> None:
+        filepath = self.broadcast(filepath)
+        if self.is_global_zero and Path(filepath).is_dir():
+            shutil.rmtree(filepath)
+        self.barrier("zero checkpoint directory cleared")
+        super().save_checkpoint(checkpoint, filepath, storage_options)
+
+
+class CPUDeepSpeedStrategy(ZeroStrategy):
     """Lightning's `DeepSpeedStrategy` minus its CUDA-only checks, for CPU processes talking over gloo.
 
     Lightning (2.6) rejects a non-CUDA accelerator in `setup_environment`, demands device indices 0..n-1 in
@@ -172,7 +191,7 @@ def build_deepspeed_strategy(cfg: RunConfig, accelerator: str) -> DeepSpeedStrat
         config.pop(key, None)
     if accelerator == "cpu":
         return CPUDeepSpeedStrategy(config=config, process_group_backend="gloo")
-    return DeepSpeedStrategy(config=config, process_group_backend="nccl")
+    return ZeroStrategy(config=config, process_group_backend="nccl")
 
 
 def is_partitioned(model: torch.nn.Module) -> bool:

@@ -51,7 +51,7 @@ def _tag_dir(ckpt: Path) -> Path:
 
 def zero_world_size(ckpt: Path) -> int:
     """Number of data-parallel ranks that wrote a ZeRO checkpoint directory (one optimizer shard each)."""
-    return len(list(_tag_dir(ckpt).glob("*zero_pp_rank_*_optim_states.pt")))
+    return int(_client_state(ckpt)["dp_world_size"])
 
 
 def _client_state(ckpt: Path) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def _client_state(ckpt: Path) -> dict[str, Any]:
     tag = _tag_dir(ckpt)
     for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
         if (tag / name).is_file():
-            return torch.load(tag / name, map_location="cpu", weights_only=False)
+            return torch.load(tag / name, map_location="cpu", weights_only=False, mmap=True)
     raise ValueError(f"{tag}: no model-states file (mp_rank_00_model_states.pt); is the checkpoint complete?")
 
 
