@@ -121,6 +121,12 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
         alpha, lxc, e = p
         return np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx)) - ly
 
+    def jacobian(p: np.ndarray) -> np.ndarray:  # analytic: finite differences were ~1/3 of bootstrap time
+        alpha, lxc, e = p
+        s = np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx))
+        w = np.exp(alpha * (lxc - lx) - s)  # share of the power-law term in L
+        return np.stack([w * (lxc - lx), w * alpha, np.exp(-s)], axis=1)
+
     e_max = float(loss.min()) * (1 - 1e-6)
     best = None
     # starts: E at 0, half and 90 % of the lowest loss; alpha, x_c from log(L - E)
@@ -129,9 +135,8 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
         slope, intercept = np.polyfit(lx, np.log(loss - e0), 1)
         alpha0 = float(np.clip(-slope, 1e-3, 9.0))
         lxc0 = float(intercept / alpha0) if -slope > 1e-3 else float(lx.max())
-        sol = least_squares(
-            residuals, [alpha0, lxc0, e0], bounds=([-10, -np.inf, 0], [10, np.inf, e_max]), x_scale="jac"
-        )
+        bounds = ([-10, -np.inf, 0], [10, np.inf, e_max])
+        sol = least_squares(residuals, [alpha0, lxc0, e0], jac=jacobian, bounds=bounds, x_scale="jac")
         if best is None or sol.cost < best.cost:
             best = sol
     alpha, lxc, e = best.x
