@@ -34,6 +34,7 @@ from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
 from pipeline.sweep_grid import Grid, PlannedRun, SweepError, load_grid, plan_runs
 
 ERROR_FILE = "error.txt"
+MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
 
 
 # ------------------------------------------------------------------------------------------------- one run
@@ -60,20 +61,41 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     tokens = int(summary["tokens"])
     final = float(summary["valid_loss"])
     history = list(read_metric(run_dir, "valid/loss").values())
-    # Positions past the longest target have no tokens; the module writes 0 there (an exact 0 nats is impossible).
-    positions = [math.nan if x == 0 else float(x) for x in summary["loss_by_position"]]
+    positions = mask_sparse_positions(summary["loss_by_position"], valid_position_counts(cfg))
     record = RunRecord(
         run=cfg.name, arch=cfg.model["arch"], params=int(summary["params"]),
         non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt, tokens=tokens,
         compute=fpt * tokens, epochs=tokens / (train["tgt_tokens"] + samples), final_valid_loss=final,
         best_valid_loss=min([final, *history]), loss_by_position=positions, wall_time_s=round(clock.elapsed, 2),
-        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len}},
+        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len},
+                "loss_by_position_min_share": MIN_POSITION_SHARE},
     )  # fmt: skip
     save_record(run_dir / RESULT_FILE, record)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     if delete_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return record
+
+
+def valid_position_counts(cfg: Any) -> list[int]:
+    """Real target tokens (EOS included) at each target position over the validation split."""
+    from pipeline.data.loader import build_loader
+
+    d = cfg.data
+    counts = [0] * (d.max_len + 1)
+    for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=d.max_len):
+        for t, n in enumerate((batch["tgt_out"] != 0).sum(0).tolist()[: len(counts)]):
+            counts[t] += n
+    return counts
+
+
+def mask_sparse_positions(losses: list[float], counts: list[int]) -> list[float]:
+    """NaN at target positions reached by fewer than MIN_POSITION_SHARE of the validation pairs: there the mean is
+    over a handful of (often EOS) tokens and swings by nats, which reads like a real effect on a position plot."""
+    least = MIN_POSITION_SHARE * max(counts, default=0)
+    return [
+        float(x) if t < len(counts) and counts[t] >= max(least, 1) else math.nan for t, x in enumerate(losses)
+    ]
 
 
 def validate_checkpoint(cfg: Any) -> dict[str, Any]:
