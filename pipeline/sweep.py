@@ -163,8 +163,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--slurm", action="store_true", help="submit a job array instead of running locally")
     for flag, kind in (("--nodes", int), ("--gpus-per-node", int), ("--ntasks-per-node", int),
                        ("--cpus-per-task", int), ("--mem", str), ("--time", str), ("--partition", str),
-                       ("--account", str), ("--max-parallel", int), ("--signal-seconds", int)):  # fmt: skip
-        slurm.add_argument(flag, type=kind)
+                       ("--account", str), ("--signal-seconds", int)):  # fmt: skip
+        slurm.add_argument(flag, type=kind, help="per run, as for `pipeline submit` (default: cluster file)")
+    slurm.add_argument(
+        "--max-parallel", type=int, metavar="K", help="at most K runs at a time (--array=...%%K)"
+    )
     # What each array task runs: one run given by its config files and overrides (same code as a local run).
     parser.add_argument("--run-one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)
