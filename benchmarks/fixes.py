@@ -19,13 +19,18 @@ from benchmarks.common import BenchSettings, Clock, PlainLoop, real_batches, spr
 from benchmarks.throughput import ARCHS, SIZES, bench_config, default_sizes
 from pipeline.models import build_model
 
-STEPS = {"tiny": 4, "small": 12, "demo": 2, "gpu-medium": 20, "gpu-large": 20}
+STEPS = {"tiny": 12, "small": 12, "demo": 2, "gpu-medium": 20, "gpu-large": 20}
+
+
+def steps_for(settings: BenchSettings, size: str) -> int:
+    return 4 if settings.quick else STEPS[size]
 
 
 def loss_fix(
     settings: BenchSettings, size: str, arch: str, batches: list[dict], data: dict[str, Any]
 ) -> dict[str, Any]:
-    cfg = bench_config(settings, size, arch, data, 1, STEPS[size])
+    n_steps = steps_for(settings, size)
+    cfg = bench_config(settings, size, arch, data, 1, n_steps)
     torch.manual_seed(0)
     model = build_model(**{**cfg.model, "vocab_size": data["vocab_size"]})
     loops = {
@@ -36,7 +41,7 @@ def loss_fix(
         loop.run(batches, len(batches), 0)
     seconds: dict[str, list[float]] = {"before": [], "after": []}
     tokens = []
-    for i in range(STEPS[size]):
+    for i in range(n_steps):
         batch = batches[i % len(batches)]
         for who in ("before", "after") if i % 2 == 0 else ("after", "before"):
             synchronize(settings.torch_device)
@@ -52,7 +57,7 @@ def loss_fix(
         "fix": "training step computes only the smoothed loss (seq2seq_train_loss), not also the unused NLL sum",
         "size": size,
         "arch": arch,
-        "steps": STEPS[size],
+        "steps": n_steps,
         "clock": settings.clock,
         "before_tokens_per_s": rate["before"],
         "after_tokens_per_s": rate["after"],
@@ -89,7 +94,10 @@ def run(settings: BenchSettings, data: dict[str, Any], log: Any = print) -> dict
     rows = []
     for size in settings.sizes or default_sizes(settings):
         batches = real_batches(
-            settings.data_dir, SIZES[size]["batch_tokens"], min(STEPS[size], 8), max_len=data["max_len"]
+            settings.data_dir,
+            SIZES[size]["batch_tokens"],
+            min(steps_for(settings, size), 8),
+            max_len=data["max_len"],
         )
         for arch in ARCHS:
             row = loss_fix(settings, size, arch, batches, data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,14 @@ CLOCKS = {
     "cpu": "process CPU time (the machine was shared, and the wall clock also counts the neighbours' share of the "
     "cores; the wall-clock ratio is in the JSON as `wall_ratio`)",
     "wall": "wall clock, the device synchronised at both ends of each timed window",
+}
+
+
+METHODS = {
+    "paired steps": "interleaved per step: in every trainer step a plain step runs on the same batch (at the "
+    "step's start or end, alternating per repeat), and a trainer step is its cycle time minus that plain step.",
+    "windows": "each loop times a window of steps, the device synchronised at its ends; repeats alternate which "
+    "loop goes first.",
 }
 
 
@@ -29,6 +38,7 @@ def throughput_rows(result: dict[str, Any]) -> list[list[str]]:
                 _spread(r["plain_tokens_per_s"]),
                 _spread(r["trainer_tokens_per_s"]),
                 _spread(r["ratio"], ".3f"),
+                f"{overhead_ms(r):+.1f}",
                 f"{r['trainer_flops_per_s']['median'] / 1e9:.1f}",
                 "n/a (CPU)" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
             ]
@@ -37,7 +47,14 @@ def throughput_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 THROUGHPUT_HEAD = ["size", "arch", "params", "batch tok", "plain tok/s", "trainer tok/s", "trainer/plain",
-                   "trainer GFLOP/s", "MFU"]  # fmt: skip
+                   "trainer - plain ms/step", "trainer GFLOP/s", "MFU"]  # fmt: skip
+
+
+def overhead_ms(row: dict[str, Any]) -> float:
+    """The trainer's extra time per step, from the median rates and the mean tokens per timed step."""
+    tokens_per_step = statistics.mean(p["tokens_per_window"] for p in row["per_repeat"]) / row["timed_steps"]
+    trainer, plain = row["trainer_tokens_per_s"]["median"], row["plain_tokens_per_s"]["median"]
+    return 1000 * tokens_per_step * (1 / trainer - 1 / plain)
 
 
 def seq_len_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -81,7 +98,7 @@ def loader_rows(result: dict[str, Any]) -> list[list[str]]:
                 _spread(r["loader_tokens_per_s"]),
                 _spread(r["startup_s"], ".2f"),
                 "-" if consumed is None else f"{consumed:.0f}",
-                "-" if r["headroom"] is None else f"{r['headroom']:.0f}x",
+                "-" if r["headroom"] is None else f"{r['headroom']:.1f}x",
             ]
         )
     return rows
@@ -162,8 +179,9 @@ def result_section(result: dict[str, Any]) -> list[str]:
         lines += [
             "### 1. `pipeline train` step vs a hand-written PyTorch loop",
             "",
-            "Same model weights, batches (real loader batches), precision and threads, in one process; repeats "
-            "alternate which loop goes first. Cells: median [min, max] over repeats; trainer/plain is the median "
+            "Same initial weights, batches (real loader batches), precision and threads, in one process; "
+            f"{METHODS[t['rows'][0]['method']] if t['rows'] else ''} Cells: median [min, max] over repeats; "
+            "trainer/plain is the median "
             f"of per-repeat ratios (goal >= 0.97). Clock: {CLOCKS[t['clock']]}. Trainer logging every "
             "min(10, timed steps) steps, so each timed window holds a logging step.",
             "",
@@ -213,7 +231,8 @@ def result_section(result: dict[str, Any]) -> list[str]:
 
 
 def write_summary(out: Path, name: str = "SUMMARY.md") -> Path:
-    results = [json.loads(p.read_text()) for p in sorted(Path(out).glob("*.json"))]
+    # only `benchmarks.run` results: other studies keep their own JSON in the same folder
+    results = [r for p in sorted(Path(out).glob("*.json")) if "suites" in (r := json.loads(p.read_text()))]
     has_gpu = any(r["machine"]["gpu"] for r in results)
     lines = [
         "# Benchmark results",

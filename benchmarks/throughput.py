@@ -30,7 +30,7 @@ LOG_EVERY = 10
 
 # Sizes per device. Models "tiny"/"demo" are read from configs/tiny and configs/demo so they follow those files.
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"configs": "configs/tiny", "batch_tokens": 256, "warmup": 1, "steps": 3, "repeats": 2},
+    "tiny": {"configs": "configs/tiny", "batch_tokens": 256, "warmup": 2, "steps": 10, "repeats": 3},
     "small": {
         "models": {
             "lstm": {"arch": "lstm", "d_model": 64, "n_layers": 2, "attention": True, "dropout": 0.1},
@@ -62,7 +62,8 @@ SIZES: dict[str, dict[str, Any]] = {
 def default_sizes(settings: BenchSettings) -> list[str]:
     if settings.quick:
         return ["tiny"]
-    return ["gpu-medium", "gpu-large"] if settings.device == "cuda" else ["small", "demo"]
+    # tiny: where a fixed per-step framework cost shows; small and demo: the two sizes compared
+    return ["gpu-medium", "gpu-large"] if settings.device == "cuda" else ["tiny", "small", "demo"]
 
 
 def model_section(size: str, arch: str) -> dict[str, Any]:
@@ -118,7 +119,7 @@ def bench_one(
     from pipeline.models import build_model
 
     spec = SIZES[size]
-    warmup, steps, repeats = spec["warmup"], spec["steps"], spec["repeats"]
+    warmup, steps, repeats = (1, 3, 2) if settings.quick else (spec["warmup"], spec["steps"], spec["repeats"])
     cfg = bench_config(settings, size, arch, data, warmup, steps)
     # One untimed pass over every batch shape first: the first sight of a shape (allocator, oneDNN primitive cache)
     # would otherwise be charged to whichever loop meets it first.
@@ -166,7 +167,7 @@ def run(settings: BenchSettings, data: dict[str, Any], log: Any = print) -> dict
     rows = []
     for size in settings.sizes or default_sizes(settings):
         spec = SIZES[size]
-        n_batches = min(spec["warmup"] + spec["steps"], 16)
+        n_batches = 4 if settings.quick else min(spec["warmup"] + spec["steps"], 16)
         batches = real_batches(settings.data_dir, spec["batch_tokens"], n_batches, max_len=data["max_len"])
         for arch in ARCHS:
             t0 = time.perf_counter()
