@@ -39,14 +39,14 @@ MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validatio
 
 # ------------------------------------------------------------------------------------------------- one run
 def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
-              progress: Any = None) -> RunRecord:  # fmt: skip
-    """Train (or resume) one run and write its result.json; returns the record."""
+              progress: Any = None) -> RunRecord | None:  # fmt: skip
+    """Train (or resume) one run and write its result.json; returns the record (None on ranks other than 0)."""
     cfg = load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
     clock = RunClock(progress)
     summary = pipeline.train.fit(cfg, resume="auto", extra_callbacks=[clock])
     if summary.get("rank", 0) != 0:
-        return None  # type: ignore[return-value]
+        return None
     if summary["steps"] < cfg.train.max_steps:
         raise RuntimeError(f"{run_dir}: stopped at step {summary['steps']} of {cfg.train.max_steps}")
     if summary.get("valid_loss") is None or not summary.get("loss_by_position"):
@@ -256,8 +256,9 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
             try:
                 record = train_run(run.configs, run.overrides, grid.delete_checkpoints, (bar, task))
                 done += 1
-                console.log(f"{run.name}: valid loss {record.final_valid_loss:.4f}, {record.tokens:,} tokens, "
-                            f"{record.compute:.3g} FLOPs, {time.perf_counter() - start:.0f} s")  # fmt: skip
+                if record is not None:  # None on the other ranks of a multi-device run
+                    console.log(f"{run.name}: valid loss {record.final_valid_loss:.4f}, {record.tokens:,} tokens, "
+                                f"{record.compute:.3g} FLOPs, {time.perf_counter() - start:.0f} s")  # fmt: skip
             except Exception as err:  # a failed run is recorded and the sweep goes on; Ctrl-C still stops it
                 _write_error(run_dir, traceback.format_exc())
                 failed.append((run.name, f"{type(err).__name__}: {err}".splitlines()[0]))
