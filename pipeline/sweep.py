@@ -30,7 +30,8 @@ from pipeline.config import ConfigError, load_config, to_dict
 from pipeline.data.prepare import read_manifest
 from pipeline.models import build_model
 from pipeline.run_metrics import read_metric
-from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
+from pipeline.scaling.records import RESULT_FILE, RunRecord, save_json_atomic, save_record
+from pipeline.scaling.report import PLAN_FILE
 from pipeline.sweep_grid import Grid, PlannedRun, SweepError, load_grid, plan_runs
 
 ERROR_FILE = "error.txt"
@@ -190,6 +191,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         sweep_dir = sweep_dir_of(grid, args.out)
         world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
         runs = plan_runs(grid, sweep_dir, world)
+        plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps}
+                for r in runs]  # fmt: skip
+        save_json_atomic(sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan})  # the report's "of N"
         if args.only:
             runs = [r for r in runs if any(s in r.name for s in args.only)]
         todo = [r for r in runs if not (sweep_dir / r.name / RESULT_FILE).is_file()]

@@ -10,6 +10,7 @@ What is fitted to what (chosen here once, stated in the report):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pipeline.scaling.fit import (
 )
 from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
 
+PLAN_FILE = "plan.json"  # `pipeline sweep` lists every run of the grid here
 REFERENCE_ARCH = "transformer"  # the curve the recurrent architectures are compared against
 EXTRAPOLATE = (
     10.0  # crossings are searched this factor beyond the measured compute range, and flagged if there
@@ -57,11 +59,12 @@ class ArchFit:
 @dataclass
 class SweepFit:
     sweep_dir: Path
-    skipped: list[str]
+    skipped: list[str]  # planned runs without a record (or, with no plan.json, run dirs without one)
     archs: dict[str, ArchFit]
     comparisons: list[Crossing] = field(default_factory=list)
     plateaus: dict[str, Plateau] = field(default_factory=dict)  # arch -> plateau against REFERENCE_ARCH
     settings: dict[str, Any] = field(default_factory=dict)
+    planned: int | None = None  # runs in the sweep's plan.json (written by `pipeline sweep`), if there is one
 
 
 def points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +124,11 @@ def fit_sweep(sweep_dir: str | Path, n_boot: int = 400, seed: int = 0, n_starts:
         by_arch.setdefault(r.arch, []).append(r)
     archs = {a: fit_arch(rs, n_boot, seed, n_starts) for a, rs in sorted(by_arch.items())}
     sweep = SweepFit(Path(sweep_dir), loaded.skipped, archs)
+    plan = Path(sweep_dir) / PLAN_FILE
+    if plan.is_file():  # the grid's full list: unfinished runs that never started count as missing too
+        planned = [r["name"] for r in json.loads(plan.read_text())["runs"]]
+        done = {r.run for r in loaded.records}
+        sweep.planned, sweep.skipped = len(planned), [n for n in planned if n not in done]
     sweep.settings = {"n_boot": n_boot, "seed": seed, "n_starts": n_starts, "extrapolate": EXTRAPOLATE}
     names = sorted(archs, key=lambda a: (a == REFERENCE_ARCH, a))  # the reference goes second in each pair
     for i, a in enumerate(names):
@@ -144,6 +152,7 @@ def sweep_to_dict(sweep: SweepFit) -> dict[str, Any]:
     out: dict[str, Any] = {
         "sweep_dir": str(sweep.sweep_dir),
         "n_runs": sum(len(a.records) for a in sweep.archs.values()),
+        "planned_runs": sweep.planned,
         "skipped_runs": sweep.skipped,
         "settings": sweep.settings,
         "archs": {},
@@ -237,13 +246,17 @@ def _runs_table(sweep: SweepFit) -> list[str]:
 def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
     n_runs = sum(len(a.records) for a in sweep.archs.values())
     s = sweep.settings
+    if sweep.planned is None:
+        status = f"{len(sweep.skipped)} run directories without a result yet were skipped."
+    else:
+        missing = f" (not finished yet: {', '.join(sweep.skipped)})" if sweep.skipped else ""
+        status = f"the grid plans {sweep.planned} runs, so {len(sweep.skipped)} have no result yet{missing}."
     md = [
         "# Scaling-law report",
         "",
         f"Sweep `{sweep.sweep_dir}`: {n_runs} finished runs over {len(sweep.archs)} architectures "
-        f"({', '.join(sweep.archs)}); {len(sweep.skipped)} run directories without a result yet were skipped. "
-        f"Losses are validation cross-entropy in nats per target token. Intervals are 95 % percentile bootstrap "
-        f"CIs from {s['n_boot']} resamples of runs (seed {s['seed']}).",
+        f"({', '.join(sweep.archs)}); {status} Losses are validation cross-entropy in nats per target token. "
+        f"Intervals are 95 % percentile bootstrap CIs from {s['n_boot']} resamples of runs (seed {s['seed']}).",
         "",
         "## What the data can support",
         "",
