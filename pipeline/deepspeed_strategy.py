@@ -4,11 +4,10 @@ The generated config carries what the run config already says (accumulation, gra
 optimizer offload); a user JSON (`train.deepspeed_config`) is merged over it key by key, and the effective config is
 written to `RUN_DIR/deepspeed_config.json` so a run records exactly what DeepSpeed was given.
 
-On GPUs Lightning's stock `DeepSpeedStrategy` runs (NCCL), with one addition: `ZeroStrategy` saves each checkpoint into
-an emptied directory. Lightning refuses that strategy without CUDA, although
-DeepSpeed itself runs on CPU (its CPU accelerator, gloo collectives): `CPUDeepSpeedStrategy` skips Lightning's two
-CUDA-only checks and nothing else, so CI trains ZeRO-1/2/3 with the very engine, partitioning and checkpoint format
-used on a cluster.
+On GPUs Lightning's stock `DeepSpeedStrategy` runs (NCCL), with one addition: `ZeroStrategy` saves each checkpoint
+into an emptied directory. Lightning refuses that strategy without CUDA, although DeepSpeed itself runs on CPU (its
+CPU accelerator, gloo collectives): `CPUDeepSpeedStrategy` removes Lightning's three CUDA assumptions and nothing
+else, so CI trains ZeRO-1/2/3 with the very engine, partitioning and checkpoint format used on a cluster.
 """
 
 from __future__ import annotations

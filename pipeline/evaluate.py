@@ -73,7 +73,7 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any)
     if cfg.train.strategy == "deepspeed":
         from pipeline.deepspeed_strategy import is_partitioned, unpartitioned_copy
 
-        if is_partitioned(model):  # ZeRO-3: gather the weights into a plain model (collective: all ranks call it)
+        if is_partitioned(model):  # ZeRO-3: gather the weights into a plain model (collective: all ranks)
             model = unpartitioned_copy(model, materialize=trainer.global_rank == 0)
     throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
@@ -113,8 +113,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if ckpt is None or not ckpt.exists():
         print(f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)", file=sys.stderr)
         return 2
-    module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
-    result = translate_and_score(module.model, module.cfg, args.pairs)
+    if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
+        from pipeline.export import consolidate, model_from_export
+
+        model, cfg = model_from_export(consolidate(ckpt))
+    else:
+        module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+        model, cfg = module.model, module.cfg
+    result = translate_and_score(model, cfg, args.pairs)
     result["checkpoint"] = str(ckpt)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0

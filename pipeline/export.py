@@ -82,15 +82,23 @@ def consolidate(ckpt: Path) -> dict[str, Any]:
     return {"model": model, "config": client["hyper_parameters"]["config"], "step": client.get("global_step")}
 
 
-def load_exported(path: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Module, RunConfig]:
-    """A plain `pipeline.models` model with the exported weights, and the run config it was trained with."""
+def model_from_export(
+    blob: dict[str, Any], source: str = "exported weights"
+) -> tuple[torch.nn.Module, RunConfig]:
+    """A plain `pipeline.models` model holding `blob["model"]`, and the run config it was trained with."""
     from pipeline.models import build_model
 
-    blob = torch.load(path, map_location=map_location, weights_only=False)
-    cfg = config_from_dict(blob["config"], source=str(path))
+    cfg = config_from_dict(blob["config"], source=source)
     model = build_model(**{**cfg.model, "vocab_size": cfg.data.vocab_size, "pad_id": PAD_ID})
     model.load_state_dict(blob["model"])
     return model, cfg
+
+
+def load_exported(path: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Module, RunConfig]:
+    """The model and run config of a file written by `pipeline export`."""
+    return model_from_export(
+        torch.load(path, map_location=map_location, weights_only=False), source=str(path)
+    )
 
 
 def universal_path(ckpt: Path) -> Path:

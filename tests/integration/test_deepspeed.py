@@ -142,6 +142,12 @@ def test_residual_lstm_trains_under_zero3_and_export_matches_sharded_validation(
             nll, tokens = nll + batch_nll.item(), tokens + n.item()
     last_valid = read_metric(run, "valid/loss")[3]
     assert nll / tokens == pytest.approx(last_valid, rel=1e-5)
+    # `pipeline evaluate` reads the sharded checkpoint directory directly
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", str(run), "--pairs", "2"],
+                          capture_output=True, text=True, timeout=120, env=_env())  # fmt: skip
+    assert proc.returncode == 0 and json.loads(proc.stdout[proc.stdout.index("{") :])["decoded_pairs"] == 2, (
+        proc.stderr
+    )
 
 
 @pytest.mark.slow
