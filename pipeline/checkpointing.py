@@ -1,9 +1,9 @@
 """Lightning pieces that make checkpoints crash-safe and complete (the file layout lives in `checkpoint.py`).
 
 - `AtomicCheckpointIO`: checkpoint files are written to a temporary name, fsynced and renamed.
-- `VerifiedModelCheckpoint`: Lightning's ModelCheckpoint, plus: loggers are flushed first (so the CSV rows up to
-  the checkpoint are on disk and a crash loses none), and a metadata sidecar (step, tokens, config hash, checksum)
-  is written last, which is what marks a checkpoint as complete for `--resume auto`.
+- `VerifiedModelCheckpoint`: Lightning's ModelCheckpoint, plus a metadata sidecar (step, tokens, config hash,
+  checksum) written once the checkpoint and every log row up to its step are on disk: the sidecar is what marks a
+  checkpoint as complete for `--resume auto`.
 - `RngStateCallback`: every rank's RNG state goes into the checkpoint, so dropout masks after a resume are the
   ones an uninterrupted run would have drawn (bit-exact resume on CPU).
 """
@@ -49,15 +49,42 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class VerifiedModelCheckpoint(ModelCheckpoint):
+    """Checkpoints at Lightning's usual point (end of step N), marked complete one step later.
+
+    Lightning hands step N's metrics to the loggers only after `on_train_batch_end`, where the checkpoint is taken.
+    So the metadata that marks a checkpoint complete is written at the start of step N+1 (or at the end of
+    training), after the loggers are flushed: a checkpoint that `--resume auto` accepts always has every logged row
+    up to its step on disk, and a kill -9 in between makes the resume fall back to the previous checkpoint, which
+    re-trains and re-logs the steps in between. No gap in the logs either way.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unverified: list[tuple[Path, int, int]] = []  # (checkpoint, step, tokens) awaiting metadata
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        tokens = sum(getattr(cb, "total_tokens", 0) for cb in trainer.callbacks) * trainer.world_size
+        self._unverified.append((Path(filepath), trainer.global_step, tokens))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._mark_complete(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._mark_complete(trainer)
+
+    def _mark_complete(self, trainer: L.Trainer) -> None:
+        if not self._unverified:
+            return
         for logger in trainer.loggers:
             logger.save()
-        super()._save_checkpoint(trainer, filepath)
         if trainer.is_global_zero:
-            module = trainer.lightning_module
-            tokens = sum(getattr(cb, "total_tokens", 0) for cb in trainer.callbacks) * trainer.world_size
-            write_metadata(Path(filepath), trainer.global_step, tokens, config_hash(to_dict(module.cfg)), trainer.world_size)
-        trainer.strategy.barrier("metadata written")
+            digest = config_hash(to_dict(trainer.lightning_module.cfg))
+            for path, step, tokens in self._unverified:
+                if path.exists():  # not already rotated out by save_top_k
+                    write_metadata(path, step, tokens, digest, trainer.world_size)
+        self._unverified.clear()
 
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._remove_checkpoint(trainer, filepath)
@@ -66,7 +93,7 @@ class VerifiedModelCheckpoint(ModelCheckpoint):
             meta.unlink()
 
     def save_now(self, trainer: L.Trainer) -> Path:
-        """Save `last.ckpt` at this step boundary (used on preemption signals)."""
+        """Save `last.ckpt` at this step boundary (used on preemption signals; marked complete at train end)."""
         path = Path(self.dirpath or ".") / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
         self._save_checkpoint(trainer, str(path))
         return path

@@ -4,10 +4,11 @@ On a cluster a job is told to stop before it is killed: SLURM sends the signal a
 `#SBATCH --signal=USR1@<seconds>` before the time limit, and SIGTERM on preemption or `scancel` (then SIGKILL after
 `KillWait`). The handler only sets a flag; at the end of the current optimizer step every rank agrees on the flag
 (one tiny all-reduce per step, so all ranks stop at the same step), `last.ckpt` is written with its metadata, and
-training stops. `pipeline train` then exits with status 75 (EX_TEMPFAIL: "checkpointed, run again with
---resume auto"). On SIGUSR1 inside a SLURM job, rank 0 also runs `scontrol requeue $SLURM_JOB_ID`, so the job goes
-back to the queue and its next start resumes from that checkpoint. SIGTERM does not requeue (a user's `scancel`
-must stop the job; SLURM requeues preempted jobs itself when the partition says so).
+training stops. `pipeline train` then exits with status 75 after SIGUSR1 (EX_TEMPFAIL: "checkpointed, run me
+again with --resume auto"), which the sbatch templates in `slurm/` answer with `scontrol requeue` once every task
+has exited, so the job goes back to the queue and its next start resumes from that checkpoint. After SIGTERM it
+exits with 143 (128 + SIGTERM) and is not requeued by the script: a user's `scancel` must stop the job, and SLURM
+requeues preempted jobs itself when the partition says so. The trainer itself never calls SLURM.
 
 Written by hand because Lightning's SLURM handler saves inside the signal handler (mid-step, rank 0 only, no
 metadata) and its SIGTERM handling tears the run down without a checkpoint.
@@ -15,9 +16,7 @@ metadata) and its SIGTERM handling tears the run down without a checkpoint.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -72,17 +71,6 @@ class PreemptionCallback(L.Callback):
         self._previous.clear()
 
 
-def requeue_if_slurm(signal_name: str | None, is_rank_zero: bool) -> bool:
-    """After a SIGUSR1 stop inside a SLURM job, put the job back in the queue (rank 0 only). True if requeued."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID")
-    job_id = (
-        f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
-    )
-    if signal_name != "SIGUSR1" or not job_id or not is_rank_zero:
-        return False
-    result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
-    if result.returncode != 0:
-        print(f"scontrol requeue {job_id} failed: {result.stderr.strip()}", file=sys.stderr)
-        return False
-    print(f"requeued SLURM job {job_id}", file=sys.stderr)
-    return True
+def exit_code(signal_name: str | None) -> int:
+    """Status of `pipeline train`: 0 when it finished, 75 after SIGUSR1 (requeue me), 143 after SIGTERM."""
+    return {None: 0, "SIGUSR1": PREEMPTED_EXIT_CODE, "SIGTERM": 128 + signal.SIGTERM}[signal_name]

@@ -46,11 +46,9 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
-    if summary.get("preempted"):
-        from pipeline.preemption import PREEMPTED_EXIT_CODE
+    from pipeline.preemption import exit_code
 
-        return PREEMPTED_EXIT_CODE  # checkpointed: run again with --resume auto (SLURM: requeued on SIGUSR1)
-    return 0
+    return exit_code(summary.get("preempted"))  # 75 after SIGUSR1: the sbatch script requeues the job
 
 
 def _strategy(cfg: RunConfig, accelerator: str) -> Any:
@@ -189,7 +187,7 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     from pipeline.datamodule import StreamingDataModule
     from pipeline.evaluate import final_evaluation
     from pipeline.module import Seq2SeqModule
-    from pipeline.preemption import PreemptionCallback, requeue_if_slurm
+    from pipeline.preemption import PreemptionCallback
 
     run_dir = cfg.resolved_run_dir
     os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
@@ -209,9 +207,7 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
     if preemption.stopped_by:  # checkpointed on a signal: no evaluation, hand back to the scheduler quickly
-        requeued = requeue_if_slurm(preemption.stopped_by, trainer.global_rank == 0)
-        return {"preempted": preemption.stopped_by, "requeued": requeued, "steps": trainer.global_step,
-                "rank": trainer.global_rank}  # fmt: skip
+        return {"preempted": preemption.stopped_by, "steps": trainer.global_step, "rank": trainer.global_rank}
     summary = final_evaluation(cfg, trainer, module, datamodule)
     summary["rank"] = trainer.global_rank
     if trainer.global_rank == 0:

@@ -285,7 +285,9 @@ class ShardLoader(DataLoader):
     dataset: ShardDataset
 
     def __init__(self, dataset: ShardDataset, *, num_workers: int = 0, record_on_yield: bool = True) -> None:
-        super().__init__(dataset, batch_size=None, num_workers=num_workers)
+        # A private generator: creating an iterator draws a base seed, and drawing it from the global torch RNG
+        # would shift the dropout masks of a resumed run (validation creates an iterator at every check).
+        super().__init__(dataset, batch_size=None, num_workers=num_workers, generator=torch.Generator())
         self.record_on_yield = record_on_yield
 
     def __iter__(self) -> Iterator[dict]:

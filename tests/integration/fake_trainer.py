@@ -1,7 +1,8 @@
 """Stand-in for `pipeline train` as a SLURM job payload: the same command line, no torch, a fraction of a second.
 
 It mimics the trainer's contract with the job scripts: `--resume auto` continues from the run's checkpoint; on
-SIGUSR1 it saves a checkpoint and calls `scontrol requeue` like Lightning's `SLURMEnvironment(auto_requeue=True)`.
+SIGUSR1 it saves a checkpoint and exits with status 75, which makes the job script requeue the job (as
+`pipeline/preemption.py` does).
 Keys it reads (from the YAML files or `key=value` overrides): `run_dir`/`name`, `fake.steps` (steps to run),
 `fake.until_signal` (on a fresh start, step until USR1 arrives). Each rank writes `rank<PROCID>.json` with what it
 saw; rank 0 writes `csv/version_0/metrics.csv` the way Lightning's CSVLogger does, so `pipeline status` can read it.
@@ -14,7 +15,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -68,11 +68,7 @@ def main() -> int:
         if signalled:
             if rank == 0:
                 ckpt.write_text(json.dumps({"step": step}))
-                task = os.environ.get("SLURM_ARRAY_TASK_ID")
-                job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}" if task else os.environ["SLURM_JOB_ID"]
-                subprocess.run(["scontrol", "requeue", job], check=True)
-            time.sleep(60)  # the requeue ends this job; never reached in a working setup
-            return 3
+            return 75  # checkpointed on SIGUSR1: the job script requeues
         time.sleep(0.05)
         step += 1
         if rank == 0:

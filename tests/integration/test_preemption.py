@@ -82,11 +82,20 @@ def uninterrupted(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return run
 
 
-def test_kill_9_after_a_checkpoint_then_resume_is_bit_exact(tiny_data: Path, uninterrupted: Path, tmp_path: Path):
+@pytest.mark.parametrize("when", ["random", "at_validation_step"])
+def test_kill_9_after_a_checkpoint_then_resume_is_bit_exact(
+    when: str, tiny_data: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     proc = start(tiny_data, run)
-    wait_for_checkpoints(run, proc, 1)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))  # somewhere after the first checkpoint
+    if when == "random":
+        wait_for_checkpoints(run, proc, 1)
+        time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))  # somewhere after the first checkpoint
+    else:  # resume from the checkpoint taken at step 20, where the uninterrupted run also validated
+        deadline = time.time() + 240
+        while not (run / "checkpoints/step=20.ckpt.meta.json").exists():
+            assert proc.poll() is None and time.time() < deadline, "no step-20 checkpoint"
+            time.sleep(0.005)
     proc.kill()
     assert proc.wait() == -signal.SIGKILL
     run_to_end(tiny_data, run)
@@ -113,6 +122,17 @@ def test_sigusr1_checkpoints_at_step_boundary_and_exits_75(tiny_data: Path, unin
     assert (run / "wandb_id").read_text() == wandb_id
     runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(name.endswith(wandb_id) for name in runs)
+
+
+def test_sigterm_checkpoints_and_exits_143(tiny_data: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    proc = start(tiny_data, run)
+    wait_for_checkpoints(run, proc, 1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]  # not 75: the job script must not requeue after scancel
+    assert "SIGTERM: saved" in stderr
+    assert json.loads(meta_path(run / "checkpoints/last.ckpt").read_text())["step"] >= 4
 
 
 def _train_steps(metrics_csv: Path) -> set[int]:

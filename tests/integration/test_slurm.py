@@ -209,7 +209,7 @@ def test_real_trainer_single_node_job_requeues_on_usr1_and_resumes(
 
     log = (run_dir / "slurm" / f"{job_id}.out").read_text()
     assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log
-    assert "SIGUSR1: saved" in log and "requeued SLURM job" in log, log[-3000:]
+    assert "SIGUSR1: saved" in log and "checkpointed on SIGUSR1: requeueing job" in log, log[-3000:]
     assert f"Restored all states from the checkpoint at {last}" in log, log[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 20
     [row] = status_rows([run_dir])
