@@ -15,23 +15,65 @@ from collections.abc import Sequence
 # name -> (module, add-arguments function, run function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train": ("pipeline.train", "add_train_arguments", "run_train", "train one model from a YAML config"),
-    "evaluate": ("pipeline.evaluate", "add_evaluate_arguments", "run_evaluate", "valid loss, test BLEU/chrF of a run"),
-    "demo": ("pipeline.demo", "add_demo_arguments", "run_demo", "train all three architectures briefly and compare"),
-    "submit": ("pipeline.launch", "add_submit_arguments", "run_submit", "render an sbatch script and submit it"),
-    "status": ("pipeline.launch", "add_status_arguments", "run_status", "table of runs, SLURM state, step and loss"),
-    "sweep": ("pipeline.sweep", "add_sweep_arguments", "run_sweep", "run a scaling grid locally or as a SLURM array"),
-    "export": ("pipeline.export", "add_export_arguments", "run_export", "consolidate a checkpoint to fp32 weights"),
+    "evaluate": (
+        "pipeline.evaluate",
+        "add_evaluate_arguments",
+        "run_evaluate",
+        "valid loss, test BLEU/chrF of a run",
+    ),
+    "demo": (
+        "pipeline.demo",
+        "add_demo_arguments",
+        "run_demo",
+        "train all three architectures briefly and compare",
+    ),
+    "submit": (
+        "pipeline.launch",
+        "add_submit_arguments",
+        "run_submit",
+        "render an sbatch script and submit it",
+    ),
+    "status": (
+        "pipeline.launch",
+        "add_status_arguments",
+        "run_status",
+        "table of runs, SLURM state, step and loss",
+    ),
+    "sweep": (
+        "pipeline.sweep",
+        "add_sweep_arguments",
+        "run_sweep",
+        "run a scaling grid locally or as a SLURM array",
+    ),
+    "export": (
+        "pipeline.export",
+        "add_export_arguments",
+        "run_export",
+        "consolidate a checkpoint to fp32 weights",
+    ),
 }
 DATA_SUBCOMMANDS = {
-    "prepare": ("pipeline.data.prepare", "add_prepare_arguments", "run_prepare", "tokenize a corpus into shards"),
+    "prepare": (
+        "pipeline.data.prepare",
+        "add_prepare_arguments",
+        "run_prepare",
+        "tokenize a corpus into shards",
+    ),
 }
 SCALING_SUBCOMMANDS = {
     "fit": ("pipeline.scaling.cli", "add_fit_arguments", "run_fit_command", "fit scaling laws to a sweep"),
-    "report": ("pipeline.scaling.cli", "add_report_arguments", "run_report_command", "plots + report.md of a sweep"),
+    "report": (
+        "pipeline.scaling.cli",
+        "add_report_arguments",
+        "run_report_command",
+        "plots + report.md of a sweep",
+    ),
 }
 
 
-def _lazy(table: dict[str, tuple[str, str, str, str]], subparsers: argparse._SubParsersAction, argv: Sequence[str]):
+def _lazy(
+    table: dict[str, tuple[str, str, str, str]], subparsers: argparse._SubParsersAction, argv: Sequence[str]
+):
     """Register subcommands; import a module only if its subcommand is the one being run (or help is asked)."""
     for name, (module, add_fn, run_fn, help_text) in table.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -53,7 +95,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     _lazy(SUBCOMMANDS, subparsers, argv)
     data = subparsers.add_parser("data", help="data preparation", description="data preparation")
     _lazy(DATA_SUBCOMMANDS, data.add_subparsers(dest="data_command", metavar="COMMAND"), argv)
-    scaling = subparsers.add_parser("scaling", help="scaling-law fits and reports", description="scaling laws")
+    scaling = subparsers.add_parser(
+        "scaling", help="scaling-law fits and reports", description="scaling laws"
+    )
     _lazy(SCALING_SUBCOMMANDS, scaling.add_subparsers(dest="scaling_command", metavar="COMMAND"), argv)
     return parser
 

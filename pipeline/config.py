@@ -67,8 +67,12 @@ class TrainConfig:
     deepspeed_config: str | None = None  # path to a user JSON that overrides the generated one
     accumulate: int = 1
     deterministic: bool = False
-    grad_reach_every: int = 0  # steps between gradient-norm-by-position measurements (0 = off; pipeline/grad_reach.py)
-    ckpt_every: int = 0  # steps between checkpoints (0 = every val_every); a preemption signal also checkpoints
+    grad_reach_every: int = (
+        0  # steps between gradient-norm-by-position measurements (0 = off; pipeline/grad_reach.py)
+    )
+    ckpt_every: int = (
+        0  # steps between checkpoints (0 = every val_every); a preemption signal also checkpoints
+    )
     keep_checkpoints: int = 2  # newest step checkpoints kept besides last.ckpt
     bleu_samples: int = 200  # test pairs greedily decoded for BLEU/chrF at the end of `train` (0 = skip)
     decode_max_len: int = 128
@@ -278,7 +282,9 @@ def identity_of(cfg_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity_of(cfg_dict), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps(identity_of(cfg_dict), sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
 
 
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -45,7 +45,9 @@ class StreamingDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         d = self.cfg.data
-        ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
+        ensure_prepared(
+            d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None
+        )
 
     def _loader(self, split: str, infinite: bool) -> ShardLoader:
         d, trainer = self.cfg.data, self.trainer
@@ -96,7 +98,9 @@ class LoaderPositionCallback(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: dict, batch_idx: int) -> None:
         self._pending = batch.pop(POSITION_KEY, None)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
         loader = trainer.train_dataloader
         if self._pending is not None and hasattr(loader, "record_position"):
             loader.record_position(self._pending)

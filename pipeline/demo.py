@@ -15,10 +15,16 @@ ARCHS = ("lstm", "residual_lstm", "transformer")
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configs", default="configs/demo", help="directory with base.yaml and one YAML per arch")
+    parser.add_argument(
+        "--configs", default="configs/demo", help="directory with base.yaml and one YAML per arch"
+    )
     parser.add_argument("--out", default="runs/demo", help="where the three runs, the table and the plot go")
-    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS, help="architectures to train")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. train.max_steps=50")
+    parser.add_argument(
+        "--archs", nargs="+", default=list(ARCHS), choices=ARCHS, help="architectures to train"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. train.max_steps=50"
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -71,7 +77,17 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-HEADER = ["arch", "params (M)", "non-emb (M)", "tokens/s", "valid loss", "valid ppl", "BLEU", "chrF", "wall (s)"]
+HEADER = [
+    "arch",
+    "params (M)",
+    "non-emb (M)",
+    "tokens/s",
+    "valid loss",
+    "valid ppl",
+    "BLEU",
+    "chrF",
+    "wall (s)",
+]
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:

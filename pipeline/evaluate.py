@@ -50,7 +50,9 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
         "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
         "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
         "decoded_pairs": len(hyps),
-        "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(srcs, refs, hyps, strict=True))[:3]],
+        "examples": [
+            {"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(srcs, refs, hyps, strict=True))[:3]
+        ],
     }
 
 
@@ -76,7 +78,9 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any)
         if is_partitioned(model):  # ZeRO-3: gather the weights into a plain model (collective: all ranks)
             model = unpartitioned_copy(model, materialize=trainer.global_rank == 0)
     throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)
+    }
     valid_loss = metrics.get("valid/loss")
     summary: dict[str, Any] = {
         "name": cfg.name,
@@ -85,7 +89,9 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any)
         "non_embedding_params": model.num_params(non_embedding=True),
         "steps": trainer.global_step,
         "tokens": throughput.total_tokens * trainer.world_size if throughput else None,
-        "tokens_per_s": (throughput.last_metrics or {}).get("throughput/tokens_per_s") if throughput else None,
+        "tokens_per_s": (throughput.last_metrics or {}).get("throughput/tokens_per_s")
+        if throughput
+        else None,
         "valid_loss": valid_loss,
         "valid_ppl": math.exp(min(valid_loss, 50.0)) if valid_loss is not None else None,
         "loss_by_position": getattr(module, "val_loss_by_position", None),
@@ -111,7 +117,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     ckpt = Path(args.checkpoint) if args.checkpoint else find_resume_checkpoint(run_dir)
     if ckpt is None or not ckpt.exists():
-        print(f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)", file=sys.stderr)
+        print(
+            f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)",
+            file=sys.stderr,
+        )
         return 2
     if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
         from pipeline.export import consolidate, model_from_export

@@ -24,7 +24,9 @@ class GradReachCallback(L.Callback):
         self.every = every
         self.path = run_dir / "grad_by_position.jsonl"
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if not trainer.is_global_zero or step == 0 or step % self.every != 0:
             return

@@ -32,7 +32,9 @@ class ThroughputCallback(L.Callback):
         self._batch_start = 0.0
         self._last_end: float | None = None
         self.peak: float | None = None
-        self.total_tokens = 0  # target tokens trained on by this rank, kept across restarts (saved in checkpoints)
+        self.total_tokens = (
+            0  # target tokens trained on by this rank, kept across restarts (saved in checkpoints)
+        )
         self.last_metrics: dict[str, float] = {}
 
     def _reset(self, now: float) -> None:
@@ -52,7 +54,9 @@ class ThroughputCallback(L.Callback):
             self._wait += now - self._last_end  # time spent fetching this batch from the loader
         self._batch_start = now
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
         n_tgt = int(batch["n_tokens"])
         n_src = int(batch.get("n_src_tokens", n_tgt))
         rows = max(1, int(batch["src"].shape[0]))

@@ -57,7 +57,9 @@ class Seq2SeqModule(L.LightningModule):
         cfg_dict = to_dict(config) if isinstance(config, RunConfig) else config
         self.save_hyperparameters({"config": cfg_dict})
         self.cfg = config_from_dict(cfg_dict)
-        self.model = build_model(**{**self.cfg.model, "vocab_size": self.cfg.data.vocab_size, "pad_id": PAD_ID})
+        self.model = build_model(
+            **{**self.cfg.model, "vocab_size": self.cfg.data.vocab_size, "pad_id": PAD_ID}
+        )
         self._val_nll = torch.zeros(())
         self._val_tokens = torch.zeros(())
         self._val_pos_nll: torch.Tensor | None = None
@@ -78,7 +80,10 @@ class Seq2SeqModule(L.LightningModule):
         logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
         tgt = batch["tgt_out"]
         nll = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(), tgt.reshape(-1), ignore_index=PAD_ID, reduction="none"
+            logits.reshape(-1, logits.size(-1)).float(),
+            tgt.reshape(-1),
+            ignore_index=PAD_ID,
+            reduction="none",
         ).view_as(tgt)
         real = tgt != PAD_ID
         self._val_nll = self._val_nll.to(nll.device) + nll.sum()
@@ -130,9 +135,13 @@ class Seq2SeqModule(L.LightningModule):
         else:
             decay = [p for p in params if p.dim() >= 2]
             no_decay = [p for p in params if p.dim() < 2]
-            groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups = [
+                {"params": decay, "weight_decay": o.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ]
             optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
         max_steps = self.cfg.train.max_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, o, max_steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_multiplier(step, o, max_steps)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-

@@ -36,14 +36,19 @@ class PreemptionCallback(L.Callback):
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.received = signum
-        print(f"received {signal.Signals(signum).name}: checkpointing at the next step boundary", file=sys.stderr)
+        print(
+            f"received {signal.Signals(signum).name}: checkpointing at the next step boundary",
+            file=sys.stderr,
+        )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own handlers, and restored at the end of training.
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handler)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self._last_step:
             return  # inside a gradient-accumulation window: not a step boundary
         self._last_step = trainer.global_step

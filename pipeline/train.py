@@ -194,7 +194,9 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     ckpt_path = resolve_resume(resume, run_dir)
     if ckpt_path is not None:
         check_config_compatible(run_dir, cfg)
-        if cfg.train.strategy == "deepspeed":  # a ZeRO checkpoint fixes its rank count: fail now, not in DeepSpeed
+        if (
+            cfg.train.strategy == "deepspeed"
+        ):  # a ZeRO checkpoint fixes its rank count: fail now, not in DeepSpeed
             from pipeline.deepspeed_strategy import check_zero_resume
 
             check_zero_resume(ckpt_path, cfg)
@@ -211,5 +213,7 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     summary = final_evaluation(cfg, trainer, module, datamodule)
     summary["rank"] = trainer.global_rank
     if trainer.global_rank == 0:
-        (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
+        (run_dir / "summary.json").write_text(
+            json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2)
+        )
     return summary

@@ -145,7 +145,9 @@ class ShardDataset(IterableDataset):
         """Continue another slot count's stream: see ``reshard.py`` for the rule."""
         for key in ("split", "seed"):
             if rank_states[0].get(key) != getattr(self, key):
-                raise ValueError(f"loader state has {key}={rank_states[0].get(key)!r}, this loader {getattr(self, key)!r}")
+                raise ValueError(
+                    f"loader state has {key}={rank_states[0].get(key)!r}, this loader {getattr(self, key)!r}"
+                )
         self.epoch, self._exclude = consumed_keys(self, rank_states)
         self._positions, self._resume = {}, {}
 

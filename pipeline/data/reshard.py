@@ -34,7 +34,9 @@ def slot_positions(rank_states: list[dict]) -> tuple[int, list[tuple[int, int, i
     positions = []
     for rank, state in enumerate(rank_states):
         if int(state["rank"]) != rank:
-            raise ValueError(f"loader state of rank {rank} says rank={state['rank']}: states are out of order")
+            raise ValueError(
+                f"loader state of rank {rank} says rank={state['rank']}: states are out of order"
+            )
         for worker in range(workers):
             pos = state["workers"].get(str(worker)) or {"epoch": int(state["epoch"]), "batches": 0}
             positions.append((rank * workers + worker, int(pos["epoch"]), int(pos["batches"])))

@@ -16,7 +16,10 @@ from pipeline.train import fit
 class SaveRankWeights(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank == 0:
-            torch.save({k: v.detach().clone() for k, v in pl_module.state_dict().items()}, self.run_dir / "rank0_initial.pt")
+            torch.save(
+                {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
+                self.run_dir / "rank0_initial.pt",
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}

@@ -32,7 +32,17 @@ pytestmark = pytest.mark.slow
 
 def train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
     configs = [f"--config={p}" for p in [*TINY, ROOT / "configs/tiny/transformer.yaml"]]
-    return [sys.executable, "-m", "pipeline", "train", *configs, f"data.dir={data}", f"run_dir={run}", *ARGS, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        *configs,
+        f"data.dir={data}",
+        f"run_dir={run}",
+        *ARGS,
+        *extra,
+    ]
 
 
 def env() -> dict[str, str]:
@@ -40,7 +50,9 @@ def env() -> dict[str, str]:
 
 
 def run_to_end(data: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(train_cmd(data, run, *extra), capture_output=True, text=True, timeout=300, env=env())
+    proc = subprocess.run(
+        train_cmd(data, run, *extra), capture_output=True, text=True, timeout=300, env=env()
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -102,7 +114,9 @@ def test_kill_9_after_a_checkpoint_then_resume_is_bit_exact(
     assert_same_model_and_log(uninterrupted, run)
 
 
-def test_sigusr1_checkpoints_at_step_boundary_and_exits_75(tiny_data: Path, uninterrupted: Path, tmp_path: Path):
+def test_sigusr1_checkpoints_at_step_boundary_and_exits_75(
+    tiny_data: Path, uninterrupted: Path, tmp_path: Path
+):
     run = tmp_path / "run"
     proc = start(tiny_data, run, "logging.wandb=true")
     wait_for_checkpoints(run, proc, 1)
@@ -140,7 +154,9 @@ def _train_steps(metrics_csv: Path) -> set[int]:
         return {int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")}
 
 
-def test_truncated_newest_checkpoint_is_reported_and_previous_used(tiny_data: Path, uninterrupted: Path, tmp_path: Path):
+def test_truncated_newest_checkpoint_is_reported_and_previous_used(
+    tiny_data: Path, uninterrupted: Path, tmp_path: Path
+):
     run = tmp_path / "run"
     proc = start(tiny_data, run)
     wait_for_checkpoints(run, proc, 2)
@@ -187,6 +203,8 @@ def test_corrupt_shard_is_named(tiny_data: Path, tmp_path: Path):
     shutil.copytree(tiny_data, data)
     shard = sorted((data / "train").glob("*.tar"))[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
-    proc = subprocess.run(train_cmd(data, tmp_path / "run"), capture_output=True, text=True, timeout=300, env=env())
+    proc = subprocess.run(
+        train_cmd(data, tmp_path / "run"), capture_output=True, text=True, timeout=300, env=env()
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"corrupt shard {shard}" in proc.stderr

@@ -20,7 +20,9 @@ PIPELINE = [sys.executable, "-m", "pipeline"]
 
 
 @pytest.mark.parametrize("arch", ["lstm", "residual_lstm", "transformer"])
-def test_each_architecture_trains_evaluates_and_checkpoints(arch: str, tiny_data: Path, tmp_path: Path) -> None:
+def test_each_architecture_trains_evaluates_and_checkpoints(
+    arch: str, tiny_data: Path, tmp_path: Path
+) -> None:
     run = tmp_path / arch
     summary = fit(tiny_config(arch, tiny_data, run))
     assert summary["steps"] == 6
@@ -58,7 +60,9 @@ def test_resume_continues_step_count_optimizer_and_data(tiny_data: Path, tmp_pat
     la, lb = read_metric(straight, "train/loss"), read_metric(split, "train/loss")
     assert sorted(lb) == sorted(la), "logged steps have a gap or a duplicate"
     for step in la:
-        assert la[step] == pytest.approx(lb[step], rel=1e-6, abs=1e-7), f"loss differs at step {step}: data position lost?"
+        assert la[step] == pytest.approx(lb[step], rel=1e-6, abs=1e-7), (
+            f"loss differs at step {step}: data position lost?"
+        )
     for key in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=1e-5, atol=1e-6)
 
@@ -77,7 +81,12 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_data: Path, tmp_path:
     """`pipeline train train.devices=2` on CPU: Lightning launches a 2nd process, gloo all-reduces the gradients."""
     run = tmp_path / "ddp"
     script = ROOT / "tests/integration/save_rank_weights.py"
-    cmd = [sys.executable, str(script), *[f"--config={p}" for p in TINY], f"--config={ROOT}/configs/tiny/transformer.yaml"]
+    cmd = [
+        sys.executable,
+        str(script),
+        *[f"--config={p}" for p in TINY],
+        f"--config={ROOT}/configs/tiny/transformer.yaml",
+    ]
     cmd += tiny_overrides(tiny_data, run, "train.devices=2", "train.bleu_samples=0", "train.max_steps=4")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)

@@ -30,7 +30,9 @@ def test_overrides_win_over_files_and_are_typed() -> None:
 def test_unknown_key_is_named_with_suggestion(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  max_step: 10\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'train.max_step'; did you mean 'train.max_steps'"):
+    with pytest.raises(
+        ConfigError, match=r"bad.yaml: unknown key 'train.max_step'; did you mean 'train.max_steps'"
+    ):
         load_config([bad])
 
 
@@ -54,7 +56,9 @@ def test_missing_file_and_bad_values_are_named(tmp_path: Path) -> None:
 
 
 def test_switching_arch_drops_other_arch_keys() -> None:
-    cfg = load_config([ROOT / "configs/tiny/lstm.yaml"], ["model={arch: transformer, d_model: 32, n_layers: 1, n_heads: 2}"])
+    cfg = load_config(
+        [ROOT / "configs/tiny/lstm.yaml"], ["model={arch: transformer, d_model: 32, n_layers: 1, n_heads: 2}"]
+    )
     assert "attention" not in cfg.model and cfg.model["arch"] == "transformer"
 
 
@@ -73,4 +77,9 @@ def test_sutskever_recipe_matches_paper() -> None:
     m = cfg.model
     assert (m["arch"], m["n_layers"], m["d_model"], m["d_embed"]) == ("lstm", 4, 1000, 1000)
     assert m["reverse_source"] is True and m["attention"] is False and m["init_range"] == 0.08
-    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.schedule, cfg.optim.grad_clip) == ("sgd", 0.7, "halving", 5.0)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.schedule, cfg.optim.grad_clip) == (
+        "sgd",
+        0.7,
+        "halving",
+        5.0,
+    )

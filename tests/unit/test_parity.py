@@ -23,7 +23,10 @@ def reference_step(model: torch.nn.Module, batch: dict, cfg) -> tuple[float, dic
     o = cfg.optim
     logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])
     loss = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), batch["tgt_out"].reshape(-1), ignore_index=0, label_smoothing=o.label_smoothing
+        logits.reshape(-1, logits.size(-1)),
+        batch["tgt_out"].reshape(-1),
+        ignore_index=0,
+        label_smoothing=o.label_smoothing,
     )
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -45,7 +48,9 @@ def reference_step(model: torch.nn.Module, batch: dict, cfg) -> tuple[float, dic
 
 @pytest.mark.parametrize("arch", ["lstm", "residual_lstm", "transformer"])
 def test_one_step_matches_hand_written_pytorch(arch: str, tiny_data, tmp_path) -> None:
-    cfg = tiny_config(arch, tiny_data, tmp_path / "run", "model.dropout=0.0", "optim.grad_clip=0.5", "train.max_steps=1")
+    cfg = tiny_config(
+        arch, tiny_data, tmp_path / "run", "model.dropout=0.0", "optim.grad_clip=0.5", "train.max_steps=1"
+    )
     torch.manual_seed(0)
     module = Seq2SeqModule(cfg)
     reference = copy.deepcopy(module.model)
@@ -66,4 +71,7 @@ def test_one_step_matches_hand_written_pytorch(arch: str, tiny_data, tmp_path) -
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=f"weight {name}")
     torch.manual_seed(0)
     initial = Seq2SeqModule(cfg)  # same seed, same init: the step really moved the weights
-    assert any(not torch.equal(p, q) for p, q in zip(module.model.parameters(), initial.model.parameters(), strict=True))
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(module.model.parameters(), initial.model.parameters(), strict=True)
+    )

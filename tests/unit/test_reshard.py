@@ -45,7 +45,9 @@ def checkpoint(loaders) -> dict:
 
 
 @pytest.mark.parametrize(("old", "new", "workers"), [(2, 1, 0), (1, 3, 0), (2, 3, 2)])
-def test_remaining_samples_seen_exactly_once_after_world_size_change(data_dir: Path, old: int, new: int, workers: int):
+def test_remaining_samples_seen_exactly_once_after_world_size_change(
+    data_dir: Path, old: int, new: int, workers: int
+):
     everything = Counter(epoch_keys(data_dir))
     olds = [loader(data_dir, r, old) for r in range(old)]
     seen = []
