@@ -51,7 +51,7 @@ def draw_plots(sweep: SweepFit, out_dir: Path) -> dict[str, str]:
             alpha=0.25,
             s=12,
         )
-        ax.scatter(n, loss, color=colors[a], s=30, label=f"{a} (best per size)")
+        ax.scatter(n, loss, color=colors[a], s=30, label=f"{a} (largest-D run per size)")
         f = af.fits["L_N"]
         _draw_law(ax, f, n.min() / 1.5, n.max() * 1.5, colors[a], f"{a} fit, alpha_N={f.params['alpha']:.3g}")
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="valid loss (nats/token)")

@@ -2,8 +2,10 @@
 numbers mean and where the data is too thin to say anything.
 
 What is fitted to what (chosen here once, stated in the report):
-- L(N): per distinct non-embedding size, the lowest ``best_valid_loss`` over its token budgets (the least
-  data-limited loss that size reached), as Kaplan et al. 2020 fit converged/early-stopped loss.
+- L(N): per distinct non-embedding size, the ``best_valid_loss`` of its run with the most tokens (the least
+  data-limited loss that size reached; Kaplan et al. 2020 fit converged/early-stopped loss). The bootstrap resamples
+  these runs only: resampling all runs would swap a size's largest-budget run for a smaller-budget one and turn
+  the spread of D into fake uncertainty in alpha_N.
 - L(C): the run-level compute frontier of ``final_valid_loss`` (the loss a run actually ended at for its compute).
 - L(N, D): every run, D = target tokens trained on (repeats included), loss = ``final_valid_loss``.
 """
@@ -67,12 +69,22 @@ class SweepFit:
     planned: int | None = None  # runs in the sweep's plan.json (written by `pipeline sweep`), if there is one
 
 
-def points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
-    best: dict[int, float] = {}
+def largest_budget_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """Per non-embedding size, its run with the most tokens (ties: the lower loss), ordered by size."""
+    top: dict[int, RunRecord] = {}
     for r in records:
-        best[r.non_embedding_params] = min(best.get(r.non_embedding_params, math.inf), r.best_valid_loss)
-    n = np.array(sorted(best), dtype=float)
-    return n, np.array([best[int(k)] for k in n])
+        old = top.get(r.non_embedding_params)
+        if old is None or (r.tokens, -r.best_valid_loss) > (old.tokens, -old.best_valid_loss):
+            top[r.non_embedding_params] = r
+    return [top[n] for n in sorted(top)]
+
+
+def points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, best_valid_loss) of each size's largest-budget run: the points L(N) is fitted to."""
+    runs = largest_budget_runs(records)
+    return np.array([r.non_embedding_params for r in runs], float), np.array(
+        [r.best_valid_loss for r in runs]
+    )
 
 
 def _frontier(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -83,10 +95,11 @@ def _frontier(records: Sequence[RunRecord]) -> list[RunRecord]:
 def fit_arch(
     records: list[RunRecord], n_boot: int = 400, seed: int = 0, n_starts: int | None = 64
 ) -> ArchFit:
-    """All fits for one architecture; bootstraps resample runs, then redo the per-size / frontier selection."""
+    """All fits for one architecture; bootstraps resample runs (for L(C), then redo the frontier selection)."""
+    by_size = largest_budget_runs(records)
 
     def law_n(with_e: bool):
-        return lambda i: fit_power_law(*points_by_size([records[j] for j in i]), with_e=with_e)
+        return lambda i: fit_power_law(*points_by_size([by_size[j] for j in i]), with_e=with_e)
 
     def law_c(with_e: bool):
         def fit_on(i: np.ndarray) -> FitResult:
@@ -99,8 +112,8 @@ def fit_arch(
 
     n = len(records)
     fits = {
-        "L_N": bootstrap(law_n(False), n, n_boot, seed),
-        "L_N_E": bootstrap(law_n(True), n, n_boot, seed),
+        "L_N": bootstrap(law_n(False), len(by_size), n_boot, seed),
+        "L_N_E": bootstrap(law_n(True), len(by_size), n_boot, seed),
         "L_C": bootstrap(law_c(False), n, n_boot, seed),
         "L_C_E": bootstrap(law_c(True), n, n_boot, seed),
         "chinchilla": fit_chinchilla_bootstrap(
@@ -223,6 +236,13 @@ def _law_table(sweep: SweepFit, key: str, x_name: str, names: Sequence[str]) -> 
     return rows
 
 
+def _frontier_loss(af: ArchFit, compute: float) -> float:
+    """The lowest final loss among an architecture's runs with compute <= ``compute`` (the measured frontier)."""
+    return min(
+        (r.final_valid_loss for r in af.records if r.compute <= compute * (1 + 1e-9)), default=math.nan
+    )
+
+
 def _runs_table(sweep: SweepFit) -> list[str]:
     """Final valid loss of every run: one row per (architecture, size), one column per token count."""
     records = [r for af in sweep.archs.values() for r in af.records]
@@ -287,8 +307,9 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
         "",
         "## L(N) = (N_c / N)^alpha_N",
         "",
-        "Fitted per size to the lowest `best_valid_loss` over its token budgets (least data-limited), least squares "
-        "on log loss. Doubling N multiplies the loss by 2^-alpha_N.",
+        "Fitted to each size's run with the most tokens (`best_valid_loss`, least data-limited), least squares on "
+        "log loss; the bootstrap resamples those runs. Every model here is still data-limited at its largest budget, "
+        "so this is L(N) at that D, not Kaplan's converged L(N). Doubling N multiplies the loss by 2^-alpha_N.",
         "",
         *_law_table(sweep, "L_N", "N", ("alpha", "x_c")),
         "",
@@ -338,9 +359,12 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
                 "there)"
             )
         rci = f"[{_g(c.loss_ratio_ci[0])}, {_g(c.loss_ratio_ci[1])}]" if c.loss_ratio_ci else "n/a"
+        la, lb = (_frontier_loss(sweep.archs[x], c.at_compute) for x in (c.arch_a, c.arch_b))
         md.append(
             f"- **{c.arch_a} vs {c.arch_b}**: {text}. At C = {_g(c.at_compute)} (largest compute both reached) "
-            f"L_{c.arch_a} / L_{c.arch_b} = {_g(c.loss_ratio)} (95 % CI {rci}); > 1 means {c.arch_a} is worse."
+            f"the fitted L_{c.arch_a} / L_{c.arch_b} = {_g(c.loss_ratio)} (95 % CI {rci}); > 1 means {c.arch_a} "
+            f"is worse. Measured: the lowest loss with at most that compute is {_g(la)} ({c.arch_a}) vs "
+            f"{_g(lb)} ({c.arch_b}), ratio {_g(la / lb)}."
         )
     md += ["", "## Loss by target position", "", f"![loss vs position]({plots['position']})", ""]
     if not sweep.plateaus:
