@@ -36,9 +36,8 @@ from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
 
 PLAN_FILE = "plan.json"  # `pipeline sweep` lists every run of the grid here
 REFERENCE_ARCH = "transformer"  # the curve the recurrent architectures are compared against
-EXTRAPOLATE = (
-    10.0  # crossings are searched this factor beyond the measured compute range, and flagged if there
-)
+# crossings are searched this factor beyond the measured compute range, and flagged if found there
+EXTRAPOLATE = 10.0
 
 
 @dataclass
@@ -82,9 +81,8 @@ def largest_budget_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
 def points_by_size(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     """(N, best_valid_loss) of each size's largest-budget run: the points L(N) is fitted to."""
     runs = largest_budget_runs(records)
-    return np.array([r.non_embedding_params for r in runs], float), np.array(
-        [r.best_valid_loss for r in runs]
-    )
+    n = np.array([r.non_embedding_params for r in runs], dtype=float)
+    return n, np.array([r.best_valid_loss for r in runs])
 
 
 def _frontier(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -104,26 +102,20 @@ def fit_arch(
     def law_c(with_e: bool):
         def fit_on(i: np.ndarray) -> FitResult:
             front = _frontier([records[j] for j in i])
-            return fit_power_law(
-                [r.compute for r in front], [r.final_valid_loss for r in front], with_e=with_e
-            )
+            c, loss = [r.compute for r in front], [r.final_valid_loss for r in front]
+            return fit_power_law(c, loss, with_e=with_e)
 
         return fit_on
 
     n = len(records)
+    nd_loss = [[r.non_embedding_params for r in records], [r.tokens for r in records]]
+    nd_loss.append([r.final_valid_loss for r in records])
     fits = {
         "L_N": bootstrap(law_n(False), len(by_size), n_boot, seed),
         "L_N_E": bootstrap(law_n(True), len(by_size), n_boot, seed),
         "L_C": bootstrap(law_c(False), n, n_boot, seed),
         "L_C_E": bootstrap(law_c(True), n, n_boot, seed),
-        "chinchilla": fit_chinchilla_bootstrap(
-            [r.non_embedding_params for r in records],
-            [r.tokens for r in records],
-            [r.final_valid_loss for r in records],
-            n_boot=n_boot,
-            seed=seed,
-            n_starts=n_starts,
-        ),
+        "chinchilla": fit_chinchilla_bootstrap(*nd_loss, n_boot=n_boot, seed=seed, n_starts=n_starts),
     }
     return ArchFit(records[0].arch, records, fits, _frontier(records))
 
@@ -238,9 +230,8 @@ def _law_table(sweep: SweepFit, key: str, x_name: str, names: Sequence[str]) -> 
 
 def _frontier_loss(af: ArchFit, compute: float) -> float:
     """The lowest final loss among an architecture's runs with compute <= ``compute`` (the measured frontier)."""
-    return min(
-        (r.final_valid_loss for r in af.records if r.compute <= compute * (1 + 1e-9)), default=math.nan
-    )
+    losses = [r.final_valid_loss for r in af.records if r.compute <= compute * (1 + 1e-9)]
+    return min(losses, default=math.nan)
 
 
 def _runs_table(sweep: SweepFit) -> list[str]:
