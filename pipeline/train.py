@@ -139,6 +139,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         save_top_k=t.keep_checkpoints,
         monitor="step",
         mode="max",
+        enable_version_counter=False,  # a resumed run overwrites last.ckpt, never writes last-v1.ckpt beside it
     )
     # order matters at a step's end: the loader position and token count are updated before anything is saved
     callbacks = [

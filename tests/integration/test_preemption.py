@@ -94,7 +94,7 @@ def uninterrupted(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return run
 
 
-@pytest.mark.parametrize("when", ["random", "at_validation_step"])
+@pytest.mark.parametrize("when", ["random", "at_validation_step", "newer_unverified"])
 def test_kill_9_after_a_checkpoint_then_resume_is_bit_exact(
     when: str, tiny_data: Path, uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -103,6 +103,17 @@ def test_kill_9_after_a_checkpoint_then_resume_is_bit_exact(
     if when == "random":
         wait_for_checkpoints(run, proc, 1)
         time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))  # somewhere after the first checkpoint
+    elif (
+        when == "newer_unverified"
+    ):  # killed before step 8's checkpoint was marked complete: resume from step 4
+        deadline = time.time() + 240
+        while not (run / "checkpoints/step=8.ckpt.meta.json").exists():
+            assert proc.poll() is None and time.time() < deadline, "no step-8 checkpoint"
+            time.sleep(0.005)
+        proc.kill()
+        proc.wait()
+        for name in ("last.ckpt", "step=8.ckpt"):
+            meta_path(run / "checkpoints" / name).unlink()
     else:  # resume from the checkpoint taken at step 20, where the uninterrupted run also validated
         deadline = time.time() + 240
         while not (run / "checkpoints/step=20.ckpt.meta.json").exists():
@@ -111,6 +122,7 @@ def test_kill_9_after_a_checkpoint_then_resume_is_bit_exact(
     proc.kill()
     assert proc.wait() == -signal.SIGKILL
     run_to_end(tiny_data, run)
+    assert not list(run.glob("checkpoints/last-v*.ckpt"))
     assert_same_model_and_log(uninterrupted, run)
 
 
