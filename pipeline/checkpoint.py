@@ -138,6 +138,21 @@ def find_resume_checkpoint(run_dir: Path, report: Any = None) -> Path | None:
     return None
 
 
+def checkpoint_to_read(run_dir: Path, explicit: str | None) -> Path | None:
+    """The checkpoint `pipeline evaluate/export` read: `explicit`, else the run's newest intact one.
+
+    Prints an error naming the run directory and returns None when there is none.
+    """
+    ckpt = Path(explicit) if explicit else find_resume_checkpoint(run_dir)
+    if ckpt is None or not ckpt.exists():
+        print(
+            f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)",
+            file=sys.stderr,
+        )
+        return None
+    return ckpt
+
+
 def resolve_resume(resume: str, run_dir: Path) -> Path | None:
     """`auto` -> newest intact checkpoint or None; `never` -> None; anything else is a path that must be intact."""
     if resume == "never":

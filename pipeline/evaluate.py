@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -111,16 +110,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.checkpoint import find_resume_checkpoint
+    from pipeline.checkpoint import checkpoint_to_read
     from pipeline.module import Seq2SeqModule
 
     run_dir = Path(args.run_dir)
-    ckpt = Path(args.checkpoint) if args.checkpoint else find_resume_checkpoint(run_dir)
-    if ckpt is None or not ckpt.exists():
-        print(
-            f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)",
-            file=sys.stderr,
-        )
+    ckpt = checkpoint_to_read(run_dir, args.checkpoint)
+    if ckpt is None:
         return 2
     if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
         from pipeline.export import consolidate, model_from_export

@@ -138,15 +138,11 @@ def to_universal(ckpt: Path) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from pipeline.checkpoint import find_resume_checkpoint
+    from pipeline.checkpoint import checkpoint_to_read
 
     run_dir = Path(args.run_dir)
-    ckpt = Path(args.checkpoint) if args.checkpoint else find_resume_checkpoint(run_dir)
-    if ckpt is None or not ckpt.exists():
-        print(
-            f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)",
-            file=sys.stderr,
-        )
+    ckpt = checkpoint_to_read(run_dir, args.checkpoint)
+    if ckpt is None:
         return 2
     try:
         if args.universal:
