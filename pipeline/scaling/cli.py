@@ -64,7 +64,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
-    from pipeline.scaling.report import write_report
+    from pipeline.scaling.report_markdown import write_report
 
     try:
         path = write_report(args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed)

@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
+from pipeline.scaling.compare import compare_curves, compute_frontier, position_plateau
 from pipeline.scaling.fit import (
-    compare_curves,
-    compute_frontier,
     fit_chinchilla,
     fit_chinchilla_bootstrap,
     fit_power_law,
     fit_power_law_bootstrap,
-    position_plateau,
 )
 from pipeline.scaling.records import RunRecord, load_record, load_records, load_sweep, save_record
-from pipeline.scaling.report import run_fit, write_report
+from pipeline.scaling.report import run_fit
+from pipeline.scaling.report_markdown import write_report
 
 TRUE = {"E": 1.8, "A": 300.0, "alpha": 0.35, "B": 800.0, "beta": 0.3}
 
@@ -160,8 +159,8 @@ def test_record_loading_errors_name_file_and_key(tmp_path: Path):
         load_records(tmp_path)
 
 
-def test_tiny_sweep_end_to_end_report(tmp_path: Path):
-    sweep = tmp_path / "sweep"
+def write_tiny_sweep(sweep: Path) -> None:
+    """12 fake records (3 archs x 2 sizes x 2 budgets) following known laws, and one unfinished run directory."""
     rng = np.random.default_rng(3)
     for arch, alpha, fpt in (("lstm", 0.05, 8.0), ("residual_lstm", 0.07, 8.0), ("transformer", 0.1, 6.0)):
         for size in (2e4, 2e5):
@@ -187,8 +186,13 @@ def test_tiny_sweep_end_to_end_report(tmp_path: Path):
                 )
     (sweep / "transformer-still-running").mkdir()
 
+
+def test_tiny_sweep_end_to_end_report(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    write_tiny_sweep(sweep)
     report = write_report(sweep, n_boot=10)
     text = report.read_text()
+    assert "Gradient reach" not in text  # no run measured it
     for arch in ("lstm", "residual_lstm", "transformer"):
         assert f"**{arch}**" in text
     assert "Data was repeated" in text and "underdetermined" in text and "1 run directories" in text
@@ -198,3 +202,29 @@ def test_tiny_sweep_end_to_end_report(tmp_path: Path):
     assert fit["archs"]["transformer"]["fits"]["chinchilla"]["underdetermined"] is True
     assert fit["archs"]["transformer"]["fits"]["L_N"]["params"]["alpha"] > 0
     assert run_fit(sweep, n_boot=5)["n_runs"] == 12
+
+
+def write_grad_reach(run_dir: Path, rows: list[tuple[int, list[float]]]) -> None:
+    lines = [json.dumps({"step": step, "src": [1.0, 1.0], "tgt": tgt}) for step, tgt in rows]
+    (run_dir / "grad_by_position.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_report_gains_gradient_reach_section_from_runs_that_measured_it(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    write_tiny_sweep(sweep)
+    # lstm: the largest-compute run is the one reported; its signal fades over training (1e-2 -> 1e-4 reach)
+    write_grad_reach(
+        sweep / "lstm-200000-400000", [(10, [1e-2, 0.1, 1.0]), (20, [1e-4, 1e-2, 1.0, math.nan])]
+    )
+    write_grad_reach(sweep / "lstm-20000-50000", [(10, [0.5, 1.0])])  # less compute: not the one shown
+    write_grad_reach(sweep / "transformer-200000-400000", [(5, [2.0, 1.0, 1.0])])
+    text = write_report(sweep, n_boot=10).read_text()
+    section = text[text.index("## Gradient reach through time") : text.index("## Caveats")]
+    assert "| lstm | lstm-200000-400000 | 2 (steps 10-20) | 0.01 | 0.0001 | 1 |" in section
+    assert "| transformer | transformer-200000-400000 | 1 (steps 5-5) | 2 | 2 | 1 |" in section
+    assert "residual_lstm |" not in section and "lstm-20000-50000" not in section
+    assert (sweep / "grad_reach.png").stat().st_size > 1000
+
+    (sweep / "lstm-200000-400000" / "grad_by_position.jsonl").write_text('{"step": 1, "src"\n')
+    with pytest.raises(ValueError, match=r"lstm-200000-400000/grad_by_position.jsonl: line 1 is not JSON"):
+        write_report(sweep, n_boot=10)
