@@ -23,6 +23,12 @@ pytestmark = pytest.mark.slurm
 FAKE = f"{sys.executable} {Path(__file__).with_name('fake_trainer.py')}"
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test submits from its own directory, so nothing a job or sbatch writes lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def write_config(path: Path, run_dir: Path, **extra: object) -> Path:
     path.write_text(json.dumps({"name": run_dir.name, "run_dir": str(run_dir), **extra}))  # JSON is YAML
     return path
@@ -41,9 +47,7 @@ def test_single_job_completes_and_status_shows_it(
     slurm_cluster: LocalSlurm,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "single"
     cfg = write_config(tmp_path / "single.yaml", run_dir)
     job_id = submit(capsys, "--config", str(cfg), "fake.steps=4")
@@ -65,9 +69,7 @@ def test_two_tasks_both_run(
     slurm_cluster: LocalSlurm,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "two"
     cfg = write_config(tmp_path / "two.yaml", run_dir)
     job_id = submit(capsys, "--config", str(cfg), "--ntasks-per-node", "2", "fake.steps=2")
@@ -81,9 +83,7 @@ def test_array_runs_three_configs(
     slurm_cluster: LocalSlurm,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     sweep = write_config(tmp_path / "sweep.yaml", tmp_path / "sweep")
     tasks = []
     for i, name in enumerate(("a", "b", "c")):
@@ -109,9 +109,7 @@ def test_usr1_checkpoints_requeues_and_resumes(
     slurm_cluster: LocalSlurm,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "requeue"
     cfg = write_config(tmp_path / "requeue.yaml", run_dir)
     job_id = submit(capsys, "--config", str(cfg), "fake.until_signal=true", "fake.steps=3")
@@ -155,10 +153,8 @@ def test_real_trainer_two_tasks_gloo(
     tiny_data: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`--ntasks-per-node 2` on CPU: srun starts both ranks (Lightning spawns none), gloo joins them."""
-    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "real2"
     job_id = submit_trainer(capsys, run_dir, tiny_data, "--ntasks-per-node=2")
     slurm_cluster.wait(job_id, {"COMPLETED"}, timeout=300)
@@ -183,12 +179,10 @@ def test_real_trainer_single_node_job_requeues_on_usr1_and_resumes(
     tiny_data: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A single-node CPU job of the real trainer, sent USR1 mid-training: it checkpoints at the next step boundary
     and requeues itself; the restart resumes from that checkpoint and completes; `pipeline status` shows the restart
     and the last step."""
-    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "real-requeue"
     job_id = submit_trainer(capsys, run_dir, tiny_data, "train.max_steps=20", "train.val_every=100")
     slurm_cluster.wait(job_id, {"RUNNING"}, timeout=60)
