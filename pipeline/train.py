@@ -205,16 +205,38 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     datamodule = StreamingDataModule(cfg)
     module = Seq2SeqModule(cfg)
     trainer = build_trainer(cfg, run_dir, extra_callbacks)
-    if trainer.global_rank == 0:
-        save_config(cfg, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
-    if preemption.stopped_by:  # checkpointed on a signal: no evaluation, hand back to the scheduler quickly
-        return {"preempted": preemption.stopped_by, "steps": trainer.global_step, "rank": trainer.global_rank}
-    summary = final_evaluation(cfg, trainer, module, datamodule)
-    summary["rank"] = trainer.global_rank
-    if trainer.global_rank == 0:
-        (run_dir / "summary.json").write_text(
-            json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2)
-        )
-    return summary
+    try:
+        if trainer.global_rank == 0:
+            save_config(cfg, run_dir / "config.yaml")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
+        if (
+            preemption.stopped_by
+        ):  # checkpointed on a signal: no evaluation, hand back to the scheduler quickly
+            return {
+                "preempted": preemption.stopped_by,
+                "steps": trainer.global_step,
+                "rank": trainer.global_rank,
+            }
+        summary = final_evaluation(cfg, trainer, module, datamodule)
+        summary["rank"] = trainer.global_rank
+        if trainer.global_rank == 0:
+            (run_dir / "summary.json").write_text(
+                json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2)
+            )
+        return summary
+    finally:
+        release_process_group()
+
+
+def release_process_group() -> None:
+    """Destroy the process group (if this run made one) while the interpreter is still whole.
+
+    Lightning leaves it alive after `fit`. Left to interpreter shutdown, gloo's worker threads can still hold work
+    objects whose tensors need the GIL, and the process dies with SIGABRT ("terminate called without an active
+    exception") after a successful run: seen in CI after a ZeRO-3 run, and the reason PyTorch asks programs to call
+    `destroy_process_group()` before exit."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

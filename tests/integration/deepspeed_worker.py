@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -50,16 +49,19 @@ def state_bytes(trainer: L.Trainer, module: L.LightningModule) -> dict[str, int]
 
 
 class RecordState(L.Callback):
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
+    """Keeps this rank's state sizes at the end of training; `main` writes them once `fit` has returned."""
+
+    def __init__(self) -> None:
+        self.rank = 0
+        self.info: dict[str, Any] = {}
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        info = {
+        self.rank = trainer.global_rank
+        self.info = {
             "world_size": trainer.world_size,
             "step": trainer.global_step,
             **state_bytes(trainer, pl_module),
         }
-        (self.run_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(info))
 
 
 def main() -> None:
@@ -71,7 +73,11 @@ def main() -> None:
     cfg = load_config(args.config, args.overrides)
     run_dir = cfg.resolved_run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    fit(cfg, resume=args.resume, extra_callbacks=[RecordState(run_dir)])
+    record = RecordState()
+    fit(cfg, resume=args.resume, extra_callbacks=[record])
+    # a process group left alive past `fit` can abort the interpreter at exit (see train.release_process_group)
+    record.info["process_group_left"] = torch.distributed.is_initialized()
+    (run_dir / f"rank{record.rank}.json").write_text(json.dumps(record.info))
 
 
 if __name__ == "__main__":

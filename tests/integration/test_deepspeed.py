@@ -97,6 +97,8 @@ def test_zero_stage_matches_ddp(runs, stage: int, arch: str, extra: tuple[str, .
     assert ("offload_optimizer" in effective["zero_optimization"]) == (
         "train.offload_optimizer=true" in extra
     )
+    for run in (ddp, ds):  # every rank tore its process group down before exiting
+        assert [rank_state(run, r)["process_group_left"] for r in (0, 1)] == [False, False]
     summary = json.loads((ds / "summary.json").read_text())
     assert summary["params"] == json.loads((ddp / "summary.json").read_text())["params"] > 0
     if "train.bleu_samples=2" in extra:
