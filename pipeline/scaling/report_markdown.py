@@ -224,11 +224,12 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
     from pipeline.scaling.grad_reach_report import grad_reach_section
+    from pipeline.scaling.paired_runs import paired_section
     from pipeline.scaling.plots import draw_plots  # matplotlib only when a report is drawn, not for `fit`
 
     markdown = _markdown(sweep, draw_plots(sweep, out))
-    caveats = markdown.index(
-        "## Caveats"
-    )  # the gradient-reach section (if any run measured it) goes before them
-    path.write_text(markdown[:caveats] + "\n".join(grad_reach_section(sweep_dir, out)) + markdown[caveats:])
+    records = [r for af in sweep.archs.values() for r in af.records]
+    extra = [*paired_section(records), *grad_reach_section(sweep_dir, out)]  # each [] when the sweep has none
+    caveats = markdown.index("## Caveats")
+    path.write_text(markdown[:caveats] + "\n".join(extra) + markdown[caveats:])
     return path
