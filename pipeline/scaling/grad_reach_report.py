@@ -37,6 +37,12 @@ class GradReach:
             return math.nan
         return finite[0] / finite[-1]
 
+    @staticmethod
+    def min_over_max(norms: list[float]) -> float:
+        """The weakest norm at any position over the strongest: the deepest the signal fades along the sequence."""
+        finite = [v for v in norms if math.isfinite(v)]
+        return min(finite) / max(finite) if finite and max(finite) > 0 else math.nan
+
 
 def load_grad_reach(sweep_dir: str | Path) -> dict[str, GradReach]:
     """arch -> the run with the most compute among that arch's finished runs that measured gradient reach."""
@@ -101,14 +107,17 @@ def grad_reach_section(sweep_dir: str | Path, out_dir: Path) -> list[str]:
         "on a training batch every `train.grad_reach_every` steps (`pipeline/grad_reach.py`); one run per "
         "architecture (its largest-compute run that measured it). first/last = the norm at position 0 over the norm "
         "at the last position: ~1 means the signal reaches the start of the sequence, << 1 means it vanishes on the "
-        "way. Source-side gradients also flow through attention, so the target side is the purer test of the "
+        "way (the logged `grad_reach/tgt_first_over_last`); min/max is the weakest norm at any position "
+        "over the strongest. Source-side gradients also flow through attention, so the target side is the purer test of the "
         "recurrence.",
         "",
-        "| arch | run | measurements | tgt first/last, first measurement | tgt first/last, last | src first/last, last |",
-        "|---|---|---|---|---|---|",
+        "| arch | run | measurements | tgt first/last, first measurement | tgt first/last, last | tgt min/max, "
+        "last | src min/max, last |",
+        "|---|---|---|---|---|---|---|",
     ]
     for arch, r in sorted(reach.items()):
-        first, last, src = (GradReach.first_over_last(v) for v in (r.tgt[0], r.tgt[-1], r.src[-1]))
+        first, last = (GradReach.first_over_last(v) for v in (r.tgt[0], r.tgt[-1]))
+        reach_tgt, reach_src = (GradReach.min_over_max(v) for v in (r.tgt[-1], r.src[-1]))
         md.append(f"| {arch} | {r.run} | {len(r.steps)} (steps {r.steps[0]}-{r.steps[-1]}) | {first:.3g} | "
-                  f"{last:.3g} | {src:.3g} |")  # fmt: skip
+                  f"{last:.3g} | {reach_tgt:.3g} | {reach_src:.3g} |")  # fmt: skip
     return [*md, "", f"![gradient reach]({png})", ""]

@@ -220,8 +220,10 @@ def test_report_gains_gradient_reach_section_from_runs_that_measured_it(tmp_path
     write_grad_reach(sweep / "transformer-200000-400000", [(5, [2.0, 1.0, 1.0])])
     text = write_report(sweep, n_boot=10).read_text()
     section = text[text.index("## Gradient reach through time") : text.index("## Caveats")]
-    assert "| lstm | lstm-200000-400000 | 2 (steps 10-20) | 0.01 | 0.0001 | 1 |" in section
-    assert "| transformer | transformer-200000-400000 | 1 (steps 5-5) | 2 | 2 | 1 |" in section
+    assert (
+        "| lstm | lstm-200000-400000 | 2 (steps 10-20) | 0.01 | 0.0001 | 0.0001 | 1 |" in section
+    )  # min/max
+    assert "| transformer | transformer-200000-400000 | 1 (steps 5-5) | 2 | 2 | 0.5 | 1 |" in section
     assert "residual_lstm |" not in section and "lstm-20000-50000" not in section
     assert (sweep / "grad_reach.png").stat().st_size > 1000
 
