@@ -1,10 +1,13 @@
 """minLSTM's parallel log-space scan vs its sequential form vs `nn.LSTM` (and our custom LSTM cell), by length.
 
-One layer, forward + backward of sum(outputs^2), median wall time of `--repeats` runs after a warm-up, on CPU.
+One layer, forward + backward of sum(outputs^2), median wall time of `--repeats` runs after a warm-up, on CPU or
+(`--device cuda`) a GPU, where nn.LSTM is cuDNN's fused kernel and the scan is ATen's `logcumsumexp`.
 Writes JSON with the machine, thread count, load average and, per sequence length, milliseconds and the ratio
 to nn.LSTM (< 1 = faster than nn.LSTM). Not a test: timings on a shared machine are noisy; read the ratios.
 
     .venv/bin/python benchmarks/bench_minlstm.py --out benchmarks/results/minlstm_scan.json
+    .venv/bin/python benchmarks/bench_minlstm.py --device cuda --batch 64 --d-model 512 \
+        --out benchmarks/results/minlstm_scan_cuda.json
 """
 
 from __future__ import annotations
@@ -35,25 +38,32 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def timed(fn: Callable[[], torch.Tensor], repeats: int) -> float:
-    """Median milliseconds of fn() + backward."""
+def timed(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> float:
+    """Median milliseconds of fn() + backward (on a GPU, waiting for the kernels to finish)."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn().square().sum().backward()  # warm-up (TorchScript profiles its first runs)
     fn().square().sum().backward()
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn().square().sum().backward()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 
 def candidates(d: int, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
     torch.manual_seed(0)
-    lstm = nn.LSTM(d, d, batch_first=True)
-    minlstm = MinLSTMLayer(d, d)
-    h0 = torch.full((x.size(0), d), H0)
-    custom_on = CustomLSTM(d, d, 1, temporal_residual=True)
-    custom_off = CustomLSTM(d, d, 1, temporal_residual=False)
+    lstm = nn.LSTM(d, d, batch_first=True).to(x.device)
+    minlstm = MinLSTMLayer(d, d).to(x.device)
+    h0 = torch.full((x.size(0), d), H0, device=x.device)
+    custom_on = CustomLSTM(d, d, 1, temporal_residual=True).to(x.device)
+    custom_off = CustomLSTM(d, d, 1, temporal_residual=False).to(x.device)
     return {
         "nn_lstm": lambda: lstm(x)[0],
         "minlstm_parallel": lambda: minlstm(x, h0.log()).exp(),
@@ -70,20 +80,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/minlstm_scan.json"))
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {a.device}: torch {torch.__version__} sees no CUDA device")
     rows = []
     for T in a.lengths:
-        x = torch.randn(a.batch, T, a.d_model, requires_grad=True)
-        ms = {name: timed(fn, a.repeats) for name, fn in candidates(a.d_model, x).items()}
+        x = torch.randn(a.batch, T, a.d_model, device=device, requires_grad=True)
+        ms = {name: timed(fn, a.repeats, device) for name, fn in candidates(a.d_model, x).items()}
         rows.append(
             {"seq_len": T, "ms": ms, "ratio_vs_nn_lstm": {k: v / ms["nn_lstm"] for k, v in ms.items()}}
         )
         print(T, " ".join(f"{k}={v:.1f}ms" for k, v in ms.items()), flush=True)
     result = {
         "what": "one layer, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM",
-        "device": "cpu (no GPU was available for this benchmark)",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "machine": {
             "cpu": cpu_name(),
             "cpu_count": os.cpu_count(),
