@@ -212,13 +212,17 @@ def fit_chinchilla(
         if np.all(np.isfinite(sol.x)) and (best is None or sol.fun < best.fun):
             best = sol
     a, b, e, alpha, beta = best.x
-    params = {
-        "E": math.exp(e),
-        "A": math.exp(a),
-        "B": math.exp(b),
-        "alpha": float(alpha),
-        "beta": float(beta),
-    }
+    with np.errstate(over="ignore"):  # a coefficient past ~e^709 is inf, reported below rather than raised
+        params = {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)),
+                  "alpha": float(alpha), "beta": float(beta)}  # fmt: skip
+    overflowed = [k for k, v in params.items() if not math.isfinite(v)]
+    if overflowed:
+        # The optimum ran off to a huge coefficient with a huge exponent (a term that no longer depends on the
+        # data): no finite law fits better, so the data cannot pin this form down. A bootstrap drops and counts it.
+        reason = (
+            f"the fit diverged: {', '.join(overflowed)} overflowed (log-space optimum {np.round(best.x, 1)})"
+        )
+        return _underdetermined("chinchilla", CHINCHILLA_PARAMS, n_points, reason)
     return FitResult("chinchilla", params, n_points, 5, objective=float(best.fun), theta=best.x)
 
 

@@ -99,6 +99,20 @@ def test_underdetermined_fits_are_flagged_not_returned():
     assert chin.to_dict()["params"]["alpha"] is None  # JSON gets null, not NaN
 
 
+def test_chinchilla_fit_that_runs_off_to_an_overflowing_coefficient_is_flagged_not_raised():
+    # Loss flat in N: from a start with a huge N-coefficient and exponent the N-term is ~0 and stays there; e^900
+    # used to raise OverflowError and abort the whole report (seen on a bootstrap resample of the CPU study).
+    n, d = (g.ravel() for g in np.meshgrid([1e4, 1e5, 1e6], [1e5, 3e5, 1e6]))
+    fit = fit_chinchilla(
+        n,
+        d,
+        2 + 30 / d**0.3,
+        n_starts=1,
+        extra_starts=[np.array([900.0, math.log(30), math.log(2), 100.0, 0.3])],
+    )
+    assert fit.underdetermined and "A overflowed" in fit.reason
+
+
 def test_frontier_and_crossing_of_two_compute_laws():
     assert list(compute_frontier([1, 2, 3, 4], [5.0, 6.0, 4.0, 4.5])) == [0, 2]
 
