@@ -231,5 +231,5 @@ def write_report(
     records = [r for af in sweep.archs.values() for r in af.records]
     extra = [*paired_section(records), *grad_reach_section(sweep_dir, out)]  # each [] when the sweep has none
     caveats = markdown.index("## Caveats")
-    path.write_text(markdown[:caveats] + "\n".join(extra) + markdown[caveats:])
+    path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])
     return path
