@@ -232,10 +232,10 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
 def release_process_group() -> None:
     """Destroy the process group (if this run made one) while the interpreter is still whole.
 
-    Lightning leaves it alive after `fit`. Left to interpreter shutdown, gloo's worker threads can still hold work
-    objects whose tensors need the GIL, and the process dies with SIGABRT ("terminate called without an active
-    exception") after a successful run: seen in CI after a ZeRO-3 run, and the reason PyTorch asks programs to call
-    `destroy_process_group()` before exit."""
+    Lightning leaves it alive after `fit` (its atexit clean-up covers NCCL only). Left to interpreter shutdown,
+    gloo's worker threads can still hold work objects whose tensors need the GIL, and the process dies with SIGABRT
+    ("terminate called without an active exception") after a successful run: seen in CI after a ZeRO-3 run, and
+    the reason PyTorch asks programs to call `destroy_process_group()` before exit."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
