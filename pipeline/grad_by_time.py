@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,24 @@ def measure_archs(
     return results
 
 
+def first_over_last(norms: list[float]) -> float:
+    """The norm at position 0 over the norm at the last position that has one: ~1 reaches, ~0 vanishes (NaN if
+    there are fewer than two finite norms or the last is 0)."""
+    finite = [v for v in norms if math.isfinite(v)]
+    if len(finite) < 2 or finite[-1] <= 0:
+        return math.nan
+    return finite[0] / finite[-1]
+
+
+def draw_norms_by_position(axes: Any, results: dict[str, dict[str, list[float]]]) -> None:
+    """On two axes (target, source): log-scale gradient norm against position, one line per label."""
+    for ax, key in zip(axes, ("tgt", "src"), strict=True):
+        for label, norms in results.items():
+            ax.semilogy(range(len(norms[key])), norms[key], label=label)
+        ax.set_xlabel(f"{'target' if key == 'tgt' else 'source'} position t")
+        ax.set_ylabel("||dL/dx_t|| (loss of the last target token)")
+
+
 def plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
     """Log-scale gradient norm against target and source position, one line per architecture."""
     import matplotlib
@@ -127,11 +146,7 @@ def plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("tgt", "src"), strict=True):
-        for arch, norms in results.items():
-            ax.semilogy(range(len(norms[key])), norms[key], label=arch)
-        ax.set_xlabel(f"{'target' if key == 'tgt' else 'source'} position")
-        ax.set_ylabel("||dL/dx_t|| (loss on last target token)")
+    draw_norms_by_position(axes, results)
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

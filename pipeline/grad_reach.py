@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 
-from pipeline.grad_by_time import grad_norm_by_position
+from pipeline.grad_by_time import first_over_last, grad_norm_by_position
 
 
 class GradReachCallback(L.Callback):
@@ -38,7 +38,7 @@ class GradReachCallback(L.Callback):
             handle.write(json.dumps(record) + "\n")
         metrics = {}
         for side in ("src", "tgt"):
-            values = [v for v in record[side] if math.isfinite(v)]
-            if len(values) >= 2 and values[-1] > 0:
-                metrics[f"grad_reach/{side}_first_over_last"] = values[0] / values[-1]
+            ratio = first_over_last(record[side])
+            if math.isfinite(ratio):
+                metrics[f"grad_reach/{side}_first_over_last"] = ratio
         pl_module.log_dict(metrics, rank_zero_only=True)

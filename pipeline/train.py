@@ -210,9 +210,7 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
             save_config(cfg, run_dir / "config.yaml")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
         preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
-        if (
-            preemption.stopped_by
-        ):  # checkpointed on a signal: no evaluation, hand back to the scheduler quickly
+        if preemption.stopped_by:  # checkpointed on a signal: no evaluation, back to the scheduler quickly
             return {
                 "preempted": preemption.stopped_by,
                 "steps": trainer.global_step,

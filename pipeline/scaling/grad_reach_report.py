@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.grad_by_time import draw_norms_by_position, first_over_last
 from pipeline.scaling.records import RESULT_FILE, load_record
 
 GRAD_FILE = "grad_by_position.jsonl"
@@ -28,14 +29,6 @@ class GradReach:
     steps: list[int]
     src: list[list[float]]  # per measurement, ||dL/dx_t|| at source position t
     tgt: list[list[float]]
-
-    @staticmethod
-    def first_over_last(norms: list[float]) -> float:
-        """The norm at position 0 over the norm at the last position that has one: ~1 reaches, ~0 vanishes."""
-        finite = [v for v in norms if math.isfinite(v)]
-        if len(finite) < 2 or finite[-1] <= 0:
-            return math.nan
-        return finite[0] / finite[-1]
 
     @staticmethod
     def min_over_max(norms: list[float]) -> float:
@@ -76,13 +69,12 @@ def draw_grad_reach(reach: dict[str, GradReach], path: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    draw_norms_by_position(
+        axes[:2], {f"{a} ({r.run})": {"tgt": r.tgt[-1], "src": r.src[-1]} for a, r in reach.items()}
+    )
     for arch, r in reach.items():
-        for ax, norms in zip(axes[:2], (r.tgt[-1], r.src[-1]), strict=True):
-            ax.semilogy(range(len(norms)), norms, label=f"{arch} ({r.run})")
-        axes[2].semilogy(r.steps, [GradReach.first_over_last(t) for t in r.tgt], marker="o", label=arch)
+        axes[2].semilogy(r.steps, [first_over_last(t) for t in r.tgt], marker="o", label=arch)
     for ax, side in zip(axes[:2], ("target", "source"), strict=True):
-        ax.set_xlabel(f"{side} position t")
-        ax.set_ylabel("||dL/dx_t|| (loss of the last target token)")
         ax.set_title(f"{side} side, last measurement")
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("target ||dL/dx_0|| / ||dL/dx_last||")
@@ -116,7 +108,7 @@ def grad_reach_section(sweep_dir: str | Path, out_dir: Path) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for arch, r in sorted(reach.items()):
-        first, last = (GradReach.first_over_last(v) for v in (r.tgt[0], r.tgt[-1]))
+        first, last = (first_over_last(v) for v in (r.tgt[0], r.tgt[-1]))
         reach_tgt, reach_src = (GradReach.min_over_max(v) for v in (r.tgt[-1], r.src[-1]))
         md.append(f"| {arch} | {r.run} | {len(r.steps)} (steps {r.steps[0]}-{r.steps[-1]}) | {first:.3g} | "
                   f"{last:.3g} | {reach_tgt:.3g} | {reach_src:.3g} |")  # fmt: skip
