@@ -38,6 +38,19 @@ class RunRecord:
     loss_by_position: list[float] = field(default_factory=list)  # NaN where a position had no tokens
     wall_time_s: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    # Optional fields (records written before they existed load with the defaults).
+    seed: int | None = None  # the run's `seed`
+    lr: float | None = None  # the run's peak `optim.lr`
+    # every validation point of the run: [{"step": int, "tokens": int, "loss": float}, ...] in step order
+    valid_curve: list[dict[str, float]] = field(default_factory=list)
+    unigram_entropy: float | None = None  # nats per target token of the valid targets' unigram distribution
+    flops_per_token_no_output: float | None = None  # flops_per_token without the output projection
+    # measured time: {"tokens_per_s", "flops_per_s", "train_wall_s",
+    #                 "step_s": {"forward", "backward", "optimizer", "data_wait", "total"}} (seconds per step)
+    timing: dict[str, Any] = field(default_factory=dict)
+    # where it ran: {"device": "cpu" | "NVIDIA H100 80GB HBM3", "device_type": "cpu" | "h100" | ..., "count": int,
+    #                "precision": "32-true" | "bf16-mixed", "threads": int}
+    hardware: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -138,7 +151,34 @@ def record_from_dict(d: Any, source: str = "<record>") -> RunRecord:
         loss_by_position=losses,
         wall_time_s=float(d["wall_time_s"]),
         config=d["config"],
+        **_optional_fields(d, source),
     )
+
+
+def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
+    """The optional keys of a record, checked (absent keys keep the dataclass defaults)."""
+    out: dict[str, Any] = {}
+    if d.get("seed") is not None:
+        if isinstance(d["seed"], bool) or not isinstance(d["seed"], int):
+            raise ValueError(f"{source}: key 'seed' must be an integer, got {d['seed']!r}")
+        out["seed"] = d["seed"]
+    for key in ("lr", "unigram_entropy", "flops_per_token_no_output"):
+        if d.get(key) is not None:
+            out[key] = float(_positive_number(source, key, d[key]))
+    curve = d.get("valid_curve", [])
+    if not isinstance(curve, list):
+        raise ValueError(f"{source}: key 'valid_curve' must be a list, got {type(curve).__name__}")
+    for i, point in enumerate(curve):
+        if not isinstance(point, dict) or not {"step", "tokens", "loss"} <= set(point):
+            raise ValueError(f"{source}: key 'valid_curve'[{i}] must hold step, tokens and loss, got {point!r}")
+        _positive_number(source, f"valid_curve[{i}].loss", point["loss"])
+    out["valid_curve"] = curve
+    for key in ("timing", "hardware"):
+        value = d.get(key, {})
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: key {key!r} must be an object, got {type(value).__name__}")
+        out[key] = value
+    return out
 
 
 def load_record(path: str | Path) -> RunRecord:
