@@ -27,6 +27,8 @@ A finished (non-infinite) pass advances ``epoch`` by one, so the next pass is re
 
 from __future__ import annotations
 
+import hashlib
+import io
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,11 +38,15 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipeline.data.corpus import SPLITS
 from pipeline.data.prepare import read_manifest
 from pipeline.data.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from pipeline.data.verify import ShardError, check_splits_not_empty
+
+__all__ = ["POSITION_KEY", "ShardDataset", "ShardError", "ShardLoader", "build_loader"]
 
 STATE_VERSION = 1
 # Batch key carrying {"worker", "epoch", "batches", "samples"} (the position *after* this batch) out of the workers.
@@ -49,10 +55,6 @@ POSITION_KEY = "_position"
 
 # Token ids are raw little-endian int32 (see prepare.py); .txt goes through webdataset's default utf-8 handler.
 _DECODE = wds.decode(wds.handle_extension("i32", lambda data: np.frombuffer(data, dtype="<i4")))
-
-
-class ShardError(RuntimeError):
-    """A shard is missing, unreadable or does not match the manifest."""
 
 
 @dataclass
@@ -92,6 +94,11 @@ class ShardDataset(IterableDataset):
         self.shuffle = split == "train" if shuffle is None else shuffle
         self.with_text = with_text
         self.shards = self.manifest["splits"][split]["shards"]
+        self.vocab_size = int(self.manifest["vocab_size"])
+        if infinite and not self.shards:
+            check_splits_not_empty(
+                self.manifest, str(self.data_dir)
+            )  # an endless loop over nothing otherwise
         for shard in self.shards:
             if not (self.data_dir / shard["path"]).is_file():
                 raise ShardError(f"shard missing: {self.data_dir / shard['path']} (listed in the manifest)")
@@ -175,6 +182,7 @@ class ShardDataset(IterableDataset):
         epoch, skip, samples = start["epoch"], start["batches"], start["samples"]
         slot, n_slots = self.rank * n_workers + worker, self.world_size * n_workers
         while True:
+            index = 0
             for index, batch in enumerate(self._epoch_batches(epoch, slot, n_slots), start=1):
                 if index <= skip:
                     continue
@@ -183,6 +191,14 @@ class ShardDataset(IterableDataset):
                 yield {**self._collate(batch), POSITION_KEY: position}
             if not self.infinite:
                 return
+            if index == 0:  # an infinite stream over an empty epoch would spin forever
+                raise ShardError(
+                    f"{self.split} split of {self.data_dir} gives reader slot {slot} of {n_slots} (rank "
+                    f"{self.rank}, worker {worker}) no samples in epoch {epoch}: "
+                    f"{self.manifest['splits'][self.split]['samples']} samples"
+                    + (f" before the max_len={self.max_len} filter" if self.max_len is not None else "")
+                    + "; use fewer ranks/workers or more data"
+                )
             epoch, skip, samples = epoch + 1, 0, 0
 
     def _epoch_batches(self, epoch: int, slot: int, n_slots: int) -> Iterator[list[_Sample]]:
@@ -233,16 +249,31 @@ class ShardDataset(IterableDataset):
                 yield sample
 
     def _read_shard(self, shard: dict) -> Iterator[_Sample]:
-        """Decode one tar shard with webdataset; any failure or a short count names the shard."""
+        """Decode one tar shard with webdataset; any failure, a short count or an id out of range names it.
+
+        The whole shard is read and its sha256 checked against the manifest before any sample is decoded, so a
+        damaged or foreign shard never trains a single sample (one read: the bytes are parsed from memory).
+        """
         path = self.data_dir / shard["path"]
+        data = read_verified(path, shard)
         count = 0
         try:
-            for raw in _DECODE(wds.tarfile_to_samples()(iter([{"url": str(path)}]))):
+            stream = [{"url": str(path), "stream": io.BytesIO(data)}]
+            for raw in _DECODE(group_by_keys(tar_file_expander(stream))):
                 sample = _Sample(
                     raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"]
                 )
                 count += 1
+                for side in (sample.src, sample.tgt):
+                    if len(side) and (int(side.max()) >= self.vocab_size or int(side.min()) < 0):
+                        bad = int(side.max()) if int(side.max()) >= self.vocab_size else int(side.min())
+                        raise ShardError(
+                            f"shard {path}, sample {sample.key}: token id {bad} is outside the vocabulary "
+                            f"(vocab_size={self.vocab_size})"
+                        )
                 yield sample
+        except ShardError:
+            raise
         except Exception as exn:
             raise ShardError(f"corrupt shard {path}: {type(exn).__name__}: {exn}") from exn
         if count != shard["samples"]:
@@ -274,6 +305,21 @@ class ShardDataset(IterableDataset):
             out["src_text"] = [x.src_text for x in batch]
             out["tgt_text"] = [x.tgt_text for x in batch]
         return out
+
+
+def read_verified(path: Path, shard: dict) -> bytes:
+    """The bytes of one shard, after checking them against the manifest's sha256 (and size, if recorded)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exn:
+        raise ShardError(f"shard unreadable: {path}: {exn}") from exn
+    if "bytes" in shard and len(data) != shard["bytes"]:
+        raise ShardError(f"corrupt shard {path}: {len(data)} bytes, manifest says {shard['bytes']}")
+    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+        raise ShardError(
+            f"corrupt shard {path}: sha256 differs from the manifest (damaged, or from another preparation)"
+        )
+    return data
 
 
 class ShardLoader(DataLoader):

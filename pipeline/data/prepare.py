@@ -14,13 +14,13 @@ first ``limit`` (shuffled) train pairs only.
 
 Everything is written into a sibling temp dir that is renamed onto ``out_dir`` only when complete, so a crash
 never leaves a directory that looks prepared. A call with the same arguments as an existing manifest returns it
-without redoing work.
+without redoing work, once every shard's hash has been checked (a damaged one is rebuilt, with a warning).
+A split left empty (e.g. every pair longer than ``max_len``) is an error naming it and why.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -34,8 +34,16 @@ from rich.progress import Progress
 
 from pipeline.data.corpus import SPLITS, CorpusSource, Example, load_splits, parse_source, sha256_file
 from pipeline.data.tokenizer import SPECIAL_IDS, train_tokenizer
+from pipeline.data.verify import (
+    MANIFEST,
+    ShardError,
+    check_splits_not_empty,
+    dataset_hash,
+    has_shards,
+    rebuild_hint,
+    verify_prepared,
+)
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
 DEFAULT_CORPUS = "bible:4-l"
 
@@ -76,8 +84,11 @@ def prepare(
         except ValueError:  # unreadable manifest: rebuild
             existing = {}
         if existing.get("args") == args:
-            return existing
-    _check_replaceable(out_dir)
+            try:
+                return verify_prepared(out_dir, hash_shards=True)
+            except (OSError, ValueError, ShardError) as exn:
+                print(f"warning: rebuilding {out_dir}: {exn}", file=sys.stderr)
+    _check_replaceable(out_dir, force)
 
     splits = load_splits(source)
     if not splits["train"]:
@@ -105,7 +116,8 @@ def prepare(
                 manifest["splits"][split] = _write_split(
                     tokenizer, splits[split], tmp, split, max_len, shard_size, overlong, limit, progress
                 )
-        manifest["dataset_hash"] = _dataset_hash(manifest)
+        check_splits_not_empty(manifest, f"the preparation of {out_dir}")
+        manifest["dataset_hash"] = dataset_hash(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_in(tmp, out_dir)
     finally:
@@ -118,12 +130,13 @@ def ensure_prepared(
 ) -> dict:
     """Return ``data_dir``'s manifest, preparing ``corpus`` there first if it holds none (used by ``make demo``).
 
-    A manifest made with another corpus, vocab size or max length is an error rather than silently rebuilt.
+    A manifest made with another corpus, vocab size or max length is an error rather than silently rebuilt, and
+    so is a dir with shards but no manifest. The returned manifest has passed ``verify_prepared``.
     """
     data_dir = Path(data_dir)
-    if not (data_dir / MANIFEST).is_file():
+    if not (data_dir / MANIFEST).is_file() and not (data_dir.is_dir() and has_shards(data_dir)):
         return prepare(corpus, data_dir, vocab_size=vocab_size, max_len=max_len, **kwargs)
-    manifest = read_manifest(data_dir)
+    manifest = verify_prepared(data_dir)
     wanted = {"corpus": parse_source(corpus).spec, "vocab_size": vocab_size, "max_len": max_len}
     found = {
         "corpus": manifest["corpus"],
@@ -145,6 +158,11 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise FileNotFoundError(
             f"data dir not found: {data_dir} (run `pipeline data prepare --out {data_dir}`)"
         )
+    if not path.is_file() and has_shards(Path(data_dir)):
+        raise FileNotFoundError(
+            f"no {MANIFEST} in {data_dir}, but it holds shards: they cannot be verified without it; "
+            f"{rebuild_hint(data_dir)}"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"no {MANIFEST} in {data_dir}: not a prepared data dir (run `pipeline data prepare`)"
@@ -159,7 +177,8 @@ def _write_split(tokenizer, examples: list[Example], root: Path, split: str, max
                  overlong: str, limit: int | None, progress: Progress) -> dict:  # fmt: skip
     """Tokenize and shard one split; returns its manifest entry."""
     (root / split).mkdir()
-    stats = {"samples": 0, "src_tokens": 0, "tgt_tokens": 0, "dropped_overlong": 0, "truncated": 0}
+    stats = {"samples": 0, "src_tokens": 0, "tgt_tokens": 0, "dropped_overlong": 0, "truncated": 0,
+             "pairs": len(examples)}  # fmt: skip
     task = progress.add_task(f"{split}: tokenize + write", total=len(examples))
     counts: list[int] = []  # samples per finished shard, recorded by ShardWriter's `post` hook
     writer = wds.ShardWriter(
@@ -206,26 +225,37 @@ def _write_split(tokenizer, examples: list[Example], root: Path, split: str, max
             shard.unlink()
         shards, counts = [], []
     stats["shards"] = [
-        {"path": f"{split}/{p.name}", "samples": n, "sha256": sha256_file(p)}
+        {"path": f"{split}/{p.name}", "samples": n, "sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p, n in zip(shards, counts, strict=True)
     ]
     return stats
 
 
-def _dataset_hash(manifest: dict) -> str:
-    digest = hashlib.sha256(manifest["tokenizer_sha256"].encode())
-    for split in SPLITS:
-        for shard in manifest["splits"][split]["shards"]:
-            digest.update(f"{shard['path']}:{shard['sha256']}".encode())
-    return digest.hexdigest()
+def _check_replaceable(out_dir: Path, force: bool) -> None:
+    """Only an empty dir or an earlier prepared one may be replaced; never a user's unrelated folder.
+
+    A prepared dir that lost its manifest is replaced only with ``force`` (its shards cannot be verified).
+    """
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return
+    if out_dir.is_dir() and (out_dir / MANIFEST).is_file():
+        return
+    if out_dir.is_dir() and has_shards(out_dir) and _only_prepared_files(out_dir):
+        if force:
+            return
+        raise FileExistsError(f"{out_dir} holds shards but no {MANIFEST}: {rebuild_hint(out_dir)}")
+    raise FileExistsError(f"{out_dir} exists and is not a prepared data dir: refusing to overwrite it")
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Only an empty dir or an earlier prepared one may be replaced; never a user's unrelated folder."""
-    if out_dir.exists() and (
-        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
-    ):
-        raise FileExistsError(f"{out_dir} exists and is not a prepared data dir: refusing to overwrite it")
+def _only_prepared_files(out_dir: Path) -> bool:
+    """True if ``out_dir`` holds nothing but what ``prepare`` writes (so replacing it loses no user file)."""
+    for entry in out_dir.iterdir():
+        if entry.name in (MANIFEST, "tokenizer.json") and entry.is_file():
+            continue
+        if entry.name in SPLITS and entry.is_dir() and all(p.match("shard-*.tar") for p in entry.iterdir()):
+            continue
+        return False
+    return True
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:

@@ -1,0 +1,131 @@
+"""Checks that a prepared data dir is whole and self-consistent, so bad data fails before training, not hours in.
+
+``verify_prepared(data_dir)`` is the one call the trainer makes at start. It checks, without reading any shard:
+
+- the manifest exists (a dir with shards but no manifest says how to rebuild it) and has this format version;
+- ``tokenizer.json`` is the one this preparation wrote (sha256 against the manifest);
+- every split has samples (an empty one names the split, the corpus and why, e.g. "all 1,500 pairs longer than
+  max_len=1"), and its shard counts add up;
+- every listed shard exists with the recorded size, and no shard file sits in a split dir unlisted (a shard dropped
+  from the manifest, or copied in from another preparation);
+- the manifest's ``dataset_hash`` still matches its own shard list (a hand-edited manifest).
+
+Shard *contents* are hashed by the loader as each shard is opened, before any of its samples is yielded
+(``loader.py``), because hashing every shard up front costs a full read of the corpus at every start. Pass
+``hash_shards=True`` to hash them all here too (``pipeline data verify DIR`` style checks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pipeline.data.corpus import SPLITS, sha256_file
+
+MANIFEST = "manifest.json"
+SHARD_GLOB = "shard-*.tar"
+
+
+class ShardError(RuntimeError):
+    """A shard or tokenizer is missing, unreadable or does not match the manifest."""
+
+
+def rebuild_hint(data_dir: str | Path) -> str:
+    return (
+        f"rebuild it with `pipeline data prepare --out {data_dir} --force` plus the corpus options it was made "
+        "with (e.g. --corpus bible:4-l --vocab-size 8000 --max-len 128)"
+    )
+
+
+def has_shards(data_dir: Path) -> bool:
+    """True when ``data_dir`` holds what ``prepare`` writes besides the manifest (tokenizer or shards)."""
+    return (data_dir / "tokenizer.json").is_file() or any(
+        any((data_dir / split).glob(SHARD_GLOB)) for split in SPLITS if (data_dir / split).is_dir()
+    )
+
+
+def dataset_hash(manifest: dict) -> str:
+    """One hash over the tokenizer and every shard's path and hash (what identifies a preparation)."""
+    digest = hashlib.sha256(manifest["tokenizer_sha256"].encode())
+    for split in SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            digest.update(f"{shard['path']}:{shard['sha256']}".encode())
+    return digest.hexdigest()
+
+
+def empty_split_reason(stats: dict, max_len: int) -> str:
+    """Why a split ended with no samples, from its manifest counts."""
+    pairs, dropped = stats.get("pairs"), stats.get("dropped_overlong", 0)
+    if pairs == 0:
+        return "the corpus gives it no pairs (a zero fraction, or too few lines for a held-out block)"
+    if pairs is not None and dropped == pairs:
+        return f"all {pairs:,} pairs longer than max_len={max_len}"
+    if pairs is not None:
+        return (
+            f"{dropped:,} of {pairs:,} pairs longer than max_len={max_len}, the rest empty after tokenization"
+        )
+    return f"{dropped:,} pairs longer than max_len={max_len} were dropped"
+
+
+def check_splits_not_empty(manifest: dict, where: str) -> None:
+    for split in SPLITS:
+        stats = manifest["splits"][split]
+        if stats["samples"] == 0:
+            raise ValueError(
+                f"{split} split of corpus {manifest['corpus']} in {where} is empty: "
+                f"{empty_split_reason(stats, manifest['max_len'])}"
+            )
+
+
+def verify_prepared(data_dir: str | Path, *, hash_shards: bool = False) -> dict:
+    """Return ``data_dir``'s manifest after the checks in the module docstring; raise one clear line if any fails.
+
+    Raises ``FileNotFoundError`` (nothing prepared, or no manifest), ``ValueError`` (an empty split, a manifest
+    of another format) or ``ShardError`` (tokenizer or shards not those of this manifest).
+    """
+    from pipeline.data.prepare import FORMAT_VERSION, read_manifest  # prepare imports this module
+
+    root = Path(data_dir)
+    manifest = read_manifest(root)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{root / MANIFEST} has format_version={manifest.get('format_version')!r}, this code reads "
+            f"{FORMAT_VERSION}: {rebuild_hint(root)}"
+        )
+    tokenizer = root / "tokenizer.json"
+    if not tokenizer.is_file():
+        raise ShardError(f"tokenizer missing: {tokenizer} (listed in the manifest); {rebuild_hint(root)}")
+    if tokenizer.stat().st_size == 0 or sha256_file(tokenizer) != manifest["tokenizer_sha256"]:
+        raise ShardError(
+            f"tokenizer {tokenizer} does not match {root / MANIFEST} (sha256 differs): it is from another "
+            f"preparation or damaged; {rebuild_hint(root)}"
+        )
+    check_splits_not_empty(manifest, str(root))
+    for split in SPLITS:
+        stats = manifest["splits"][split]
+        listed = {shard["path"] for shard in stats["shards"]}
+        if sum(shard["samples"] for shard in stats["shards"]) != stats["samples"]:
+            raise ShardError(
+                f"{root / MANIFEST}: the {split} shards do not add up to {stats['samples']} samples"
+            )
+        for shard in stats["shards"]:
+            path = root / shard["path"]
+            if not path.is_file():
+                raise ShardError(f"shard missing: {path} (listed in the manifest)")
+            if "bytes" in shard and path.stat().st_size != shard["bytes"]:
+                raise ShardError(
+                    f"corrupt shard {path}: {path.stat().st_size} bytes, manifest says {shard['bytes']} "
+                    "(truncated, or from another preparation)"
+                )
+            if hash_shards and sha256_file(path) != shard["sha256"]:
+                raise ShardError(f"corrupt shard {path}: sha256 differs from the manifest")
+        if (root / split).is_dir():
+            for path in sorted((root / split).glob(SHARD_GLOB)):
+                if f"{split}/{path.name}" not in listed:
+                    raise ShardError(
+                        f"shard {path} is not listed in {root / MANIFEST} (dropped from the manifest, or copied "
+                        f"from another preparation); {rebuild_hint(root)}"
+                    )
+    if manifest.get("dataset_hash") != dataset_hash(manifest):
+        raise ShardError(f"{root / MANIFEST} was edited: its dataset_hash no longer matches its shard list")
+    return manifest
