@@ -1,9 +1,11 @@
 """Run configuration: typed dataclasses, YAML files merged left to right, dotted `key=value` overrides.
 
-Why not LightningCLI: our config spans the model registry (whose keys depend on `model.arch`), the data, the optimiser
-and the cluster, and must be checked against a checkpoint's config on resume. Plain dataclasses give exact error
-messages ("configs/x.yaml: unknown key 'train.max_step'; did you mean 'train.max_steps'?") and a resolved YAML that is
-saved next to every run. The `model` section is a free dict here and is validated by `pipeline.models.model_config`.
+Why not LightningCLI or jsonargparse: our config spans the model registry (whose keys depend on `model.arch`), the
+data, the optimiser and the cluster, and must be checked against a checkpoint's config on resume. Plain dataclasses
+give exact error messages ("configs/x.yaml: unknown key 'train.max_step'; did you mean 'train.max_steps'?") and a
+resolved YAML that is saved next to every run. Each field carries a description and its allowed range
+(`key(default, help, gt=0)`, checked in `pipeline/config_checks.py`), which also drive `describe_keys()` for
+`pipeline train --help`. The `model` section is a free dict here and is validated by `pipeline.models.model_config`.
 """
 
 from __future__ import annotations
@@ -12,91 +14,118 @@ import dataclasses
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
 
+from pipeline.config_checks import (
+    ConfigError,
+    ConfigWarning,
+    KeySpec,
+    check_cross_keys,
+    check_machine,
+    check_model,
+    check_ranges,
+    check_value,
+    coerce,
+    contradictions,
+    describe,
+    key,
+    key_specs,
+    section,
+)
 
-class ConfigError(ValueError):
-    """A config file, key or value is wrong; the message names which."""
+__all__ = ["ConfigError", "ConfigWarning", "RunConfig", "describe_keys", "format_config", "load_config"]
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
 @dataclass
 class DataConfig:
-    dir: str = "data/bible-en-fr"  # prepared shards (made by `pipeline data prepare`, or automatically from `corpus`)
-    corpus: str = "bible:4-l"  # used only when `dir` is not prepared yet: English WEB -> French Segond 1910
-    vocab_size: int = 8000
-    max_len: int = 128  # pairs longer than this (in BPE tokens) are dropped at prepare time
-    limit: int = 0  # prepare only the first N pairs of the corpus (0 = all): tiny runs and tests
-    batch_tokens: int = 4096  # padded tokens per batch per rank (src or tgt side, whichever is longer)
-    num_workers: int = 1
-    bucket_size: int = 2048  # samples sorted by length together, to cut padding
+    dir: str = key("data/bible-en-fr", "prepared shards (made by `pipeline data prepare`, or from `corpus`)")
+    corpus: str = key(
+        "bible:4-l", "used only when `dir` is not prepared yet: English WEB -> French Segond 1910"
+    )
+    vocab_size: int = key(8000, "joint BPE vocabulary size, the 4 special tokens included", gt=4)
+    max_len: int = key(128, "pairs longer than this (in BPE tokens) are dropped at prepare time", gt=0)
+    limit: int = key(0, "prepare only the first N pairs of the corpus (0 = all): tiny runs and tests", ge=0)
+    batch_tokens: int = key(4096, "padded tokens per batch per rank (the longer of src and tgt)", gt=0)
+    num_workers: int = key(1, "DataLoader worker processes per rank (0 = load in the main process)", ge=0)
+    bucket_size: int = key(2048, "samples sorted by length together, to cut padding", gt=0)
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.01
-    momentum: float = 0.0  # sgd only
-    schedule: str = "cosine"  # cosine | constant | halving (Sutskever 2014: halve every `halve_every` after `halve_after`)
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    halve_after: int = 0  # steps (halving schedule)
-    halve_every: int = 0  # steps (halving schedule)
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    label_smoothing: float = 0.1
+    name: str = key("adamw", "optimiser", choices=("adamw", "sgd"))
+    lr: float = key(1e-3, "peak learning rate", gt=0)
+    betas: tuple[float, float] = key((0.9, 0.98), "AdamW (beta1, beta2)", ge=0, lt=1)
+    weight_decay: float = key(0.01, "decoupled weight decay (AdamW) or L2 (SGD)", ge=0)
+    momentum: float = key(0.0, "SGD momentum (sgd only)", ge=0, lt=1)
+    schedule: str = key(
+        "cosine",
+        "lr schedule; halving: Sutskever 2014, halve every `halve_every` after `halve_after`",
+        choices=("cosine", "constant", "halving"),
+    )
+    warmup_steps: int = key(100, "linear warmup steps (cosine and constant schedules)", ge=0)
+    min_lr_ratio: float = key(0.1, "final lr / peak lr of the cosine schedule", ge=0, le=1)
+    halve_after: int = key(0, "steps before the first halving (halving schedule)", ge=0)
+    halve_every: int = key(0, "steps between halvings (halving schedule)", ge=0)
+    grad_clip: float = key(1.0, "max global gradient norm; 0 disables clipping", ge=0)
+    label_smoothing: float = key(0.1, "label smoothing of the cross-entropy loss", ge=0, lt=1)
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 1000
-    val_every: int = 200  # steps between validations (and checkpoints)
-    val_batches: int = 0  # 0 = the whole validation split
-    log_every: int = 10
-    precision: str = "32-true"  # 32-true | bf16-mixed
-    accelerator: str = "auto"  # auto | cpu | gpu
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp | deepspeed
-    zero_stage: int = 2  # deepspeed only
-    offload_optimizer: bool = False  # deepspeed only
-    deepspeed_config: str | None = None  # path to a user JSON that overrides the generated one
-    accumulate: int = 1
-    deterministic: bool = False
-    grad_reach_every: int = (
-        0  # steps between gradient-norm-by-position measurements (0 = off; pipeline/grad_reach.py)
+    max_steps: int = key(1000, "optimiser steps of the run", gt=0)
+    val_every: int = key(200, "steps between validations (and checkpoints)", gt=0)
+    val_batches: int = key(0, "validation batches per validation (0 = the whole validation split)", ge=0)
+    log_every: int = key(10, "steps between logged training metrics", gt=0)
+    precision: str = key("32-true", "Lightning precision (16-mixed needs a GPU)", choices=PRECISIONS)
+    accelerator: str = key(
+        "auto", "device type (auto: a GPU if there is one)", choices=("auto", "cpu", "gpu", "cuda")
     )
-    ckpt_every: int = (
-        0  # steps between checkpoints (0 = every val_every); a preemption signal also checkpoints
+    devices: int = key(1, "processes (CPU) or GPUs per node", gt=0)
+    num_nodes: int = key(1, "nodes (SLURM sets the rest)", gt=0)
+    strategy: str = key("auto", "distribution strategy", choices=("auto", "ddp", "deepspeed"))
+    zero_stage: int = key(2, "DeepSpeed ZeRO stage (deepspeed only)", choices=(1, 2, 3))
+    offload_optimizer: bool = key(False, "DeepSpeed: optimiser state in CPU memory (deepspeed only)")
+    deepspeed_config: str | None = key(
+        None, "JSON merged over the generated DeepSpeed config (deepspeed only)"
     )
-    keep_checkpoints: int = 2  # newest step checkpoints kept besides last.ckpt
-    bleu_samples: int = 200  # test pairs greedily decoded for BLEU/chrF at the end of `train` (0 = skip)
-    decode_max_len: int = 128
+    accumulate: int = key(1, "micro-batches per optimiser step", gt=0)
+    deterministic: bool = key(False, "torch deterministic algorithms (slower)")
+    grad_reach_every: int = key(0, "steps between gradient-norm-by-position measurements (0 = off)", ge=0)
+    ckpt_every: int = key(0, "steps between checkpoints (0 = every val_every); preemption also saves", ge=0)
+    keep_checkpoints: int = key(2, "newest step checkpoints kept besides last.ckpt", ge=0)
+    bleu_samples: int = key(200, "test pairs decoded for BLEU/chrF at the end of `train` (0 = skip)", ge=0)
+    decode_max_len: int = key(128, "max tokens of a greedy decode", gt=0)
 
 
 @dataclass
 class LoggingConfig:
-    wandb: bool = True
-    wandb_mode: str = "offline"  # offline | online | disabled
-    project: str = "pipeline"
-    entity: str | None = None
-    progress_bar: bool = True
+    wandb: bool = key(True, "log to Weights & Biases")
+    wandb_mode: str = key("offline", "W&B mode", choices=("offline", "online", "disabled"))
+    project: str = key("pipeline", "W&B project")
+    entity: str | None = key(None, "W&B entity (team or user; default: yours)")
+    progress_bar: bool = key(True, "Lightning progress bar")
 
 
 @dataclass
 class RunConfig:
-    name: str = "run"
-    run_dir: str | None = None  # default: runs/<name>
-    seed: int = 1234
-    model: dict[str, Any] = field(default_factory=lambda: {"arch": "transformer"})
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    name: str = key("run", "run name (W&B name, default run directory)")
+    run_dir: str | None = key(None, "checkpoints, logs and resolved config (default: runs/<name>)")
+    seed: int = key(1234, "seed of the model init and the data order", ge=0, lt=2**32)
+    model: dict[str, Any] = section(
+        lambda: {"arch": "transformer"}, "architecture and its keys (model.arch picks the registry entry)"
+    )
+    data: DataConfig = section(DataConfig, "data")
+    optim: OptimConfig = section(OptimConfig, "optimiser")
+    train: TrainConfig = section(TrainConfig, "trainer")
+    logging: LoggingConfig = section(LoggingConfig, "logging")
 
     @property
     def resolved_run_dir(self) -> Path:
@@ -107,65 +136,84 @@ class RunConfig:
 IDENTITY_KEYS = ("model", "seed", "data.dir", "data.vocab_size", "data.max_len", "data.corpus", "data.limit")
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert YAML/CLI values to the annotated type, with an error naming the key."""
-    origin = getattr(hint, "__origin__", None)
-    text = hint.__name__ if isinstance(hint, type) else str(hint)
-    if value is None:
-        if "None" in text:
-            return None
-        raise ConfigError(f"{where}: must not be empty (expected {text})")
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line from a PyYAML error: its problem and 1-based line/column (its str() spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or str(err).splitlines()[0]}{where}"
+
+
+def load_mapping(path: Path, what: str) -> dict[str, Any]:
+    """Read a YAML (or, by suffix, JSON) file that must hold a mapping; every error is one line naming the file.
+
+    `what` names the file's role in messages ("config file", "grid file", "train.deepspeed_config"). An empty file
+    is an empty mapping.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a directory, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        if hint is bool:
-            if isinstance(value, str):
-                if value.lower() in ("true", "yes", "1", "on"):
-                    return True
-                if value.lower() in ("false", "no", "0", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if hint is int or text.startswith("int"):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if hint is float:
-            return float(value)
-        if origin is tuple:
-            items = value if isinstance(value, list | tuple) else yaml.safe_load(str(value))
-            return tuple(float(v) for v in items)
-        if hint is str or text.startswith("str"):
-            return str(value)
-        if origin is dict:
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return dict(value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: cannot read {value!r} as {text}") from err
-    return value
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from err
+    except OSError as err:
+        raise ConfigError(f"{what}: cannot read {path}: {err.strerror}") from err
+    is_json = path.suffix.lower() == ".json"
+    try:
+        values = (json.loads(text) if is_json else yaml.safe_load(text)) if text.strip() else {}
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{what}: {path} is not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}"
+        ) from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what}: {path} is not valid YAML: {_yaml_problem(err)}") from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{what}: {path}: top level must be a mapping of keys, got {type(values).__name__}")
+    return values
+
+
+def reject_unknown(
+    mapping: dict[str, Any],
+    allowed: Iterable[str],
+    where: str,
+    prefix: str = "",
+    error: type[Exception] = ConfigError,
+) -> None:
+    """Raise `error` '<where>: unknown key '<prefix><key>'; did you mean '<closest>'?' for the first unknown key."""
+    names = list(allowed)
+    for name in mapping:
+        if name not in names:
+            close = difflib.get_close_matches(str(name), names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            raise error(f"{where}: unknown key '{prefix}{name}'{hint}")
 
 
 def _merge_section(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
     hints = get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
-    for key, value in values.items():
-        where = f"{source}: key '{prefix}{key}'"
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
-        current = getattr(obj, key)
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    reject_unknown(values, fields, source, prefix)
+    for name, value in values.items():
+        where = f"{source}: key '{prefix}{name}'"
+        current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where} must be a mapping, got {value!r}")
-            _merge_section(current, value, f"{prefix}{key}.", source)
-        elif key == "model" and not prefix:
+            _merge_section(current, value, f"{prefix}{name}.", source)
+        elif name == "model" and not prefix:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where} must be a mapping, got {value!r}")
             if "arch" in value and value["arch"] != current.get("arch"):
                 current = {}  # switching architecture drops the other architecture's keys
-            setattr(obj, key, {**current, **value})
+            setattr(obj, name, {**current, **value})
         else:
-            setattr(obj, key, _coerce(value, hints[key], where))
+            typed = coerce(value, hints[name], where)
+            if typed is not None:
+                check_value(fields[name].metadata["bounds"], typed, f"{prefix}{name}", source)
+            setattr(obj, name, typed)
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -182,8 +230,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`train.max_steps=10` -> ("train.max_steps", 10); values are parsed as YAML scalars."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
-    key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    key_, raw = text.split("=", 1)
+    if not key_.strip() or any(not part for part in key_.strip().split(".")):
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        return key_.strip(), yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {_yaml_problem(err)}") from err
 
 
 def config_from_dict(values: dict[str, Any], source: str = "saved config") -> RunConfig:
@@ -194,58 +247,34 @@ def config_from_dict(values: dict[str, Any], source: str = "saved config") -> Ru
     return cfg
 
 
-def load_config(paths: list[str | Path] | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults <- each YAML in order <- dotted overrides. Validates model keys via the model registry."""
+def load_config(
+    paths: list[str | Path] | None = None, overrides: list[str] | None = None, *, check_gpu: bool = True
+) -> RunConfig:
+    """Defaults <- each YAML in order <- dotted overrides, then every check (`validate`, `check_machine`).
+
+    Contradictions that still run (a key unused in this mode, a warmup longer than the run) are `ConfigWarning`s.
+    `check_gpu=False` where the run is planned here and trained elsewhere (sweep planning, `pipeline submit`).
+    """
     cfg = RunConfig()
     for path in paths or []:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(values).__name__}")
-        _merge_section(cfg, values, "", str(path))
+        _merge_section(cfg, load_mapping(Path(path), "config file"), "", str(path))
     for text in overrides or []:
-        key, value = parse_override(text)
-        _merge_section(cfg, _nest(key, value), "", "command line")
+        dotted, value = parse_override(text)
+        _merge_section(cfg, _nest(dotted, value), "", f"override {text!r}")
     validate(cfg)
+    check_machine(cfg, gpu=check_gpu)
+    for message in contradictions(cfg):
+        warnings.warn(message, ConfigWarning, stacklevel=2)
     return cfg
 
 
 def validate(cfg: RunConfig) -> None:
-    """Value checks that YAML types cannot express; model keys are checked by the model registry."""
-    choices = {
-        "optim.name": (cfg.optim.name, ("adamw", "sgd")),
-        "optim.schedule": (cfg.optim.schedule, ("cosine", "constant", "halving")),
-        "train.precision": (cfg.train.precision, ("32-true", "bf16-mixed", "16-mixed", "bf16-true")),
-        "train.strategy": (cfg.train.strategy, ("auto", "ddp", "deepspeed")),
-        "train.accelerator": (cfg.train.accelerator, ("auto", "cpu", "gpu", "cuda")),
-        "logging.wandb_mode": (cfg.logging.wandb_mode, ("offline", "online", "disabled")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    positive = {
-        "train.max_steps": cfg.train.max_steps,
-        "train.val_every": cfg.train.val_every,
-        "train.devices": cfg.train.devices,
-        "train.num_nodes": cfg.train.num_nodes,
-        "train.accumulate": cfg.train.accumulate,
-        "data.batch_tokens": cfg.data.batch_tokens,
-        "data.vocab_size": cfg.data.vocab_size,
-        "data.max_len": cfg.data.max_len,
-        "optim.lr": cfg.optim.lr,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}={value!r} must be > 0")
-    if cfg.train.zero_stage not in (1, 2, 3):
-        raise ConfigError(f"train.zero_stage={cfg.train.zero_stage!r} must be 1, 2 or 3")
+    """Every key in its range, combinations that cannot run, the model keys (checked by the model registry)."""
+    check_ranges(cfg)
+    check_cross_keys(cfg)
     if "arch" not in cfg.model:
         raise ConfigError("model.arch is missing (one of the registered architectures)")
+    check_model(cfg.model)
     from pipeline.models import model_config  # torch-only import, deferred so `pipeline submit` stays light
 
     try:
@@ -260,25 +289,40 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
+def format_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (`--print-config`); loading it back with `--config` gives the same run."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: RunConfig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    path.write_text(format_config(cfg))
+
+
+def config_keys() -> list[KeySpec]:
+    """Every dotted key with its type, default, description and allowed values (for help and tests)."""
+    return list(key_specs(RunConfig))
+
+
+def describe_keys() -> str:
+    """One line per key: `name  type  default  description [range]`, for `pipeline train --help`."""
+    return describe(config_keys())
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key != "model":
-            out.update(flatten(value, f"{prefix}{key}."))
+    for key_, value in values.items():
+        if isinstance(value, dict) and key_ != "model":
+            out.update(flatten(value, f"{prefix}{key_}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[f"{prefix}{key_}"] = value
     return out
 
 
 def identity_of(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """The keys that must not change between a checkpoint and the run that resumes it."""
     flat = flatten(cfg_dict)
-    return {key: flat.get(key) for key in IDENTITY_KEYS}
+    return {name: flat.get(name) for name in IDENTITY_KEYS}
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:
@@ -290,4 +334,4 @@ def config_hash(cfg_dict: dict[str, Any]) -> str:
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Human-readable differences on identity keys, e.g. ["model: {'d_model': 64} -> {'d_model': 128}"]."""
     a, b = identity_of(saved), identity_of(current)
-    return [f"{key}: {a[key]!r} -> {b[key]!r}" for key in IDENTITY_KEYS if a[key] != b[key]]
+    return [f"{name}: {a[name]!r} -> {b[name]!r}" for name in IDENTITY_KEYS if a[name] != b[name]]
