@@ -92,6 +92,11 @@ class Seq2SeqModel(nn.Module):
             total -= sum(p.numel() for p in {id(p): p for p in self.embedding_parameters()}.values())
         return total
 
+    def step_stats(self) -> dict[str, float]:
+        """Solver statistics of the last forward/backward for the trainer to log per step (e.g. Newton iterations
+        of `recurrence=newton`); {} for models with nothing to report."""
+        return {}
+
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """Training FLOPs (forward + backward = 3 x forward) per target token; see docs/flops.md."""
         raise NotImplementedError

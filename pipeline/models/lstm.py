@@ -8,6 +8,7 @@ without attention - comes from each row's last real token.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -15,6 +16,14 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from pipeline.models.attention import LuongAttention
 from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel, check, is_int
+from pipeline.models.newton_lstm import (
+    ON_FAIL,
+    NewtonLSTM,
+    NewtonSettings,
+    measured_iters,
+    newton_flops_per_token,
+    newton_step_stats,
+)
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [n_layers, B, d_model]
 
@@ -27,11 +36,41 @@ class LSTMConfig(Seq2SeqConfig):
     attention: bool = True  # Luong dot-product global attention over encoder states
     reverse_source: bool = False  # reverse each row's real tokens; padding stays on the right
     d_embed: int | None = None  # None resolves to d_model on construction
+    # solver of the same nn.LSTM weights: "newton" = parallel quasi-Newton scans (docs/parallel_lstm.md)
+    recurrence: str = "sequential"
+    newton_max_iters: int = 100  # scans per layer solve, forward and backward each
+    newton_tol: float = 1e-5  # max |F(s) - s| / (1 + |F(s)|) (forward); relative to max |lambda| (backward)
+    newton_on_fail: str = "sequential"  # past the cap: exact sequential fallback (counted) or "error"
+    newton_capable: ClassVar[bool] = True  # subclasses opt in: their stacks must be nn.LSTMs
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.newton_capable = cls.__dict__.get("newton_capable", False)
 
     def validate(self) -> None:
         super().validate()
         if self.d_embed is None:
             self.d_embed = self.d_model
+        check(self.recurrence in ("sequential", "newton"), self, "recurrence", "'sequential' or 'newton'")
+        check(
+            self.recurrence == "sequential" or self.newton_capable,
+            self,
+            "recurrence",
+            "'sequential' for this arch (the newton solver covers lstm and residual_lstm)",
+        )
+        check(
+            is_int(self.newton_max_iters) and self.newton_max_iters >= 1,
+            self,
+            "newton_max_iters",
+            "an int >= 1",
+        )
+        check(
+            isinstance(self.newton_tol, int | float) and self.newton_tol > 0,
+            self,
+            "newton_tol",
+            "a float > 0",
+        )
+        check(self.newton_on_fail in ON_FAIL, self, "newton_on_fail", f"one of {ON_FAIL}")
         check(is_int(self.d_embed) and self.d_embed > 0, self, "d_embed", "None or a positive int")
         check(isinstance(self.attention, bool), self, "attention", "a bool")
         check(isinstance(self.reverse_source, bool), self, "reverse_source", "a bool")
@@ -68,11 +107,23 @@ class LSTMSeq2Seq(Seq2SeqModel):
             for emb in (self.src_embed, self.tgt_embed):
                 nn.init.normal_(emb.weight, std=config.d_embed**-0.5)
 
+    def _lstm(self, *args: Any, **kwargs: Any) -> nn.LSTM:
+        """An nn.LSTM, or with recurrence=newton its subclass with the same weights solved by Newton scans."""
+        c = self.config
+        if c.recurrence == "sequential":
+            return nn.LSTM(*args, **kwargs)
+        settings = NewtonSettings(c.newton_max_iters, float(c.newton_tol), c.newton_on_fail)
+        return NewtonLSTM(*args, settings=settings, **kwargs)
+
+    def step_stats(self) -> dict[str, float]:
+        """Newton iterations, residuals and fallbacks of the last forward/backward; {} when sequential."""
+        return newton_step_stats(self)
+
     def _build_stacks(self) -> None:
         c = self.config
         inter = c.dropout if c.n_layers > 1 else 0.0  # nn.LSTM warns about dropout with one layer
-        self.encoder = nn.LSTM(c.d_embed, c.d_model, c.n_layers, batch_first=True, dropout=inter)
-        self.decoder = nn.LSTM(c.d_embed, c.d_model, c.n_layers, batch_first=True, dropout=inter)
+        self.encoder = self._lstm(c.d_embed, c.d_model, c.n_layers, batch_first=True, dropout=inter)
+        self.decoder = self._lstm(c.d_embed, c.d_model, c.n_layers, batch_first=True, dropout=inter)
 
     def _run_encoder(self, packed: PackedSequence) -> tuple[PackedSequence, State]:
         return self.encoder(packed)
@@ -102,13 +153,23 @@ class LSTMSeq2Seq(Seq2SeqModel):
             out = self.attention(out, memory, src_mask)
         return self.out_proj(self.drop(out))
 
-    def flops_per_token(self, src_len: int, tgt_len: int) -> float:
-        """3 x forward FLOPs per target token; derivation in docs/flops.md."""
+    def flops_per_token(
+        self, src_len: int, tgt_len: int, newton_iters: tuple[float, float] | None = None
+    ) -> float:
+        """3 x forward FLOPs per target token; derivation in docs/flops.md. With recurrence=newton each stack costs
+        what its iterations do (`newton_flops_per_token`, docs/parallel_lstm.md): `newton_iters` = mean (forward,
+        backward) scans per layer solve, else the means of this model's training solves so far, else the cap."""
         c = self.config
         d, e = c.d_model, c.d_embed
         assert e is not None
-        stack = 8.0 * (e + d) * d + (c.n_layers - 1) * 8.0 * (2 * d) * d  # 2 * 4 gates * (d_in + d) * d
-        decoder = stack + 2.0 * d * c.vocab_size
+        if c.recurrence == "newton":
+            iters = newton_iters or measured_iters(self) or (float(c.newton_max_iters),) * 2
+            stack3 = newton_flops_per_token(e, d, iters) + (c.n_layers - 1) * newton_flops_per_token(
+                d, d, iters
+            )
+        else:  # 3 x (2 * 4 gates * (d_in + d) * d) per layer
+            stack3 = 3.0 * (8.0 * (e + d) * d + (c.n_layers - 1) * 8.0 * (2 * d) * d)
+        rest = 2.0 * d * c.vocab_size
         if c.attention:
-            decoder += LuongAttention.flops_per_token(d, src_len)
-        return 3.0 * (stack * src_len / tgt_len + decoder)
+            rest += LuongAttention.flops_per_token(d, src_len)
+        return stack3 * src_len / tgt_len + stack3 + 3.0 * rest

@@ -11,6 +11,7 @@ Python loop over time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State
 @dataclass(kw_only=True)
 class ResidualLSTMConfig(LSTMConfig):
     residual_from: int = 2  # first 0-based layer with a residual; >= n_layers means a plain stacked LSTM
+    newton_capable: ClassVar[bool] = True  # its stacks are nn.LSTMs: recurrence=newton applies
 
     def validate(self) -> None:
         super().validate()
@@ -46,7 +48,7 @@ class ResidualLSTMSeq2Seq(LSTMSeq2Seq):
 
         def stack() -> nn.ModuleList:
             return nn.ModuleList(
-                nn.LSTM(c.d_embed if i == 0 else c.d_model, c.d_model, batch_first=True)
+                self._lstm(c.d_embed if i == 0 else c.d_model, c.d_model, batch_first=True)
                 for i in range(c.n_layers)
             )
 
