@@ -60,6 +60,21 @@ class SolveRecord:
     bwd: SolveRecord | None = field(default=None)
 
 
+@dataclass
+class IterationTotals:
+    """Scans summed over every training solve of one NewtonLSTM: the mean iterations `flops_per_token` counts."""
+
+    fwd_iters: int = 0
+    fwd_solves: int = 0
+    bwd_iters: int = 0
+    bwd_solves: int = 0
+
+    def means(self) -> tuple[float, float] | None:
+        if not self.fwd_solves or not self.bwd_solves:
+            return None
+        return self.fwd_iters / self.fwd_solves, self.bwd_iters / self.bwd_solves
+
+
 # ----------------------------------------------------------------------------------------------- the cell, in bulk
 def _cell(xg: torch.Tensor, w_hh: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Tensor):
     """F for all t at once: xg [T,B,4d] (input projection + both biases), previous states [T,B,d] ->
@@ -172,7 +187,7 @@ class _NewtonRecurrence(torch.autograd.Function):
     """(xg [T,B,4d], W_hh, h0, c0) -> all h_t, c_t [T,B,d]; forward and backward by quasi-Newton scans."""
 
     @staticmethod
-    def forward(ctx, xg, w_hh, h0, c0, settings: NewtonSettings, record: SolveRecord):  # type: ignore[override]
+    def forward(ctx, xg, w_hh, h0, c0, settings, record, totals):  # type: ignore[override]
         (acts, c_prev, c, h), rec = newton_forward(xg, w_hh, h0, c0, settings)
         record.iters, record.residual, record.fallback, record.bwd = (
             rec.iters,
@@ -180,12 +195,15 @@ class _NewtonRecurrence(torch.autograd.Function):
             rec.fallback,
             None,
         )
+        if totals is not None:
+            totals.fwd_iters += rec.iters
+            totals.fwd_solves += 1
         if rec.fallback:
             _fail("forward", rec, settings)
             hs, cs, acts = _loops("script")[0](xg, w_hh, h0, c0, True)
             h, c, c_prev = hs[1:], cs[1:], cs[:-1]
         ctx.save_for_backward(w_hh, acts, _shift_in(h0, h), c_prev, c)
-        ctx.settings, ctx.record = settings, record
+        ctx.settings, ctx.record, ctx.totals = settings, record, totals
         return h, c
 
     @staticmethod
@@ -196,20 +214,23 @@ class _NewtonRecurrence(torch.autograd.Function):
         dc = torch.zeros_like(c) if dc is None else dc.contiguous()
         dz, dh0, dc0, rec = adjoint_backward(dh, dc, acts, w_hh, c_prev, c, ctx.settings)
         ctx.record.bwd = rec
+        if ctx.totals is not None:
+            ctx.totals.bwd_iters += rec.iters
+            ctx.totals.bwd_solves += 1
         if rec.fallback:
             _fail("backward", rec, ctx.settings)
             cs = torch.cat([c_prev[:1], c])
             dz, dh0, dc0 = _loops("script")[1](dh, dc, acts, cs, w_hh, True)
         dw_hh = dz.flatten(0, 1).t().mm(h_prev.flatten(0, 1))
-        return dz, dw_hh, dh0, dc0, None, None
+        return dz, dw_hh, dh0, dc0, None, None, None
 
 
-def newton_recurrence(xg, w_hh, h0, c0, settings: NewtonSettings, record: SolveRecord):
+def newton_recurrence(xg, w_hh, h0, c0, settings: NewtonSettings, record: SolveRecord, totals=None):
     """Differentiable entry point; runs in at least float32 with autocast off (the residuals need the precision)."""
     dtype = torch.promote_types(xg.dtype, torch.float32)
     with torch.autocast(xg.device.type, enabled=False):
         args = (t.to(dtype) for t in (xg, w_hh, h0, c0))
-        return _NewtonRecurrence.apply(*args, settings, record)
+        return _NewtonRecurrence.apply(*args, settings, record, totals)
 
 
 class NewtonLSTM(nn.LSTM):
@@ -225,6 +246,7 @@ class NewtonLSTM(nn.LSTM):
             raise ValueError("NewtonLSTM supports unidirectional LSTMs with biases and no projection only")
         self.settings = settings or NewtonSettings()
         self.records = [SolveRecord() for _ in range(self.num_layers)]
+        self.totals = IterationTotals()
 
     def forward(self, input, hx=None):  # type: ignore[override]
         packed = isinstance(input, PackedSequence)
@@ -245,7 +267,8 @@ class NewtonLSTM(nn.LSTM):
                 getattr(self, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             )
             xg = F.linear(x, w_ih, b_ih + b_hh)  # every step's input projection in one matmul
-            hs, cs = newton_recurrence(xg, w_hh, hx[0][k], hx[1][k], self.settings, self.records[k])
+            totals = self.totals if torch.is_grad_enabled() else None  # training solves only
+            hs, cs = newton_recurrence(xg, w_hh, hx[0][k], hx[1][k], self.settings, self.records[k], totals)
             h_n.append(hs[last, rows])
             c_n.append(cs[last, rows])
             x = F.dropout(hs, self.dropout, self.training) if k < self.num_layers - 1 else hs
@@ -254,6 +277,27 @@ class NewtonLSTM(nn.LSTM):
         if packed:
             return pack_padded_sequence(out, lengths, batch_first=True, enforce_sorted=False), state
         return (out if self.batch_first else out.transpose(0, 1)), state
+
+
+def newton_flops_per_token(d_in: int, d: int, iters: tuple[float, float]) -> float:
+    """Training matmul FLOPs per token of one layer (house convention, docs/flops.md) for (forward, backward) scans.
+
+    Input projection as the sequential LSTM (8 d_in d forward, 16 backward); the recurrent matmul runs once per
+    evaluation: forward iters + 1, backward iters (J^T lambda) + 1 (dW_hh). The sequential LSTM's is 3 x 8 d^2.
+    The scans' elementwise work (~60 FLOPs per unit and token per iteration) is not counted, like other
+    elementwise math.
+    """
+    return 24.0 * d_in * d + 8.0 * d * d * (iters[0] + iters[1] + 2)
+
+
+def measured_iters(model: nn.Module) -> tuple[float, float] | None:
+    """Mean (forward, backward) scans per solve over this process's training solves, None before the first."""
+    totals = IterationTotals()
+    for m in model.modules():
+        if isinstance(m, NewtonLSTM):
+            for k in ("fwd_iters", "fwd_solves", "bwd_iters", "bwd_solves"):
+                setattr(totals, k, getattr(totals, k) + getattr(m.totals, k))
+    return totals.means()
 
 
 def newton_step_stats(model: nn.Module) -> dict[str, float]:
