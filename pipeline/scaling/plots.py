@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.scaling.compare import mean_loss_by_position
+from pipeline.scaling.positions import mean_loss_by_position
 from pipeline.scaling.fit import FitResult
 from pipeline.scaling.report import REFERENCE_ARCH, SweepFit, points_by_size
 

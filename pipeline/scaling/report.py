@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.scaling.compare import Crossing, Plateau, compare_curves, compute_frontier, position_plateau
+from pipeline.scaling.compare import Crossing, compare_curves, compute_frontier
 from pipeline.scaling.fit import FitResult, bootstrap, fit_chinchilla_bootstrap, fit_power_law
+from pipeline.scaling.plateau import Plateau, position_plateau
 from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
 
 PLAN_FILE = "plan.json"  # `pipeline sweep` lists every run of the grid here
@@ -139,7 +140,7 @@ def fit_sweep(sweep_dir: str | Path, n_boot: int = 400, seed: int = 0, n_starts:
         for a in names:
             if a != REFERENCE_ARCH:
                 best = min(archs[a].records, key=lambda r: r.final_valid_loss)
-                sweep.plateaus[a] = position_plateau([best], [ref])
+                sweep.plateaus[a] = position_plateau([best], [ref], sweep_dir=sweep_dir, seed=seed)
     return sweep
 
 
@@ -152,10 +153,7 @@ def sweep_to_dict(sweep: SweepFit) -> dict[str, Any]:
         "settings": sweep.settings,
         "archs": {},
         "comparisons": [c.to_dict() for c in sweep.comparisons],
-        "plateaus": {
-            a: {"vs": REFERENCE_ARCH, "position": p.position, "reason": p.reason}
-            for a, p in sweep.plateaus.items()
-        },
+        "plateaus": {a: {"vs": REFERENCE_ARCH, **p.to_dict()} for a, p in sweep.plateaus.items()},
     }
     for name, af in sweep.archs.items():
         out["archs"][name] = {

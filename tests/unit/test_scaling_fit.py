@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from pipeline.scaling.compare import compare_curves, compute_frontier, position_plateau
+from pipeline.scaling.compare import compare_curves, compute_frontier
 from pipeline.scaling.fit import (
     fit_chinchilla,
     fit_chinchilla_bootstrap,
@@ -137,20 +137,6 @@ def fake_record(**over) -> RunRecord:
     )
     base |= dict(wall_time_s=1.0, config={})
     return RunRecord(**(base | over))
-
-
-def test_position_plateau_finds_where_lstm_stops_improving():
-    t = np.arange(60)
-    transformer = 2.0 + 2.0 / (1 + t)  # keeps improving with context
-    lstm = 2.0 + 2.0 / (1 + np.minimum(t, 20))  # stops using context after position 20
-    p = position_plateau(
-        [fake_record(loss_by_position=list(lstm))], [fake_record(loss_by_position=list(transformer))]
-    )
-    assert p.position is not None and abs(p.position - 20) <= 3
-    same = position_plateau(
-        [fake_record(loss_by_position=list(transformer))], [fake_record(loss_by_position=list(transformer))]
-    )
-    assert same.position is None
 
 
 def test_record_loading_errors_name_file_and_key(tmp_path: Path):
