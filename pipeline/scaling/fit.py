@@ -23,6 +23,8 @@ import numpy as np
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from scipy.optimize import least_squares, minimize  # noqa: E402
 
+from pipeline.scaling.intervals import bca_interval, group_bootstrap, studentized_power_law  # noqa: E402
+
 HUBER_DELTA = 1e-3
 # Hoffmann et al. 2022, appendix D.2: the grid of initialisations for (alpha, beta, e, a, b).
 HOFFMANN_GRID = {
@@ -37,7 +39,7 @@ CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
 
 @dataclass
 class FitResult:
-    """A fitted law, its 95 % bootstrap percentile CIs, and whether the data could determine it at all."""
+    """A fitted law, its 95 % CIs (``interval`` says which kind), and whether the data could determine it at all."""
 
     form: str  # "power_law" (E + (x_c/x)^alpha, E=0 unless fitted) or "chinchilla" (E + A/N^alpha + B/D^beta)
     params: dict[str, float]
@@ -52,6 +54,11 @@ class FitResult:
     # (n_boot_ok, len(params)) in params' key order
     samples: np.ndarray | None = field(default=None, repr=False)
     theta: np.ndarray | None = field(default=None, repr=False)  # chinchilla optimum in (a, b, e, alpha, beta)
+    interval: str = ""  # how ``ci`` was made: "studentized residual bootstrap", "BCa over points", ...
+    se: dict[str, float] = field(
+        default_factory=dict
+    )  # standard errors where the fit gives them (Jacobian/OLS)
+    note: str = ""  # what the fit is, where that matters to reading it (e.g. "fixed D = 1,001,499 tokens")
 
     @property
     def dof(self) -> int:
@@ -83,6 +90,8 @@ class FitResult:
             "objective": _finite(self.objective),
             "n_boot": self.n_boot,
             "n_boot_ok": self.n_boot_ok,
+            "interval": self.interval,
+            "note": self.note,
         }
 
 
@@ -96,9 +105,23 @@ def _underdetermined(form: str, names: Sequence[str], n_points: int, reason: str
 
 
 # ---------------------------------------------------------------- L(x) = E + (x_c / x)^alpha
-def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
+def _e_residuals(p: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+    alpha, lxc, e = p
+    return np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx)) - ly
+
+
+def _e_jacobian(p: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+    """Analytic: finite differences were ~1/3 of bootstrap time."""
+    alpha, lxc, e = p
+    s = np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx))
+    w = np.exp(alpha * (lxc - lx) - s)  # share of the power-law term in L
+    return np.stack([w * (lxc - lx), w * alpha, np.exp(-s)], axis=1)
+
+
+def fit_power_law(x: Any, loss: Any, with_e: bool = False, starts: Sequence[np.ndarray] = ()) -> FitResult:
     """Fit L(x) = (x_c/x)^alpha (+ E) by least squares on log L (so each point counts by its relative error).
-    Needs at least as many distinct x as free parameters: 2, or 3 with E (E bounded to [0, min L))."""
+    Needs at least as many distinct x as free parameters: 2, or 3 with E (E bounded to [0, min L)).
+    ``starts`` (with E): (alpha, log x_c, E) starting points tried besides the three default ones."""
     x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
     names = ("alpha", "x_c", "E") if with_e else ("alpha", "x_c")
     n_distinct = len(np.unique(x))
@@ -115,32 +138,29 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False) -> FitResult:
         return FitResult(
             "power_law", {"alpha": alpha, "x_c": x_c}, n_distinct, 2, objective=float(resid @ resid)
         )
-
-    def residuals(p: np.ndarray) -> np.ndarray:
-        alpha, lxc, e = p
-        return np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx)) - ly
-
-    def jacobian(p: np.ndarray) -> np.ndarray:  # analytic: finite differences were ~1/3 of bootstrap time
-        alpha, lxc, e = p
-        s = np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx))
-        w = np.exp(alpha * (lxc - lx) - s)  # share of the power-law term in L
-        return np.stack([w * (lxc - lx), w * alpha, np.exp(-s)], axis=1)
-
     e_max = float(loss.min()) * (1 - 1e-6)
     best = None
-    # starts: E at 0, half and 90 % of the lowest loss; alpha, x_c from log(L - E)
-    for frac in (0.0, 0.5, 0.9):
+    bounds = ([-10, -np.inf, 0], [10, np.inf, e_max])
+    inits = []
+    for frac in (0.0, 0.5, 0.9):  # E at 0, half and 90 % of the lowest loss; alpha, x_c from log(L - E)
         e0 = frac * e_max
         slope, intercept = np.polyfit(lx, np.log(loss - e0), 1)
         alpha0 = float(np.clip(-slope, 1e-3, 9.0))
         lxc0 = float(intercept / alpha0) if -slope > 1e-3 else float(lx.max())
-        bounds = ([-10, -np.inf, 0], [10, np.inf, e_max])
-        sol = least_squares(residuals, [alpha0, lxc0, e0], jac=jacobian, bounds=bounds, x_scale="jac")
+        inits.append([alpha0, lxc0, e0])
+    inits += [[p[0], p[1], min(max(p[2], 0.0), e_max)] for p in starts]
+    for p0 in inits:
+        sol = least_squares(_e_residuals, p0, jac=_e_jacobian, bounds=bounds, x_scale="jac", args=(lx, ly))
         if best is None or sol.cost < best.cost:
             best = sol
     alpha, lxc, e = best.x
     params = {"alpha": float(alpha), "x_c": float(np.exp(min(lxc, 700))), "E": float(e)}
-    return FitResult("power_law", params, n_distinct, 3, objective=2 * float(best.cost))
+    result = FitResult("power_law", params, n_distinct, 3, objective=2 * float(best.cost), theta=best.x)
+    if len(x) > 3:  # Gauss-Newton standard errors of (alpha, log x_c, E), for the studentized bootstrap
+        jac = _e_jacobian(best.x, lx, ly)
+        cov = np.linalg.pinv(jac.T @ jac) * (2 * best.cost / (len(x) - 3))
+        result.se = dict(zip(("alpha", "log_x_c", "E"), np.sqrt(np.abs(np.diag(cov))).tolist(), strict=True))
+    return result
 
 
 # ---------------------------------------------------------------- Chinchilla L(N, D)
@@ -227,37 +247,119 @@ def fit_chinchilla(
 
 
 # ---------------------------------------------------------------- bootstrap
-def bootstrap(
-    fit_on: Callable[[np.ndarray], FitResult], n_items: int, n_boot: int = 400, seed: int = 0
-) -> FitResult:
-    """Fit on all items, then on ``n_boot`` resamples (with replacement) of the items; 95 % percentile CIs.
+Tick = Callable[[], None]
 
-    ``fit_on(indices)`` fits the subset; items are runs, so a resample that repeats one run and drops another
-    refits on fewer distinct points, which is what makes the interval honest about how few runs there are.
-    Resamples whose fit is underdetermined or non-finite are dropped and counted (``n_boot - n_boot_ok``)."""
-    result = fit_on(np.arange(n_items))
+
+def _no_tick() -> None:
+    return None
+
+
+def bootstrap_groups(
+    fit_on: Callable[[list[np.ndarray]], FitResult],
+    groups: Sequence[np.ndarray],
+    n_boot: int,
+    rng: np.random.Generator,
+    tick: Tick = _no_tick,
+) -> FitResult:
+    """Fit on every point, then on ``n_boot`` two-stage resamples (points, then the seeds inside each); BCa CIs.
+
+    ``groups`` holds one array of run indices per point (its seeds); ``fit_on(draw)`` fits a list of them. A
+    resample that repeats one point and drops another refits on fewer distinct points, which is what makes the
+    interval honest about how few there are. Underdetermined or non-finite resamples are dropped and counted."""
+    result = fit_on(list(groups))
     if result.underdetermined or n_boot <= 0:
         return result
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(n_boot):
-        r = fit_on(rng.integers(0, n_items, n_items))
-        values = np.array([r.params[k] for k in result.params])
-        if not r.underdetermined and np.all(np.isfinite(values)):
-            rows.append(values)
+    names = list(result.params)
+
+    def values(draw: list[np.ndarray]) -> tuple[bool, np.ndarray]:
+        r = fit_on(draw)
+        return not r.underdetermined, np.array([r.params[k] for k in names])
+
+    rows, jack = group_bootstrap(values, groups, n_boot, rng, tick)
     result.n_boot, result.n_boot_ok = n_boot, len(rows)
-    if rows:
-        result.samples = np.array(rows)
-        lo, hi = np.percentile(result.samples, [2.5, 97.5], axis=0)
-        result.ci = {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(result.params)}
+    if len(rows):
+        result.samples = rows
+        lo, hi = bca_interval(np.array([result.params[k] for k in names]), rows, jack)
+        result.ci = {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+        result.interval = "BCa over points" if jack is not None else "bias-corrected percentile over points"
     return result
 
 
-def fit_power_law_bootstrap(
-    x: Any, loss: Any, with_e: bool = False, n_boot: int = 400, seed: int = 0
+def bootstrap(
+    fit_on: Callable[[np.ndarray], FitResult],
+    n_items: int,
+    n_boot: int = 400,
+    seed: int = 0,
+    rng: np.random.Generator | None = None,
+    tick: Tick = _no_tick,
 ) -> FitResult:
+    """``bootstrap_groups`` with one run per point: ``fit_on(indices)`` fits a subset of the items."""
+    groups = [np.array([i]) for i in range(n_items)]
+    rng = np.random.default_rng(seed) if rng is None else rng
+    return bootstrap_groups(lambda draw: fit_on(np.concatenate(draw)), groups, n_boot, rng, tick)
+
+
+def _studentized_e(full: FitResult, x: np.ndarray, loss: np.ndarray, n_boot: int, rng, tick: Tick) -> bool:
+    """Studentized residual bootstrap for L = E + (x_c/x)^alpha (see ``intervals.studentized_power_law``), with
+    Gauss-Newton standard errors per resample. Fills ``full``'s CIs; False if the data give no standard errors."""
+    names = ("alpha", "log_x_c", "E")
+    if len(full.se) != 3 or not all(math.isfinite(v) and v > 0 for v in full.se.values()):
+        return False
+    lx, ly = np.log(x), np.log(loss)
+    jac = _e_jacobian(full.theta, lx, ly)
+    lev = np.clip(np.einsum("ij,jk,ik->i", jac, np.linalg.pinv(jac.T @ jac), jac), 0, 0.99)
+    fitted = ly + _e_residuals(full.theta, lx, ly)
+    adj = (ly - fitted) / np.sqrt(1 - lev)
+    adj -= adj.mean()
+    est = np.array(full.theta)
+    t_rows, rows = [], []
+    for _ in range(n_boot):
+        r = fit_power_law(x, np.exp(fitted + adj[rng.integers(0, len(x), len(x))]), True, [full.theta])
+        tick()
+        se = np.array([r.se.get(k, math.nan) for k in names])
+        if not r.underdetermined and np.all(np.isfinite(se)) and np.all(se > 0):
+            t_rows.append((r.theta - est) / se)
+            rows.append([r.params["alpha"], r.params["x_c"], r.params["E"]])
+    if len(rows) < 10:
+        return False
+    t_lo, t_hi = np.percentile(np.array(t_rows), [2.5, 97.5], axis=0)
+    se = np.array([full.se[k] for k in names])
+    lo, hi = est - t_hi * se, est - t_lo * se
+    full.ci = {"alpha": (float(lo[0]), float(hi[0])), "x_c": (float(np.exp(lo[1])), float(np.exp(hi[1]))),
+               "E": (float(max(lo[2], 0.0)), float(min(hi[2], loss.min())))}  # fmt: skip
+    full.samples, full.n_boot, full.n_boot_ok = np.array(rows), n_boot, len(rows)
+    full.interval = "studentized residual bootstrap"
+    return True
+
+
+def fit_power_law_bootstrap(
+    x: Any,
+    loss: Any,
+    with_e: bool = False,
+    n_boot: int = 400,
+    seed: int = 0,
+    rng: np.random.Generator | None = None,
+    tick: Tick = _no_tick,
+) -> FitResult:
+    """Power law fitted to points (repeated x = several seeds) with a studentized residual bootstrap CI; where the
+    fit leaves no residual degree of freedom, a BCa bootstrap over points instead (``interval`` says which)."""
     x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
-    return bootstrap(lambda i: fit_power_law(x[i], loss[i], with_e), len(x), n_boot, seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
+    full = fit_power_law(x, loss, with_e)
+    if full.underdetermined or n_boot <= 0:
+        return full
+    if with_e and _studentized_e(full, x, loss, n_boot, rng, tick):
+        return full
+    if not with_e:
+        st = studentized_power_law(x, loss, n_boot, rng)
+        for _ in range(n_boot):
+            tick()
+        if st["ok"]:
+            full.ci, full.se, full.samples = st["ci"], st["se"], st["samples"]
+            full.n_boot, full.n_boot_ok = n_boot, len(full.samples)
+            full.interval = "studentized residual bootstrap"
+            return full
+    return bootstrap(lambda i: fit_power_law(x[i], loss[i], with_e), len(x), n_boot, rng=rng, tick=tick)
 
 
 def fit_chinchilla_bootstrap(
@@ -268,18 +370,34 @@ def fit_chinchilla_bootstrap(
     seed: int = 0,
     n_starts: int | None = 64,
     boot_starts: int = 4,
+    groups: Sequence[np.ndarray] | None = None,
+    rng: np.random.Generator | None = None,
+    tick: Tick = _no_tick,
 ) -> FitResult:
-    """Chinchilla fit plus bootstrap; each resample starts from the full-data optimum and its ``boot_starts``
-    best grid points (a full grid per resample would cost n_starts/boot_starts times more for the same optimum)."""
+    """Chinchilla fit plus BCa bootstrap over points (``groups``: run indices per (N, D) point, default one run
+    each; a point's loss is the mean over its drawn seeds). Each resample starts from the full-data optimum and its
+    ``boot_starts`` best grid points (a full grid per resample would cost n_starts/boot_starts times more for the
+    same optimum)."""
     n, d, loss = (np.asarray(v, dtype=float) for v in (n, d, loss))
-    full = fit_chinchilla(n, d, loss, n_starts=n_starts)
+    groups = [np.array([i]) for i in range(len(n))] if groups is None else list(groups)
+    rng = np.random.default_rng(seed) if rng is None else rng
+
+    def points(draw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        first = np.array([g[0] for g in draw])
+        return n[first], d[first], np.array([loss[g].mean() for g in draw])
+
+    full = fit_chinchilla(*points(groups), n_starts=n_starts)
     if full.underdetermined:
         return full
     starts = [full.theta]
 
-    def fit_on(i: np.ndarray) -> FitResult:
-        if len(i) == len(n) and np.array_equal(i, np.arange(len(n))):
+    def fit_on(draw: list[np.ndarray]) -> FitResult:
+        if (
+            draw is not None
+            and len(draw) == len(groups)
+            and all(a is b for a, b in zip(draw, groups, strict=True))
+        ):
             return full
-        return fit_chinchilla(n[i], d[i], loss[i], n_starts=boot_starts, extra_starts=starts)
+        return fit_chinchilla(*points(draw), n_starts=boot_starts, extra_starts=starts)
 
-    return bootstrap(fit_on, len(n), n_boot, seed)
+    return bootstrap_groups(fit_on, groups, n_boot, rng, tick)

@@ -1,0 +1,118 @@
+"""Seeds and learning rates: runs grouped into points (one per size, budget and rate), and each size's best rate.
+
+A point is every seed of one (non-embedding size, token budget, learning rate); the fits use the mean over its
+seeds and the report its spread, and the bootstrap resamples the seeds inside a point (``intervals.two_stage_draw``).
+Where a size was trained at several learning rates, the fits use that size's best rate only, as Kaplan et al.
+(2020) and Hoffmann et al. (2022) tune theirs; the scan itself goes into the report.
+
+Records written before seeds and rates were recorded carry neither: the rate comes from ``config.optim.lr`` and
+a missing seed counts as one seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.scaling.records import RunRecord
+
+
+def record_lr(r: RunRecord) -> float | None:
+    if r.lr is not None:
+        return r.lr
+    lr = r.config.get("optim", {}).get("lr") if isinstance(r.config.get("optim"), dict) else None
+    return float(lr) if isinstance(lr, int | float) and not isinstance(lr, bool) else None
+
+
+@dataclass
+class Point:
+    """Every seed of one (architecture, size, budget, learning rate)."""
+
+    arch: str
+    n: int  # non-embedding parameters
+    tokens: int
+    lr: float | None
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def losses(self) -> np.ndarray:
+        return np.array([r.final_valid_loss for r in self.runs])
+
+    @property
+    def loss(self) -> float:
+        """Mean final valid loss over the seeds."""
+        return float(self.losses.mean())
+
+    @property
+    def spread(self) -> float:
+        """Sample standard deviation over seeds (NaN with one seed)."""
+        return float(self.losses.std(ddof=1)) if len(self.runs) > 1 else math.nan
+
+    @property
+    def best_loss(self) -> float:
+        return float(np.mean([r.best_valid_loss for r in self.runs]))
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.runs)
+
+    @property
+    def compute(self) -> float:
+        return float(np.mean([r.compute for r in self.runs]))
+
+
+def group_points(records: Sequence[RunRecord]) -> list[Point]:
+    """Records grouped by (arch, size, tokens, lr), ordered by arch, size, tokens, lr."""
+    points: dict[tuple, Point] = {}
+    for r in records:
+        key = (r.arch, r.non_embedding_params, r.tokens, record_lr(r))
+        points.setdefault(key, Point(*key)).runs.append(r)
+    return [points[k] for k in sorted(points, key=lambda k: (k[0], k[1], k[2], k[3] or 0.0))]
+
+
+@dataclass
+class LrScan:
+    """Per size: mean final loss at each rate (at the size's largest budget scanned with >= 2 rates)."""
+
+    arch: str
+    tokens: dict[int, int]  # size -> the budget the rates were compared at
+    loss: dict[int, dict[float, tuple[float, int]]]  # size -> lr -> (mean loss over seeds, seeds)
+    best: dict[int, float]  # size -> best lr
+
+    @property
+    def scanned(self) -> bool:
+        return any(len(v) > 1 for v in self.loss.values())
+
+
+def select_best_lr(records: Sequence[RunRecord]) -> tuple[list[RunRecord], LrScan]:
+    """Keep, per size, only the runs at its best learning rate; return them and the scan.
+
+    The best rate of a size is the one with the lowest mean final loss at the largest budget where that size ran
+    >= 2 rates (the least data-limited comparison). A size with one rate keeps all its runs. Runs without a known
+    rate form their own group (rate None) and are kept when the size has no other."""
+    arch = records[0].arch if records else ""
+    by_size: dict[int, list[RunRecord]] = {}
+    for r in records:
+        by_size.setdefault(r.non_embedding_params, []).append(r)
+    kept, scan = [], LrScan(arch, {}, {}, {})
+    for n, runs in sorted(by_size.items()):
+        rates = {record_lr(r) for r in runs}
+        if len(rates) < 2:
+            kept += runs
+            continue
+        budgets = [
+            t for t in {r.tokens for r in runs} if len({record_lr(r) for r in runs if r.tokens == t}) > 1
+        ]
+        at = max(budgets) if budgets else max(r.tokens for r in runs)
+        table: dict[float, tuple[float, int]] = {}
+        for lr in rates:
+            losses = [r.final_valid_loss for r in runs if r.tokens == at and record_lr(r) == lr]
+            if losses and lr is not None:
+                table[lr] = (float(np.mean(losses)), len(losses))
+        best = min(table, key=lambda lr: table[lr][0])
+        scan.tokens[n], scan.loss[n], scan.best[n] = at, dict(sorted(table.items())), best
+        kept += [r for r in runs if record_lr(r) == best]
+    return kept, scan

@@ -1,0 +1,86 @@
+"""Confidence intervals of the scaling fits: coverage on a synthetic 5 x 3 grid, BCa, two-stage resampling."""
+
+import numpy as np
+import pytest
+from scipy.stats import t as student_t
+
+from pipeline.scaling.fit import fit_chinchilla_bootstrap, fit_power_law_bootstrap
+from pipeline.scaling.intervals import bca_interval, fit_rng, percentile_interval, two_stage_draw
+
+ALPHA = 0.1
+
+
+def test_power_law_interval_covers_true_exponent_at_nominal_rate_on_5_sizes_x_3_seeds():
+    # 5 log-spaced sizes x 3 seeds, 2 % log-normal seed noise, true alpha = 0.1.
+    # Tolerance: with 600 replications the binomial SE of a 95 % coverage is 0.0089; requiring >= 0.93 puts the
+    # threshold 2.3 SE below nominal (the percentile bootstrap over runs measured 0.925 on this design). The RNG
+    # seed is fixed, so the test is deterministic.
+    rng = np.random.default_rng(20261201)
+    x = np.repeat(np.geomspace(1e5, 1e7, 5), 3)
+    reps, hits, widths, exact_widths = 600, 0, [], []
+    q = student_t.ppf(0.975, len(x) - 2)
+    for _ in range(reps):
+        loss = (1e12 / x) ** ALPHA * np.exp(rng.normal(0, 0.02, x.shape))
+        fit = fit_power_law_bootstrap(x, loss, n_boot=200, rng=rng)
+        lo, hi = fit.ci["alpha"]
+        hits += lo < ALPHA < hi
+        widths.append(hi - lo)
+        exact_widths.append(2 * q * fit.se["alpha"])
+    assert fit.interval == "studentized residual bootstrap"
+    assert hits / reps >= 0.93
+    # not bought by width: on Gaussian noise the exact t interval is optimal; stay within 25 % of its width
+    assert np.mean(widths) < 1.25 * np.mean(exact_widths)
+
+
+def test_power_law_with_irreducible_term_gets_a_studentized_interval_that_contains_the_truth():
+    rng = np.random.default_rng(5)
+    x = np.repeat(np.geomspace(1e4, 1e8, 6), 3)
+    loss = (1.5 + (1e6 / x) ** 0.5) * np.exp(rng.normal(0, 0.003, x.shape))
+    fit = fit_power_law_bootstrap(x, loss, with_e=True, n_boot=60, rng=rng)
+    assert fit.interval == "studentized residual bootstrap"
+    assert fit.ci["alpha"][0] < 0.5 < fit.ci["alpha"][1]
+    assert fit.ci["E"][0] < 1.5 < fit.ci["E"][1]
+    assert fit.ci["alpha"][1] - fit.ci["alpha"][0] < 0.3
+
+
+def test_bca_shifts_the_percentile_interval_towards_the_estimate_when_resamples_are_biased():
+    samples = np.random.default_rng(0).normal(0.0, 1.0, (4000, 1))
+    lo_p, hi_p = percentile_interval(samples)
+    median = np.median(samples, axis=0)
+    lo0, hi0 = bca_interval(median, samples, None)  # unbiased, no acceleration: the percentile CI
+    assert lo0[0] == pytest.approx(lo_p[0], abs=1e-3) and hi0[0] == pytest.approx(hi_p[0], abs=1e-3)
+    # the estimate sits at the resamples' 84th percentile (z0 = 1): BCa moves the interval up by about 2 z0 sd
+    lo1, hi1 = bca_interval(np.percentile(samples, 84.13, axis=0), samples, None)
+    assert lo1[0] > lo_p[0] + 1.0 and hi1[0] > hi_p[0] + 0.3
+
+
+def test_two_stage_draw_resamples_seeds_inside_points_and_keeps_single_seed_points_whole():
+    groups = [np.array([0, 1, 2]), np.array([3]), np.array([4, 5, 6])]
+    rng = np.random.default_rng(1)
+    draws = [two_stage_draw(groups, rng) for _ in range(200)]
+    for draw in draws:
+        assert len(draw) == 3
+        for g in draw:
+            home = next(h for h in groups if g[0] in h)
+            assert len(g) == len(home) and set(g) <= set(home)
+    assert any(len(set(g)) < 3 for d in draws for g in d if len(g) == 3)  # seeds are resampled, not copied
+
+
+def test_each_architecture_resamples_from_its_own_stream():
+    a, b = fit_rng(0, "lstm", "L_C"), fit_rng(0, "transformer", "L_C")
+    assert not np.array_equal(a.integers(0, 15, 15), b.integers(0, 15, 15))
+    assert np.array_equal(fit_rng(3, "lstm").integers(0, 99, 9), fit_rng(3, "lstm").integers(0, 99, 9))
+
+
+def test_chinchilla_bootstrap_over_seed_groups_is_bca_and_contains_truth():
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e5, 1e7, 3), np.geomspace(1e6, 1e9, 4)))
+    true = 1.8 + 300.0 / n**0.35 + 800.0 / d**0.3
+    n3, d3 = np.repeat(n, 2), np.repeat(d, 2)
+    loss = np.repeat(true, 2) * np.exp(np.random.default_rng(2).normal(0, 0.004, 2 * len(n)))
+    groups = [np.array([2 * i, 2 * i + 1]) for i in range(len(n))]
+    fit = fit_chinchilla_bootstrap(
+        n3, d3, loss, n_boot=12, n_starts=4, boot_starts=1, groups=groups, rng=fit_rng(0, "x")
+    )
+    assert fit.interval == "BCa over points" and fit.n_points == 12
+    assert fit.n_boot_ok >= 9
+    assert fit.ci["alpha"][0] < 0.35 < fit.ci["alpha"][1]
