@@ -6,7 +6,9 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel
+from pipeline.models.beam import beam_decode
 from pipeline.models.decode import greedy_decode
+from pipeline.models.decode_state import DecodeState
 from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq
 from pipeline.models.lstm_noresid import LSTMNoCellResidualConfig, LSTMNoCellResidualSeq2Seq
 from pipeline.models.minlstm import MinLSTMConfig, MinLSTMSeq2Seq
@@ -49,6 +51,7 @@ def build_model(arch: str, **kwargs: Any) -> Seq2SeqModel:
 
 __all__ = [
     "MODEL_REGISTRY",
+    "DecodeState",
     "LSTMConfig",
     "LSTMNoCellResidualConfig",
     "MinLSTMConfig",
@@ -56,6 +59,7 @@ __all__ = [
     "Seq2SeqConfig",
     "Seq2SeqModel",
     "TransformerConfig",
+    "beam_decode",
     "build_model",
     "greedy_decode",
     "model_config",

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.models.decode_state import DecodeState
+
 
 def check(ok: bool, config: Any, key: str, must: str) -> None:
     """Raise a ValueError naming the config class, the key, its value and what it must be."""
@@ -76,6 +78,16 @@ class Seq2SeqModel(nn.Module):
             self.out_proj.weight = self.tgt_embed.weight
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
+        """Encode the source once -> the state `decode_step` carries (docs/interfaces.md, incremental decoding)."""
+        raise NotImplementedError
+
+    def decode_step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
+        """Feed tokens Long[B] at position `state.step` -> (next-token logits Float[B,V], the advanced state);
+        equal to forward(src, src_mask, tgt_in)[:, step] for the same prefix, at O(1) (recurrent) or O(step)
+        (attention) cost instead of re-running the prefix."""
         raise NotImplementedError
 
     def embedding_parameters(self) -> list[nn.Parameter]:

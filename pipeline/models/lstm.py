@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from pipeline.models.attention import LuongAttention
 from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel, check, is_int
+from pipeline.models.decode_state import DecodeState
 from pipeline.models.newton_lstm import (
     ON_FAIL,
     NewtonLSTM,
@@ -131,6 +132,10 @@ class LSTMSeq2Seq(Seq2SeqModel):
     def _run_decoder(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return self.decoder(x, state)[0]
 
+    def _decode_with_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The decoder stack run step by step from `state`: outputs [B,T,d] and the final state (decoding)."""
+        return self.decoder(x, state)
+
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> tuple[torch.Tensor, State]:
         """-> encoder outputs [B,S,d] (zeros at padding) and the final (h, c) of each row's last real token."""
         lengths = self.check_source(src, src_mask)
@@ -152,6 +157,23 @@ class LSTMSeq2Seq(Seq2SeqModel):
             # After reversal the real states still sit at positions [0, len), so src_mask still applies.
             out = self.attention(out, memory, src_mask)
         return self.out_proj(self.drop(out))
+
+    def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
+        """Encode once; the state is the decoder's (h, c) per layer (batch-first) plus the attention memory."""
+        memory, (h, c) = self.encode(src, src_mask)
+        tensors = {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
+        if self.attention is not None:
+            tensors |= {"memory": memory, "src_mask": src_mask}
+        return DecodeState(tensors)
+
+    def decode_step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
+        """tokens Long[B] (the previous output, BOS first) -> next-token logits [B,V]: one recurrent step."""
+        t = state.tensors
+        h0 = (t["h"].transpose(0, 1).contiguous(), t["c"].transpose(0, 1).contiguous())
+        out, (h, c) = self._decode_with_state(self.drop(self.tgt_embed(tokens[:, None])), h0)
+        if self.attention is not None:
+            out = self.attention(out, t["memory"], t["src_mask"])
+        return self.out_proj(self.drop(out))[:, 0], state.replace(h=h.transpose(0, 1), c=c.transpose(0, 1))
 
     def flops_per_token(
         self, src_len: int, tgt_len: int, newton_iters: tuple[float, float] | None = None

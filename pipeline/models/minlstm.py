@@ -129,6 +129,9 @@ class MinLSTMSeq2Seq(LSTMSeq2Seq):
     def _run_decoder(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return self.decoder(x, log_h0=state[1])[0]
 
+    def _decode_with_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        return self.decoder(x, log_h0=state[1])  # the state is (h, log h); the recurrence reads log h
+
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """Only the input projections are matmuls: layer(d_in) = 2 * 3 * d_in * d; see docs/flops.md."""
         c = self.config

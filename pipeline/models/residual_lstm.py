@@ -78,3 +78,14 @@ class ResidualLSTMSeq2Seq(LSTMSeq2Seq):
             y, _ = lstm(x, (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()))
             x = self._layer_output(i, x, y)
         return x
+
+    def _decode_with_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """`_run_decoder` that also returns each layer's final (h, c): the state incremental decoding carries."""
+        h, c = state
+        hs, cs = [], []
+        for i, lstm in enumerate(self.decoder):
+            y, (h_i, c_i) = lstm(x, (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()))
+            x = self._layer_output(i, x, y)
+            hs.append(h_i)
+            cs.append(c_i)
+        return x, (torch.cat(hs), torch.cat(cs))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel, check, is_int
+from pipeline.models.decode_state import DecodeState
 
 
 @dataclass(kw_only=True)
@@ -70,6 +71,22 @@ class Attention(nn.Module):
         )
         return self.o(out.transpose(1, 2).reshape(B, T, d))
 
+    def heads_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory [B,S,d] -> keys, values [B,H,S,d/H]: what a decoding cache stores."""
+        B, S, d = memory.shape
+        k, v = self.kv(memory).view(B, S, 2, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def attend(
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`forward` over already-projected keys/values [B,H,S,d/H] (a cache), all of them attendable."""
+        B, T, d = x.shape
+        q = self.q(x).view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.o(out.transpose(1, 2).reshape(B, T, d))
+
 
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
@@ -106,6 +123,18 @@ class DecoderLayer(nn.Module):
         x = x + self.drop(self.self_attn(h, h, causal=True))
         x = x + self.drop(self.cross_attn(self.ln2(x), memory, src_mask))
         return x + self.ff(self.ln3(x))
+
+    def step(
+        self, x: torch.Tensor, cache: dict[str, torch.Tensor], src_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward` for the newest position x [B,1,d]: its key/value join the cached ones (self_k, self_v
+        [B,H,t,d/H]); the memory's (mem_k, mem_v) were projected once. -> output and the grown self_k, self_v."""
+        k_new, v_new = self.self_attn.heads_kv(h := self.ln1(x))
+        k = torch.cat([cache["self_k"], k_new], dim=2)
+        v = torch.cat([cache["self_v"], v_new], dim=2)
+        x = x + self.drop(self.self_attn.attend(h, k, v))  # every cached position is <= t: no causal mask
+        x = x + self.drop(self.cross_attn.attend(self.ln2(x), cache["mem_k"], cache["mem_v"], src_mask))
+        return x + self.ff(self.ln3(x)), k, v
 
 
 class TransformerSeq2Seq(Seq2SeqModel):
@@ -155,6 +184,32 @@ class TransformerSeq2Seq(Seq2SeqModel):
         for layer in self.decoder:
             x = layer(x, memory, src_mask)
         return self.out_proj(self.dec_norm(x))
+
+    def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
+        """Encode once and project the memory's cross-attention keys/values once per layer; the self-attention
+        cache of each layer starts empty and grows by one position per `decode_step`."""
+        memory = self.encode(src, src_mask)
+        B, H, d = src.size(0), self.config.n_heads, self.config.d_model
+        empty = memory.new_zeros(B, H, 0, d // H)
+        tensors = {"src_mask": src_mask}
+        for i, layer in enumerate(self.decoder):
+            tensors[f"mem_k.{i}"], tensors[f"mem_v.{i}"] = layer.cross_attn.heads_kv(memory)
+            tensors[f"self_k.{i}"], tensors[f"self_v.{i}"] = empty, empty
+        return DecodeState(tensors)
+
+    def decode_step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
+        """tokens Long[B] at position `state.step` -> next-token logits [B,V]; cost O(step), not O(step^2)."""
+        t, pos, c = state.tensors, state.step, self.config
+        if pos >= c.max_len:
+            raise ValueError(f"decoding position {pos} is past TransformerConfig.max_len={c.max_len}")
+        x = self.drop(self.tgt_embed(tokens[:, None]) + self.tgt_pos.weight[pos])
+        grown = {}
+        for i, layer in enumerate(self.decoder):
+            names = ("self_k", "self_v", "mem_k", "mem_v")
+            x, grown[f"self_k.{i}"], grown[f"self_v.{i}"] = layer.step(
+                x, {n: t[f"{n}.{i}"] for n in names}, t["src_mask"]
+            )
+        return self.out_proj(self.dec_norm(x))[:, 0], state.replace(**grown)
 
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """3 x forward FLOPs per target token; derivation in docs/flops.md. Attention counts the full
