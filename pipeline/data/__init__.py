@@ -10,12 +10,14 @@ from typing import Any
 
 _EXPORTS = {
     "build_loader": "pipeline.data.loader",
-    "ShardError": "pipeline.data.loader",
+    "ShardError": "pipeline.data.verify",
+    "verify_prepared": "pipeline.data.verify",
     "prepare": "pipeline.data.prepare",
     "ensure_prepared": "pipeline.data.prepare",
     "read_manifest": "pipeline.data.prepare",
     "add_prepare_arguments": "pipeline.data.prepare",
     "run_prepare": "pipeline.data.prepare",
+    "TASKS": "pipeline.data.prepare",
     "load_tokenizer": "pipeline.data.tokenizer",
     "CorpusSource": "pipeline.data.corpus",
 }

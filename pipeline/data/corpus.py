@@ -78,7 +78,11 @@ class CorpusSource:
             raise ValueError("give exactly one corpus: a bible spec, --src with --tgt, or --text")
         if (self.src is None) != (self.tgt is None):
             raise ValueError(f"parallel text needs both --src and --tgt (got src={self.src}, tgt={self.tgt})")
-        if self.bible is not None:
+        if self.bible is not None and is_monolingual(self.bible):
+            from pipeline.data.lm import parse_bible_lm_spec  # lm.py builds on this module
+
+            parse_bible_lm_spec(self.bible)
+        elif self.bible is not None:
             parse_bible_spec(self.bible)
         for name in ("valid_frac", "test_frac"):
             value = getattr(self, name)
@@ -125,6 +129,11 @@ def parse_source(corpus: str | CorpusSource) -> CorpusSource:
     )
 
 
+def is_monolingual(spec: str) -> bool:
+    """``bible:4+k+3`` or ``bible:4`` (language modelling, ``lm.py``) rather than a ``bible:SRC-TGT`` pair."""
+    return "-" not in spec and re.fullmatch(r"bible:\w(\+\w)*", spec) is not None
+
+
 def parse_bible_spec(spec: str) -> tuple[str, str]:
     """``bible:4-l`` -> ("4", "l"); refuses codes that are not public domain, naming them."""
     match = re.fullmatch(r"bible:(\w)-(\w)", spec)
@@ -145,6 +154,8 @@ def parse_bible_spec(spec: str) -> tuple[str, str]:
 
 def load_splits(source: CorpusSource) -> dict[str, list[Example]]:
     """Read, clean and split the corpus (pairs with an empty side are dropped)."""
+    if source.bible is not None and is_monolingual(source.bible):
+        raise ValueError(f"{source.bible} is monolingual text for data.task=lm, not translation pairs")
     if source.bible is not None:
         splits = _load_bible(*parse_bible_spec(source.bible))
     elif source.text is not None:

@@ -27,8 +27,6 @@ A finished (non-infinite) pass advances ``epoch`` by one, so the next pass is re
 
 from __future__ import annotations
 
-import hashlib
-import io
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,11 +36,11 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipeline.data.corpus import SPLITS
 from pipeline.data.prepare import read_manifest
 from pipeline.data.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
+from pipeline.data.shard_io import is_remote, join, read_verified, tar_samples
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from pipeline.data.verify import ShardError, check_splits_not_empty
 
@@ -64,10 +62,11 @@ class _Sample:
     tgt: np.ndarray
     src_text: str
     tgt_text: str
+    lm: bool = False  # an LM window: tgt holds context + 1 tokens, no source
 
     @property
     def width(self) -> int:
-        return max(len(self.src), len(self.tgt) + 1)
+        return len(self.tgt) - 1 if self.lm else max(len(self.src), len(self.tgt) + 1)
 
 
 class ShardDataset(IterableDataset):
@@ -81,9 +80,16 @@ class ShardDataset(IterableDataset):
             raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-        self.data_dir = Path(data_dir)
+        self.location = str(data_dir)  # a local dir or a remote location (shard_io.py)
+        self.data_dir = self.location if is_remote(data_dir) else Path(data_dir)
         self.manifest = read_manifest(self.data_dir)
-        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + 1
+        self.lm = self.manifest.get("task") == "lm"
+        if self.lm and max_len is not None and max_len < self.manifest["max_len"]:
+            raise ValueError(
+                f"max_len={max_len} is below the LM context {self.manifest['max_len']} of {self.data_dir}: every "
+                "window would be dropped (pass max_len=None or the context for data.task=lm)"
+            )
+        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (not self.lm)
         if batch_tokens < longest:
             raise ValueError(
                 f"batch_tokens={batch_tokens} is below the widest possible sample ({longest} tokens)"
@@ -99,9 +105,11 @@ class ShardDataset(IterableDataset):
             check_splits_not_empty(
                 self.manifest, str(self.data_dir)
             )  # an endless loop over nothing otherwise
-        for shard in self.shards:
-            if not (self.data_dir / shard["path"]).is_file():
-                raise ShardError(f"shard missing: {self.data_dir / shard['path']} (listed in the manifest)")
+        for shard in self.shards if not is_remote(data_dir) else ():  # remote: a missing shard fails its read
+            if not Path(join(self.location, shard["path"])).is_file():
+                raise ShardError(
+                    f"shard missing: {join(self.location, shard['path'])} (listed in the manifest)"
+                )
         self._positions: dict[int, dict] = {}  # worker -> last consumed position (main process)
         self._resume: dict[int, dict] = {}  # worker -> position to skip to on the next pass
         self._exclude: dict[int, frozenset[str]] = {}  # epoch -> keys already consumed before a reshard
@@ -244,7 +252,11 @@ class ShardDataset(IterableDataset):
                 index += 1
                 if not by_shard and (index - 1) % n_slots != slot:
                     continue
-                if self.max_len is not None and max(len(sample.src), len(sample.tgt)) > self.max_len:
+                if (
+                    not self.lm
+                    and self.max_len is not None
+                    and max(len(sample.src), len(sample.tgt)) > self.max_len
+                ):
                     continue
                 yield sample
 
@@ -254,14 +266,13 @@ class ShardDataset(IterableDataset):
         The whole shard is read and its sha256 checked against the manifest before any sample is decoded, so a
         damaged or foreign shard never trains a single sample (one read: the bytes are parsed from memory).
         """
-        path = self.data_dir / shard["path"]
+        path = join(self.location, shard["path"])
         data = read_verified(path, shard)
         count = 0
         try:
-            stream = [{"url": str(path), "stream": io.BytesIO(data)}]
-            for raw in _DECODE(group_by_keys(tar_file_expander(stream))):
+            for raw in _DECODE(tar_samples(data, path)):
                 sample = _Sample(
-                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"]
+                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm
                 )
                 count += 1
                 for side in (sample.src, sample.tgt):
@@ -280,7 +291,9 @@ class ShardDataset(IterableDataset):
             raise ShardError(f"corrupt shard {path}: read {count} samples, manifest says {shard['samples']}")
 
     def _collate(self, batch: list[_Sample]) -> dict:
-        """Right-pad with PAD_ID; tgt_in = BOS + tgt, tgt_out = tgt + EOS."""
+        """Right-pad with PAD_ID; tgt_in = BOS + tgt, tgt_out = tgt + EOS (LM windows: see ``_collate_lm``)."""
+        if self.lm:
+            return self._collate_lm(batch)
         n, s_len, t_len = len(batch), max(len(x.src) for x in batch), max(len(x.tgt) for x in batch) + 1
         src = torch.full((n, s_len), PAD_ID, dtype=torch.long)
         tgt_in = torch.full((n, t_len), PAD_ID, dtype=torch.long)
@@ -306,20 +319,23 @@ class ShardDataset(IterableDataset):
             out["tgt_text"] = [x.tgt_text for x in batch]
         return out
 
-
-def read_verified(path: Path, shard: dict) -> bytes:
-    """The bytes of one shard, after checking them against the manifest's sha256 (and size, if recorded)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exn:
-        raise ShardError(f"shard unreadable: {path}: {exn}") from exn
-    if "bytes" in shard and len(data) != shard["bytes"]:
-        raise ShardError(f"corrupt shard {path}: {len(data)} bytes, manifest says {shard['bytes']}")
-    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
-        raise ShardError(
-            f"corrupt shard {path}: sha256 differs from the manifest (damaged, or from another preparation)"
-        )
-    return data
+    def _collate_lm(self, batch: list[_Sample]) -> dict:
+        """LM windows (all ``context + 1`` long): tgt_in = window[:-1], tgt_out = window[1:], an empty source."""
+        windows = torch.from_numpy(np.stack([x.tgt for x in batch]).astype(np.int64))
+        n = len(batch)
+        out = {
+            "src": torch.zeros((n, 0), dtype=torch.long),
+            "src_mask": torch.zeros((n, 0), dtype=torch.bool),
+            "tgt_in": windows[:, :-1].contiguous(),
+            "tgt_out": windows[:, 1:].contiguous(),
+            "n_tokens": int(windows.shape[0] * (windows.shape[1] - 1)),
+            "n_src_tokens": 0,
+        }
+        if self.with_text:
+            out["keys"] = [x.key for x in batch]
+            out["src_text"] = [x.src_text for x in batch]
+            out["tgt_text"] = [x.tgt_text for x in batch]
+        return out
 
 
 class ShardLoader(DataLoader):

@@ -26,6 +26,7 @@ import os
 import random
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,10 @@ import webdataset as wds
 from rich.progress import Progress
 
 from pipeline.data.corpus import SPLITS, CorpusSource, Example, load_splits, parse_source, sha256_file
-from pipeline.data.tokenizer import SPECIAL_IDS, train_tokenizer
+from pipeline.data.lm import DEFAULT_LM_CORPUS, Record, lm_records
+from pipeline.data.passages import check_passage_len, join_passages, passage_lengths
+from pipeline.data.shard_io import is_remote, join, read_bytes
+from pipeline.data.tokenizer import SPECIAL_IDS, TextTokenizer, train_tokenizer
 from pipeline.data.verify import (
     MANIFEST,
     ShardError,
@@ -46,6 +50,7 @@ from pipeline.data.verify import (
 
 FORMAT_VERSION = 2
 DEFAULT_CORPUS = "bible:4-l"
+TASKS = ("translation", "passages", "lm")
 
 
 def prepare(
@@ -58,9 +63,27 @@ def prepare(
     limit: int | None = None,
     overlong: str = "drop",
     force: bool = False,
+    task: str = "translation",
+    passage_len: int | None = None,
+    context: int | None = None,
 ) -> dict:
-    """Prepare ``source`` into ``out_dir`` and return the manifest (see the module docstring)."""
+    """Prepare ``source`` into ``out_dir`` and return the manifest (see the module docstring).
+
+    ``task``: ``translation`` (one pair per verse or line), ``passages`` (consecutive verses of a chapter joined
+    up to ``passage_len`` tokens a side, ``passages.py``; ``max_len`` is then ``passage_len``) or ``lm`` (windows
+    of ``context`` tokens from monolingual text, ``lm.py``; ``max_len`` is then ``context``).
+    """
     source = parse_source(source)
+    if task not in TASKS:
+        raise ValueError(f"data.task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "passages":
+        if passage_len is None:
+            raise ValueError("data.task=passages needs data.passage_len (tokens per passage side, e.g. 256)")
+        max_len = passage_len
+    if task == "lm":
+        if context is None:
+            raise ValueError("data.task=lm needs data.context (tokens per window, e.g. 1024)")
+        max_len = context
     if max_len < 1 or shard_size < 1:
         raise ValueError(
             f"max_len and shard_size must be >= 1, got max_len={max_len}, shard_size={shard_size}"
@@ -78,6 +101,10 @@ def prepare(
         "overlong": overlong,
         "format_version": FORMAT_VERSION,
     }
+    if (
+        task != "translation"
+    ):  # translation manifests keep the keys they always had (existing dirs still match)
+        args.update(task=task, passage_len=passage_len, context=context)
     if not force and (out_dir / MANIFEST).is_file():
         try:
             existing = read_manifest(out_dir)
@@ -90,11 +117,10 @@ def prepare(
                 print(f"warning: rebuilding {out_dir}: {exn}", file=sys.stderr)
     _check_replaceable(out_dir, force)
 
-    splits = load_splits(source)
-    if not splits["train"]:
-        raise ValueError(f"corpus {source.spec} has no training pairs")
-    random.Random(seed).shuffle(splits["train"])
-    tokenizer = train_tokenizer((text for _, s, t in splits["train"][:limit] for text in (s, t)), vocab_size)
+    if task == "lm":
+        tokenizer, records, sizes, extra = lm_records(source, vocab_size, context, seed)
+    else:
+        tokenizer, records, sizes, extra = _pair_records(source, vocab_size, seed, limit, task, passage_len)
 
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -110,12 +136,25 @@ def prepare(
             "max_len": max_len,
             "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
             "splits": {},
+            **extra,
         }
         with Progress(transient=True) as progress:
             for split in SPLITS:
-                manifest["splits"][split] = _write_split(
-                    tokenizer, splits[split], tmp, split, max_len, shard_size, overlong, limit, progress
-                )
+                manifest["splits"][split] = {
+                    **_write_split(
+                        records[split],
+                        sizes[split],
+                        tmp,
+                        split,
+                        max_len,
+                        shard_size,
+                        overlong,
+                        limit,
+                        progress,
+                        allow_empty_src=task == "lm",
+                    ),  # fmt: skip
+                    **extra.pop(f"{split}_stats", {}),
+                }
         check_splits_not_empty(manifest, f"the preparation of {out_dir}")
         manifest["dataset_hash"] = dataset_hash(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -137,9 +176,12 @@ def ensure_prepared(
     if not (data_dir / MANIFEST).is_file() and not (data_dir.is_dir() and has_shards(data_dir)):
         return prepare(corpus, data_dir, vocab_size=vocab_size, max_len=max_len, **kwargs)
     manifest = verify_prepared(data_dir)
-    wanted = {"corpus": parse_source(corpus).spec, "vocab_size": vocab_size, "max_len": max_len}
+    task = kwargs.get("task", "translation")
+    length = {"passages": kwargs.get("passage_len"), "lm": kwargs.get("context")}.get(task, max_len)
+    wanted = {"corpus": parse_source(corpus).spec, "task": task, "vocab_size": vocab_size, "max_len": length}
     found = {
         "corpus": manifest["corpus"],
+        "task": manifest.get("task", "translation"),
         "vocab_size": manifest["args"]["vocab_size"],
         "max_len": manifest["max_len"],
     }
@@ -152,7 +194,15 @@ def ensure_prepared(
 
 
 def read_manifest(data_dir: str | Path) -> dict:
-    """Load ``DATA_DIR/manifest.json`` with an error that says how to make one."""
+    """Load ``DATA_DIR/manifest.json`` with an error that says how to make one (a remote location is read too)."""
+    if is_remote(data_dir):
+        url = join(data_dir, MANIFEST)
+        try:
+            return json.loads(read_bytes(url))
+        except json.JSONDecodeError as exn:
+            raise ValueError(f"corrupt manifest {url}: {exn}") from exn
+        except Exception as exn:
+            raise FileNotFoundError(f"manifest unreadable: {url}: {type(exn).__name__}: {exn}") from exn
     path = Path(data_dir) / MANIFEST
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(
@@ -173,13 +223,48 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise ValueError(f"corrupt manifest {path}: {exn}") from exn
 
 
-def _write_split(tokenizer, examples: list[Example], root: Path, split: str, max_len: int, shard_size: int,
-                 overlong: str, limit: int | None, progress: Progress) -> dict:  # fmt: skip
-    """Tokenize and shard one split; returns its manifest entry."""
+def _pair_records(source: CorpusSource, vocab_size: int, seed: int, limit: int | None, task: str,
+                  passage_len: int | None) -> tuple[TextTokenizer, dict, dict, dict]:  # fmt: skip
+    """Translation pairs (one per verse/line, or joined into passages): tokenizer, records and sizes per split."""
+    splits = load_splits(source)
+    if not splits["train"]:
+        raise ValueError(f"corpus {source.spec} has no training pairs")
+    ordered = list(splits["train"])
+    random.Random(seed).shuffle(splits["train"])
+    tokenizer = train_tokenizer((text for _, s, t in splits["train"][:limit] for text in (s, t)), vocab_size)
+    extra: dict = {"task": task} if task != "translation" else {}
+    if task == "passages":
+        assert passage_len is not None
+        extra["passage_len"] = passage_len
+        for split in SPLITS:
+            verses = ordered if split == "train" else splits[split]
+            lengths = passage_lengths(tokenizer, verses)
+            if split == "train":
+                check_passage_len(verses, lengths, passage_len, source.spec)
+            splits[split], dropped = join_passages(verses, lengths, passage_len)
+            extra[f"{split}_stats"] = {"verses": len(verses), "verses_dropped_overlong": dropped}
+        random.Random(seed).shuffle(splits["train"])
+    records = {split: _tokenized(tokenizer, splits[split]) for split in SPLITS}
+    return tokenizer, records, {split: len(splits[split]) for split in SPLITS}, extra
+
+
+def _tokenized(tokenizer: TextTokenizer, examples: list[Example]) -> Iterator[list[Record]]:
+    """Chunks of (key, src text, tgt text, src ids, tgt ids), encoded in batches (multi-threaded in Rust)."""
+    for start in range(0, len(examples), 4096):
+        chunk = examples[start : start + 4096]
+        src_ids = tokenizer.encode_batch([s for _, s, _ in chunk])
+        tgt_ids = tokenizer.encode_batch([t for _, _, t in chunk])
+        yield [(k, s, t, a, b) for (k, s, t), a, b in zip(chunk, src_ids, tgt_ids, strict=True)]
+
+
+def _write_split(chunks: Iterable[list[Record]], n_pairs: int, root: Path, split: str, max_len: int,
+                 shard_size: int, overlong: str, limit: int | None, progress: Progress,
+                 allow_empty_src: bool = False) -> dict:  # fmt: skip
+    """Shard one split's tokenized records; returns its manifest entry."""
     (root / split).mkdir()
     stats = {"samples": 0, "src_tokens": 0, "tgt_tokens": 0, "dropped_overlong": 0, "truncated": 0,
-             "pairs": len(examples)}  # fmt: skip
-    task = progress.add_task(f"{split}: tokenize + write", total=len(examples))
+             "pairs": n_pairs}  # fmt: skip
+    task = progress.add_task(f"{split}: tokenize + write", total=n_pairs)
     counts: list[int] = []  # samples per finished shard, recorded by ShardWriter's `post` hook
     writer = wds.ShardWriter(
         str(root / split / "shard-%06d.tar"),
@@ -189,18 +274,15 @@ def _write_split(tokenizer, examples: list[Example], root: Path, split: str, max
         post=lambda _: counts.append(writer.count),
     )
     try:
-        for start in range(0, len(examples), 4096):
-            chunk = examples[start : start + 4096]
-            src_ids = tokenizer.encode_batch([s for _, s, _ in chunk])
-            tgt_ids = tokenizer.encode_batch([t for _, _, t in chunk])
-            for (key, src, tgt), s_ids, t_ids in zip(chunk, src_ids, tgt_ids, strict=True):
-                if max(len(s_ids), len(t_ids)) > max_len:
+        for chunk in chunks:
+            for key, src, tgt, s_ids, t_ids in chunk:
+                if max(len(s_ids), len(t_ids)) > max_len + allow_empty_src:  # an LM window holds context + 1
                     if overlong == "drop":
                         stats["dropped_overlong"] += 1
                         continue
                     stats["truncated"] += 1
                     s_ids, t_ids = s_ids[:max_len], t_ids[:max_len]
-                if not s_ids or not t_ids:
+                if (not len(s_ids) and not allow_empty_src) or not len(t_ids):
                     continue
                 writer.write({
                     "__key__": key,
@@ -290,6 +372,13 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=None, help="write at most N pairs per split (quick tests)"
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical manifest exists")
+    task = parser.add_argument_group("task (data.task)")
+    task.add_argument("--task", choices=TASKS, default="translation",
+                      help="translation: a pair per verse/line; passages: consecutive verses joined; lm: windows")  # fmt: skip
+    task.add_argument(
+        "--passage-len", type=int, default=None, help="passages: max tokens per side (e.g. 256)"
+    )
+    task.add_argument("--context", type=int, default=None, help="lm: tokens per window (e.g. 1024)")
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -306,10 +395,12 @@ def run_prepare(args: argparse.Namespace) -> int:
                 test_frac=args.test_frac,
             )
         else:
-            source = parse_source(args.corpus or DEFAULT_CORPUS)
+            default = DEFAULT_LM_CORPUS if args.task == "lm" else DEFAULT_CORPUS
+            source = parse_source(args.corpus or default)
         manifest = prepare(source, args.out, vocab_size=args.vocab_size, max_len=args.max_len,
                            shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
-                           force=args.force)  # fmt: skip
+                           force=args.force, task=args.task, passage_len=args.passage_len,
+                           context=args.context)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2

@@ -1,0 +1,167 @@
+"""Language-modelling data (``data.task: lm``): contiguous windows of ``context`` tokens from long documents.
+
+Documents. From the embedded corpus, ``bible:4+k+3`` (any public-domain codes joined by ``+``): each translation's
+book is one document (its verses joined by spaces, chapters by newlines). Translations share their content, so the
+*same* books are held out in every translation (valid = ``VALID_BOOKS``, test = ``TEST_BOOKS``, as for translation).
+From a user's text file (``text:FILE``): its non-empty lines are cut into contiguous train / valid / test blocks (by
+``valid_frac`` / ``test_frac``, never interleaved) and each block is one document.
+
+Windows. Each split's documents are tokenized and concatenated, each followed by EOS, and cut into windows of
+``context + 1`` tokens with stride ``context``: every token after the first is a target exactly once, and the
+window's last token is the next window's first input. The tail shorter than a window is dropped (counted in the
+manifest). A sample stores the window as ``tgt.i32`` with an empty ``src.i32``; the loader turns it into
+``tgt_in = window[:-1]``, ``tgt_out = window[1:]`` (see ``loader.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+
+import numpy as np
+
+from pipeline.data.corpus import (
+    BIBLE_TRANSLATIONS,
+    SPLITS,
+    TEST_BOOKS,
+    VALID_BOOKS,
+    CorpusSource,
+    _block_bounds,
+    _existing,
+    _read_lines,
+    bible_db_path,
+    clean_text,
+)
+from pipeline.data.tokenizer import EOS_ID, TextTokenizer
+
+DEFAULT_LM_CORPUS = "bible:4+k+3"  # English WEB, KJV, BBE
+Document = tuple[str, str]  # (name without dots, text)
+
+
+def parse_bible_lm_spec(spec: str) -> tuple[str, ...]:
+    """``bible:4+k+3`` -> ("4", "k", "3"); codes must be public domain and distinct."""
+    match = re.fullmatch(r"bible:(\w(?:\+\w)*)", spec)
+    if match is None:
+        raise ValueError(
+            f"bad language-modelling corpus {spec!r}: expected 'bible:CODE+CODE+...' (e.g. {DEFAULT_LM_CORPUS}) "
+            "or 'text:FILE'"
+        )
+    codes = tuple(match.group(1).split("+"))
+    for code in codes:
+        if code not in BIBLE_TRANSLATIONS:
+            allowed = ", ".join(f"{c}={n}" for c, n in BIBLE_TRANSLATIONS.items())
+            raise ValueError(
+                f"bible translation code {code!r} is not allowed (not public domain); use one of: {allowed}"
+            )
+    if len(set(codes)) != len(codes):
+        raise ValueError(f"{spec!r} lists a translation twice")
+    return codes
+
+
+def load_documents(source: CorpusSource) -> dict[str, list[Document]]:
+    """Split -> documents, in corpus order (see the module docstring)."""
+    if source.bible is not None and "-" in source.bible:
+        raise ValueError(
+            f"data.task=lm reads monolingual text, not the translation pair {source.bible}: use "
+            f"--corpus {DEFAULT_LM_CORPUS} (codes joined by '+') or --text FILE"
+        )
+    if source.bible is not None:
+        return _bible_documents(parse_bible_lm_spec(source.bible))
+    if source.text is not None:
+        lines = [line for line in map(clean_text, _read_lines(_existing(source.text))) if line]
+        bounds = _block_bounds(len(lines), source.valid_frac, source.test_frac)
+        return {
+            name: [(f"{name}block", "\n".join(lines[a:b]))] if b > a else []
+            for name, (a, b) in zip(SPLITS, bounds, strict=True)
+        }
+    raise ValueError(
+        f"data.task=lm reads monolingual text, not the parallel corpus {source.spec}: use "
+        f"--corpus {DEFAULT_LM_CORPUS} or --text FILE"
+    )
+
+
+def _bible_documents(codes: tuple[str, ...]) -> dict[str, list[Document]]:
+    query = "SELECT bNumber, cNumber, vText FROM bible WHERE bbName = ? ORDER BY bNumber, cNumber, vNumber"
+    docs: dict[str, list[Document]] = {name: [] for name in SPLITS}
+    with sqlite3.connect(f"file:{bible_db_path()}?mode=ro", uri=True) as conn:
+        for code in codes:
+            books: dict[int, dict[int, list[str]]] = {}
+            for book, chapter, text in conn.execute(query, (code,)):
+                verse = clean_text(text or "")
+                if verse:
+                    books.setdefault(book, {}).setdefault(chapter, []).append(verse)
+            for book, chapters in books.items():
+                split = "valid" if book in VALID_BOOKS else "test" if book in TEST_BOOKS else "train"
+                text = "\n".join(" ".join(verses) for verses in chapters.values())
+                docs[split].append((f"t{code}b{book:02d}", text))
+    return docs
+
+
+def token_stream(tokenizer: TextTokenizer, documents: list[Document]) -> np.ndarray:
+    """All documents' tokens, each document followed by EOS, as one int32 array."""
+    parts: list[np.ndarray] = []
+    for ids in tokenizer.encode_batch([text for _, text in documents]):
+        parts.append(np.asarray([*ids, EOS_ID], dtype="<i4"))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype="<i4")
+
+
+def n_windows(n_tokens: int, context: int) -> int:
+    """Windows of ``context + 1`` tokens at stride ``context`` that fit in ``n_tokens``."""
+    return max(0, (n_tokens - 1) // context)
+
+
+def check_context(context: int, n_tokens: int, split: str, corpus: str) -> None:
+    if context < 1:
+        raise ValueError(f"data.context must be >= 1, got {context}")
+    if n_tokens <= context:
+        raise ValueError(
+            f"data.context={context} cannot be filled by the {split} split of {corpus}: it has only {n_tokens} "
+            f"tokens (one window needs {context + 1}); use a smaller data.context or more text"
+        )
+
+
+Record = tuple[
+    str, str, str, "list[int] | np.ndarray", "list[int] | np.ndarray"
+]  # key, src/tgt text, src/tgt ids
+
+
+def lm_records(
+    source: CorpusSource, vocab_size: int, context: int, seed: int
+) -> tuple[TextTokenizer, dict, dict, dict]:
+    """Tokenizer (trained on the train documents), window records, window counts and manifest extras per split.
+
+    The train windows are shuffled with ``seed`` before sharding (as translation pairs are), so every shard mixes
+    books and translations; valid/test keep corpus order.
+    """
+    import random
+
+    from pipeline.data.tokenizer import train_tokenizer
+
+    docs = load_documents(source)
+    if not docs["train"]:
+        raise ValueError(f"corpus {source.spec} has no training text")
+    tokenizer = train_tokenizer((text for _, text in docs["train"]), vocab_size)
+    records, sizes, extra = {}, {}, {"task": "lm", "context": context}
+    for split in SPLITS:
+        stream = token_stream(tokenizer, docs[split])
+        check_context(context, len(stream), split, source.spec)
+        order = list(range(n_windows(len(stream), context)))
+        if split == "train":
+            random.Random(seed).shuffle(order)
+        sizes[split] = len(order)
+        records[split] = _window_chunks(stream, context, order)
+        extra[f"{split}_stats"] = {
+            "documents": len(docs[split]),
+            "stream_tokens": int(len(stream)),
+            "dropped_tail_tokens": int(len(stream) - 1 - len(order) * context),
+        }
+    return tokenizer, records, sizes, extra
+
+
+def _window_chunks(stream: np.ndarray, context: int, order: list[int]) -> Iterator[list[Record]]:
+    for start in range(0, len(order), 4096):
+        yield [
+            (f"w{i:08d}", "", "", stream[:0], stream[i * context : i * context + context + 1])
+            for i in order[start : start + 4096]
+        ]
