@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 
@@ -37,11 +37,14 @@ from pipeline.config_checks import (
     key,
     key_specs,
     section,
+    type_hints,
 )
 
 __all__ = ["ConfigError", "ConfigWarning", "RunConfig", "describe_keys", "format_config", "load_config"]
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+# libyaml's loader where PyYAML was built with it: same YAML, ~10x faster than the pure-Python one
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -162,7 +165,7 @@ def load_mapping(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what}: cannot read {path}: {err.strerror}") from err
     is_json = path.suffix.lower() == ".json"
     try:
-        values = (json.loads(text) if is_json else yaml.safe_load(text)) if text.strip() else {}
+        values = (json.loads(text) if is_json else yaml.load(text, YAML_LOADER)) if text.strip() else {}
     except json.JSONDecodeError as err:
         raise ConfigError(
             f"{what}: {path} is not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}"
@@ -193,7 +196,7 @@ def reject_unknown(
 
 
 def _merge_section(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
-    hints = get_type_hints(type(obj))
+    hints = type_hints(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
     reject_unknown(values, fields, source, prefix)
     for name, value in values.items():
@@ -234,7 +237,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key_.strip() or any(not part for part in key_.strip().split(".")):
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        return key_.strip(), yaml.safe_load(raw) if raw.strip() else None
+        return key_.strip(), yaml.load(raw, YAML_LOADER) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {_yaml_problem(err)}") from err
 

@@ -9,6 +9,7 @@ or cross-key rules; pydantic is not a dependency). Nothing here imports torch at
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ SET_BY_DATA = {
     "vocab_size": "data.vocab_size",
     "pad_id": "the data (<pad> is id 0)",
 }  # model keys the run fills in
+
+
+type_hints = functools.cache(get_type_hints)  # resolved annotations of a class; evaluated once per class
 
 
 class ConfigError(ValueError):
@@ -110,7 +114,7 @@ class KeySpec:
 
 def key_specs(cls: type, prefix: str = "") -> Iterator[KeySpec]:
     """Every leaf key of a config dataclass tree, depth first, in declaration order."""
-    hints = get_type_hints(cls)
+    hints = type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
@@ -214,8 +218,8 @@ def check_ranges(obj: Any, prefix: str = "") -> None:
 def check_model(model: dict[str, Any]) -> None:
     """Keys and value types of `model` against its architecture's dataclass, before the registry builds it.
 
-    The registry checks ranges; this adds what it lets through: a typo's closest key, a bool where a number goes
-    (`init_range: true` is 1.0 to isinstance), and non-finite floats (`init_range: .inf`).
+    The registry checks ranges; this adds what it lets through: a typo's closest key, a bool or a string where a
+    number goes (`init_range: true` is 1.0 to isinstance), and non-finite floats (`init_range: .inf`).
     """
     import difflib
 
@@ -224,21 +228,41 @@ def check_model(model: dict[str, Any]) -> None:
     arch = model.get("arch")
     if arch not in MODEL_REGISTRY:
         raise ConfigError(f"model: unknown model arch {arch!r}; known: {sorted(MODEL_REGISTRY)}")
-    hints = get_type_hints(MODEL_REGISTRY[arch][0])
+    config_cls = MODEL_REGISTRY[arch][0]
+    hints = type_hints(config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls) if f.name not in SET_BY_DATA]
     for name, value in model.items():
         if name == "arch":
             continue
         if name in SET_BY_DATA:
             raise ConfigError(f"model.{name} is set by {SET_BY_DATA[name]}; remove it from the model section")
-        if name not in hints:
-            close = difflib.get_close_matches(name, [k for k in hints if k not in SET_BY_DATA], n=1)
-            hint = f"; did you mean 'model.{close[0]}'?" if close else ""
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean 'model.{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"model: unknown key 'model.{name}' for model arch {arch!r}{hint}")
-        text = str(hints[name])
-        if isinstance(value, bool) and "bool" not in text:
-            raise ConfigError(f"model.{name}={value!r} must be a number ({text}), not a boolean")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"model.{name}={value!r} must be a finite number")
+        problem = _model_value_problem(value, str(hints[name]).replace("typing.", ""))
+        if problem:
+            raise ConfigError(f"model.{name}={value!r} {problem}")
+
+
+def _model_value_problem(value: Any, text: str) -> str | None:
+    """Why `value` cannot be of the annotated type `text` ('int | None', 'float', 'bool', 'str'), else None."""
+    if value is None:
+        return None if "None" in text else f"must not be empty (expected {text})"
+    if isinstance(value, bool):
+        return None if "bool" in text else f"must be {text}, not a boolean"
+    if "bool" in text and not isinstance(value, bool):
+        return "must be true or false"
+    if "float" in text or "int" in text:
+        if not isinstance(value, int | float):
+            return f"must be a number ({text})"
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if "float" not in text and not isinstance(value, int):
+            return "must be an integer"
+    elif "str" in text and not isinstance(value, str):
+        return f"must be a string ({text})"
+    return None
 
 
 def contradictions(cfg: RunConfig) -> list[str]:
