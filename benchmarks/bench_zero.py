@@ -40,7 +40,7 @@ def _worker(args: argparse.Namespace) -> None:
     import lightning as L
 
     from pipeline.config import load_config
-    from pipeline.train import fit
+    from pipeline.training.trainer import fit
 
     class StepTimer(L.Callback):
         def __init__(self) -> None:

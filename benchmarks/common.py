@@ -22,8 +22,8 @@ import torch
 
 from pipeline.config import OptimConfig
 from pipeline.models import Seq2SeqModel
-from pipeline.module import seq2seq_loss, seq2seq_train_loss
-from pipeline.schedule import lr_multiplier
+from pipeline.training.module import seq2seq_loss, seq2seq_train_loss
+from pipeline.training.schedule import lr_multiplier
 
 Batch = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """Suite 1 (+4): tokens/s of `pipeline train`'s step versus the hand-written loop, and achieved FLOP/s / MFU.
 
-The trainer side is the real thing: `pipeline.train.build_trainer` (same callbacks, `ThroughputCallback`
+The trainer side is the real thing: `pipeline.training.trainer.build_trainer` (same callbacks, `ThroughputCallback`
 included, CSV logging on, W&B and the progress bar off as in a batch job) fitting a `Seq2SeqModule`. The plain side
 is `common.PlainLoop`. Both get the same initial weights, the same fixed list of real loader batches in the same
 order, the same precision and thread count, in this process; how the two are interleaved and clocked is in
@@ -115,7 +115,7 @@ def quiet_lightning() -> Iterator[None]:
 def bench_one(
     settings: BenchSettings, size: str, arch: str, batches: list[dict], data: dict[str, Any]
 ) -> dict[str, Any]:
-    from pipeline.metrics import peak_flops
+    from pipeline.training.throughput import peak_flops
     from pipeline.models import build_model
 
     spec = SIZES[size]

@@ -76,8 +76,8 @@ class TrainerClock(L.Callback):
 
 
 def fit_with_clock(cfg: RunConfig, module: Any, batches: list[dict], clock: TrainerClock) -> None:
-    """Fit `module` with the real trainer (`pipeline.train.build_trainer`, plus `clock`) over `batches`, cycled."""
-    from pipeline.train import build_trainer
+    """Fit `module` with the real trainer (`pipeline.training.trainer.build_trainer`, plus `clock`) over `batches`, cycled."""
+    from pipeline.training.trainer import build_trainer
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         cfg.run_dir = tmp
@@ -98,7 +98,7 @@ def _rates(row: dict[str, Any], runs: dict[str, Timing]) -> dict[str, Any]:
 def repeat(settings: BenchSettings, cfg: RunConfig, batches: list[dict], warmup: int, steps: int,
            r: int) -> dict[str, Any]:  # fmt: skip
     """Repeat `r` of one trainer-vs-plain comparison; the method follows the device (see module docstring)."""
-    from pipeline.module import Seq2SeqModule
+    from pipeline.training.module import Seq2SeqModule
 
     torch.manual_seed(0)
     module = Seq2SeqModule(cfg)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 # name -> (module, add-arguments function, run function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "train": ("pipeline.train", "add_train_arguments", "run_train", "train one model from a YAML config"),
+    "train": ("pipeline.training.trainer", "add_train_arguments", "run_train", "train one model from a YAML config"),
     "evaluate": (
-        "pipeline.evaluate",
+        "pipeline.training.evaluate",
         "add_evaluate_arguments",
         "run_evaluate",
         "valid loss, test BLEU/chrF of a run",
@@ -28,19 +28,19 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "train all three architectures briefly and compare",
     ),
     "submit": (
-        "pipeline.launch",
+        "pipeline.slurm.submit",
         "add_submit_arguments",
         "run_submit",
         "render an sbatch script and submit it",
     ),
     "status": (
-        "pipeline.launch",
+        "pipeline.slurm.submit",
         "add_status_arguments",
         "run_status",
         "table of runs, SLURM state, step and loss",
     ),
     "sweep": (
-        "pipeline.sweep",
+        "pipeline.sweep.runner",
         "add_sweep_arguments",
         "run_sweep",
         "run a scaling grid locally or as a SLURM array",

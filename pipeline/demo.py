@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.run_metrics import read_metric
+from pipeline.training.logged_metrics import read_metric
 
 ARCHS = ("lstm", "residual_lstm", "transformer")
 
@@ -29,7 +29,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.train import fit
+    from pipeline.training.trainer import fit
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The scaling report's "gradient reach" section: how far back the training signal reaches in trained models.
 
 Runs trained with `train.grad_reach_every` append ||dL/dx_t|| per source and target position to
-`<run>/grad_by_position.jsonl` (pipeline/grad_reach.py; L = the loss of each row's last target token). This module
+`<run>/grad_by_position.jsonl` (pipeline/training/grad_reach.py; L = the loss of each row's last target token). This module
 reads those files for a sweep, draws one figure and writes a markdown table, so the vanishing-gradient picture that
 the cell-state residual fixes sits next to the loss curves. Sweeps without such files get no section.
 """
@@ -12,11 +12,29 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pipeline.grad_by_time import draw_norms_by_position, first_over_last
 from pipeline.scaling.records import RESULT_FILE, load_record
 
 GRAD_FILE = "grad_by_position.jsonl"
+
+
+def first_over_last(norms: list[float]) -> float:
+    """The norm at position 0 over the norm at the last position that has one: ~1 reaches, ~0 vanishes (NaN if
+    there are fewer than two finite norms or the last is 0)."""
+    finite = [v for v in norms if math.isfinite(v)]
+    if len(finite) < 2 or finite[-1] <= 0:
+        return math.nan
+    return finite[0] / finite[-1]
+
+
+def draw_norms_by_position(axes: Any, results: dict[str, dict[str, list[float]]]) -> None:
+    """On two axes (target, source): log-scale gradient norm against position, one line per label."""
+    for ax, key in zip(axes, ("tgt", "src"), strict=True):
+        for label, norms in results.items():
+            ax.semilogy(range(len(norms[key])), norms[key], label=label)
+        ax.set_xlabel(f"{'target' if key == 'tgt' else 'source'} position t")
+        ax.set_ylabel("||dL/dx_t|| (loss of the last target token)")
 
 
 @dataclass

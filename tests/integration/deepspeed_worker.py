@@ -15,7 +15,7 @@ import lightning as L
 import torch
 
 from pipeline.config import load_config
-from pipeline.train import fit
+from pipeline.training.trainer import fit
 
 
 def _tensor_bytes(values: Any) -> int:

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from pipeline.config import load_config
-from pipeline.train import fit
+from pipeline.training.trainer import fit
 
 
 class SaveRankWeights(L.Callback):

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError
-from pipeline.run_metrics import read_metric
+from pipeline.training.logged_metrics import read_metric
 from tests.conftest import ROOT, TINY, tiny_config, tiny_overrides
 
 WORKER = ROOT / "tests/integration/deepspeed_worker.py"
@@ -117,9 +117,9 @@ def test_zero_stage_matches_ddp(runs, stage: int, arch: str, extra: tuple[str, .
 @pytest.mark.slow
 def test_residual_lstm_trains_under_zero3_and_export_matches_sharded_validation(runs, tmp_path: Path) -> None:
     """ZeRO-3 partitions the LSTM weights too; `pipeline export` -> plain model reproduces the sharded valid loss."""
-    from pipeline.datamodule import StreamingDataModule
+    from pipeline.training.datamodule import StreamingDataModule
     from pipeline.export import load_exported
-    from pipeline.module import seq2seq_loss
+    from pipeline.training.module import seq2seq_loss
 
     run = runs("zero3-residual_lstm", "residual_lstm", *zero(3))
     losses = read_metric(run, "train/loss")
@@ -172,9 +172,9 @@ def test_zero3_resume_continues_the_loss_curve(runs, tiny_data: Path, tmp_path: 
 @pytest.mark.slow
 def test_resume_on_one_rank_from_two_rank_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     """Refused at once with the conversion recipe; after `pipeline export --universal` it resumes on 1 rank."""
-    from pipeline.deepspeed_strategy import ZeroResumeError
+    from pipeline.training.deepspeed_strategy import ZeroResumeError
     from pipeline.export import is_universal
-    from pipeline.train import fit
+    from pipeline.training.trainer import fit
 
     run = tmp_path / "run"
     launch(tiny_data, run, "lstm", *zero(2), "train.max_steps=2")
@@ -215,7 +215,7 @@ def test_resume_on_one_rank_from_two_rank_checkpoint(tiny_data: Path, tmp_path: 
 
 
 def test_generated_config_follows_run_config_and_user_json(tiny_data: Path, tmp_path: Path) -> None:
-    from pipeline.deepspeed_strategy import build_deepspeed_strategy, effective_config
+    from pipeline.training.deepspeed_strategy import build_deepspeed_strategy, effective_config
 
     cfg = tiny_config("lstm", tiny_data, tmp_path / "r", *zero(3, "train.offload_optimizer=true"),
                       "train.accumulate=4", "optim.grad_clip=0.5", "train.precision=bf16-mixed")  # fmt: skip

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import find_resume_checkpoint, meta_path
-from pipeline.run_metrics import metrics_files, read_metric
+from pipeline.training.checkpoint_files import find_resume_checkpoint, meta_path
+from pipeline.training.logged_metrics import metrics_files, read_metric
 from tests.conftest import ROOT, TINY
 
 MAX_STEPS = 40

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.slurm_status import status_rows
+from pipeline.slurm.status import status_rows
 from tests.integration.slurm_cluster import ROOT, LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slurm

@@ -97,16 +97,16 @@ def test_rerun_skips_finished_runs_and_rebuilds_a_lost_record(
 def test_failed_run_is_recorded_and_the_sweep_goes_on(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.train
+    import pipeline.training.trainer
 
-    real_fit = pipeline.train.fit
+    real_fit = pipeline.training.trainer.fit
 
     def fit(cfg, *args, **kwargs):
         if cfg.model["arch"] == "lstm":
             raise RuntimeError("simulated crash")
         return real_fit(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline.train, "fit", fit)
+    monkeypatch.setattr(pipeline.training.trainer, "fit", fit)
     grid = write_grid(tmp_path / "grid.yaml", tiny_data)
     argv = [
         "sweep",
@@ -197,7 +197,7 @@ def test_bad_grid_file_is_a_clear_error(
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs/sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_grids_parse(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.sweep_grid import load_grid
+    from pipeline.sweep.grid import load_grid
 
     monkeypatch.chdir(ROOT)  # base config paths are relative to the repository root
     grid = load_grid(path)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.run_metrics import read_metric
-from pipeline.train import fit
+from pipeline.training.logged_metrics import read_metric
+from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY, tiny_config, tiny_overrides
 
 PIPELINE = [sys.executable, "-m", "pipeline"]

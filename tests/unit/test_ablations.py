@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import load_config
-from pipeline.grad_by_time import grad_norm_by_position, measure_archs, random_batch
+from pipeline.models.grad_by_position import grad_norm_by_position, measure_archs, random_batch
 from pipeline.models import MODEL_REGISTRY, build_model
 from pipeline.models.minlstm import H0, minlstm_parallel, minlstm_sequential
 from pipeline.models.recurrent_cell import CustomLSTM
@@ -231,7 +231,7 @@ def test_registry_and_tiny_config(arch: str) -> None:
 
 @pytest.mark.parametrize("arch", NEW)
 def test_tiny_training_run(arch: str, tiny_data: Path, tmp_path: Path) -> None:
-    from pipeline.train import fit
+    from pipeline.training.trainer import fit
 
     summary = fit(tiny_config(arch, tiny_data, tmp_path / arch, "train.bleu_samples=0"))
     assert summary["steps"] == 6

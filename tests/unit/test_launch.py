@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.slurm_render import (
+from pipeline.slurm.render import (
     ClusterDefaults,
     LaunchError,
     build_job,
@@ -21,7 +21,7 @@ from pipeline.slurm_render import (
     render,
     write_tasks,
 )
-from pipeline.slurm_status import array_task_record, latest_metrics, status_rows
+from pipeline.slurm.status import array_task_record, latest_metrics, status_rows
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

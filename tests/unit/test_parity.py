@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from pipeline.data.loader import build_loader
-from pipeline.module import Seq2SeqModule
-from pipeline.schedule import lr_multiplier
+from pipeline.training.module import Seq2SeqModule
+from pipeline.training.schedule import lr_multiplier
 from tests.conftest import tiny_config
 
 

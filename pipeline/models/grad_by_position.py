@@ -8,17 +8,13 @@ linear image of the gradient at layer 0's step-t state. The embedding output is 
 (the Transformer included) has, so one function serves all registered models.
 
 Usable from a callback (no Lightning here; it computes gradients with `torch.autograd.grad`, so parameter `.grad`s
-are left untouched) and from a script: `python -m pipeline.grad_by_time --out grads.json` measures untrained
+are left untouched) and from a script: `python -m pipeline.training.grad_reach --out grads.json` measures untrained
 tiny models of every recurrent architecture on random equal-length rows and writes JSON (and a PNG with --plot).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,66 +114,3 @@ def measure_archs(
         norms = grad_norm_by_position(model, batch, loss_at=loss_at)
         results[arch] = {k: v.tolist() for k, v in norms.items()}
     return results
-
-
-def first_over_last(norms: list[float]) -> float:
-    """The norm at position 0 over the norm at the last position that has one: ~1 reaches, ~0 vanishes (NaN if
-    there are fewer than two finite norms or the last is 0)."""
-    finite = [v for v in norms if math.isfinite(v)]
-    if len(finite) < 2 or finite[-1] <= 0:
-        return math.nan
-    return finite[0] / finite[-1]
-
-
-def draw_norms_by_position(axes: Any, results: dict[str, dict[str, list[float]]]) -> None:
-    """On two axes (target, source): log-scale gradient norm against position, one line per label."""
-    for ax, key in zip(axes, ("tgt", "src"), strict=True):
-        for label, norms in results.items():
-            ax.semilogy(range(len(norms[key])), norms[key], label=label)
-        ax.set_xlabel(f"{'target' if key == 'tgt' else 'source'} position t")
-        ax.set_ylabel("||dL/dx_t|| (loss of the last target token)")
-
-
-def plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
-    """Log-scale gradient norm against target and source position, one line per architecture."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    draw_norms_by_position(axes, results)
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--archs", nargs="+", default=list(RECURRENT_ARCHS))
-    p.add_argument("--d-model", type=int, default=32)
-    p.add_argument("--n-layers", type=int, default=2)
-    p.add_argument("--len", type=int, default=32, help="source and target length")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--attention", action="store_true", help="with Luong attention (default: pure recurrence)")
-    p.add_argument("--out", type=Path, default=Path("grad_by_time.json"))
-    p.add_argument("--plot", type=Path, default=None, help="also write this PNG")
-    a = p.parse_args(argv)
-    results = measure_archs(
-        tuple(a.archs), a.d_model, a.n_layers, a.len, a.len, seed=a.seed, attention=a.attention
-    )
-    a.out.write_text(
-        json.dumps({"config": vars(a) | {"out": str(a.out), "plot": str(a.plot)}, "norms": results})
-    )
-    if a.plot is not None:
-        plot(results, a.plot)
-    for arch, norms in results.items():
-        t, s = norms["tgt"], norms["src"]
-        print(
-            f"{arch:24s} ||dL/dx|| tgt first {t[0]:.3g} last {t[-1]:.3g} | src first {s[0]:.3g} last {s[-1]:.3g}"
-        )
-
-
-if __name__ == "__main__":
-    main()

@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.run_metrics import latest
-from pipeline.slurm_render import TASK_FILE, parse_array_spec, read_tasks, task_run_dir
+from pipeline.slurm.render import TASK_FILE, parse_array_spec, read_tasks, task_run_dir
+from pipeline.training.logged_metrics import latest
 
 UNKNOWN = "finished/unknown"
 _FIELD = re.compile(r"(\w[\w/:]*)=(\S*)")

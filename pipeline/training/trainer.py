@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
-    from pipeline.preemption import exit_code
+    from pipeline.training.preemption import exit_code
 
     return exit_code(summary.get("preempted"))  # 75 after SIGUSR1: the sbatch script requeues the job
 
@@ -55,7 +56,7 @@ def _strategy(cfg: RunConfig, accelerator: str) -> Any:
     t = cfg.train
     world = t.devices * t.num_nodes
     if t.strategy == "deepspeed":
-        from pipeline.deepspeed_strategy import build_deepspeed_strategy
+        from pipeline.training.deepspeed_strategy import build_deepspeed_strategy
 
         return build_deepspeed_strategy(cfg, accelerator)
     if world > 1 or t.strategy == "ddp":
@@ -94,7 +95,7 @@ def _plugins(cfg: RunConfig) -> list[Any]:
     """
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from pipeline.checkpointing import AtomicCheckpointIO
+    from pipeline.training.checkpoint_callbacks import AtomicCheckpointIO
 
     plugins: list[Any] = [] if cfg.train.strategy == "deepspeed" else [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -111,26 +112,53 @@ def _loggers(cfg: RunConfig, run_dir: Path) -> list[Any]:
     version = 1 + max((int(p.name.split("_")[1]) for p in previous), default=-1)
     loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version=version)]
     if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
-        from pipeline.wandb_run import make_wandb_logger
+        from pipeline.training.wandb_logger import make_wandb_logger
 
         loggers.append(make_wandb_logger(cfg, run_dir))
     return loggers
 
 
-def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | None = None) -> Any:
-    import lightning as L
+@dataclass
+class RunCallbacks:
+    """The training behaviour, as named callbacks wired to each other explicitly.
+
+    `as_list()` gives Lightning's order, which matters at a step's end: the loader position and the token count
+    are updated before the preemption check and the checkpoint saver read them.
+    """
+
+    loader_position: Any
+    throughput: Any
+    lr_monitor: Any
+    rng_state: Any
+    checkpoints: Any
+    preemption: Any
+    grad_reach: Any = None
+
+    def as_list(self) -> list[Any]:
+        first = [self.grad_reach] if self.grad_reach is not None else []
+        return first + [
+            self.loader_position,
+            self.throughput,
+            self.lr_monitor,
+            self.rng_state,
+            self.preemption,
+            self.checkpoints,
+        ]
+
+
+def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from pipeline.checkpoint import checkpoint_dir
-    from pipeline.checkpointing import RngStateCallback, VerifiedModelCheckpoint
-    from pipeline.datamodule import LoaderPositionCallback
-    from pipeline.metrics import ThroughputCallback
-    from pipeline.preemption import PreemptionCallback
+    from pipeline.training.checkpoint_callbacks import RngStateCallback, VerifiedModelCheckpoint
+    from pipeline.training.checkpoint_files import checkpoint_dir
+    from pipeline.training.datamodule import LoaderPositionCallback
+    from pipeline.training.preemption import PreemptionCallback
+    from pipeline.training.throughput import ThroughputCallback
 
     t = cfg.train
-    accelerator = _accelerator(cfg)
-    _share_cpu_threads(cfg, accelerator)
+    throughput = ThroughputCallback(t.log_every)
     checkpoints = VerifiedModelCheckpoint(
+        token_counter=throughput,
         dirpath=str(checkpoint_dir(run_dir)),
         filename="step={step}",
         auto_insert_metric_name=False,
@@ -141,20 +169,37 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         mode="max",
         enable_version_counter=False,  # a resumed run overwrites last.ckpt, never writes last-v1.ckpt beside it
     )
-    # order matters at a step's end: the loader position and token count are updated before anything is saved
-    callbacks = [
-        LoaderPositionCallback(),
-        ThroughputCallback(t.log_every),
-        LearningRateMonitor("step"),
-        RngStateCallback(),
-        PreemptionCallback(),
-        checkpoints,
-    ]
+    grad_reach = None
     if t.grad_reach_every:
-        from pipeline.grad_reach import GradReachCallback
+        from pipeline.training.grad_reach import GradReachCallback
 
-        callbacks.insert(0, GradReachCallback(t.grad_reach_every, run_dir))
-    callbacks += extra_callbacks or []
+        grad_reach = GradReachCallback(
+            t.grad_reach_every, run_dir, partitioned=t.strategy == "deepspeed" and t.zero_stage == 3
+        )
+    return RunCallbacks(
+        loader_position=LoaderPositionCallback(),
+        throughput=throughput,
+        lr_monitor=LearningRateMonitor("step"),
+        rng_state=RngStateCallback(),
+        checkpoints=checkpoints,
+        preemption=PreemptionCallback(checkpoints),
+        grad_reach=grad_reach,
+    )
+
+
+def build_trainer(
+    cfg: RunConfig,
+    run_dir: Path,
+    extra_callbacks: list[Any] | None = None,
+    callbacks: RunCallbacks | None = None,
+) -> Any:
+    """The Lightning Trainer of a run; `callbacks` defaults to `make_callbacks(cfg, run_dir)`."""
+    import lightning as L
+
+    t = cfg.train
+    accelerator = _accelerator(cfg)
+    _share_cpu_threads(cfg, accelerator)
+    callbacks = callbacks or make_callbacks(cfg, run_dir)
     return L.Trainer(
         accelerator=accelerator,
         devices=t.devices,
@@ -172,7 +217,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, extra_callbacks: list[Any] | No
         deterministic=t.deterministic,
         default_root_dir=str(run_dir),
         logger=_loggers(cfg, run_dir),
-        callbacks=callbacks,
+        callbacks=callbacks.as_list() + (extra_callbacks or []),
         plugins=_plugins(cfg),
         enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False,
@@ -184,11 +229,10 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     """Train to `train.max_steps`, evaluate, and return a summary dict (also written to run_dir/summary.json)."""
     import lightning as L
 
-    from pipeline.checkpoint import check_config_compatible, resolve_resume
-    from pipeline.datamodule import StreamingDataModule
-    from pipeline.evaluate import final_evaluation
-    from pipeline.module import Seq2SeqModule
-    from pipeline.preemption import PreemptionCallback
+    from pipeline.training.checkpoint_files import check_config_compatible, resolve_resume
+    from pipeline.training.datamodule import StreamingDataModule
+    from pipeline.training.evaluate import final_evaluation
+    from pipeline.training.module import Seq2SeqModule
 
     run_dir = cfg.resolved_run_dir
     os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
@@ -198,25 +242,26 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
         if (
             cfg.train.strategy == "deepspeed"
         ):  # a ZeRO checkpoint fixes its rank count: fail now, not in DeepSpeed
-            from pipeline.deepspeed_strategy import check_zero_resume
+            from pipeline.training.deepspeed_strategy import check_zero_resume
 
             check_zero_resume(ckpt_path, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = StreamingDataModule(cfg)
     module = Seq2SeqModule(cfg)
-    trainer = build_trainer(cfg, run_dir, extra_callbacks)
+    callbacks = make_callbacks(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, extra_callbacks, callbacks)
     try:
         if trainer.global_rank == 0:
             save_config(cfg, run_dir / "config.yaml")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-        preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
+        preemption = callbacks.preemption
         if preemption.stopped_by:  # checkpointed on a signal: no evaluation, back to the scheduler quickly
             return {
                 "preempted": preemption.stopped_by,
                 "steps": trainer.global_step,
                 "rank": trainer.global_rank,
             }
-        summary = final_evaluation(cfg, trainer, module, datamodule)
+        summary = final_evaluation(cfg, trainer, module, callbacks.throughput)
         summary["rank"] = trainer.global_rank
         if trainer.global_rank == 0:
             (run_dir / "summary.json").write_text(

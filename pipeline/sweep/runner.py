@@ -1,7 +1,7 @@
 """`pipeline sweep --grid GRID.yaml`: train every (architecture, size, token budget) of a scaling grid and write one
 result record per run, locally one after another or as a SLURM job array.
 
-The grid file and how a token budget becomes a run length: `pipeline.sweep_grid`. The record keeps the tokens
+The grid file and how a token budget becomes a run length: `pipeline.sweep.grid`. The record keeps the tokens
 actually trained on, FLOPs per token from the model's own estimate at the corpus' mean lengths, and epochs.
 
 Resumable: a run with `result.json` is skipped; an unfinished one resumes from its newest checkpoint
@@ -25,14 +25,15 @@ from typing import Any
 
 import lightning as L
 
-import pipeline.train
+import pipeline.training.trainer
 from pipeline.config import ConfigError, load_config, to_dict
 from pipeline.data.prepare import read_manifest
-from pipeline.models import build_model
-from pipeline.run_metrics import read_metric
+from pipeline.data.tokenizer import PAD_ID
 from pipeline.scaling.records import RESULT_FILE, RunRecord, save_json_atomic, save_record
 from pipeline.scaling.report import PLAN_FILE
-from pipeline.sweep_grid import Grid, PlannedRun, SweepError, load_grid, plan_runs
+from pipeline.sweep.grid import Grid, PlannedRun, SweepError, load_grid, plan_runs
+from pipeline.training.logged_metrics import read_metric
+from pipeline.training.run_model import run_model
 
 ERROR_FILE = "error.txt"
 MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
@@ -45,7 +46,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     cfg = load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
     clock = RunClock(progress)
-    summary = pipeline.train.fit(cfg, resume="auto", extra_callbacks=[clock])
+    summary = pipeline.training.trainer.fit(cfg, resume="auto", extra_callbacks=[clock])
     if summary.get("rank", 0) != 0:
         return None
     if summary["steps"] < cfg.train.max_steps:
@@ -57,7 +58,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     train = read_manifest(cfg.data.dir)["splits"]["train"]
     samples = train["samples"]
     src_len, tgt_len = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
-    model = build_model(**{**cfg.model, "vocab_size": cfg.data.vocab_size, "pad_id": 0})
+    model = run_model(cfg)
     fpt = float(model.flops_per_token(src_len, tgt_len))
     tokens = int(summary["tokens"])
     final = float(summary["valid_loss"])
@@ -85,7 +86,7 @@ def valid_position_counts(cfg: Any) -> list[int]:
     d = cfg.data
     counts = [0] * (d.max_len + 1)
     for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=d.max_len):
-        for t, n in enumerate((batch["tgt_out"] != 0).sum(0).tolist()[: len(counts)]):
+        for t, n in enumerate((batch["tgt_out"] != PAD_ID).sum(0).tolist()[: len(counts)]):
             counts[t] += n
     return counts
 
@@ -101,9 +102,9 @@ def mask_sparse_positions(losses: list[float], counts: list[int]) -> list[float]
 
 def validate_checkpoint(cfg: Any) -> dict[str, Any]:
     """Validation loss and loss by position of a run's newest checkpoint (one validation pass, no training)."""
-    from pipeline.checkpoint import find_resume_checkpoint
-    from pipeline.datamodule import StreamingDataModule
-    from pipeline.module import Seq2SeqModule
+    from pipeline.training.checkpoint_files import find_resume_checkpoint
+    from pipeline.training.datamodule import StreamingDataModule
+    from pipeline.training.module import Seq2SeqModule
 
     ckpt = find_resume_checkpoint(cfg.resolved_run_dir)
     module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
@@ -277,8 +278,8 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
 
 def submit_array(grid: Grid, sweep_dir: Path, todo: list[PlannedRun], args: argparse.Namespace) -> int:
     """Write `<sweep_dir>/array_configs.txt` (one unfinished run per line) and submit the array template."""
-    from pipeline import slurm_render as sr
-    from pipeline.launch import record_job, submit_script
+    from pipeline.slurm import render as sr
+    from pipeline.slurm.submit import record_job, submit_script
 
     if not todo:
         print(f"sweep {sweep_dir}: every run has a {RESULT_FILE}; nothing to submit")

@@ -13,8 +13,7 @@ from typing import Any
 import torch
 
 from pipeline.config import RunConfig
-
-BOS_ID, EOS_ID, PAD_ID = 1, 2, 0
+from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 @torch.no_grad()
@@ -66,17 +65,16 @@ def _strip(ids: list[int]) -> list[int]:
     return out
 
 
-def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any) -> dict[str, Any]:
-    """Summary of a finished `fit`: sizes, throughput, losses, BLEU/chrF (rank 0 only for decoding)."""
-    from pipeline.metrics import ThroughputCallback
+def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any) -> dict[str, Any]:
+    """Summary of a finished `fit`: sizes, throughput (from the run's `ThroughputCallback`), losses, BLEU/chrF
+    (rank 0 only for decoding)."""
 
     model = module.model
     if cfg.train.strategy == "deepspeed":
-        from pipeline.deepspeed_strategy import is_partitioned, unpartitioned_copy
+        from pipeline.training.deepspeed_strategy import is_partitioned, unpartitioned_copy
 
         if is_partitioned(model):  # ZeRO-3: gather the weights into a plain model (collective: all ranks)
             model = unpartitioned_copy(model, materialize=trainer.global_rank == 0)
-    throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)
     }
@@ -93,10 +91,10 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, datamodule: Any)
         else None,
         "valid_loss": valid_loss,
         "valid_ppl": math.exp(min(valid_loss, 50.0)) if valid_loss is not None else None,
-        "loss_by_position": getattr(module, "val_loss_by_position", None),
+        "loss_by_position": module.val_loss_by_position,
         "run_dir": str(cfg.resolved_run_dir),
     }
-    if trainer.global_rank == 0 and cfg.train.bleu_samples > 0 and not getattr(trainer, "interrupted", False):
+    if trainer.global_rank == 0 and cfg.train.bleu_samples > 0 and not trainer.interrupted:
         start = time.perf_counter()
         summary.update(translate_and_score(model, cfg, cfg.train.bleu_samples))
         summary["decode_s"] = round(time.perf_counter() - start, 2)
@@ -110,15 +108,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.checkpoint import checkpoint_to_read
-    from pipeline.module import Seq2SeqModule
+    from pipeline.training.checkpoint_files import checkpoint_to_read
+    from pipeline.training.module import Seq2SeqModule
 
     run_dir = Path(args.run_dir)
     ckpt = checkpoint_to_read(run_dir, args.checkpoint)
     if ckpt is None:
         return 2
     if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
-        from pipeline.export import consolidate, model_from_export
+        from pipeline.training.exported_weights import consolidate, model_from_export
 
         model, cfg = model_from_export(consolidate(ckpt))
     else:

@@ -17,10 +17,10 @@ from typing import Any
 
 import lightning as L
 
-from pipeline.checkpointing import gather_objects
 from pipeline.config import RunConfig
 from pipeline.data.loader import POSITION_KEY, ShardLoader, build_loader
 from pipeline.data.prepare import ensure_prepared
+from pipeline.training.checkpoint_callbacks import gather_objects
 
 
 class TrainStream:

@@ -28,7 +28,9 @@ SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 
 class PreemptionCallback(L.Callback):
-    def __init__(self) -> None:
+    def __init__(self, checkpointer: Any) -> None:
+        """checkpointer: the run's `VerifiedModelCheckpoint`, asked to `save_now` at the agreed step boundary."""
+        self.checkpointer = checkpointer
         self.received: int = 0
         self.stopped_by: str | None = None  # signal name once the run checkpointed and stopped for it
         self._previous: dict[int, Any] = {}
@@ -61,10 +63,7 @@ class PreemptionCallback(L.Callback):
             flag = int(agreed.item())
         if not flag:
             return
-        from pipeline.checkpointing import VerifiedModelCheckpoint
-
-        saver = next(cb for cb in trainer.callbacks if isinstance(cb, VerifiedModelCheckpoint))
-        path = saver.save_now(trainer)
+        path = self.checkpointer.save_now(trainer)
         self.stopped_by = signal.Signals(flag).name
         if trainer.is_global_zero:
             print(f"{self.stopped_by}: saved {path} at step {trainer.global_step}; stopping", file=sys.stderr)

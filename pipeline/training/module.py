@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import RunConfig, config_from_dict, to_dict
-from pipeline.models import build_model
-from pipeline.schedule import lr_multiplier
-
-PAD_ID = 0
+from pipeline.data.tokenizer import PAD_ID
+from pipeline.training.run_model import run_model
+from pipeline.training.schedule import lr_multiplier
 
 
 def seq2seq_train_loss(
@@ -50,20 +49,19 @@ def seq2seq_loss(
 
 
 class Seq2SeqModule(L.LightningModule):
-    """Wraps `pipeline.models.build_model(cfg.model)`; hyper-parameters are the whole resolved run config."""
+    """Wraps `run_model(cfg)` (pipeline.models.build_model of cfg.model); hyper-parameters are the whole resolved run config."""
 
     def __init__(self, config: dict[str, Any] | RunConfig) -> None:
         super().__init__()
         cfg_dict = to_dict(config) if isinstance(config, RunConfig) else config
         self.save_hyperparameters({"config": cfg_dict})
         self.cfg = config_from_dict(cfg_dict)
-        self.model = build_model(
-            **{**self.cfg.model, "vocab_size": self.cfg.data.vocab_size, "pad_id": PAD_ID}
-        )
+        self.model = run_model(self.cfg)
         self._val_nll = torch.zeros(())
         self._val_tokens = torch.zeros(())
         self._val_pos_nll: torch.Tensor | None = None
         self._val_pos_count: torch.Tensor | None = None
+        self.val_loss_by_position: list[float] | None = None  # mean loss per target position, last validation
 
     # --- forward / loss -------------------------------------------------------------------------------------
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

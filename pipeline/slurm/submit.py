@@ -4,8 +4,8 @@ and show what the cluster is doing with it.
 The script lands in `<run_dir>/slurm/job.sbatch` (arrays: in the sweep directory, next to `array_configs.txt`), the
 job id in `<run_dir>/slurm/jobs.txt`. The job runs `srun <python> -m pipeline train --config ... --resume auto
 train.num_nodes=N train.devices=G ...`; on USR1 the trainer checkpoints and requeues itself (Lightning's
-`SLURMEnvironment(auto_requeue=True)`), and the next start resumes. Rendering: `pipeline.slurm_render`; state and
-metrics: `pipeline.slurm_status`. No torch import anywhere on this path.
+`SLURMEnvironment(auto_requeue=True)`), and the next start resumes. Rendering: `pipeline.slurm.render`; state and
+metrics: `pipeline.slurm.status`. No torch import anywhere on this path.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.slurm_render import (
+from pipeline.slurm.render import (
     LaunchError,
     build_job,
     check_array,
@@ -126,7 +126,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from pipeline.slurm_status import default_paths, print_status, status_rows
+    from pipeline.slurm.status import default_paths, print_status, status_rows
 
     paths = [Path(p) for p in args.paths] or default_paths(Path("runs"))
     missing = [p for p in paths if not p.is_dir()]

@@ -231,7 +231,7 @@ def check_zero_resume(ckpt: Path, cfg: RunConfig) -> None:
     universal format can: `pipeline export RUN_DIR --universal` writes one beside it, and a DeepSpeed config with
     `"checkpoint": {"load_universal": true}` loads it on any number of ranks.
     """
-    from pipeline.export import is_universal, zero_world_size
+    from pipeline.training.exported_weights import is_universal, zero_world_size
 
     run_dir = ckpt.parent.parent
     if not ckpt.is_dir():

@@ -20,8 +20,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from pipeline.checkpoint import atomic_write_bytes, meta_path, write_metadata
 from pipeline.config import config_hash, to_dict
+from pipeline.training.checkpoint_files import atomic_write_bytes, meta_path, write_metadata
 
 
 def gather_objects(obj: Any) -> list[Any]:
@@ -58,13 +58,15 @@ class VerifiedModelCheckpoint(ModelCheckpoint):
     re-trains and re-logs the steps in between. No gap in the logs either way.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, token_counter: Any, **kwargs: Any) -> None:
+        """token_counter: the run's `ThroughputCallback`; its `total_tokens` (this rank's) goes into the metadata."""
         super().__init__(*args, **kwargs)
+        self.token_counter = token_counter
         self._unverified: list[tuple[Path, int, int]] = []  # (checkpoint, step, tokens) awaiting metadata
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
-        tokens = sum(getattr(cb, "total_tokens", 0) for cb in trainer.callbacks) * trainer.world_size
+        tokens = self.token_counter.total_tokens * trainer.world_size
         self._unverified.append((Path(filepath), trainer.global_step, tokens))
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "slurm"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm"  # the repo's slurm/ templates
 TASK_FILE = "array_configs.txt"  # one run per line: config paths and key=value overrides, shell-quoted
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
