@@ -18,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from pipeline.config import ConfigError, load_mapping, reject_unknown
+
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm"  # the repo's slurm/ templates
 TASK_FILE = "array_configs.txt"  # one run per line: config paths and key=value overrides, shell-quoted
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
-class LaunchError(ValueError):
+class LaunchError(ConfigError):
     """Bad submit input (cluster file, flag, config, task list); the message names the file/key/value."""
 
 
@@ -54,23 +56,24 @@ def cluster_config_path() -> Path | None:
     return default if default.is_file() else None
 
 
+def _load(path: Path, what: str) -> dict[str, Any]:
+    """`pipeline.config.load_mapping`, its error raised as a LaunchError (same one-line message)."""
+    try:
+        return load_mapping(path, what)
+    except LaunchError:
+        raise
+    except ConfigError as err:
+        raise LaunchError(str(err)) from err
+
+
 def load_cluster_defaults(path: Path | None) -> ClusterDefaults:
     """Read and check the cluster file; an unknown key is an error naming the file and key."""
     if path is None:
         return ClusterDefaults()
-    if not path.is_file():
-        raise LaunchError(f"cluster config not found: {path}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise LaunchError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(values, dict):
-        raise LaunchError(f"{path}: top level must be a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in dataclasses.fields(ClusterDefaults)}
+    values = _load(path, "cluster config")
+    reject_unknown(values, [f.name for f in dataclasses.fields(ClusterDefaults)], str(path), error=LaunchError)
     out = ClusterDefaults()
     for key, value in values.items():
-        if key not in known:
-            raise LaunchError(f"{path}: unknown key '{key}'; valid keys: {', '.join(known)}")
         default = getattr(out, key)
         if isinstance(default, list):
             value = [value] if isinstance(value, str) else value
@@ -92,14 +95,7 @@ def resolve_run_dir(configs: list[str], overrides: list[str] = ()) -> Path:
     """
     values: dict[str, Any] = {}
     for path in map(Path, configs):
-        if not path.is_file():
-            raise LaunchError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise LaunchError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise LaunchError(f"{path}: top level must be a mapping of keys")
+        data = _load(path, "config file")
         values.update({k: data[k] for k in ("name", "run_dir") if k in data})
     for text in overrides:
         key, _, value = text.partition("=")

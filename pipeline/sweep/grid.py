@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown
 from pipeline.data.prepare import ensure_prepared
 from pipeline.models import MODEL_REGISTRY
 
@@ -27,7 +25,7 @@ GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_fra
 ARCH_KEYS = {"model", "set", "sizes"}
 
 
-class SweepError(ValueError):
+class SweepError(ConfigError):
     """A bad grid file or sweep directory; the message names the file and key."""
 
 
@@ -72,16 +70,11 @@ def _count(x: Any) -> bool:
 def load_grid(path: str | Path) -> Grid:
     """Parse and check a grid file; every error names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"grid file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from err
-    raw = _mapping(raw, f"{path}: top level")
-    unknown = sorted(set(raw) - GRID_KEYS)
-    if unknown:
-        raise SweepError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(GRID_KEYS))}")
+        raw = load_mapping(path, "grid file")
+    except ConfigError as err:
+        raise SweepError(str(err)) from err
+    reject_unknown(raw, sorted(GRID_KEYS), str(path), error=SweepError)
     for key in ("archs", "token_budgets"):
         if key not in raw:
             raise SweepError(f"{path}: missing key {key!r}")
@@ -100,9 +93,7 @@ def load_grid(path: str | Path) -> Grid:
         if arch not in MODEL_REGISTRY:
             raise SweepError(f"{where}: unknown architecture; known: {', '.join(sorted(MODEL_REGISTRY))}")
         spec = _mapping(spec, where)
-        bad = sorted(set(spec) - ARCH_KEYS)
-        if bad:
-            raise SweepError(f"{where}: unknown key {bad[0]!r}; valid keys: {', '.join(sorted(ARCH_KEYS))}")
+        reject_unknown(spec, sorted(ARCH_KEYS), where, error=SweepError)
         sizes = _mapping(spec.get("sizes"), f"{where}.sizes")
         if not sizes:
             raise SweepError(f"{where}.sizes: at least one size (name: {{model keys}}) is needed")

@@ -25,7 +25,7 @@ import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, RunConfig, load_mapping
 
 CONFIG_NAME = "deepspeed_config.json"
 # Set by Lightning from `Trainer(accumulate_grad_batches=...)`; it refuses a config that already holds it.
@@ -77,18 +77,9 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_user_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"train.deepspeed_config: no such file {path}")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"train.deepspeed_config: {path} is not valid JSON: {err}") from err
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"train.deepspeed_config: {path} must hold a JSON object, got {type(values).__name__}"
-        )
-    return values
+    """The user's DeepSpeed JSON (DeepSpeed itself checks its keys; the ones the run config owns are checked in
+    `effective_config`)."""
+    return load_mapping(Path(path), "train.deepspeed_config")
 
 
 def effective_config(cfg: RunConfig, accelerator: str) -> dict[str, Any]:
