@@ -1,7 +1,7 @@
 """`pipeline scaling fit SWEEP_DIR` and `pipeline scaling report SWEEP_DIR`: the command-line face of the fitter.
 
-`fit` writes `SWEEP_DIR/fit.json` and prints one line per architecture and law; `report` also draws the PNGs and
-writes `report.md` (default: into SWEEP_DIR). Both read every `SWEEP_DIR/<run>/result.json` and skip run
+`fit` writes `fit.json` and prints one line per architecture and law; `report` also draws the plots and writes
+`report.md`; both write into `--out` (default: SWEEP_DIR). Both read every `SWEEP_DIR/<run>/result.json` and skip run
 directories without one (unfinished or failed runs), saying how many.
 """
 
@@ -18,6 +18,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--n-boot", type=int, default=400, help="bootstrap resamples of runs per fit (default 400)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--unigram-entropy",
+        type=float,
+        metavar="NATS",
+        help="unigram entropy of the validation targets, for records that do not carry their own: runs whose "
+        "final loss is at or above it learned nothing and are left out of the fits",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="where fit.json (and report.md, plots) go (default: SWEEP_DIR)"
+    )
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +36,6 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
-    parser.add_argument("--out", metavar="DIR", help="where report.md and the PNGs go (default: SWEEP_DIR)")
 
 
 def _ci(fit: dict[str, Any], key: str) -> str:
@@ -54,12 +63,14 @@ def run_fit_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report import run_fit
 
     try:
-        result = run_fit(args.sweep_dir, n_boot=args.n_boot, seed=args.seed)
+        result = run_fit(
+            args.sweep_dir, args.n_boot, args.seed, out_dir=args.out, unigram_entropy=args.unigram_entropy
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling fit: error: {err}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(result)))
-    print(f"wrote {args.sweep_dir}/fit.json")
+    print(f"wrote {args.out or args.sweep_dir}/fit.json")
     return 0
 
 
@@ -67,9 +78,11 @@ def run_report_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report_markdown import write_report
 
     try:
-        path = write_report(args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed)
+        path = write_report(
+            args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed, unigram_entropy=args.unigram_entropy
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path} (and its PNGs), {args.sweep_dir}/fit.json")
+    print(f"wrote {path} (and its plots), {path.parent}/fit.json")
     return 0

@@ -56,6 +56,10 @@ class Crossing:
     at_compute: float
     loss_ratio: float  # L_a / L_b at at_compute (fitted curves)
     loss_ratio_ci: tuple[float, float] | None
+    # "independent": each architecture's resamples come from its own stream (``intervals.fit_rng``), so pairing
+    # sample i of one with sample i of the other is an independent draw. "paired" is for matched designs that
+    # resample both sides with the same indices (not produced by ``compare_curves``).
+    design: str = "independent"
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -71,8 +75,11 @@ def compare_curves(
     at_compute: float,
     search_range: tuple[float, float],
 ) -> Crossing:
-    """Crossing compute and loss ratio of two L(C) fits, with CIs from pairing their i-th bootstrap samples
-    (the two architectures' runs are resampled independently, so pairing by index is an independent draw)."""
+    """Crossing compute and loss ratio of two L(C) fits, with CIs from pairing their i-th bootstrap samples.
+
+    The fits must come from independent resampling streams (``report.fit_arch`` draws each architecture's from
+    ``intervals.fit_rng(seed, arch, law)``), so pairing by index is an independent draw; the result says so in
+    ``design``. Fits resampled with shared indices (a paired design) must not be passed here."""
     lo, hi = search_range
     cross = _crossings(fit_a, fit_b, lo, hi)
     ratio = float(fit_a.predict(at_compute) / fit_b.predict(at_compute))

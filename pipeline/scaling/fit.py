@@ -320,7 +320,7 @@ def _studentized_e(full: FitResult, x: np.ndarray, loss: np.ndarray, n_boot: int
         if not r.underdetermined and np.all(np.isfinite(se)) and np.all(se > 0):
             t_rows.append((r.theta - est) / se)
             rows.append([r.params["alpha"], r.params["x_c"], r.params["E"]])
-    if len(rows) < 10:
+    if len(rows) < max(2, n_boot // 2):
         return False
     t_lo, t_hi = np.percentile(np.array(t_rows), [2.5, 97.5], axis=0)
     se = np.array([full.se[k] for k in names])
@@ -348,8 +348,10 @@ def fit_power_law_bootstrap(
     full = fit_power_law(x, loss, with_e)
     if full.underdetermined or n_boot <= 0:
         return full
-    if with_e and _studentized_e(full, x, loss, n_boot, rng, tick):
-        return full
+    if with_e:
+        if _studentized_e(full, x, loss, n_boot, rng, tick):
+            return full
+        tick = _no_tick  # its resamples were counted already
     if not with_e:
         st = studentized_power_law(x, loss, n_boot, rng)
         for _ in range(n_boot):

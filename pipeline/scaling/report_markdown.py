@@ -59,7 +59,7 @@ def _frontier_loss(af: ArchFit, compute: float) -> float:
 
 def _runs_table(sweep: SweepFit) -> list[str]:
     """Final valid loss of every run: one row per (architecture, size), one column per token count."""
-    records = [r for af in sweep.archs.values() for r in af.records]
+    records = [r for af in sweep.archs.values() for r in af.all_records]
     budgets = sorted({r.tokens for r in records})
     hours = sum(r.wall_time_s for r in records) / 3600
     rows = [
@@ -71,14 +71,19 @@ def _runs_table(sweep: SweepFit) -> list[str]:
     for a, af in sweep.archs.items():
         for n in af.sizes:
             loss = {r.tokens: r.final_valid_loss for r in af.records if r.non_embedding_params == n}
-            cells = " | ".join(f"{loss[d]:.3f}" if d in loss else "-" for d in budgets)
+            flat = {r.tokens for r in af.learned_nothing if r.non_embedding_params == n}
+            loss |= {r.tokens: r.final_valid_loss for r in af.learned_nothing if r.non_embedding_params == n}
+            cells = " | ".join(
+                (f"{loss[d]:.3f}" + (" (learned nothing)" if d in flat else "")) if d in loss else "-"
+                for d in budgets
+            )
             rows.append(f"| {a} | {n:,} | {cells} |")
     epochs = ", ".join(f"{d:,}: {max(r.epochs for r in records if r.tokens == d):.2f}" for d in budgets)
     return [*rows, "", f"Epochs over the training corpus per token count: {epochs}."]
 
 
 def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
-    n_runs = sum(len(a.records) for a in sweep.archs.values())
+    n_runs = sum(len(a.all_records) for a in sweep.archs.values())
     s = sweep.settings
     if sweep.planned is None:
         status = f"{len(sweep.skipped)} run directories without a result yet were skipped."
@@ -90,7 +95,8 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
         "",
         f"Sweep `{sweep.sweep_dir}`: {n_runs} finished runs over {len(sweep.archs)} architectures "
         f"({', '.join(sweep.archs)}); {status} Losses are validation cross-entropy in nats per target token. "
-        f"Intervals are 95 % percentile bootstrap CIs from {s['n_boot']} resamples of runs (seed {s['seed']}).",
+        f"Intervals are 95 % CIs from {s['n_boot']} resamples per fit (seed {s['seed']}), each architecture "
+        "resampled independently; see 'How the intervals were made' for the method of each fit.",
         "",
         "## What the data can support",
         "",
@@ -119,11 +125,12 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
     md += ["", *_runs_table(sweep)]
     md += [
         "",
-        "## L(N) = (N_c / N)^alpha_N",
+        "## L(N) at fixed D = (N_c / N)^alpha_N (fixed-D exponent)",
         "",
-        "Fitted to each size's run with the most tokens (`best_valid_loss`, least data-limited), least squares on "
-        "log loss; the bootstrap resamples those runs. Every model here is still data-limited at its largest budget, "
-        "so this is L(N) at that D, not Kaplan's converged L(N). Doubling N multiplies the loss by 2^-alpha_N.",
+        "Fitted to each size's largest-budget point (`best_valid_loss`, every seed), least squares on log loss; "
+        "studentized residual bootstrap. **These are fixed-D exponents**: every model here is still data-limited at "
+        "its largest budget, so this is L(N) at that D, not Kaplan's converged L(N), and it mostly measures the "
+        "data floor. The identified exponent is in 'L(N) from the L(N, D) surface' below.",
         "",
         *_law_table(sweep, "L_N", "N", ("alpha", "x_c")),
         "",
@@ -136,7 +143,9 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
         "## L(C) = (C_c / C)^alpha_C on the compute frontier",
         "",
         "C = the model's own training FLOPs per target token x tokens (not 6N: the LSTM recurrence and attention "
-        "cost differ). Fitted to the runs on the lower envelope of `final_valid_loss` vs C.",
+        "cost differ). Fitted to the lower envelope of every validation point of every run (the final point only "
+        "for runs that recorded no curve); BCa bootstrap over points. Other compute axes: see 'L(C) exponents on "
+        "three compute axes'.",
         "",
         *_law_table(sweep, "L_C", "C", ("alpha", "x_c")),
         "",
@@ -203,25 +212,29 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
         "",
         "## Caveats",
         "",
-        "- A percentile bootstrap over a handful of runs understates uncertainty; a fit with 0 degrees of freedom "
+        "- Any bootstrap over a handful of points understates uncertainty somewhat; a fit with 0 degrees of freedom "
         "passes through its points exactly and says nothing about how well the law holds.",
         "- Crossings outside the measured compute range are extrapolations of the fitted laws, not observations.",
-        "- The compute frontier uses final losses only (no intermediate checkpoints), so it is coarser than "
-        "Kaplan et al.'s L(C_min).",
+        "- Intermediate validation points lie mid-schedule (the learning rate not yet annealed), so the frontier "
+        "they form is an upper bound on the loss a run trained for exactly that long would reach.",
         "",
     ]
     return "\n".join(md)
 
 
 def write_report(
-    sweep_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 400, seed: int = 0
+    sweep_dir: str | Path,
+    out_dir: str | Path | None = None,
+    n_boot: int = 400,
+    seed: int = 0,
+    unigram_entropy: float | None = None,
 ) -> Path:
-    """Fit ``sweep_dir`` (also writing its fit.json), draw the PNGs and write report.md into ``out_dir``
-    (default ``SWEEP_DIR``, next to the run directories); returns the report.md path."""
-    sweep = fit_sweep(sweep_dir, n_boot, seed)
-    save_json_atomic(Path(sweep_dir) / "fit.json", sweep_to_dict(sweep))
+    """Fit ``sweep_dir``, write fit.json, the plots and report.md into ``out_dir`` (default ``SWEEP_DIR``, next
+    to the run directories); returns the report.md path."""
+    sweep = fit_sweep(sweep_dir, n_boot, seed, unigram_entropy=unigram_entropy)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
+    save_json_atomic(out / "fit.json", sweep_to_dict(sweep))  # into --out: the sweep dir may be committed
     path = out / "report.md"
     from pipeline.scaling.grad_reach_report import grad_reach_section
     from pipeline.scaling.paired_runs import paired_section
@@ -229,7 +242,11 @@ def write_report(
 
     markdown = _markdown(sweep, draw_plots(sweep, out))
     records = [r for af in sweep.archs.values() for r in af.records]
-    extra = [*paired_section(records), *grad_reach_section(sweep_dir, out)]  # each [] when the sweep has none
+    from pipeline.scaling.report_sections import analysis_sections
+
+    # each [] when the sweep has none
+    extra = [*analysis_sections(sweep), *paired_section(records), *grad_reach_section(sweep_dir, out)]
+
     caveats = markdown.index("## Caveats")
     path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])
     return path

@@ -1,0 +1,139 @@
+"""Seeds, learning rates, runs that learned nothing and the compute axes, alone and through `pipeline scaling`."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.scaling.cli import run_fit_command
+from pipeline.scaling.compute_axes import curve, flops_per_token, frontier, mean_curve
+from pipeline.scaling.learned_nothing import split_learned_nothing, unigram_entropy
+from pipeline.scaling.records import RunRecord, save_record
+from pipeline.scaling.report_markdown import write_report
+from pipeline.scaling.seeds_lr import group_points, record_lr, select_best_lr
+
+V, ENTROPY = 64, 4.0
+
+
+def rec(name="r", n=1000, tokens=10_000, loss=3.0, lr=None, seed=None, d_model=8, **over) -> RunRecord:
+    fpt = 6.0 * n + 6.0 * d_model * V + 100.0
+    base = dict(run=name, arch="lstm", params=2 * n, non_embedding_params=n, flops_per_token=fpt, tokens=tokens,
+                compute=fpt * tokens, epochs=0.5, final_valid_loss=loss, best_valid_loss=loss,
+                loss_by_position=[loss, loss], wall_time_s=1.0,
+                config={"model": {"d_model": d_model}, "data": {"vocab_size": V}, "optim": {"lr": 2e-3}},
+                lr=lr, seed=seed)  # fmt: skip
+    return RunRecord(**(base | over))
+
+
+def test_unigram_entropy_in_nats_from_counts():
+    assert unigram_entropy([5, 5, 5, 5]) == pytest.approx(math.log(4))
+    assert unigram_entropy({3: 10, 7: 0, 9: 10}) == pytest.approx(math.log(2))
+    assert unigram_entropy(np.bincount([1, 1, 1, 1])) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="unigram_entropy"):
+        unigram_entropy([0, 0])
+
+
+def test_runs_at_or_above_the_unigram_entropy_are_split_off_and_unknown_ones_counted():
+    runs = [rec("good", loss=3.0, unigram_entropy=ENTROPY), rec("flat", loss=4.0, unigram_entropy=ENTROPY),
+            rec("old", loss=5.0)]  # fmt: skip
+    keep, flagged, unknown = split_learned_nothing(runs)
+    assert [r.run for r in keep] == ["good", "old"] and [r.run for r in flagged] == ["flat"] and unknown == 1
+    keep, flagged, unknown = split_learned_nothing(runs, fallback=4.5)  # old records: entropy given by hand
+    assert [r.run for r in flagged] == ["flat", "old"] and unknown == 0
+
+
+def test_each_size_keeps_its_best_learning_rate_and_old_records_read_the_config():
+    assert record_lr(rec()) == 2e-3 and record_lr(rec(lr=1e-3)) == 1e-3
+    runs = [rec("a-lo", n=1000, lr=1e-3, loss=3.2), rec("a-hi", n=1000, lr=3e-3, loss=3.0),
+            rec("a-hi-small-D", n=1000, lr=3e-3, tokens=1000, loss=3.9),
+            rec("b-lo", n=4000, lr=1e-3, loss=2.5, seed=1), rec("b-lo2", n=4000, lr=1e-3, loss=2.7, seed=2),
+            rec("b-hi", n=4000, lr=3e-3, loss=2.65), rec("c", n=9000, lr=1e-3, loss=2.4)]  # fmt: skip
+    kept, scan = select_best_lr(runs)
+    assert sorted(r.run for r in kept) == ["a-hi", "a-hi-small-D", "b-lo", "b-lo2", "c"]
+    assert scan.best == {1000: 3e-3, 4000: 1e-3} and scan.loss[4000][1e-3] == (pytest.approx(2.6), 2)
+    points = group_points(kept)
+    b = next(p for p in points if p.n == 4000)
+    assert (
+        b.n_seeds == 2
+        and b.loss == pytest.approx(2.6)
+        and b.spread == pytest.approx(np.std([2.5, 2.7], ddof=1))
+    )
+
+
+def test_three_compute_axes_and_the_curve_frontier():
+    r = rec(n=1000, d_model=8)
+    assert flops_per_token(r, "model") == r.flops_per_token
+    assert flops_per_token(r, "6N") == 6000.0
+    assert flops_per_token(r, "no_output") == pytest.approx(6000.0 + 100.0)  # minus 6 d V from the config
+    assert flops_per_token(rec(flops_per_token_no_output=123.0), "no_output") == 123.0
+    assert flops_per_token(rec(config={}), "no_output") is None
+    valid = [{"step": 1, "tokens": 2000, "loss": 5.0}, {"step": 2, "tokens": 6000, "loss": 4.0}]
+    with_curve = rec("c", valid_curve=valid, loss=3.0)
+    assert curve(with_curve) == [(2000.0, 5.0), (6000.0, 4.0), (10000.0, 3.0)] and curve(rec()) == [
+        (1e4, 3.0)
+    ]
+    seeds = [with_curve, rec("c2", loss=3.5, valid_curve=[{**p, "loss": p["loss"] + 0.5} for p in valid])]
+    assert mean_curve(seeds)[-1] == (1e4, 3.25)
+    # a small run's early point undercuts nothing; the big run's intermediate point enters the frontier
+    front = frontier([("small", 1.0, [(1e3, 6.0), (1e4, 5.0)]), ("big", 10.0, [(5e2, 5.5), (1e4, 3.0)])])
+    assert [(q.run, q.compute) for q in front] == [("small", 1e3), ("big", 5e3), ("small", 1e4), ("big", 1e5)]
+
+
+def write_sweep(sweep: Path) -> None:
+    """5 sizes x 3 budgets, 2 seeds at the top size, 2 learning rates at one size, one run that learned nothing."""
+    rng = np.random.default_rng(0)
+    for n in (2e4, 6e4, 2e5, 6e5, 2e6):
+        for tokens in (30_000, 100_000, 300_000):
+            seeds = (1, 2) if n == 2e6 else (1,)
+            for lr in (1e-3, 3e-3) if n == 2e5 else (2e-3,):
+                for seed in seeds:
+
+                    def law(t, n=n, lr=lr):
+                        return 1.5 + (3e5 / n) ** 0.3 + (1e4 / t) ** 0.3 + (0.3 if lr == 1e-3 else 0.0)
+
+                    loss = law(tokens) * math.exp(rng.normal(0, 0.003))
+                    if n == 2e4 and tokens == 30_000:
+                        loss = 6.0  # above the entropy: learned nothing
+                    steps = [{"step": s, "tokens": int(tokens * s / 4), "loss": law(tokens * s / 4) + 0.05}
+                             for s in (1, 2, 3)]  # fmt: skip
+                    name = f"lstm-{int(n)}-{tokens}-lr{lr:g}-s{seed}"
+                    save_record(sweep / name / "result.json", rec(
+                        name, n=int(n), tokens=tokens, loss=loss, lr=lr, seed=seed, d_model=int(n ** 0.5 / 4),
+                        valid_curve=steps, unigram_entropy=5.5))  # fmt: skip
+
+
+def test_sweep_with_seeds_rates_and_curves_fits_and_reports_them(tmp_path: Path):
+    sweep, out = tmp_path / "sweep", tmp_path / "out"
+    write_sweep(sweep)
+    report = write_report(sweep, out, n_boot=8).read_text()
+    fit = json.loads((out / "fit.json").read_text())
+    assert not (sweep / "fit.json").exists()  # --out gets fit.json, the sweep dir is left alone
+    lstm = fit["archs"]["lstm"]
+    assert fit["learned_nothing"]["count"] == 1 and lstm["learned_nothing"] == ["lstm-20000-30000-lr0.002-s1"]
+    assert len(lstm["other_lr_runs"]) == 3 and lstm["lr_scan"]["200000"]["best_lr"] == 3e-3
+    top = [p for p in lstm["points"] if p["n"] == 2_000_000]
+    assert all(p["seeds"] == 2 for p in top)
+    assert lstm["fits"]["L_N"]["note"].startswith("fixed D")
+    assert set(lstm["compute_exponents"]) == {"model", "no_output", "6N"}
+    assert lstm["fits"]["L_C"]["interval"] == "BCa over points"
+    assert lstm["fits"]["L_N"]["interval"] == "studentized residual bootstrap"
+    assert max(q["tokens"] for q in lstm["frontier"] if q["tokens"] < 300_000) > 0  # intermediate points used
+    assert lstm["fits"]["L_N_surface"]["params"]["alpha"] == pytest.approx(0.3, abs=0.1)
+    for heading in ("## Runs left out of the fits", "## Learning-rate scan", "## Seeds",
+                    "## L(N) from the L(N, D) surface", "## L(C) exponents on three compute axes",
+                    "## IsoFLOP profiles", "## How the intervals were made", "fixed-D exponent"):  # fmt: skip
+        assert heading in report, heading
+    assert "**1 of 21 runs learned nothing**" in report and "**3.2" not in report
+
+
+def test_fit_command_writes_fit_json_into_out(tmp_path: Path, capsys):
+    sweep, out = tmp_path / "sweep", tmp_path / "elsewhere"
+    write_sweep(sweep)
+    args = type(
+        "A", (), {"sweep_dir": str(sweep), "n_boot": 0, "seed": 0, "out": str(out), "unigram_entropy": None}
+    )
+    assert run_fit_command(args) == 0
+    assert (out / "fit.json").is_file() and not (sweep / "fit.json").exists()
+    assert f"wrote {out}/fit.json" in capsys.readouterr().out
