@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.scaling.fit import FitResult
+from pipeline.scaling.position_report import position_section
 from pipeline.scaling.records import save_json_atomic
-from pipeline.scaling.report import EXTRAPOLATE, REFERENCE_ARCH, ArchFit, SweepFit, fit_sweep, sweep_to_dict
+from pipeline.scaling.report import EXTRAPOLATE, ArchFit, SweepFit, fit_sweep, sweep_to_dict
 
 
 def _g(v: float | None) -> str:
@@ -189,25 +190,7 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
             f"is worse. Measured: the lowest loss with at most that compute is {_g(la)} ({c.arch_a}) vs "
             f"{_g(lb)} ({c.arch_b}), ratio {_g(la / lb)}."
         )
-    md += ["", "## Loss by target position", "", f"![loss vs position]({plots['position']})", ""]
-    if not sweep.plateaus:
-        md.append(f"No `{REFERENCE_ARCH}` runs, so no position comparison.")
-    for a, p in sweep.plateaus.items():
-        where = (
-            f"stops improving relative to {REFERENCE_ARCH} after target position {p.position}"
-            if p.position is not None
-            else "shows no plateau"
-        )
-        md.append(f"- **{a}** (its lowest-loss run vs {REFERENCE_ARCH}'s): {where} ({p.reason}).")
-    if "ratio" in plots:
-        md += [
-            "",
-            "Positions t are 0-based target indices. Plateau: rho(t) = smoothed log(L_arch(t) / L_ref(t)); t* is "
-            "the last position where rho is within 10 % of its final rise above its minimum, so after t* extra "
-            "target context helps the reference measurably more (see `position_plateau`). One run per side: no CI.",
-            "",
-            f"![position ratio]({plots['ratio']})",
-        ]
+    md += position_section(sweep, plots)
     md += [
         "",
         "## Caveats",
