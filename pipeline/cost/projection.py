@@ -1,0 +1,124 @@
+"""Projected tokens/s and GPU-hours of an architecture on a named accelerator (always labelled as projections).
+
+A projection is the cost model evaluated on hardware this project did not run on: structure (FLOPs, depth,
+parameters) from `structure`, speed from `accelerators` (datasheet peak x assumed efficiency, assumed latency)
+or a calibration. It answers "how long would this run take there", not "how long did it take".
+
+    python -m pipeline.cost.projection --accelerator h100-sxm --arch lstm --d-model 1024 --n-layers 4 \
+        --batch 128 --src-len 32 --tgt-len 32
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline.cost.accelerators import device_model
+from pipeline.cost.step_time import DeviceModel, StepCost
+from pipeline.cost.structure import KNOWN_ARCHS, StepShape, num_params, step_depth, step_flops
+
+LABEL = "projection (cost model, not a measurement)"
+
+
+def step_cost(arch: str, model_cfg: Mapping[str, Any], shape: StepShape) -> StepCost:
+    return StepCost(
+        flops=step_flops(arch, model_cfg, shape),
+        depth=step_depth(arch, model_cfg, shape.src_len, shape.tgt_len),
+        params=num_params(arch, model_cfg),
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    arch: str
+    device: str
+    shape: StepShape
+    step_s: float
+    tokens_per_s: float
+    bound: str  # "compute" or "latency": which term of the max binds
+    compute_s: float
+    latency_s: float
+    label: str = LABEL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def project(arch: str, model_cfg: Mapping[str, Any], shape: StepShape, device: DeviceModel) -> Projection:
+    """Seconds per step and target tokens/s of `arch` at `shape` on `device`."""
+    cost = step_cost(arch, model_cfg, shape)
+    t = device.predict(cost)
+    return Projection(arch, device.name, shape, t, shape.tokens / t, device.bound(cost), device.compute_s(cost),
+                      device.latency_s(cost))  # fmt: skip
+
+
+def projected_seconds(
+    arch: str, model_cfg: Mapping[str, Any], shape: StepShape, tokens: float, device: DeviceModel
+) -> float:
+    """Seconds to train `tokens` target tokens in steps of `shape` (one device)."""
+    return project(arch, model_cfg, shape, device).step_s * tokens / shape.tokens
+
+
+def shape_from_run_config(config: Mapping[str, Any], src_len: int | None = None,
+                          tgt_len: int | None = None) -> StepShape:  # fmt: skip
+    """A run's per-device step shape from its resolved config: `mean_lengths` (written by the sweep runner) and
+    `data.batch_tokens` (the loader packs rows so that rows x longest length <= batch_tokens). `src_len`/`tgt_len`
+    override the lengths at the same batch_tokens (the context-length projection)."""
+    lengths = config.get("mean_lengths") or {}
+    s = int(src_len or lengths.get("src") or 0)
+    t = int(tgt_len or lengths.get("tgt") or 0)
+    batch_tokens = (config.get("data") or {}).get("batch_tokens")
+    if s < 1 or t < 1 or not batch_tokens:
+        raise ValueError("run config needs mean_lengths.src/tgt and data.batch_tokens for a step shape")
+    return StepShape(max(1, int(batch_tokens) // max(s, t)), s, t)
+
+
+def model_config_of(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(arch, model keys with vocab_size) from a resolved run config."""
+    model = dict(config.get("model") or {})
+    arch = model.pop("arch", None)
+    if arch not in KNOWN_ARCHS:
+        raise ValueError(f"run config model.arch={arch!r}: the cost model knows {sorted(KNOWN_ARCHS)}")
+    if "vocab_size" not in model:
+        vocab = (config.get("data") or {}).get("vocab_size")
+        if not vocab:
+            raise ValueError("run config has neither model.vocab_size nor data.vocab_size")
+        model["vocab_size"] = int(vocab)
+    return arch, model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.cost.projection", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--accelerator", default="h100-sxm", help="h100-sxm | a100-sxm | cpu")
+    p.add_argument("--precision", default="bf16-mixed")
+    p.add_argument("--arch", choices=KNOWN_ARCHS, nargs="+", default=["lstm", "transformer", "minlstm"])
+    p.add_argument("--d-model", type=int, default=1024)
+    p.add_argument("--n-layers", type=int, default=4)
+    p.add_argument("--n-heads", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--src-len", type=int, default=32)
+    p.add_argument("--tgt-len", type=int, default=32)
+    args = p.parse_args(argv)
+    device = device_model(args.accelerator, args.precision)
+    shape = StepShape(args.batch, args.src_len, args.tgt_len)
+    print(
+        f"{LABEL}: {device.name}, {args.precision}, batch {shape.batch} x ({shape.src_len} -> {shape.tgt_len})"
+    )
+    for arch in args.arch:
+        cfg: dict[str, Any] = {"vocab_size": args.vocab, "d_model": args.d_model, "n_layers": args.n_layers}
+        if arch == "transformer":
+            cfg["n_heads"] = args.n_heads
+        pr = project(arch, cfg, shape, device)
+        print(
+            f"  {arch:>22}: {pr.tokens_per_s:>12,.0f} tokens/s  ({pr.step_s * 1e3:.2f} ms/step, {pr.bound}-bound)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
