@@ -104,6 +104,9 @@ class TrainConfig:
     grad_reach_every: int = key(0, "steps between gradient-norm-by-position measurements (0 = off)", ge=0)
     ckpt_every: int = key(0, "steps between checkpoints (0 = every val_every); preemption also saves", ge=0)
     keep_checkpoints: int = key(2, "newest step checkpoints kept besides last.ckpt", ge=0)
+    max_nonfinite_steps: int = key(
+        0, "steps with a NaN/inf loss skipped (gradients dropped) before the run stops with an error", ge=0
+    )
     bleu_samples: int = key(200, "test pairs decoded for BLEU/chrF at the end of `train` (0 = skip)", ge=0)
     decode_max_len: int = key(128, "max tokens of a greedy decode", gt=0)
 
@@ -114,6 +117,7 @@ class LoggingConfig:
     wandb_mode: str = key("offline", "W&B mode", choices=("offline", "online", "disabled"))
     project: str = key("pipeline", "W&B project")
     entity: str | None = key(None, "W&B entity (team or user; default: yours)")
+    group: str | None = key(None, "W&B group (a sweep sets its grid name, so its runs sit together)")
     progress_bar: bool = key(True, "Lightning progress bar")
 
 
@@ -195,7 +199,11 @@ def reject_unknown(
             raise error(f"{where}: unknown key '{prefix}{name}'{hint}")
 
 
-def _merge_section(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
+def _merge_section(
+    obj: Any, values: dict[str, Any], prefix: str, source: str, set_by: dict[str, str] | None = None
+) -> None:
+    """Merge `values` into the dataclass `obj`, typing and range-checking each key; `set_by[key] = source`."""
+    set_by = {} if set_by is None else set_by
     hints = type_hints(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
     reject_unknown(values, fields, source, prefix)
@@ -205,18 +213,20 @@ def _merge_section(obj: Any, values: dict[str, Any], prefix: str, source: str) -
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where} must be a mapping, got {value!r}")
-            _merge_section(current, value, f"{prefix}{name}.", source)
+            _merge_section(current, value, f"{prefix}{name}.", source, set_by)
         elif name == "model" and not prefix:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where} must be a mapping, got {value!r}")
             if "arch" in value and value["arch"] != current.get("arch"):
                 current = {}  # switching architecture drops the other architecture's keys
             setattr(obj, name, {**current, **value})
+            set_by.update({f"model.{k}": source for k in value})
         else:
             typed = coerce(value, hints[name], where)
             if typed is not None:
                 check_value(fields[name].metadata["bounds"], typed, f"{prefix}{name}", source)
             setattr(obj, name, typed)
+            set_by[f"{prefix}{name}"] = source
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -258,17 +268,30 @@ def load_config(
     Contradictions that still run (a key unused in this mode, a warmup longer than the run) are `ConfigWarning`s.
     `check_gpu=False` where the run is planned here and trained elsewhere (sweep planning, `pipeline submit`).
     """
-    cfg = RunConfig()
+    cfg, set_by = RunConfig(), {}
     for path in paths or []:
-        _merge_section(cfg, load_mapping(Path(path), "config file"), "", str(path))
+        _merge_section(cfg, load_mapping(Path(path), "config file"), "", str(path), set_by)
     for text in overrides or []:
         dotted, value = parse_override(text)
-        _merge_section(cfg, _nest(dotted, value), "", f"override {text!r}")
-    validate(cfg)
-    check_machine(cfg, gpu=check_gpu)
+        _merge_section(cfg, _nest(dotted, value), "", f"override {text!r}", set_by)
+    try:
+        validate(cfg)
+        check_machine(cfg, gpu=check_gpu)
+    except ConfigError as err:  # checks across keys: say where each named key was set
+        raise ConfigError(f"{err}{_sources(str(err), set_by)}") from err
     for message in contradictions(cfg):
         warnings.warn(message, ConfigWarning, stacklevel=2)
     return cfg
+
+
+def _sources(message: str, set_by: dict[str, str]) -> str:
+    """' (model.d_model: configs/x.yaml)' for each key that `message` names ('key=', "key 'key'", 'Config.key=')."""
+    named = [
+        k for k in set_by
+        if any(f"{k}{end}" in message for end in ("=", " ", ":")) or f"key '{k}'" in message
+        or f"Config.{k.partition('.')[2]}=" in message
+    ]  # fmt: skip
+    return f" ({'; '.join(f'{k}: {set_by[k]}' for k in named)})" if named else ""
 
 
 def validate(cfg: RunConfig) -> None:

@@ -227,7 +227,7 @@ def check_model(model: dict[str, Any]) -> None:
 
     arch = model.get("arch")
     if arch not in MODEL_REGISTRY:
-        raise ConfigError(f"model: unknown model arch {arch!r}; known: {sorted(MODEL_REGISTRY)}")
+        raise ConfigError(f"model.arch: unknown model arch {arch!r}; known: {sorted(MODEL_REGISTRY)}")
     config_cls = MODEL_REGISTRY[arch][0]
     hints = type_hints(config_cls)
     names = [f.name for f in dataclasses.fields(config_cls) if f.name not in SET_BY_DATA]

@@ -251,3 +251,14 @@ def test_format_config_round_trips(tmp_path: Path) -> None:
     assert to_dict(config_from_dict(to_dict(cfg))) == to_dict(cfg)
     with pytest.raises(ConfigError, match=r"saved config: optim.lr=nan must be a finite number"):
         config_from_dict({**to_dict(cfg), "optim": {"lr": float("nan")}})
+
+
+def test_cross_key_and_model_errors_say_where_each_key_was_set(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("model: {init_range: .inf}\n")
+    with pytest.raises(ConfigError, match=r"model.init_range=inf must be a finite number .*overlay.yaml"):
+        load_config([*TINY_LSTM, overlay])
+    with pytest.raises(ConfigError) as info:
+        load_config(TINY_LSTM, ["train.precision=16-mixed"])
+    assert "train.accelerator: " + str(ROOT / "configs/tiny/base.yaml") in str(info.value)
+    assert "train.precision: override 'train.precision=16-mixed'" in str(info.value)
