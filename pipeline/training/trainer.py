@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, RunConfig, load_config, save_config
+from pipeline.config import RunConfig, load_config, save_config
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +22,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="config file; repeat to merge several, later files win (e.g. configs/tiny/lstm.yaml)",
     )  # fmt: skip
     parser.add_argument(
-        "--resume", default="auto", metavar="auto|never|PATH",
-        help="auto (default): continue from the newest checkpoint in the run directory if there is one; "
-        "never: start fresh; PATH: that checkpoint file",
+        "--resume", default="auto", metavar="auto|fresh|PATH",
+        help="auto (default): continue from the newest verified checkpoint of the run directory; refuses (and "
+        "changes nothing) when checkpoints exist but none verifies, when the directory has logs but no "
+        "checkpoints/, or when a checkpoint's config differs. fresh (alias: never): start at step 0, first moving "
+        "the directory's previous checkpoints and logs to <run_dir>/previous-<time>/. PATH: that checkpoint file",
     )  # fmt: skip
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
@@ -34,17 +35,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pipeline.data.loader import ShardError
+    from pipeline.training.user_errors import report_user_error
 
     try:
         cfg = load_config(args.config, args.overrides)
         summary = fit(cfg, resume=args.resume)
-    except (ConfigError, ValueError, FileNotFoundError, ShardError) as err:
-        # bad input (config, corpus, data dir, checkpoint): one clear line; PIPELINE_DEBUG=1 shows the traceback
-        if os.environ.get("PIPELINE_DEBUG"):
+    except Exception as err:
+        # bad input (config, corpus, data dir, checkpoint, a non-finite loss): one clear line and exit 2 (1 for a
+        # non-finite loss); a bug keeps its traceback, and PIPELINE_DEBUG=1 shows it for all (user_errors.py)
+        status = report_user_error(err)
+        if status is None:
             raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return status
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
     from pipeline.training.preemption import exit_code
@@ -133,9 +135,10 @@ class RunCallbacks:
     checkpoints: Any
     preemption: Any
     grad_reach: Any = None
+    nonfinite: Any = None
 
     def as_list(self) -> list[Any]:
-        first = [self.grad_reach] if self.grad_reach is not None else []
+        first = [c for c in (self.grad_reach, self.nonfinite) if c is not None]
         return first + [
             self.loader_position,
             self.throughput,
@@ -152,6 +155,7 @@ def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
     from pipeline.training.checkpoint_callbacks import RngStateCallback, VerifiedModelCheckpoint
     from pipeline.training.checkpoint_files import checkpoint_dir
     from pipeline.training.datamodule import LoaderPositionCallback
+    from pipeline.training.nonfinite import NonFiniteLossCallback
     from pipeline.training.preemption import PreemptionCallback
     from pipeline.training.throughput import ThroughputCallback
 
@@ -184,6 +188,7 @@ def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
         checkpoints=checkpoints,
         preemption=PreemptionCallback(checkpoints),
         grad_reach=grad_reach,
+        nonfinite=NonFiniteLossCallback(t.max_nonfinite_steps, partitioned=t.strategy == "deepspeed"),
     )
 
 
@@ -229,22 +234,21 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     """Train to `train.max_steps`, evaluate, and return a summary dict (also written to run_dir/summary.json)."""
     import lightning as L
 
-    from pipeline.training.checkpoint_files import check_config_compatible, resolve_resume
+    from pipeline.training.checkpoint_files import resume_checkpoint
     from pipeline.training.datamodule import StreamingDataModule
     from pipeline.training.evaluate import final_evaluation
     from pipeline.training.module import Seq2SeqModule
+    from pipeline.training.wandb_logger import finish_wandb
 
     run_dir = cfg.resolved_run_dir
     os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
-    ckpt_path = resolve_resume(resume, run_dir)
-    if ckpt_path is not None:
-        check_config_compatible(run_dir, cfg)
-        if (
-            cfg.train.strategy == "deepspeed"
-        ):  # a ZeRO checkpoint fixes its rank count: fail now, not in DeepSpeed
-            from pipeline.training.deepspeed_strategy import check_zero_resume
+    # refuses unverified, foreign or missing state; --resume fresh moves the previous state aside
+    ckpt_path = resume_checkpoint(resume, cfg)
+    if ckpt_path is not None and cfg.train.strategy == "deepspeed":
+        # a ZeRO checkpoint fixes its rank count: fail now, not in DeepSpeed
+        from pipeline.training.deepspeed_strategy import check_zero_resume
 
-            check_zero_resume(ckpt_path, cfg)
+        check_zero_resume(ckpt_path, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = StreamingDataModule(cfg)
     module = Seq2SeqModule(cfg)
@@ -269,6 +273,8 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
             )
         return summary
     finally:
+        if trainer.global_rank == 0:
+            finish_wandb(trainer.loggers)
         release_process_group()
 
 

@@ -1,5 +1,12 @@
-"""W&B logger that survives restarts: the run id lives in the run directory, so a resumed or requeued job keeps
-appending to the same W&B run (`resume="allow"`), offline (the default: no account, no network) or online."""
+"""W&B logger that survives restarts and keeps runs apart.
+
+The run id lives in the run directory, so a resumed or requeued job keeps appending to the same W&B run
+(`resume="allow"`), offline (the default: no account, no network) or online. Several runs in one process (the demo,
+a local sweep) each get their own W&B run: `finish_wandb` ends a run's W&B run when its fit ends, otherwise the next
+`WandbLogger` finds the old run still active and reuses it (Lightning warns "There is a wandb run already in
+progress ... will reuse this run" and every later run's metrics land in the first run). The run config reaches W&B
+once, through Lightning's `log_hyperparams` (the module's saved hyper-parameters).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import RunConfig, to_dict
+from pipeline.config import RunConfig
 
 
 def wandb_run_id(run_dir: Path) -> str:
@@ -36,7 +43,18 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
         name=cfg.name,
         id=wandb_run_id(run_dir),
         resume="allow",
+        group=cfg.logging.group,
         save_dir=str(run_dir),
         offline=cfg.logging.wandb_mode == "offline",
-        config=to_dict(cfg) | {"slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0"))},
+        config={"slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0"))},
     )
+
+
+def finish_wandb(loggers: list[Any]) -> None:
+    """End the W&B run of every WandbLogger that started one (the next run in this process starts its own)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+            logger._experiment = None
