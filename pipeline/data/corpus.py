@@ -71,11 +71,13 @@ class CorpusSource:
     text: Path | None = None
     valid_frac: float = 0.05
     test_frac: float = 0.05
+    tsv: Path | None = None  # source<TAB>target lines (a file or a dir of files; see readers.py)
 
     def __post_init__(self) -> None:
-        kinds = [self.bible is not None, self.src is not None or self.tgt is not None, self.text is not None]
+        kinds = [self.bible is not None, self.src is not None or self.tgt is not None, self.text is not None,
+                 self.tsv is not None]  # fmt: skip
         if sum(kinds) != 1:
-            raise ValueError("give exactly one corpus: a bible spec, --src with --tgt, or --text")
+            raise ValueError("give exactly one corpus: a bible spec, --src with --tgt, --tsv, or --text")
         if (self.src is None) != (self.tgt is None):
             raise ValueError(f"parallel text needs both --src and --tgt (got src={self.src}, tgt={self.tgt})")
         if self.bible is not None and is_monolingual(self.bible):
@@ -98,14 +100,24 @@ class CorpusSource:
             return self.bible
         if self.text is not None:
             return f"text:{self.text}"
+        if self.tsv is not None:
+            return f"tsv:{self.tsv}"
         return f"parallel:{self.src}|{self.tgt}"
 
     def describe(self) -> dict:
         """Everything that determines the pairs, including input-file hashes so edited files re-prepare."""
         info: dict = {"spec": self.spec}
         if self.bible is None:
-            files = [self.text] if self.text is not None else [self.src, self.tgt]
-            info["sha256"] = {str(p): sha256_file(_existing(p)) for p in files}
+            from pipeline.data.readers import expand  # readers.py builds on this module
+
+            roots = (
+                [self.text]
+                if self.text is not None
+                else [self.tsv]
+                if self.tsv is not None
+                else [self.src, self.tgt]
+            )
+            info["sha256"] = {str(p): sha256_file(p) for root in roots for p in expand(root)}
             info["valid_frac"], info["test_frac"] = self.valid_frac, self.test_frac
         else:
             info["valid_books"], info["test_books"] = list(VALID_BOOKS), list(TEST_BOOKS)
@@ -121,11 +133,13 @@ def parse_source(corpus: str | CorpusSource) -> CorpusSource:
         return CorpusSource(bible=corpus)
     if kind == "text" and rest:
         return CorpusSource(text=Path(rest))
+    if kind == "tsv" and rest:
+        return CorpusSource(tsv=Path(rest))
     if kind == "parallel" and "|" in rest:
         src, tgt = rest.split("|", 1)
         return CorpusSource(src=Path(src), tgt=Path(tgt))
     raise ValueError(
-        f"unknown corpus spec {corpus!r}: expected 'bible:SRC-TGT', 'parallel:SRC|TGT' or 'text:FILE'"
+        f"unknown corpus spec {corpus!r}: expected 'bible:SRC-TGT', 'parallel:SRC|TGT', 'tsv:FILE' or 'text:FILE'"
     )
 
 
@@ -158,6 +172,12 @@ def load_splits(source: CorpusSource) -> dict[str, list[Example]]:
         raise ValueError(f"{source.bible} is monolingual text for data.task=lm, not translation pairs")
     if source.bible is not None:
         splits = _load_bible(*parse_bible_spec(source.bible))
+    elif source.tsv is not None:
+        from pipeline.data.readers import Malformed, tsv_pairs  # readers.py builds on this module
+
+        pairs = list(tsv_pairs(source.tsv, Malformed()))
+        bounds = _block_bounds(len(pairs), source.valid_frac, source.test_frac)
+        splits = {name: pairs[a:b] for name, (a, b) in zip(SPLITS, bounds, strict=True)}
     elif source.text is not None:
         splits = _load_text(_existing(source.text), source.valid_frac, source.test_frac)
     else:

@@ -33,6 +33,7 @@ from pipeline.data.corpus import (
     bible_db_path,
     clean_text,
 )
+from pipeline.data.shard_writer import Record
 from pipeline.data.tokenizer import EOS_ID, TextTokenizer
 
 DEFAULT_LM_CORPUS = "bible:4+k+3"  # English WEB, KJV, BBE
@@ -119,11 +120,6 @@ def check_context(context: int, n_tokens: int, split: str, corpus: str) -> None:
             f"data.context={context} cannot be filled by the {split} split of {corpus}: it has only {n_tokens} "
             f"tokens (one window needs {context + 1}); use a smaller data.context or more text"
         )
-
-
-Record = tuple[
-    str, str, str, "list[int] | np.ndarray", "list[int] | np.ndarray"
-]  # key, src/tgt text, src/tgt ids
 
 
 def lm_records(

@@ -26,17 +26,24 @@ import os
 import random
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import webdataset as wds
 from rich.progress import Progress
 
-from pipeline.data.corpus import SPLITS, CorpusSource, Example, load_splits, parse_source, sha256_file
-from pipeline.data.lm import DEFAULT_LM_CORPUS, Record, lm_records
+from pipeline.data.corpus import SPLITS, CorpusSource, load_splits, parse_source, sha256_file
+from pipeline.data.lm import DEFAULT_LM_CORPUS, lm_records
 from pipeline.data.passages import check_passage_len, join_passages, passage_lengths
 from pipeline.data.shard_io import is_remote, join, read_bytes
+from pipeline.data.shard_writer import tokenized
+from pipeline.data.shard_writer import write_split as _write_split  # module-level: tests patch it
+from pipeline.data.stream_prepare import (
+    TOKENIZER_SAMPLE,
+    count_and_sample,
+    is_streamed,
+    stream_records,
+    train_sampled_tokenizer,
+)
 from pipeline.data.tokenizer import SPECIAL_IDS, TextTokenizer, train_tokenizer
 from pipeline.data.verify import (
     MANIFEST,
@@ -118,9 +125,14 @@ def prepare(
     _check_replaceable(out_dir, force)
 
     if task == "lm":
-        tokenizer, records, sizes, extra = lm_records(source, vocab_size, context, seed)
+        tokenizer, chunks, sizes, extra = lm_records(source, vocab_size, context, seed)
+        records, drain = (lambda tmp: ((split, chunks[split]) for split in SPLITS)), False
+    elif task == "translation" and is_streamed(source):
+        tokenizer, records, sizes, extra = _streamed_records(source, vocab_size, seed, limit)
+        drain = True  # one pass over the input: what `limit` leaves of a split must still be read past
     else:
-        tokenizer, records, sizes, extra = _pair_records(source, vocab_size, seed, limit, task, passage_len)
+        tokenizer, chunks, sizes, extra = _pair_records(source, vocab_size, seed, limit, task, passage_len)
+        records, drain = (lambda tmp: ((split, chunks[split]) for split in SPLITS)), False
 
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -139,10 +151,10 @@ def prepare(
             **extra,
         }
         with Progress(transient=True) as progress:
-            for split in SPLITS:
+            for split, split_chunks in records(tmp):
                 manifest["splits"][split] = {
                     **_write_split(
-                        records[split],
+                        split_chunks,
                         sizes[split],
                         tmp,
                         split,
@@ -155,6 +167,9 @@ def prepare(
                     ),  # fmt: skip
                     **extra.pop(f"{split}_stats", {}),
                 }
+                for _ in split_chunks if drain else ():
+                    pass
+        manifest["splits"] = {split: manifest["splits"][split] for split in SPLITS}
         check_splits_not_empty(manifest, f"the preparation of {out_dir}")
         manifest["dataset_hash"] = dataset_hash(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -244,73 +259,22 @@ def _pair_records(source: CorpusSource, vocab_size: int, seed: int, limit: int |
             splits[split], dropped = join_passages(verses, lengths, passage_len)
             extra[f"{split}_stats"] = {"verses": len(verses), "verses_dropped_overlong": dropped}
         random.Random(seed).shuffle(splits["train"])
-    records = {split: _tokenized(tokenizer, splits[split]) for split in SPLITS}
+    records = {split: tokenized(tokenizer, splits[split]) for split in SPLITS}
     return tokenizer, records, {split: len(splits[split]) for split in SPLITS}, extra
 
 
-def _tokenized(tokenizer: TextTokenizer, examples: list[Example]) -> Iterator[list[Record]]:
-    """Chunks of (key, src text, tgt text, src ids, tgt ids), encoded in batches (multi-threaded in Rust)."""
-    for start in range(0, len(examples), 4096):
-        chunk = examples[start : start + 4096]
-        src_ids = tokenizer.encode_batch([s for _, s, _ in chunk])
-        tgt_ids = tokenizer.encode_batch([t for _, _, t in chunk])
-        yield [(k, s, t, a, b) for (k, s, t), a, b in zip(chunk, src_ids, tgt_ids, strict=True)]
+def _streamed_records(source: CorpusSource, vocab_size: int, seed: int, limit: int | None) -> tuple:
+    """Parallel files / TSV in bounded memory (``stream_prepare.py``): BPE on a sample, external shuffle."""
+    sample = min(TOKENIZER_SAMPLE, limit or TOKENIZER_SAMPLE)
+    bounds, texts, malformed = count_and_sample(source, seed, sample)
+    tokenizer = train_sampled_tokenizer(texts, vocab_size, source.spec)
+    sizes = {split: b - a for split, (a, b) in zip(SPLITS, bounds, strict=True)}
+    extra = {"malformed": malformed.to_manifest(), "tokenizer_sample_pairs": len(texts) // 2}
 
+    def records(tmp: Path) -> Iterator:
+        return stream_records(source, tokenizer, bounds, seed, tmp / ".scratch")
 
-def _write_split(chunks: Iterable[list[Record]], n_pairs: int, root: Path, split: str, max_len: int,
-                 shard_size: int, overlong: str, limit: int | None, progress: Progress,
-                 allow_empty_src: bool = False) -> dict:  # fmt: skip
-    """Shard one split's tokenized records; returns its manifest entry."""
-    (root / split).mkdir()
-    stats = {"samples": 0, "src_tokens": 0, "tgt_tokens": 0, "dropped_overlong": 0, "truncated": 0,
-             "pairs": n_pairs}  # fmt: skip
-    task = progress.add_task(f"{split}: tokenize + write", total=n_pairs)
-    counts: list[int] = []  # samples per finished shard, recorded by ShardWriter's `post` hook
-    writer = wds.ShardWriter(
-        str(root / split / "shard-%06d.tar"),
-        maxcount=shard_size,
-        verbose=0,
-        mtime=0,  # an int: reproducible shards with plain ustar headers (a float mtime adds pax headers)
-        post=lambda _: counts.append(writer.count),
-    )
-    try:
-        for chunk in chunks:
-            for key, src, tgt, s_ids, t_ids in chunk:
-                if max(len(s_ids), len(t_ids)) > max_len + allow_empty_src:  # an LM window holds context + 1
-                    if overlong == "drop":
-                        stats["dropped_overlong"] += 1
-                        continue
-                    stats["truncated"] += 1
-                    s_ids, t_ids = s_ids[:max_len], t_ids[:max_len]
-                if (not len(s_ids) and not allow_empty_src) or not len(t_ids):
-                    continue
-                writer.write({
-                    "__key__": key,
-                    "src.i32": np.asarray(s_ids, dtype="<i4").tobytes(),
-                    "tgt.i32": np.asarray(t_ids, dtype="<i4").tobytes(),
-                    "src.txt": src,
-                    "tgt.txt": tgt,
-                })  # fmt: skip
-                stats["samples"] += 1
-                stats["src_tokens"] += len(s_ids)
-                stats["tgt_tokens"] += len(t_ids)
-                if stats["samples"] == limit:
-                    break
-            progress.advance(task, len(chunk))
-            if stats["samples"] == limit:
-                break
-    finally:
-        writer.close()
-    shards = sorted((root / split).glob("shard-*.tar"))
-    if stats["samples"] == 0:  # ShardWriter opened one empty shard; an empty split lists none
-        for shard in shards:
-            shard.unlink()
-        shards, counts = [], []
-    stats["shards"] = [
-        {"path": f"{split}/{p.name}", "samples": n, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p, n in zip(shards, counts, strict=True)
-    ]
-    return stats
+    return tokenizer, records, sizes, extra
 
 
 def _check_replaceable(out_dir: Path, force: bool) -> None:
@@ -359,6 +323,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--text", type=Path, help="plain text: each non-empty line is the target of the one before"
     )
     src.add_argument(
+        "--tsv", type=Path, help="source<TAB>target per line (a file or a dir of files; .gz/.xz ok)"
+    )
+    src.add_argument(
         "--valid-frac", type=float, default=0.05, help="user files: last-but-one block for valid"
     )
     src.add_argument("--test-frac", type=float, default=0.05, help="user files: last block for test")
@@ -384,13 +351,14 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     """Entry point for ``pipeline data prepare``: bad input is reported on stderr with exit code 2."""
     try:
-        if args.src is not None or args.tgt is not None or args.text is not None:
+        if args.src is not None or args.tgt is not None or args.text is not None or args.tsv is not None:
             if args.corpus is not None:
-                raise ValueError("give either --corpus or --src/--tgt or --text, not both")
+                raise ValueError("give either --corpus or --src/--tgt, --tsv or --text, not both")
             source = CorpusSource(
                 src=args.src,
                 tgt=args.tgt,
                 text=args.text,
+                tsv=args.tsv,
                 valid_frac=args.valid_frac,
                 test_frac=args.test_frac,
             )
@@ -404,6 +372,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
+    bad = manifest.get("malformed", {})
+    if bad.get("count"):
+        print(f"warning: {bad['count']} malformed input lines skipped; first: {'; '.join(bad['first'][:5])}",
+              file=sys.stderr)  # fmt: skip
     counts = ", ".join(f"{s}={manifest['splits'][s]['samples']}" for s in SPLITS)
     print(f"prepared {manifest['corpus']} in {args.out}: {counts}; vocab {manifest['vocab_size']}")
     return 0
