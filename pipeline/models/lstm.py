@@ -180,18 +180,22 @@ class LSTMSeq2Seq(Seq2SeqModel):
     ) -> float:
         """3 x forward FLOPs per target token; derivation in docs/flops.md. With recurrence=newton each stack costs
         what its iterations do (`newton_flops_per_token`, docs/parallel_lstm.md): `newton_iters` = mean (forward,
-        backward) scans per layer solve, else the means of this model's training solves so far, else the cap."""
+        backward) scans per layer solve, else the means of this model's training solves so far, else the upper
+        bound min(newton_max_iters, sequence length) (causality: T scans solve a length-T sequence exactly)."""
         c = self.config
         d, e = c.d_model, c.d_embed
         assert e is not None
-        if c.recurrence == "newton":
-            iters = newton_iters or measured_iters(self) or (float(c.newton_max_iters),) * 2
-            stack3 = newton_flops_per_token(e, d, iters) + (c.n_layers - 1) * newton_flops_per_token(
+        measured = newton_iters or measured_iters(self)
+
+        def stack3(seq_len: int) -> float:  # training FLOPs per token of one stack
+            if c.recurrence == "sequential":  # 3 x (2 * 4 gates * (d_in + d) * d) per layer
+                return 3.0 * (8.0 * (e + d) * d + (c.n_layers - 1) * 8.0 * (2 * d) * d)
+            iters = measured or (float(min(c.newton_max_iters, seq_len)),) * 2
+            return newton_flops_per_token(e, d, iters) + (c.n_layers - 1) * newton_flops_per_token(
                 d, d, iters
             )
-        else:  # 3 x (2 * 4 gates * (d_in + d) * d) per layer
-            stack3 = 3.0 * (8.0 * (e + d) * d + (c.n_layers - 1) * 8.0 * (2 * d) * d)
+
         rest = 2.0 * d * c.vocab_size
         if c.attention:
             rest += LuongAttention.flops_per_token(d, src_len)
-        return stack3 * src_len / tgt_len + stack3 + 3.0 * rest
+        return stack3(src_len) * src_len / tgt_len + stack3(tgt_len) + 3.0 * rest

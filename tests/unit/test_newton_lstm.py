@@ -13,7 +13,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from pipeline.models import build_model
-from pipeline.models.newton_lstm import NewtonLSTM, NewtonNotConverged, NewtonSettings, newton_step_stats
+from pipeline.models.newton_lstm import (
+    NewtonLSTM,
+    NewtonNotConverged,
+    NewtonSettings,
+    measured_iters,
+    newton_step_stats,
+)
 from pipeline.models.parallel_scan import linear_scan_2x2, linear_scan_2x2_sequential
 
 TOL = {torch.float64: (1e-12, 1e-8, 1e-8), torch.float32: (1e-5, 1e-4, 1e-3)}  # newton_tol, out, grad
@@ -140,11 +146,14 @@ def test_flops_per_token_counts_the_iterations() -> None:
     assert newton.flops_per_token(10, 8, newton_iters=(0.5, 0.5)) == pytest.approx(seq.flops_per_token(10, 8))
     extra = newton.flops_per_token(10, 8, newton_iters=(1.5, 0.5)) - seq.flops_per_token(10, 8)
     assert extra == pytest.approx(8.0 * 16 * 16 * 2 * (10 / 8 + 1))  # 2 layers, encoder + decoder tokens
-    # without measurements the cap is the bound; after a training step the measured means are used
-    assert newton.flops_per_token(10, 8) == newton.flops_per_token(10, 8, newton_iters=(100.0, 100.0))
+    # without measurements: the bound min(cap, length); after a training step the measured means
+    capped = build_model("lstm", recurrence="newton", newton_max_iters=5, **keys)
+    assert capped.flops_per_token(10, 8) == capped.flops_per_token(10, 8, newton_iters=(5.0, 5.0))
+    bound = newton.flops_per_token(10, 8)
+    assert newton.flops_per_token(10, 8, (8.0, 8.0)) < bound < newton.flops_per_token(10, 8, (10.0, 10.0))
     src, tgt = torch.randint(1, 40, (2, 10)), torch.randint(1, 40, (2, 8))
     newton(src, src > 0, tgt).sum().backward()
-    assert newton.flops_per_token(10, 8) < newton.flops_per_token(10, 8, newton_iters=(100.0, 100.0))
+    assert newton.flops_per_token(10, 8) == newton.flops_per_token(10, 8, measured_iters(newton)) < bound
 
 
 def test_runs_under_bf16_autocast_in_float32() -> None:
