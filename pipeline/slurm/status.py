@@ -75,11 +75,11 @@ def array_task_record(records: list[dict[str, str]], task: int) -> dict[str, str
 
 
 def latest_metrics(run_dir: Path) -> tuple[str, str, str]:
-    """(step, train loss, valid loss) logged last; "-" for what is not there."""
+    """(steps trained, train loss, valid loss) logged last; "-" for what is not there."""
     train, valid = latest(run_dir, "train/loss"), latest(run_dir, "valid/loss")
     steps = [entry[0] for entry in (train, valid) if entry]
     return (
-        str(max(steps)) if steps else "-",
+        str(max(steps) + 1) if steps else "-",  # logged under step N - 1 after N steps (by_steps_trained)
         f"{train[1]:.4f}" if train else "-",
         f"{valid[1]:.4f}" if valid else "-",
     )

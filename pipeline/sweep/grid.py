@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown
-from pipeline.data.prepare import ensure_prepared
-from pipeline.models import MODEL_REGISTRY
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
-             "delete_checkpoints"}  # fmt: skip
-ARCH_KEYS = {"model", "set", "sizes"}
+             "delete_checkpoints", "seeds", "seed_sizes", "lrs"}  # fmt: skip
+ARCH_KEYS = {"model", "set", "sizes", "lrs"}
+TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
+ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
 
 
 class SweepError(ConfigError):
@@ -41,6 +41,9 @@ class Grid:
     warmup_frac: float = 0.05
     evals_per_run: int = 4
     delete_checkpoints: bool = False
+    seeds: list[int] = field(default_factory=list)  # empty: the base config's seed, no suffix in run names
+    seed_sizes: int | None = None  # extra seeds only at this many of each arch's largest sizes (None: all)
+    lrs: list[float] = field(default_factory=list)  # learning rates scanned at every size (per arch: `lrs`)
 
 
 @dataclass
@@ -51,7 +54,9 @@ class PlannedRun:
     arch: str
     size: str
     budget: int
-    max_steps: int = 0
+    max_steps: int = 0  # 0: not measured yet (a dry run before the data is prepared)
+    seed: int | None = None
+    lr: float | None = None
 
 
 # ------------------------------------------------------------------------------------------------- grid file
@@ -61,6 +66,37 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SweepError(f"{where} must be a mapping, got {value!r}")
     return value
+
+
+def _config_path(grid_path: Path, name: str) -> str:
+    """A `base:` file: relative to the grid file's directory, else to the current directory (the shipped grids
+    name repo-relative paths, so both a repo-root run and `--grid /abs/path/grid.yaml` from elsewhere work)."""
+    candidates = [Path(name)] if Path(name).is_absolute() else [grid_path.parent / name, Path(name)]
+    if Path(name).parts[:1] == ("configs",):  # repo-relative: also try beside the repo's configs/ directory
+        candidates.append(grid_path.resolve().parent.parent.parent / name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    tried = ", ".join(str(c) for c in candidates)
+    raise SweepError(f"{grid_path}: key 'base': config file {name!r} not found (tried {tried})")
+
+
+def _numbers(raw: Any, where: str, kind: type) -> list:
+    """A list of positive ints (seeds: >= 0) or finite positive floats; one-line errors naming the key."""
+    if raw is None:
+        return []
+    values = raw if isinstance(raw, list) else [raw]
+    out = []
+    for v in values:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        ok = ok and (float(v) == int(v) and v >= 0 if kind is int else v > 0)
+        if not ok:
+            what = "integers >= 0" if kind is int else "positive numbers"
+            raise SweepError(f"{where} holds {v!r}; expected a list of {what}")
+        out.append(kind(v))
+    if len(set(out)) != len(out):
+        raise SweepError(f"{where} repeats a value: {values!r}")
+    return out
 
 
 def _count(x: Any) -> bool:
@@ -79,8 +115,9 @@ def load_grid(path: str | Path) -> Grid:
         if key not in raw:
             raise SweepError(f"{path}: missing key {key!r}")
     base = [raw["base"]] if isinstance(raw.get("base"), str) else raw.get("base") or []
-    if not isinstance(base, list) or not all(isinstance(b, str) and Path(b).is_file() for b in base):
-        raise SweepError(f"{path}: key 'base' must list existing config files, got {base!r}")
+    if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
+        raise SweepError(f"{path}: key 'base' must list config files, got {base!r}")
+    base = [_config_path(path, b) for b in base]
     budgets = raw["token_budgets"]
     if not isinstance(budgets, list) or not budgets or not all(_count(b) for b in budgets):
         bad = next((b for b in budgets if not _count(b)), budgets) if isinstance(budgets, list) else budgets
@@ -88,6 +125,8 @@ def load_grid(path: str | Path) -> Grid:
     archs = _mapping(raw["archs"], f"{path}: key 'archs'")
     if not archs:
         raise SweepError(f"{path}: key 'archs' is empty")
+    from pipeline.models import MODEL_REGISTRY  # torch: imported only when a grid is read, not for --help
+
     for arch, spec in archs.items():
         where = f"{path}: key 'archs.{arch}'"
         if arch not in MODEL_REGISTRY:
@@ -100,13 +139,18 @@ def load_grid(path: str | Path) -> Grid:
         for size, keys in sizes.items():
             _mapping(keys, f"{where}.sizes.{size}")
         archs[arch] = {"model": _mapping(spec.get("model"), f"{where}.model"),
-                       "set": _mapping(spec.get("set"), f"{where}.set"), "sizes": sizes}  # fmt: skip
+                       "set": _mapping(spec.get("set"), f"{where}.set"), "sizes": sizes,
+                       "lrs": _numbers(spec.get("lrs"), f"{where}.lrs", float)}  # fmt: skip
     grid = Grid(
         name=str(raw.get("name") or path.stem), path=path, base=base, archs=archs,
         token_budgets=[int(b) for b in budgets], overrides=_mapping(raw.get("set"), f"{path}: key 'set'"),
         out=raw.get("out"), warmup_frac=float(raw.get("warmup_frac", 0.05)),
         evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
+        seeds=_numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=_numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),
+        seed_sizes=raw.get("seed_sizes"),
     )  # fmt: skip
+    if grid.seed_sizes is not None and not (_count(grid.seed_sizes) and isinstance(grid.seed_sizes, int)):
+        raise SweepError(f"{path}: key 'seed_sizes' must be a positive integer, got {grid.seed_sizes!r}")
     if not 0 <= grid.warmup_frac < 1:
         raise SweepError(f"{path}: key 'warmup_frac' must be in [0, 1), got {grid.warmup_frac}")
     if grid.evals_per_run < 1:
@@ -126,12 +170,16 @@ def _kv(values: dict[str, Any]) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in values.items()]
 
 
-def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1) -> list[PlannedRun]:
+def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True) -> list[PlannedRun]:
     """Every run of the grid with its final config overrides; checks each config (errors name the run and key).
 
+    Each (arch, size, budget) point runs at every learning rate of `lrs` (the arch's, else the grid's) and, where
+    `seeds` is set, at every seed (only at the `seed_sizes` largest sizes, if given; the first seed elsewhere).
     Order: budgets ascending, then size rank, then architecture, so a sweep cut short has the whole cheap end of
-    the grid for every architecture rather than one architecture's whole grid."""
-    runs, per_batch = [], {}
+    the grid for every architecture rather than one architecture's whole grid. `measure=False` (a dry run) never
+    prepares data or reads an epoch: steps come from the sweep's token cache, else stay 0 (unknown)."""
+    runs = []
+    cache = _TokenCache(sweep_dir / TOKENS_CACHE)
     max_sizes = max(len(a["sizes"]) for a in grid.archs.values())
     for budget in sorted(grid.token_budgets):
         for rank in range(max_sizes):
@@ -140,27 +188,68 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1) -> list[PlannedRun]:
                 if rank >= len(sizes):
                     continue
                 size, keys = sizes[rank]
-                name = f"{arch}-{size}-{_budget_label(budget)}"
-                model = {"arch": arch, **spec["model"], **keys}
-                overrides = [*_kv(grid.overrides), *_kv(spec["set"]), f"model={json.dumps(model)}",
-                             f"name={name}", f"run_dir={sweep_dir / name}"]  # fmt: skip
-                try:
-                    cfg = load_config(grid.base, overrides)
-                except ConfigError as err:
-                    raise SweepError(f"{grid.path}: run {name}: {err}") from err
-                run = PlannedRun(name, list(grid.base), overrides, arch, size, budget)
-                _set_length(run, cfg, grid, world, per_batch)
-                runs.append(run)
+                top = grid.seed_sizes is None or rank >= len(sizes) - grid.seed_sizes
+                seeds = grid.seeds if top else grid.seeds[:1]
+                lrs = spec["lrs"] or grid.lrs
+                for lr in lrs or [None]:
+                    for seed in seeds or [None]:
+                        name = f"{arch}-{size}-{_budget_label(budget)}"
+                        name += f"-lr{lr:g}" if len(lrs) > 1 else ""
+                        name += f"-s{seed}" if len(grid.seeds) > 1 else ""
+                        point = {"seed": seed, "optim.lr": lr, "logging.group": grid.name}
+                        run = _planned(grid, arch, spec, size, keys, budget, name, sweep_dir, point)
+                        run.seed, run.lr = seed, lr
+                        cfg = _run_config(grid, run)
+                        _set_length(run, cfg, grid, world, cache, measure)
+                        runs.append(run)
+    cache.save()
     return runs
 
 
-def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: dict) -> None:
+def _planned(grid: Grid, arch: str, spec: dict, size: str, keys: dict, budget: int, name: str, sweep_dir: Path,
+             point: dict[str, Any]) -> PlannedRun:  # fmt: skip
+    model = {"arch": arch, **spec["model"], **keys}
+    point = {k: v for k, v in point.items() if v is not None}
+    overrides = [*_kv(grid.overrides), *_kv(spec["set"]), *_kv(point), f"model={json.dumps(model)}",
+                 f"name={name}", f"run_dir={sweep_dir / name}"]  # fmt: skip
+    return PlannedRun(name, list(grid.base), overrides, arch, size, budget)
+
+
+def _run_config(grid: Grid, run: PlannedRun) -> Any:
+    try:
+        return load_config(grid.base, run.overrides)
+    except ConfigError as err:
+        raise SweepError(f"{grid.path}: run {run.name}: {err}") from err
+
+
+class _TokenCache:
+    """Mean target tokens per batch, measured once per data stream and kept in the sweep directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.values: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.changed = False
+
+    def get(self, cfg: Any, measure: bool) -> float | None:
+        d = cfg.data
+        key = json.dumps([str(d.dir), d.batch_tokens, d.max_len, d.bucket_size, cfg.seed])
+        if key not in self.values and measure:
+            self.values[key] = mean_tokens_per_batch(cfg)
+            self.changed = True
+        return self.values.get(key)
+
+    def save(self) -> None:
+        if self.changed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.values, indent=1))
+
+
+def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: _TokenCache, measure: bool) -> None:
     """Token budget -> steps, validation interval and warmup, appended to the run's overrides (before run_dir)."""
-    d = cfg.data
-    key = (d.dir, d.batch_tokens, d.max_len, d.bucket_size, cfg.seed)
-    if key not in cache:
-        cache[key] = mean_tokens_per_batch(cfg)
-    per_step = cache[key] * world * cfg.train.accumulate
+    per_batch = cache.get(cfg, measure)
+    if per_batch is None:
+        return  # dry run before the data was measured: steps unknown
+    per_step = per_batch * world * cfg.train.accumulate
     val_every = max(1, math.ceil(run.budget / per_step / grid.evals_per_run))
     run.max_steps = val_every * grid.evals_per_run
     extra = {"train.max_steps": run.max_steps, "train.val_every": val_every,
@@ -172,6 +261,7 @@ def mean_tokens_per_batch(cfg: Any) -> float:
     """Mean target tokens (EOS included) per batch over one epoch of the run's own train loader, preparing the
     data first if needed. Counted, not estimated: bucketing makes the padding share depend on the length mix."""
     from pipeline.data.loader import build_loader
+    from pipeline.data.prepare import ensure_prepared
 
     d = cfg.data
     ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)

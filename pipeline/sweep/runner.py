@@ -14,142 +14,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import shlex
-import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
-import lightning as L
-
-import pipeline.training.trainer
-from pipeline.config import ConfigError, load_config, to_dict
-from pipeline.data.prepare import read_manifest
-from pipeline.data.tokenizer import PAD_ID
-from pipeline.scaling.records import RESULT_FILE, RunRecord, save_json_atomic, save_record
-from pipeline.scaling.report import PLAN_FILE
-from pipeline.sweep.grid import Grid, PlannedRun, SweepError, load_grid, plan_runs
-from pipeline.training.logged_metrics import read_metric
-from pipeline.training.run_model import run_model
-
-ERROR_FILE = "error.txt"
-MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
-
-
-# ------------------------------------------------------------------------------------------------- one run
-def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
-              progress: Any = None) -> RunRecord | None:  # fmt: skip
-    """Train (or resume) one run and write its result.json; returns the record (None on ranks other than 0)."""
-    cfg = load_config(configs, overrides)
-    run_dir = cfg.resolved_run_dir
-    clock = RunClock(progress)
-    summary = pipeline.training.trainer.fit(cfg, resume="auto", extra_callbacks=[clock])
-    if summary.get("rank", 0) != 0:
-        return None
-    if summary["steps"] < cfg.train.max_steps:
-        raise RuntimeError(f"{run_dir}: stopped at step {summary['steps']} of {cfg.train.max_steps}")
-    if summary.get("valid_loss") is None or not summary.get("loss_by_position"):
-        # Finished in an earlier attempt that died before writing its record: Lightning skips a loop that is
-        # already done, so the final validation has to be run again from the last checkpoint.
-        summary.update(validate_checkpoint(cfg))
-    train = read_manifest(cfg.data.dir)["splits"]["train"]
-    samples = train["samples"]
-    src_len, tgt_len = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
-    model = run_model(cfg)
-    fpt = float(model.flops_per_token(src_len, tgt_len))
-    tokens = int(summary["tokens"])
-    final = float(summary["valid_loss"])
-    history = list(read_metric(run_dir, "valid/loss").values())
-    positions = mask_sparse_positions(summary["loss_by_position"], valid_position_counts(cfg))
-    record = RunRecord(
-        run=cfg.name, arch=cfg.model["arch"], params=int(summary["params"]),
-        non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt, tokens=tokens,
-        compute=fpt * tokens, epochs=tokens / (train["tgt_tokens"] + samples), final_valid_loss=final,
-        best_valid_loss=min([final, *history]), loss_by_position=positions, wall_time_s=round(clock.elapsed, 2),
-        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len},
-                "loss_by_position_min_share": MIN_POSITION_SHARE},
-    )  # fmt: skip
-    save_record(run_dir / RESULT_FILE, record)
-    (run_dir / ERROR_FILE).unlink(missing_ok=True)
-    if delete_checkpoints:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return record
-
-
-def valid_position_counts(cfg: Any) -> list[int]:
-    """Real target tokens (EOS included) at each target position over the validation split."""
-    from pipeline.data.loader import build_loader
-
-    d = cfg.data
-    counts = [0] * (d.max_len + 1)
-    for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=d.max_len):
-        for t, n in enumerate((batch["tgt_out"] != PAD_ID).sum(0).tolist()[: len(counts)]):
-            counts[t] += n
-    return counts
-
-
-def mask_sparse_positions(losses: list[float], counts: list[int]) -> list[float]:
-    """NaN at target positions reached by fewer than MIN_POSITION_SHARE of the validation pairs: there the mean is
-    over a handful of (often EOS) tokens and swings by nats, which reads like a real effect on a position plot."""
-    least = MIN_POSITION_SHARE * max(counts, default=0)
-    return [
-        float(x) if t < len(counts) and counts[t] >= max(least, 1) else math.nan for t, x in enumerate(losses)
-    ]
-
-
-def validate_checkpoint(cfg: Any) -> dict[str, Any]:
-    """Validation loss and loss by position of a run's newest checkpoint (one validation pass, no training)."""
-    from pipeline.training.checkpoint_files import find_resume_checkpoint
-    from pipeline.training.datamodule import StreamingDataModule
-    from pipeline.training.module import Seq2SeqModule
-
-    ckpt = find_resume_checkpoint(cfg.resolved_run_dir)
-    module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=cfg.train.val_batches or None)  # fmt: skip
-    trainer.validate(module, datamodule=StreamingDataModule(cfg), verbose=False)
-    return {
-        "valid_loss": float(trainer.callback_metrics["valid/loss"]),
-        "loss_by_position": module.val_loss_by_position,
-    }
-
-
-class RunClock(L.Callback):
-    """Training wall time summed over every attempt of a run (kept in checkpoints, so it survives a resume), and
-    the sweep's per-run progress bar. Time lost after the last checkpoint of a killed attempt is not counted."""
-
-    def __init__(self, progress: Any = None) -> None:
-        self.before = 0.0  # seconds trained by earlier attempts, restored from the checkpoint
-        self.start: float | None = None
-        self.progress = progress  # (rich Progress, task id) or None
-
-    @property
-    def elapsed(self) -> float:
-        return self.before + (time.perf_counter() - self.start if self.start is not None else 0.0)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
-        self._show(trainer)
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self._show(trainer)
-
-    def _show(self, trainer: L.Trainer) -> None:
-        if self.progress is not None:
-            bar, task = self.progress
-            loss = trainer.callback_metrics.get("valid/loss")
-            note = f"valid {float(loss):.3f}" if loss is not None else ""
-            bar.update(task, completed=trainer.global_step, total=trainer.max_steps, note=note)
-
-    def state_dict(self) -> dict[str, float]:
-        return {"elapsed": self.elapsed}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.before = float(state.get("elapsed", 0.0))
-        self.start = None
+from pipeline.config import ConfigError, load_config
+from pipeline.scaling.records import RESULT_FILE, save_json_atomic
+from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs
 
 
 # ------------------------------------------------------------------------------------------------- the sweep
@@ -191,10 +64,16 @@ def run_sweep(args: argparse.Namespace) -> int:
         grid = load_grid(args.grid)
         sweep_dir = sweep_dir_of(grid, args.out)
         world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
-        runs = plan_runs(grid, sweep_dir, world)
-        plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps}
-                for r in runs]  # fmt: skip
-        save_json_atomic(sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan})  # the report's "of N"
+        from pipeline.scaling.report import PLAN_FILE
+
+        dry = args.dry_run and not args.slurm  # a SLURM dry run still measures: its script holds the steps
+        runs = plan_runs(grid, sweep_dir, world, measure=not dry)
+        if not dry:
+            plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget,
+                     "max_steps": r.max_steps, "seed": r.seed, "lr": r.lr} for r in runs]  # fmt: skip
+            save_json_atomic(
+                sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan}
+            )  # the report's "of N"
         if args.only:
             runs = [r for r in runs if any(s in r.name for s in args.only)]
         todo = [r for r in runs if not (sweep_dir / r.name / RESULT_FILE).is_file()]
@@ -214,6 +93,8 @@ def _run_one(args: argparse.Namespace) -> int:
     if (cfg.resolved_run_dir / RESULT_FILE).is_file():
         print(f"{cfg.resolved_run_dir}: finished already ({RESULT_FILE} exists)")
         return 0
+    from pipeline.sweep.run_one import train_run
+
     try:
         train_run(args.config, args.overrides, args.delete_checkpoints)
     except Exception:
@@ -232,13 +113,18 @@ def print_plan(runs: list[PlannedRun], sweep_dir: Path) -> None:
     for r in runs:
         d = sweep_dir / r.name
         state = "done" if (d / RESULT_FILE).is_file() else "failed" if (d / ERROR_FILE).is_file() else "todo"
-        print(f"  {r.name:32} {r.budget:>12,} tokens {r.max_steps:>7} steps  {state}")
+        steps = f"{r.max_steps:>7}" if r.max_steps else "      ?"
+        print(f"  {r.name:40} {r.budget:>12,} tokens {steps} steps  {state}")
+    if any(not r.max_steps for r in runs):
+        print("  (? = steps are measured from the prepared data when the sweep first runs)")
 
 
 def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
     """Every run, one after another in this process; finished runs are skipped, failures recorded and listed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.sweep.run_one import train_run
 
     logging.getLogger("lightning.pytorch").setLevel(
         logging.WARNING

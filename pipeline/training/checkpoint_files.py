@@ -11,6 +11,15 @@ Crash safety. A checkpoint file is written under a temporary name, fsynced and r
 (`AtomicCheckpointIO`), and its metadata sidecar is written the same way only after the checkpoint is complete.
 `find_resume_checkpoint` takes the newest checkpoint whose metadata exists and whose checksum matches; a truncated
 or corrupt one is reported and skipped, and the previous one is used.
+
+Never losing a run (issue 15). `resume_checkpoint` is what `fit` calls:
+- `--resume auto` refuses, listing every checkpoint and why, when checkpoints exist and none verifies; and when the
+  run directory has logs but no `checkpoints/` (deleted, or not copied). It never deletes or overwrites anything.
+- `--resume fresh` (alias `never`) is the explicit way to start at step 0 in a directory that has a previous
+  state: that state (checkpoints, CSV logs, config, summary, W&B id) is moved to `<run_dir>/previous-<time>/`.
+- a checkpoint whose sidecar `config_hash` differs from this run's is refused, naming the differing keys (read
+  from the checkpoint's saved hyper-parameters). Only `IDENTITY_KEYS` enter the hash, so `train.max_steps`,
+  logging etc. may change on resume.
 """
 
 from __future__ import annotations
@@ -19,16 +28,21 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.config import ConfigError, RunConfig, identity_mismatch, to_dict
+from pipeline.config import ConfigError, RunConfig, config_hash, identity_mismatch, to_dict
 
 META_SUFFIX = ".meta.json"
+FRESH = ("fresh", "never")  # --resume values that start at step 0, moving a previous state aside
+PREVIOUS_PREFIX = "previous-"  # <run_dir>/previous-<time>/: the state a `--resume fresh` moved aside
+KEPT_ON_FRESH = ("slurm", "wandb")  # job scripts and W&B's offline run folders stay where they are
 
 
 class ResumeError(ValueError):
@@ -99,14 +113,19 @@ def verify(ckpt: Path) -> tuple[dict[str, Any] | None, str]:
     if not ckpt.exists():
         return None, "checkpoint missing"
     if not meta_file.exists():
-        return None, "no metadata (the write did not finish)"
+        return None, f"no metadata sidecar {meta_file.name} (the write did not finish, or it was not copied)"
     try:
         meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return None, f"unreadable metadata {meta_file.name}: {err}"
-    sha, size = checksum(ckpt)
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or "bytes" not in meta:
+        return None, f"metadata {meta_file.name} lacks its checksum (sha256, bytes)"
+    try:
+        sha, size = checksum(ckpt)
+    except OSError as err:
+        return None, f"unreadable: {err.strerror or err}"
     if size != meta.get("bytes"):
-        return None, f"truncated: {size} bytes, metadata says {meta.get('bytes')}"
+        return None, f"truncated or changed: {size} bytes, metadata says {meta.get('bytes')}"
     if sha != meta.get("sha256"):
         return None, "checksum mismatch (corrupt)"
     return meta, ""
@@ -118,19 +137,30 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(directory.glob("*.ckpt")) if directory.is_dir() else []
 
 
-def find_resume_checkpoint(run_dir: Path, report: Any = None) -> Path | None:
-    """Newest complete, intact checkpoint of `run_dir` (by step, then write time), or None for a fresh run.
+def _newest_first(ckpts: list[Path]) -> list[Path]:
+    """By the step in the sidecar (unreadable: -1), then by write time."""
+    keyed = []
+    for ckpt in ckpts:
+        step, mtime = -1, 0.0
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            step = int(json.loads(meta_path(ckpt).read_text()).get("step", -1))
+        with contextlib.suppress(OSError):
+            mtime = ckpt.stat().st_mtime
+        keyed.append((step, mtime, ckpt))
+    return [c for _, _, c in sorted(keyed, key=lambda c: (c[0], c[1]), reverse=True)]
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def find_resume_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
+    """Newest complete, intact checkpoint of `run_dir` (by step, then write time), or None when there is none.
 
     Broken candidates are reported through `report` (default: a warning on stderr) and skipped.
     """
-    report = report or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    candidates = []
-    for ckpt in list_checkpoints(run_dir):
-        step = -1
-        with contextlib.suppress(OSError, ValueError):
-            step = int(json.loads(meta_path(ckpt).read_text()).get("step", -1))
-        candidates.append((step, ckpt.stat().st_mtime, ckpt))
-    for _, _, ckpt in sorted(candidates, key=lambda c: (c[0], c[1]), reverse=True):
+    report = report or _warn
+    for ckpt in _newest_first(list_checkpoints(run_dir)):
         meta, reason = verify(ckpt)
         if meta is not None:
             return ckpt
@@ -138,24 +168,134 @@ def find_resume_checkpoint(run_dir: Path, report: Any = None) -> Path | None:
     return None
 
 
+def none_verified_message(run_dir: Path, what: str) -> str:
+    """'<what>: none of the N checkpoints in DIR verifies:' + one line per checkpoint and its reason."""
+    ckpts = list_checkpoints(run_dir)
+    lines = [f"  {ckpt}: {verify(ckpt)[1]}" for ckpt in ckpts]
+    return (
+        f"{what}: none of the {len(ckpts)} checkpoint(s) in {checkpoint_dir(run_dir)} verifies:\n"
+        + "\n".join(lines)
+    )
+
+
 def checkpoint_to_read(run_dir: Path, explicit: str | None) -> Path | None:
     """The checkpoint `pipeline evaluate/export` read: `explicit`, else the run's newest intact one.
 
-    Prints an error naming the run directory and returns None when there is none.
+    Prints one error line naming the file (or the run directory) and returns None when there is none to read.
     """
-    ckpt = Path(explicit) if explicit else find_resume_checkpoint(run_dir)
-    if ckpt is None or not ckpt.exists():
+    if explicit:
+        ckpt = Path(explicit)
+        if not ckpt.exists():
+            print(f"error: checkpoint not found: {ckpt}", file=sys.stderr)
+            return None
+        if meta_path(ckpt).exists():
+            meta, reason = verify(ckpt)
+            if meta is None:
+                print(f"error: checkpoint {ckpt}: {reason}", file=sys.stderr)
+                return None
+        else:
+            _warn(f"{ckpt} has no metadata sidecar {meta_path(ckpt).name}: reading it unverified")
+        return ckpt
+    if not run_dir.is_dir():
+        print(f"error: run directory not found: {run_dir}", file=sys.stderr)
+        return None
+    ckpt = find_resume_checkpoint(run_dir)
+    if ckpt is not None:
+        return ckpt
+    if list_checkpoints(run_dir):
+        print(f"error: {none_verified_message(run_dir, str(run_dir))}\n(pass --checkpoint FILE to read one anyway)",
+              file=sys.stderr)  # fmt: skip
+    else:
         print(
-            f"error: no checkpoint found in {run_dir}/checkpoints (train first, or pass --checkpoint)",
+            f"error: no checkpoint in {checkpoint_dir(run_dir)} (train first, or pass --checkpoint)",
             file=sys.stderr,
         )
+    return None
+
+
+def launch_rank() -> int:
+    """This process's global rank from the launcher's environment (Lightning's children, torchrun, srun); 0 alone.
+
+    Read before the Trainer exists, the way Lightning's own `rank_zero_only` does."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def previous_state(run_dir: Path) -> list[str]:
+    """Names in `run_dir` that a start leaves behind (checkpoints, logs, config, summary), sorted."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if p.name not in KEPT_ON_FRESH
+        and not p.name.startswith(PREVIOUS_PREFIX)
+        and not p.name.startswith(".")
+    )
+
+
+def move_aside(run_dir: Path) -> Path | None:
+    """Move the previous state of `run_dir` (see `previous_state`) into `<run_dir>/previous-<time>/`; its path."""
+    names = previous_state(run_dir)
+    if not names:
         return None
-    return ckpt
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir / f"{PREVIOUS_PREFIX}{stamp}"
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = run_dir / f"{PREVIOUS_PREFIX}{stamp}-{counter}"
+    target.mkdir()
+    for name in names:
+        shutil.move(str(run_dir / name), str(target / name))
+    return target
+
+
+def _saved_config(ckpt: Path) -> dict[str, Any] | None:
+    """The run config saved inside a checkpoint (Lightning's `hyper_parameters`), or None if unreadable."""
+    import torch  # deferred: the rest of this file (and `pipeline status`) needs no torch
+
+    files = [ckpt] if ckpt.is_file() else sorted(ckpt.rglob("mp_rank_00_model_states.pt"))
+    for file in files:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # noqa: BLE001 - any unreadable file just means "keys unknown" in the message
+            continue
+        config = (state.get("hyper_parameters") or {}).get("config") if isinstance(state, dict) else None
+        if isinstance(config, dict):
+            return config
+    return None
+
+
+def check_checkpoint_config(ckpt: Path, cfg: RunConfig) -> None:
+    """Refuse a checkpoint written by a run of another model/data config (sidecar `config_hash`), naming the keys."""
+    saved_hash = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no/odd sidecar: nothing to compare
+        saved_hash = json.loads(meta_path(ckpt).read_text()).get("config_hash")
+    current = to_dict(cfg)
+    if not saved_hash or saved_hash == config_hash(current):
+        return
+    saved = _saved_config(ckpt)
+    diffs = identity_mismatch(saved, current) if saved is not None else []
+    detail = (
+        "\n  " + "\n  ".join(diffs)
+        if diffs
+        else f" (config hash {saved_hash}, this run's {config_hash(current)})"
+    )
+    raise ResumeError(
+        f"{ckpt} was written by a run with a different model/data config; refusing to resume from it:{detail}"
+        "\nRemove it, pass --resume PATH of a checkpoint of this run, or --resume fresh."
+    )
 
 
 def resolve_resume(resume: str, run_dir: Path) -> Path | None:
-    """`auto` -> newest intact checkpoint or None; `never` -> None; anything else is a path that must be intact."""
-    if resume == "never":
+    """`auto` -> newest intact checkpoint or None; `fresh`/`never` -> None; else a path that must be intact.
+
+    Read-only: `resume_checkpoint` adds the refusals and the move-aside of `--resume fresh`.
+    """
+    if resume in FRESH:
         return None
     if resume == "auto":
         return find_resume_checkpoint(run_dir)
@@ -166,7 +306,60 @@ def resolve_resume(resume: str, run_dir: Path) -> Path | None:
         meta, reason = verify(path)
         if meta is None:
             raise ResumeError(f"--resume {resume}: {reason}")
+    else:
+        _warn(f"--resume {resume}: no metadata sidecar {meta_path(path).name}; resuming from it unverified")
     return path
+
+
+def resume_checkpoint(
+    resume: str, cfg: RunConfig, report: Callable[[str], None] | None = None
+) -> Path | None:
+    """The checkpoint `fit` continues from (None: step 0), after every refusal of "never lose a run silently".
+
+    Raises ResumeError (one message naming each file and why) instead of starting over when `--resume auto` finds
+    checkpoints of which none verifies, or logs without a `checkpoints/` directory; `--resume fresh` moves the
+    previous state aside first (rank 0 only: the other ranks start after it). Creates `checkpoints/`, so that a run
+    stopped before its first checkpoint is told apart from one whose checkpoints were deleted.
+    """
+    report = report or _warn
+    run_dir = cfg.resolved_run_dir
+    rank = launch_rank()
+    fresh_hint = (
+        f"--resume fresh moves them to {run_dir}/{PREVIOUS_PREFIX}<time>/ and starts at step 0; "
+        "--resume PATH continues from a checkpoint file you choose"
+    )
+    if resume in FRESH:
+        moved = move_aside(run_dir) if rank == 0 else None
+        if moved is not None:
+            report(f"--resume {resume}: moved the previous state of {run_dir} to {moved}; starting at step 0")
+        checkpoint_dir(run_dir).mkdir(parents=True, exist_ok=True)
+        return None
+    if resume == "auto":
+        ckpts = list_checkpoints(run_dir)
+        if not ckpts:
+            logs = previous_state(run_dir)
+            if logs and not checkpoint_dir(run_dir).is_dir():
+                raise ResumeError(
+                    f"--resume auto: {run_dir} holds a previous run ({', '.join(logs)}) but no checkpoints/ "
+                    f"directory (deleted, or not copied); {fresh_hint}"
+                )
+            if logs and rank == 0:
+                report(f"no checkpoint in {checkpoint_dir(run_dir)} yet (the previous start stopped before its "
+                       "first one): starting at step 0")  # fmt: skip
+            checkpoint_dir(run_dir).mkdir(parents=True, exist_ok=True)
+            return None
+        ckpt = find_resume_checkpoint(run_dir, report if rank == 0 else lambda _: None)
+        if ckpt is None:
+            raise ResumeError(
+                none_verified_message(run_dir, "--resume auto")
+                + f"\nNothing was changed. {fresh_hint[0].upper()}{fresh_hint[1:]}."
+            )
+    else:
+        ckpt = resolve_resume(resume, run_dir)
+    assert ckpt is not None
+    check_config_compatible(run_dir, cfg)
+    check_checkpoint_config(ckpt, cfg)
+    return ckpt
 
 
 def check_config_compatible(run_dir: Path, cfg: RunConfig) -> None:
@@ -174,11 +367,18 @@ def check_config_compatible(run_dir: Path, cfg: RunConfig) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ResumeError(
+            f"{saved_path}: unreadable saved config ({type(err).__name__}); cannot check it"
+        ) from err
+    if not isinstance(saved, dict):
+        raise ResumeError(f"{saved_path}: saved config is not a mapping; cannot check it")
     diffs = identity_mismatch(saved, to_dict(cfg))
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a run with a different model/data config; refusing to resume it with:\n  "
             + "\n  ".join(diffs)
-            + f"\nUse another run_dir (or name), or --resume never to start over in {run_dir}."
+            + f"\nUse another run_dir (or name), or --resume fresh to move it aside and start over in {run_dir}."
         )

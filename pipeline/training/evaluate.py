@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def _strip(ids: list[int]) -> list[int]:
 def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any) -> dict[str, Any]:
     """Summary of a finished `fit`: sizes, throughput (from the run's `ThroughputCallback`), losses, BLEU/chrF
     (rank 0 only for decoding)."""
+    from pipeline.training.throughput import hardware_descriptor
 
     model = module.model
     if cfg.train.strategy == "deepspeed":
@@ -85,13 +87,13 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
         "params": model.num_params(),
         "non_embedding_params": model.num_params(non_embedding=True),
         "steps": trainer.global_step,
-        "tokens": throughput.total_tokens * trainer.world_size if throughput else None,
-        "tokens_per_s": (throughput.last_metrics or {}).get("throughput/tokens_per_s")
-        if throughput
-        else None,
+        "tokens": throughput.total_tokens * trainer.world_size,
+        "tokens_per_s": throughput.last_metrics.get("throughput/tokens_per_s"),
         "valid_loss": valid_loss,
         "valid_ppl": math.exp(min(valid_loss, 50.0)) if valid_loss is not None else None,
         "loss_by_position": module.val_loss_by_position,
+        "timing": throughput.run_timing(trainer.world_size),
+        "hardware": hardware_descriptor(module.device, trainer.world_size, str(trainer.precision)),
         "run_dir": str(cfg.resolved_run_dir),
     }
     if trainer.global_rank == 0 and cfg.train.bleu_samples > 0 and not trainer.interrupted:
@@ -108,11 +110,22 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.training.checkpoint_files import checkpoint_to_read
+    from pipeline.training.user_errors import report_user_error
+
+    try:
+        return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs)
+    except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
+        status = report_user_error(err)
+        if status is None:
+            raise
+        return status
+
+
+def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int) -> int:
+    from pipeline.training.checkpoint_files import ResumeError, checkpoint_to_read
     from pipeline.training.module import Seq2SeqModule
 
-    run_dir = Path(args.run_dir)
-    ckpt = checkpoint_to_read(run_dir, args.checkpoint)
+    ckpt = checkpoint_to_read(run_dir, checkpoint)
     if ckpt is None:
         return 2
     if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
@@ -120,9 +133,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         model, cfg = model_from_export(consolidate(ckpt))
     else:
-        module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+        try:
+            module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+        except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as err:  # a damaged or foreign file
+            raise ResumeError(f"{ckpt} is not a readable checkpoint of this pipeline: {err}") from err
         model, cfg = module.model, module.cfg
-    result = translate_and_score(model, cfg, args.pairs)
+    result = translate_and_score(model, cfg, pairs)
     result["checkpoint"] = str(ckpt)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0

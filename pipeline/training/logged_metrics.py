@@ -32,6 +32,12 @@ def read_metric(run_dir: Path, column: str) -> dict[int, float]:
 
 
 def latest(run_dir: Path, column: str) -> tuple[int, float] | None:
-    """(step, value) of the newest logged value of `column`, or None."""
+    """(step, value) of the newest logged value of `column`, or None (step as logged: see `by_steps_trained`)."""
     values = read_metric(run_dir, column)
     return max(values.items()) if values else None
+
+
+def by_steps_trained(values: dict[int, float]) -> dict[int, float]:
+    """Re-key logged values by optimizer steps completed. Lightning logs a value produced at the end of step N
+    (counting from 1) under `step` N - 1, so validation after 200 steps reads 199 in the CSV; people mean 200."""
+    return {step + 1: value for step, value in values.items()}

@@ -62,6 +62,10 @@ class Seq2SeqModule(L.LightningModule):
         self._val_pos_nll: torch.Tensor | None = None
         self._val_pos_count: torch.Tensor | None = None
         self.val_loss_by_position: list[float] | None = None  # mean loss per target position, last validation
+        self._val_rows: list[
+            torch.Tensor
+        ] = []  # this rank's per-token losses, one row per validation sequence
+        self._val_src_lens: list[torch.Tensor] = []
 
     # --- forward / loss -------------------------------------------------------------------------------------
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -93,6 +97,8 @@ class Seq2SeqModule(L.LightningModule):
         t = min(tgt.size(1), pos_len)
         pos_nll[:t] += (nll * real)[:, :t].sum(0)
         pos_cnt[:t] += real[:, :t].sum(0)
+        self._val_rows.append(nll.detach().float().masked_fill(~real, math.nan).cpu())
+        self._val_src_lens.append(batch["src_mask"].sum(1).cpu())
         if self._val_pos_nll is None:
             self._val_pos_nll, self._val_pos_count = pos_nll, pos_cnt
         else:
@@ -103,6 +109,7 @@ class Seq2SeqModule(L.LightningModule):
         self._val_nll = torch.zeros((), device=self.device)
         self._val_tokens = torch.zeros((), device=self.device)
         self._val_pos_nll = self._val_pos_count = None
+        self._val_rows, self._val_src_lens = [], []
 
     def on_validation_epoch_end(self) -> None:
         # Token-weighted mean over *all* ranks: ranks may hold different numbers of validation batches, so we
@@ -123,6 +130,34 @@ class Seq2SeqModule(L.LightningModule):
         self.log("valid/loss", loss, prog_bar=True, rank_zero_only=True)
         self.log("valid/ppl", math.exp(min(loss, 50.0)), rank_zero_only=True)
         self.log("valid/tokens", float(tokens), rank_zero_only=True)
+        self._write_token_losses()
+
+    def _write_token_losses(self) -> None:
+        """`<run_dir>/valid_token_losses.npz`: `loss` [sequences, positions] (NaN where padded) and `src_len`, from
+        every rank, so the report can bootstrap over validation sequences (overwritten at each validation; the
+        last one is the final model's). A collective: every rank calls it."""
+        import numpy as np
+
+        from pipeline.training.checkpoint_callbacks import gather_objects
+
+        width = self.cfg.data.max_len + 1
+        rows = [F.pad(r[:, :width], (0, max(0, width - r.size(1))), value=math.nan) for r in self._val_rows]
+        local = (
+            torch.cat(rows).numpy() if rows else np.zeros((0, width), np.float32),
+            torch.cat(self._val_src_lens).numpy() if rows else np.zeros(0, np.int64),
+        )
+        parts = gather_objects(local)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            run_dir = self.cfg.resolved_run_dir
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = run_dir / "valid_token_losses.tmp.npz"
+            np.savez_compressed(
+                tmp,
+                loss=np.concatenate([p[0] for p in parts]).astype(np.float32),
+                src_len=np.concatenate([p[1] for p in parts]),
+                step=np.int64(self.trainer.global_step),
+            )
+            tmp.replace(run_dir / "valid_token_losses.npz")
 
     # --- optimisation ----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""Throughput callback: tokens/s, achieved TFLOP/s, MFU and data-wait share, logged every `log_every` steps.
+"""Throughput callback: tokens/s, achieved TFLOP/s, MFU, data-wait share and the step-time split.
 
-Why not Lightning's `ThroughputMonitor`: it needs a fixed FLOPs-per-batch, but our batches vary in source and target
-length and the recurrent models' cost depends on both, so FLOPs are computed per batch from the model's own
-`flops_per_token(src_len, tgt_len)`. Everything here is host-side arithmetic on Python ints from the loader: no
-device synchronisation is added to the step.
+Logged every `log_every` steps, and summed over the run for its result record (`run_timing`). FLOPs are computed per
+batch from the model's own `flops_per_token(src_len, tgt_len)`, since batches vary in source and target length and
+the recurrent models' cost depends on both. Why not Lightning's `ThroughputMonitor`: it synchronises the device at
+every batch (`torch.cuda.synchronize`), and has no data-wait share, no forward/backward/optimizer split and no token
+count that survives a resume. Here the throughput is host-side arithmetic on Python ints from the loader; the split
+into forward, backward and optimizer time is measured on every `log_every`-th batch only, where (on a GPU) the device
+is synchronised at each boundary so that the times belong to the phase that ran.
 """
 
 from __future__ import annotations
@@ -36,6 +39,20 @@ class ThroughputCallback(L.Callback):
             0  # target tokens trained on by this rank, kept across restarts (saved in checkpoints)
         )
         self.last_metrics: dict[str, float] = {}
+        # run totals for the record: seconds of each phase over the sampled batches, and the counts
+        self.split_s = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        self.split_batches = 0
+        self.train_s = 0.0  # wall time of every batch (data wait included) since this start
+        self.wait_s = 0.0
+        self.batches = 0
+        self.flops = 0.0
+        self._marks: dict[str, float] = {}
+        self._sampled = False
+        self._tokens_at_start = 0
+
+    @property
+    def _tokens_this_start(self) -> int:
+        return self.total_tokens - self._tokens_at_start
 
     def _reset(self, now: float) -> None:
         self._window_start = now
@@ -44,6 +61,7 @@ class ThroughputCallback(L.Callback):
         self._wait = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._tokens_at_start = self.total_tokens
         self.peak = peak_flops(pl_module.device, str(trainer.precision))
         self._reset(time.perf_counter())
         self._last_end = None
@@ -52,7 +70,25 @@ class ThroughputCallback(L.Callback):
         now = time.perf_counter()
         if self._last_end is not None:
             self._wait += now - self._last_end  # time spent fetching this batch from the loader
+            self.wait_s += now - self._last_end
+            self.train_s += now - self._last_end
         self._batch_start = now
+        self._sampled = self.batches % self.log_every == 0
+        if self._sampled:
+            self._marks = {"start": self._sync(pl_module)}
+
+    def _sync(self, pl_module: Any) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: Any, loss: torch.Tensor) -> None:
+        if self._sampled:
+            self._marks["forward"] = self._sync(pl_module)
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self._sampled:
+            self._marks["backward"] = self._sync(pl_module)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int
@@ -64,7 +100,16 @@ class ThroughputCallback(L.Callback):
         self._tokens += n_tgt
         self.total_tokens += n_tgt
         self._flops += fpt * n_tgt
-        self._last_end = time.perf_counter()
+        self.flops += fpt * n_tgt
+        self._last_end = self._sync(pl_module) if self._sampled else time.perf_counter()
+        self.batches += 1
+        self.train_s += self._last_end - self._batch_start
+        marks = self._marks
+        if self._sampled and "forward" in marks and "backward" in marks:
+            self.split_s["forward"] += marks["forward"] - marks["start"]
+            self.split_s["backward"] += marks["backward"] - marks["forward"]
+            self.split_s["optimizer"] += self._last_end - marks["backward"]
+            self.split_batches += 1
         if trainer.global_step % self.log_every == 0 and trainer.global_step > 0:
             elapsed = max(1e-9, self._last_end - self._window_start)
             world = trainer.world_size
@@ -85,3 +130,48 @@ class ThroughputCallback(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.total_tokens = int(state_dict.get("total_tokens", 0))
+
+    def run_timing(self, world_size: int) -> dict[str, Any]:
+        """This start's measured time for the result record: tokens/s and FLOP/s over all ranks, and seconds per
+        batch of each phase (forward, backward and optimizer from the sampled batches; data wait from all)."""
+        per = max(1, self.split_batches)
+        train_s = max(self.train_s, 1e-9)
+        tokens = self._tokens_this_start * world_size
+        return {
+            "tokens_per_s": tokens / train_s,
+            "flops_per_s": self.flops * world_size / train_s,
+            "train_wall_s": self.train_s,
+            "batches": self.batches,
+            "step_s": {
+                **{k: v / per for k, v in self.split_s.items()},
+                "data_wait": self.wait_s / max(1, self.batches),
+                "total": self.train_s / max(1, self.batches),
+            },
+            "split_sampled_batches": self.split_batches,
+        }
+
+
+def hardware_descriptor(device: torch.device, world_size: int, precision: str) -> dict[str, Any]:
+    """What a run's timings were measured on: device name and type, how many, precision, CPU threads."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        lowered = name.lower()
+        kind = next(
+            (k for k in ("h200", "h100", "a100", "l40s", "a10", "v100", "t4") if k in lowered), "cuda"
+        )
+    else:
+        name, kind = _cpu_name(), "cpu"
+    return {"device": name, "device_type": kind, "count": world_size, "precision": precision,
+            "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):  # noqa: SIM115 - a short read of a proc file
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "cpu"

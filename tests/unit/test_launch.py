@@ -161,7 +161,7 @@ def test_latest_metrics_reads_lightning_csv(tmp_path: Path) -> None:
     path = tmp_path / "csv" / "version_0" / "metrics.csv"
     path.parent.mkdir(parents=True)
     path.write_text("epoch,step,train/loss,valid/loss\n0,10,5.5,\n0,20,4.25,\n0,20,,4.75\n0,30,3.5,\n")
-    assert latest_metrics(tmp_path) == ("30", "3.5000", "4.7500")
+    assert latest_metrics(tmp_path) == ("31", "3.5000", "4.7500")  # logged under step 30 = 31 steps trained
 
 
 def test_status_of_forgotten_job_and_pending_array_range(

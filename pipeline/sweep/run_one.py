@@ -1,0 +1,155 @@
+"""One sweep run: train (or resume) it and write its result record (`SWEEP_DIR/<run>/result.json`).
+
+The record keeps the tokens actually trained on, FLOPs per token from the model's own estimate at the corpus' mean
+lengths (with and without the output projection), epochs, every validation point, the loss by target position, the
+unigram entropy of the validation targets (a run at or above it learned nothing but token frequencies), the seed
+and learning rate, and the measured time with the hardware it ran on. Imported only when a run trains, so
+`pipeline sweep --help` and `--dry-run` never import Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from typing import Any
+
+import lightning as L
+
+import pipeline.training.trainer
+from pipeline.config import load_config, to_dict
+from pipeline.data.prepare import read_manifest
+from pipeline.data.tokenizer import PAD_ID
+from pipeline.scaling.learned_nothing import unigram_entropy
+from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
+from pipeline.sweep.grid import ERROR_FILE
+from pipeline.training.logged_metrics import by_steps_trained, read_metric
+from pipeline.training.run_model import run_model
+
+MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
+
+
+def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
+              progress: Any = None) -> RunRecord | None:  # fmt: skip
+    """Train (or resume) one run and write its result.json; returns the record (None on ranks other than 0)."""
+    cfg = load_config(configs, overrides)
+    run_dir = cfg.resolved_run_dir
+    clock = RunClock(progress)
+    summary = pipeline.training.trainer.fit(cfg, resume="auto", extra_callbacks=[clock])
+    if summary.get("rank", 0) != 0:
+        return None
+    if summary["steps"] < cfg.train.max_steps:
+        raise RuntimeError(f"{run_dir}: stopped at step {summary['steps']} of {cfg.train.max_steps}")
+    if summary.get("valid_loss") is None or not summary.get("loss_by_position"):
+        # Finished in an earlier attempt that died before writing its record: Lightning skips a loop that is
+        # already done, so the final validation has to be run again from the last checkpoint.
+        summary.update(validate_checkpoint(cfg))
+    train = read_manifest(cfg.data.dir)["splits"]["train"]
+    samples = train["samples"]
+    src_len, tgt_len = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
+    model = run_model(cfg)
+    fpt = float(model.flops_per_token(src_len, tgt_len))
+    tokens = int(summary["tokens"])
+    final = float(summary["valid_loss"])
+    history = by_steps_trained(read_metric(run_dir, "valid/loss"))
+    counts, token_counts = valid_target_counts(cfg)
+    positions = mask_sparse_positions(summary["loss_by_position"], counts)
+    steps = max(1, int(summary["steps"]))
+    # tokens at a validation step: the run's tokens pro rata (batches are bucketed to a near-constant size)
+    curve = [{"step": step, "tokens": round(tokens * step / steps), "loss": loss}
+             for step, loss in sorted(history.items())]  # fmt: skip
+    record = RunRecord(
+        run=cfg.name, arch=cfg.model["arch"], params=int(summary["params"]),
+        non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt, tokens=tokens,
+        compute=fpt * tokens, epochs=tokens / (train["tgt_tokens"] + samples), final_valid_loss=final,
+        best_valid_loss=min([final, *history.values()]), loss_by_position=positions,
+        wall_time_s=round(clock.elapsed, 2),
+        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len},
+                "loss_by_position_min_share": MIN_POSITION_SHARE},
+        seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
+        timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
+    )  # fmt: skip
+    save_record(run_dir / RESULT_FILE, record)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    if delete_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return record
+
+
+def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
+    """Over the validation split's targets (EOS included): real tokens at each target position, and how often
+    each token id occurs (for the unigram entropy)."""
+    import torch
+
+    from pipeline.data.loader import build_loader
+
+    d = cfg.data
+    counts = [0] * (d.max_len + 1)
+    ids = torch.zeros(d.vocab_size, dtype=torch.long)
+    for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=d.max_len):
+        real = batch["tgt_out"] != PAD_ID
+        for t, n in enumerate(real.sum(0).tolist()[: len(counts)]):
+            counts[t] += n
+        ids += torch.bincount(batch["tgt_out"][real], minlength=d.vocab_size)[: d.vocab_size]
+    return counts, ids.tolist()
+
+
+def mask_sparse_positions(losses: list[float], counts: list[int]) -> list[float]:
+    """NaN at target positions reached by fewer than MIN_POSITION_SHARE of the validation pairs: there the mean is
+    over a handful of (often EOS) tokens and swings by nats, which reads like a real effect on a position plot."""
+    least = MIN_POSITION_SHARE * max(counts, default=0)
+    return [
+        float(x) if t < len(counts) and counts[t] >= max(least, 1) else math.nan for t, x in enumerate(losses)
+    ]
+
+
+def validate_checkpoint(cfg: Any) -> dict[str, Any]:
+    """Validation loss and loss by position of a run's newest checkpoint (one validation pass, no training)."""
+    from pipeline.training.checkpoint_files import find_resume_checkpoint
+    from pipeline.training.datamodule import StreamingDataModule
+    from pipeline.training.module import Seq2SeqModule
+
+    ckpt = find_resume_checkpoint(cfg.resolved_run_dir)
+    module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=cfg.train.val_batches or None)  # fmt: skip
+    trainer.validate(module, datamodule=StreamingDataModule(cfg), verbose=False)
+    return {
+        "valid_loss": float(trainer.callback_metrics["valid/loss"]),
+        "loss_by_position": module.val_loss_by_position,
+    }
+
+
+class RunClock(L.Callback):
+    """Training wall time summed over every attempt of a run (kept in checkpoints, so it survives a resume), and
+    the sweep's per-run progress bar. Time lost after the last checkpoint of a killed attempt is not counted."""
+
+    def __init__(self, progress: Any = None) -> None:
+        self.before = 0.0  # seconds trained by earlier attempts, restored from the checkpoint
+        self.start: float | None = None
+        self.progress = progress  # (rich Progress, task id) or None
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + (time.perf_counter() - self.start if self.start is not None else 0.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+        self._show(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._show(trainer)
+
+    def _show(self, trainer: L.Trainer) -> None:
+        if self.progress is not None:
+            bar, task = self.progress
+            loss = trainer.callback_metrics.get("valid/loss")
+            note = f"valid {float(loss):.3f}" if loss is not None else ""
+            bar.update(task, completed=trainer.global_step, total=trainer.max_steps, note=note)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.before = float(state.get("elapsed", 0.0))
+        self.start = None
