@@ -228,7 +228,7 @@ def write_report(
     from pipeline.scaling.report_sections import analysis_sections
 
     # each [] when the sweep has none
-    extra = [*analysis_sections(sweep), *paired_section(records), *grad_reach_section(sweep_dir, out)]
+    extra = [*analysis_sections(sweep, out), *paired_section(records), *grad_reach_section(sweep_dir, out)]
 
     caveats = markdown.index("## Caveats")
     path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])

@@ -6,6 +6,7 @@ puts them before the caveats; each returns markdown lines.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from pipeline.scaling.compute_axes import COMPUTE_AXES
 from pipeline.scaling.fit import FitResult
@@ -153,13 +154,15 @@ def _isoflop_lines(a: str, af: ArchFit) -> list[str]:
     return [head, *rows, ""]
 
 
-def isoflop_section(sweep: SweepFit) -> list[str]:
+def isoflop_section(sweep: SweepFit, figure: str | None = None) -> list[str]:
     md = ["## IsoFLOP profiles (Hoffmann et al. Approach 2)", "",
           "At each compute budget (model FLOPs), every size's final losses are interpolated to that compute in "
           "(log C, log L) and a parabola in log N is fitted; its minimum is N*(C) and D*(C) = C / FLOPs per token "
           "of N*. Needs >= 4 budgets with >= 5 sizes each.", ""]  # fmt: skip
     for a, af in sweep.archs.items():
         md += _isoflop_lines(a, af)
+    if figure:
+        md += [f"![IsoFLOP profiles]({figure})", ""]
     return [*md, ""]
 
 
@@ -177,13 +180,19 @@ def intervals_section(sweep: SweepFit) -> list[str]:
     ]  # fmt: skip
 
 
-def analysis_sections(sweep: SweepFit) -> list[str]:
+def analysis_sections(sweep: SweepFit, out_dir: Path | None = None) -> list[str]:
+    """Every section above; with ``out_dir``, the IsoFLOP figure is drawn there and linked."""
+    figure = None
+    if out_dir is not None:
+        from pipeline.scaling.plots_isoflop import draw_isoflop  # matplotlib only when a report is drawn
+
+        figure = draw_isoflop(sweep, Path(out_dir))
     return [
         *left_out_section(sweep),
         *lr_section(sweep),
         *seeds_section(sweep),
         *surface_n_section(sweep),
         *compute_section(sweep),
-        *isoflop_section(sweep),
+        *isoflop_section(sweep, figure),
         *intervals_section(sweep),
     ]

@@ -61,3 +61,18 @@ def test_isoflop_says_when_budgets_do_not_overlap_enough():
     d = np.tile([1e8, 3e8, 1e9], 3)
     res = isoflop(n, d, 2 + 100 / n**0.3 + 100 / d**0.3, 6 * n)
     assert res.underdetermined and "compute budgets" in res.reason
+
+
+def test_isoflop_figure_is_drawn_as_png_and_pdf(tmp_path):
+    from pipeline.scaling.plots_isoflop import draw_isoflop
+    from pipeline.scaling.report import ArchFit, SweepFit
+
+    n, d, loss, fpt = surface_runs(noise=0.003, seed=2)
+    res = isoflop(n, d, loss, fpt, n_boot=20, rng=np.random.default_rng(0))
+    sweep = SweepFit(tmp_path, [], {"transformer": ArchFit("transformer", [], {}, [], isoflop=res)})
+    assert draw_isoflop(sweep, tmp_path) == "isoflop.png"
+    assert (tmp_path / "isoflop.png").stat().st_size > 10_000 and (tmp_path / "isoflop.pdf").is_file()
+    empty = SweepFit(
+        tmp_path, [], {"lstm": ArchFit("lstm", [], {}, [], isoflop=isoflop(n[:3], d[:3], loss[:3], fpt[:3]))}
+    )
+    assert draw_isoflop(empty, tmp_path / "none") is None
