@@ -90,6 +90,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         prog="pipeline",
         description="Where does recurrence stop scaling? Train LSTM / residual-LSTM / Transformer seq2seq models, "
         "sweep sizes on SLURM, fit scaling laws.",
+        epilog="Errors a user can cause (a config key, a file, a damaged checkpoint) print one line `error: ...` "
+        "naming the file or key and exit with status 2 (1 when training stopped on a non-finite loss); a bug "
+        "shows its traceback. Set PIPELINE_DEBUG=1 to see the traceback of every error.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _lazy(SUBCOMMANDS, subparsers, argv)

@@ -23,6 +23,29 @@ from pipeline.config import ConfigError, load_mapping, reject_unknown
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm"  # the repo's slurm/ templates
 TASK_FILE = "array_configs.txt"  # one run per line: config paths and key=value overrides, shell-quoted
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
+# days-hours:minutes:seconds, or unlimited (sbatch(1), "-t, --time")
+_SLURM_TIME = re.compile(
+    r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2})"
+)
+_SLURM_MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)  # sbatch --mem: a size, default unit megabytes
+
+
+def check_slurm_value(name: str, value: Any, where: str) -> None:
+    """Raise LaunchError naming `where` (a flag or a cluster-file key) when sbatch would reject `value`."""
+    text = str(value).strip()
+    if name == "time" and not (text.lower() in ("unlimited", "infinite") or _SLURM_TIME.fullmatch(text)):
+        raise LaunchError(
+            f"{where} {value!r} is not a SLURM time: use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS "
+            "(e.g. 24:00:00 or 2-00:00:00)"
+        )
+    if name == "mem" and not _SLURM_MEM.fullmatch(text):
+        raise LaunchError(
+            f"{where} {value!r} is not a SLURM memory size: e.g. 64G, 512M or 16000 (megabytes)"
+        )
+    minimum = {"gpus_per_node": 0, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 1, "signal_seconds": 1}
+    if name in minimum and (isinstance(value, bool) or not isinstance(value, int) or value < minimum[name]):
+        raise LaunchError(f"{where} must be an integer >= {minimum[name]}, got {value!r}")
 
 
 class LaunchError(ConfigError):
@@ -71,7 +94,9 @@ def load_cluster_defaults(path: Path | None) -> ClusterDefaults:
     if path is None:
         return ClusterDefaults()
     values = _load(path, "cluster config")
-    reject_unknown(values, [f.name for f in dataclasses.fields(ClusterDefaults)], str(path), error=LaunchError)
+    reject_unknown(
+        values, [f.name for f in dataclasses.fields(ClusterDefaults)], str(path), error=LaunchError
+    )
     out = ClusterDefaults()
     for key, value in values.items():
         default = getattr(out, key)
@@ -80,10 +105,11 @@ def load_cluster_defaults(path: Path | None) -> ClusterDefaults:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise LaunchError(f"{path}: key '{key}' must be a list of strings, got {value!r}")
         elif key in ("cpus_per_task", "gpus_per_node", "signal_seconds"):
-            if not isinstance(value, int) or value < 0:
-                raise LaunchError(f"{path}: key '{key}' must be a non-negative integer, got {value!r}")
+            if value is not None:
+                check_slurm_value(key, value, f"{path}: key '{key}'")
         elif value is not None:
             value = str(value)
+            check_slurm_value(key, value, f"{path}: key '{key}'")
         setattr(out, key, value)
     return out
 
@@ -158,6 +184,13 @@ def build_job(
     unknown = set(chosen) - {f.name for f in dataclasses.fields(JobSpec)}
     if unknown:
         raise LaunchError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+    for (
+        key,
+        value,
+    ) in chosen.items():  # each flag on its own, before combinations: the message names that flag
+        check_slurm_value(
+            key, value, f"--{'ntasks-per-node' if key == 'tasks_per_node' else key.replace('_', '-')}"
+        )
     workdir = (workdir or Path.cwd()).resolve()
     run_dir = resolve_run_dir(list(configs), list(overrides))
     run_dir = run_dir if run_dir.is_absolute() else workdir / run_dir
@@ -234,6 +267,12 @@ def _quote(words: list[str]) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def trainer_overrides(job: JobSpec) -> list[str]:
+    """The `key=value`s the job adds before the user's overrides: its node and task counts, CPU without GPUs."""
+    train = [f"train.num_nodes={job.nodes}", f"train.devices={job.tasks_per_node}"]
+    return train if job.gpus_per_node else [*train, "train.accelerator=cpu"]
+
+
 def template_values(job: JobSpec) -> dict[str, str]:
     """Placeholder values; optional #SBATCH lines are left out rather than rendered empty."""
     optional = {
@@ -249,9 +288,7 @@ def template_values(job: JobSpec) -> dict[str, str]:
     setup = ([f"module load {' '.join(job.modules)}"] if job.modules else []) + list(job.setup)
     command = job.command or [job.python, "-m", "pipeline", "train"]
     launcher = (job.container + " " if job.container else "") + _quote(command)
-    train = [f"train.num_nodes={job.nodes}", f"train.devices={job.tasks_per_node}"]
-    if not job.gpus_per_node:
-        train.append("train.accelerator=cpu")
+    train = trainer_overrides(job)
     output = job.slurm_dir / ("%A_%a.out" if job.array is not None else "%j.out")
     return {
         "job_name": job.job_name,

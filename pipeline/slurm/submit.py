@@ -5,7 +5,7 @@ The script lands in `<run_dir>/slurm/job.sbatch` (arrays: in the sweep directory
 job id in `<run_dir>/slurm/jobs.txt`. The job runs `srun <python> -m pipeline train --config ... --resume auto
 train.num_nodes=N train.devices=G ...`; on USR1 the trainer checkpoints and requeues itself (Lightning's
 `SLURMEnvironment(auto_requeue=True)`), and the next start resumes. Rendering: `pipeline.slurm.render`; state and
-metrics: `pipeline.slurm.status`. No torch import anywhere on this path.
+metrics: `pipeline.slurm.status`. Only `check_run_config` imports torch (the model registry checks the model keys).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.config import ConfigError
 from pipeline.slurm.render import (
+    JobSpec,
     LaunchError,
     build_job,
     check_array,
@@ -25,6 +27,7 @@ from pipeline.slurm.render import (
     load_cluster_defaults,
     read_tasks,
     render,
+    trainer_overrides,
     write_tasks,
 )
 
@@ -85,6 +88,23 @@ def record_job(slurm_dir: Path, job_id: str, script: Path) -> None:
         f.write(f"{job_id}\t{datetime.now().isoformat(timespec='seconds')}\t{script}\n")
 
 
+def check_run_config(job: JobSpec) -> None:
+    """Load the job's run config as `pipeline train` will on the node (its files, the job's and the user's
+    overrides), minus the GPU check: a typo or an out-of-range value is a LaunchError now, before any script.
+
+    Imports torch (the model registry checks the model keys): a second or two, once per submission. Array tasks
+    are checked by `pipeline sweep` when it plans them; `--task` lines are the user's own.
+    """
+    from pipeline.config import load_config
+
+    try:
+        load_config(job.configs, [*trainer_overrides(job), *job.overrides], check_gpu=False)
+    except LaunchError:
+        raise
+    except ConfigError as err:
+        raise LaunchError(f"run config: {err}") from err
+
+
 def prepare(args: argparse.Namespace) -> tuple[Path, str, str]:
     """Build the job from flags + cluster file, write the script (and task file); return (path, text, job kind)."""
     flags = {
@@ -102,6 +122,8 @@ def prepare(args: argparse.Namespace) -> tuple[Path, str, str]:
         if args.task:
             write_tasks(job.task_file, [shlex.split(line) for line in args.task])
         check_array(job, len(read_tasks(job.task_file)))
+    elif job.command is None:  # the real trainer: its config must load here, not fail when the job starts
+        check_run_config(job)
     text = render(job)
     job.slurm_dir.mkdir(parents=True, exist_ok=True)
     script = job.slurm_dir / "job.sbatch"

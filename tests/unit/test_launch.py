@@ -44,7 +44,9 @@ def check_golden(text: str, tmp_path: Path, name: str) -> None:
 
 def config(tmp_path: Path, name: str = "demo", **extra: str) -> str:
     path = tmp_path / f"{name}.yaml"
-    path.write_text("".join(f"{k}: {v}\n" for k, v in {"name": name, **extra}.items()))
+    # a complete run config: `pipeline submit` loads it like the trainer will before rendering anything
+    values = {"name": name, "model": "{arch: lstm, d_model: 32, n_layers: 2}", **extra}
+    path.write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
     return str(path)
 
 
