@@ -30,6 +30,8 @@ def model_config(arch: str, **kwargs: Any) -> Seq2SeqConfig:
     if arch not in MODEL_REGISTRY:
         raise ValueError(f"unknown model arch {arch!r}; known: {sorted(MODEL_REGISTRY)}")
     config_cls = MODEL_REGISTRY[arch][0]
+    if kwargs.get("task") == "lm":  # source-side keys default off; set explicitly on, validate names them
+        kwargs = {**getattr(config_cls, "lm_defaults", {}), **kwargs}
     valid = {f.name: f for f in fields(config_cls)}
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

@@ -18,6 +18,9 @@ def check(ok: bool, config: Any, key: str, must: str) -> None:
         raise ValueError(f"{type(config).__name__}.{key}={value!r}: must be {must}")
 
 
+TASKS = ("seq2seq", "lm")
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -33,6 +36,8 @@ class Seq2SeqConfig:
     dropout: float = 0.0
     tie_embeddings: bool = True  # target embedding shared with the output projection
     init_range: float | None = None  # uniform(-r, r) over every parameter (Sutskever et al. 2014)
+    # "lm": decoder only (no source embedding, encoder or attention over a source): next-token prediction
+    task: str = "seq2seq"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -51,6 +56,7 @@ class Seq2SeqConfig:
             isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0, self, "dropout", "in [0, 1)"
         )
         check(isinstance(self.tie_embeddings, bool), self, "tie_embeddings", "a bool")
+        check(self.task in TASKS, self, "task", f"one of {TASKS}")
         check(
             self.init_range is None or (isinstance(self.init_range, int | float) and self.init_range > 0),
             self,
@@ -71,7 +77,7 @@ class Seq2SeqModel(nn.Module):
     def __init__(self, config: Seq2SeqConfig, d_embed: int) -> None:
         super().__init__()
         self.config = config
-        self.src_embed = nn.Embedding(config.vocab_size, d_embed)
+        self.src_embed = nn.Embedding(config.vocab_size, d_embed) if config.task == "seq2seq" else None
         self.tgt_embed = nn.Embedding(config.vocab_size, d_embed)
         self.out_proj = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -79,6 +85,22 @@ class Seq2SeqModel(nn.Module):
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def lm_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """task="lm": tokens Long[B,T] -> next-token logits Float[B,T,V]; logit t depends on tokens[:, :t+1] only."""
+        raise NotImplementedError
+
+    def lm_call(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """`forward` of a language model: the batch's source must be empty (width 0); the logits are lm_forward's."""
+        if src.size(1) != 0 or src_mask.size(1) != 0:
+            raise ValueError(
+                f"{type(self.config).__name__}.task='lm' takes an empty source, got src {tuple(src.shape)}"
+            )
+        return self.lm_forward(tgt_in)
+
+    def check_lm_src_len(self, src_len: int) -> None:
+        if self.config.task == "lm" and src_len != 0:
+            raise ValueError(f"flops_per_token(src_len={src_len}): a task='lm' model has no source, pass 0")
 
     def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
         """Encode the source once -> the state `decode_step` carries (docs/interfaces.md, incremental decoding)."""
@@ -92,7 +114,7 @@ class Seq2SeqModel(nn.Module):
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """Token/position embedding matrices and an untied output projection (excluded from Kaplan's N)."""
-        params = [self.src_embed.weight, self.tgt_embed.weight]
+        params = [e.weight for e in (self.src_embed, self.tgt_embed) if e is not None]  # lm: no source side
         if not self.config.tie_embeddings:
             params.append(self.out_proj.weight)
         return params

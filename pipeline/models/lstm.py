@@ -43,6 +43,8 @@ class LSTMConfig(Seq2SeqConfig):
     newton_tol: float = 1e-5  # max |F(s) - s| / (1 + |F(s)|) (forward); relative to max |lambda| (backward)
     newton_on_fail: str = "sequential"  # past the cap: exact sequential fallback (counted) or "error"
     newton_capable: ClassVar[bool] = True  # subclasses opt in: their stacks must be nn.LSTMs
+    # what `model_config` fills in for task="lm" when the key is not given (a language model has no source)
+    lm_defaults: ClassVar[dict[str, Any]] = {"attention": False}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,6 +54,8 @@ class LSTMConfig(Seq2SeqConfig):
         super().validate()
         if self.d_embed is None:
             self.d_embed = self.d_model
+        for key in ("attention", "reverse_source"):  # source-side keys: a language model has no source
+            check(self.task == "seq2seq" or getattr(self, key) is False, self, key, "False when task='lm'")
         check(self.recurrence in ("sequential", "newton"), self, "recurrence", "'sequential' or 'newton'")
         check(
             self.recurrence == "sequential" or self.newton_capable,
@@ -83,6 +87,14 @@ class LSTMConfig(Seq2SeqConfig):
         )
 
 
+def sequential_lstm(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    """nn.LSTM's own forward, also for a NewtonLSTM: decoding feeds one step at a time, so there is nothing for the
+    parallel solver to do, and its `step_stats` stay those of training."""
+    if isinstance(lstm, NewtonLSTM):
+        return nn.LSTM.forward(lstm, x, state)
+    return lstm(x, state)  # through __call__, so module hooks (e.g. ZeRO-3 parameter gathering) still run
+
+
 def reverse_real_tokens(src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse the first lengths[b] tokens of each row; the right padding stays where it is."""
     pos = torch.arange(src.size(1), device=src.device)[None, :]
@@ -100,13 +112,16 @@ class LSTMSeq2Seq(Seq2SeqModel):
         super().__init__(config, config.d_embed)
         self.drop = nn.Dropout(config.dropout)
         self._build_stacks()
+        if config.task == "lm":
+            self.encoder = None  # decoder only: the stack that reads the tokens is `decoder`
         self.attention = LuongAttention(config.d_model) if config.attention else None
         if config.init_range is not None:
             self.init_uniform()
         else:
             # PyTorch defaults elsewhere; N(0, 1/d) rows keep tied-output logits O(1) instead of O(sqrt(d)).
             for emb in (self.src_embed, self.tgt_embed):
-                nn.init.normal_(emb.weight, std=config.d_embed**-0.5)
+                if emb is not None:
+                    nn.init.normal_(emb.weight, std=config.d_embed**-0.5)
 
     def _lstm(self, *args: Any, **kwargs: Any) -> nn.LSTM:
         """An nn.LSTM, or with recurrence=newton its subclass with the same weights solved by Newton scans."""
@@ -134,7 +149,7 @@ class LSTMSeq2Seq(Seq2SeqModel):
 
     def _decode_with_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """The decoder stack run step by step from `state`: outputs [B,T,d] and the final state (decoding)."""
-        return self.decoder(x, state)
+        return sequential_lstm(self.decoder, x, state)
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> tuple[torch.Tensor, State]:
         """-> encoder outputs [B,S,d] (zeros at padding) and the final (h, c) of each row's last real token."""
@@ -151,6 +166,8 @@ class LSTMSeq2Seq(Seq2SeqModel):
         return memory, state
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        if self.config.task == "lm":
+            return self.lm_call(src, src_mask, tgt_in)
         memory, state = self.encode(src, src_mask)
         out = self._run_decoder(self.drop(self.tgt_embed(tgt_in)), state)
         if self.attention is not None:
@@ -158,8 +175,20 @@ class LSTMSeq2Seq(Seq2SeqModel):
             out = self.attention(out, memory, src_mask)
         return self.out_proj(self.drop(out))
 
+    def initial_state(self, x: torch.Tensor) -> State:
+        """A language model's state before its first token: zeros [L,B,d] (minlstm overrides)."""
+        zeros = x.new_zeros(self.config.n_layers, x.size(0), self.config.d_model)
+        return zeros, zeros
+
+    def lm_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.tgt_embed(tokens))
+        return self.out_proj(self.drop(self._run_decoder(x, self.initial_state(x))))
+
     def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
         """Encode once; the state is the decoder's (h, c) per layer (batch-first) plus the attention memory."""
+        if self.config.task == "lm":  # src: an empty [B, 0] batch, as lm_call takes
+            h, c = self.initial_state(self.tgt_embed.weight.new_empty(src.size(0), 0))
+            return DecodeState({"h": h.transpose(0, 1), "c": c.transpose(0, 1)})
         memory, (h, c) = self.encode(src, src_mask)
         tensors = {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
         if self.attention is not None:
@@ -182,6 +211,7 @@ class LSTMSeq2Seq(Seq2SeqModel):
         what its iterations do (`newton_flops_per_token`, docs/parallel_lstm.md): `newton_iters` = mean (forward,
         backward) scans per layer solve, else the means of this model's training solves so far, else the upper
         bound min(newton_max_iters, sequence length) (causality: T scans solve a length-T sequence exactly)."""
+        self.check_lm_src_len(src_len)
         c = self.config
         d, e = c.d_model, c.d_embed
         assert e is not None

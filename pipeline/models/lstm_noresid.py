@@ -47,8 +47,12 @@ class LSTMNoCellResidualSeq2Seq(LSTMSeq2Seq):
     def _run_decoder(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return self.decoder(x, state)[0]
 
+    def _decode_with_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        return self.decoder(x, state)
+
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """As `lstm` with 3 gates instead of 4: layer(d_in) = 2 * 3 * (d_in + d) * d; see docs/flops.md."""
+        self.check_lm_src_len(src_len)
         c = self.config
         d, e = c.d_model, c.d_embed
         assert e is not None

@@ -132,8 +132,14 @@ class MinLSTMSeq2Seq(LSTMSeq2Seq):
     def _decode_with_state(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         return self.decoder(x, log_h0=state[1])  # the state is (h, log h); the recurrence reads log h
 
+    def initial_state(self, x: torch.Tensor) -> State:
+        """h_0 = g(0), as `MinLSTM` starts without a given state."""
+        h = x.new_full((self.config.n_layers, x.size(0), self.config.d_model), H0)
+        return h, h.log()
+
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """Only the input projections are matmuls: layer(d_in) = 2 * 3 * d_in * d; see docs/flops.md."""
+        self.check_lm_src_len(src_len)
         c = self.config
         d, e = c.d_model, c.d_embed
         assert e is not None

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from pipeline.models.base import check, is_int
-from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State
+from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State, sequential_lstm
 
 
 @dataclass(kw_only=True)
@@ -84,7 +84,7 @@ class ResidualLSTMSeq2Seq(LSTMSeq2Seq):
         h, c = state
         hs, cs = [], []
         for i, lstm in enumerate(self.decoder):
-            y, (h_i, c_i) = lstm(x, (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()))
+            y, (h_i, c_i) = sequential_lstm(lstm, x, (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()))
             x = self._layer_output(i, x, y)
             hs.append(h_i)
             cs.append(c_i)

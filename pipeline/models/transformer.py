@@ -112,20 +112,26 @@ class DecoderLayer(nn.Module):
     def __init__(self, c: TransformerConfig) -> None:
         super().__init__()
         assert c.d_ff is not None
-        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(c.d_model) for _ in range(3))
+        cross = c.task == "seq2seq"  # a language model's layer is a GPT block: no cross-attention
+        self.ln1 = nn.LayerNorm(c.d_model)
+        self.ln2 = nn.LayerNorm(c.d_model) if cross else None
+        self.ln3 = nn.LayerNorm(c.d_model)
         self.self_attn = Attention(c.d_model, c.n_heads, c.dropout)
-        self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout) if cross else None
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor | None, src_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         h = self.ln1(x)
         x = x + self.drop(self.self_attn(h, h, causal=True))
-        x = x + self.drop(self.cross_attn(self.ln2(x), memory, src_mask))
+        if self.cross_attn is not None:
+            x = x + self.drop(self.cross_attn(self.ln2(x), memory, src_mask))
         return x + self.ff(self.ln3(x))
 
     def step(
-        self, x: torch.Tensor, cache: dict[str, torch.Tensor], src_mask: torch.Tensor
+        self, x: torch.Tensor, cache: dict[str, torch.Tensor], src_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`forward` for the newest position x [B,1,d]: its key/value join the cached ones (self_k, self_v
         [B,H,t,d/H]); the memory's (mem_k, mem_v) were projected once. -> output and the grown self_k, self_v."""
@@ -133,7 +139,8 @@ class DecoderLayer(nn.Module):
         k = torch.cat([cache["self_k"], k_new], dim=2)
         v = torch.cat([cache["self_v"], v_new], dim=2)
         x = x + self.drop(self.self_attn.attend(h, k, v))  # every cached position is <= t: no causal mask
-        x = x + self.drop(self.cross_attn.attend(self.ln2(x), cache["mem_k"], cache["mem_v"], src_mask))
+        if self.cross_attn is not None:
+            x = x + self.drop(self.cross_attn.attend(self.ln2(x), cache["mem_k"], cache["mem_v"], src_mask))
         return x + self.ff(self.ln3(x)), k, v
 
 
@@ -143,12 +150,13 @@ class TransformerSeq2Seq(Seq2SeqModel):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config, config.d_model)
         c = config
-        self.src_pos = nn.Embedding(c.max_len, c.d_model)
+        lm = c.task == "lm"  # decoder only: no source positions, encoder or cross-attention
+        self.src_pos = None if lm else nn.Embedding(c.max_len, c.d_model)
         self.tgt_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = nn.Dropout(c.dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_layers))
+        self.encoder = None if lm else nn.ModuleList(EncoderLayer(c) for _ in range(c.n_layers))
         self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_layers))
-        self.enc_norm, self.dec_norm = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.enc_norm, self.dec_norm = (None if lm else nn.LayerNorm(c.d_model)), nn.LayerNorm(c.d_model)
         if c.init_range is not None:
             self.init_uniform()
         else:
@@ -163,7 +171,8 @@ class TransformerSeq2Seq(Seq2SeqModel):
             nn.init.zeros_(module.bias)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
-        return [*super().embedding_parameters(), self.src_pos.weight, self.tgt_pos.weight]
+        positions = [p.weight for p in (self.src_pos, self.tgt_pos) if p is not None]
+        return [*super().embedding_parameters(), *positions]
 
     def _embed(self, tokens: torch.Tensor, table: nn.Embedding, pos: nn.Embedding, name: str) -> torch.Tensor:
         n = tokens.size(1)
@@ -179,21 +188,32 @@ class TransformerSeq2Seq(Seq2SeqModel):
         return self.enc_norm(x)
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        if self.config.task == "lm":
+            return self.lm_call(src, src_mask, tgt_in)
         memory = self.encode(src, src_mask)
         x = self._embed(tgt_in, self.tgt_embed, self.tgt_pos, "tgt_in")
         for layer in self.decoder:
             x = layer(x, memory, src_mask)
         return self.out_proj(self.dec_norm(x))
 
+    def lm_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self._embed(tokens, self.tgt_embed, self.tgt_pos, "tokens")
+        for layer in self.decoder:
+            x = layer(x, None, None)
+        return self.out_proj(self.dec_norm(x))
+
     def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
         """Encode once and project the memory's cross-attention keys/values once per layer; the self-attention
-        cache of each layer starts empty and grows by one position per `decode_step`."""
-        memory = self.encode(src, src_mask)
+        cache of each layer starts empty and grows by one position per `decode_step` (task="lm": src is [B, 0]
+        and only that cache is kept)."""
         B, H, d = src.size(0), self.config.n_heads, self.config.d_model
-        empty = memory.new_zeros(B, H, 0, d // H)
-        tensors = {"src_mask": src_mask}
+        empty = self.tgt_pos.weight.new_zeros(B, H, 0, d // H)
+        lm = self.config.task == "lm"
+        memory = None if lm else self.encode(src, src_mask)
+        tensors = {} if lm else {"src_mask": src_mask}
         for i, layer in enumerate(self.decoder):
-            tensors[f"mem_k.{i}"], tensors[f"mem_v.{i}"] = layer.cross_attn.heads_kv(memory)
+            if memory is not None:
+                tensors[f"mem_k.{i}"], tensors[f"mem_v.{i}"] = layer.cross_attn.heads_kv(memory)
             tensors[f"self_k.{i}"], tensors[f"self_v.{i}"] = empty, empty
         return DecodeState(tensors)
 
@@ -202,24 +222,25 @@ class TransformerSeq2Seq(Seq2SeqModel):
         t, pos, c = state.tensors, state.step, self.config
         if pos >= c.max_len:
             raise ValueError(f"decoding position {pos} is past TransformerConfig.max_len={c.max_len}")
-        x = self.drop(self.tgt_embed(tokens[:, None]) + self.tgt_pos.weight[pos])
+        x = self.drop(self.tgt_embed(tokens[:, None]) + self.tgt_pos(tokens.new_full((1,), pos)))
         grown = {}
         for i, layer in enumerate(self.decoder):
             names = ("self_k", "self_v", "mem_k", "mem_v")
             x, grown[f"self_k.{i}"], grown[f"self_v.{i}"] = layer.step(
-                x, {n: t[f"{n}.{i}"] for n in names}, t["src_mask"]
+                x, {n: t[f"{n}.{i}"] for n in names if f"{n}.{i}" in t}, t.get("src_mask")
             )
         return self.out_proj(self.dec_norm(x))[:, 0], state.replace(**grown)
 
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """3 x forward FLOPs per target token; derivation in docs/flops.md. Attention counts the full
-        score matrix (as the math kernel computes it; a causal flash kernel skips about half of T x T)."""
+        score matrix (as the math kernel computes it; a causal flash kernel skips about half of T x T).
+        task="lm": src_len must be 0 and the decoder has no cross-attention."""
+        self.check_lm_src_len(src_len)
         c = self.config
         d, L, S, T = c.d_model, c.n_layers, src_len, tgt_len
         assert c.d_ff is not None
         ffn = 4.0 * d * c.d_ff
         enc_per_src = L * (8.0 * d * d + 4.0 * S * d + ffn) + L * 4.0 * d * d  # + cross-attn K,V of memory
-        dec_per_tgt = (
-            L * (8.0 * d * d + 4.0 * T * d + 4.0 * d * d + 4.0 * S * d + ffn) + 2.0 * d * c.vocab_size
-        )
+        cross = 0.0 if c.task == "lm" else 4.0 * d * d + 4.0 * S * d  # cross-attn Q, O; scores and context
+        dec_per_tgt = L * (8.0 * d * d + 4.0 * T * d + cross + ffn) + 2.0 * d * c.vocab_size
         return 3.0 * (enc_per_src * S / T + dec_per_tgt)
