@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-SUITES = ("throughput", "seq_len", "loader", "fixes", "cost")
+SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
         return 2
-    from benchmarks import bench_cost, fixes, loader, seq_len, throughput
+    from benchmarks import bench_cost, bench_decode, fixes, loader, seq_len, throughput
     from benchmarks.common import BenchSettings, machine_info
     from benchmarks.summary import print_table, write_summary
 
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["suites"]["cost"] = bench_cost.run_suite(args.quick, out)
         elif suite == "loader":
             result["suites"]["loader"] = loader.run(settings, data, result["suites"].get("throughput"))
+        elif suite == "decode":  # also written alone as <out>/decode_<device>.json
+            result["suites"]["decode"] = bench_decode.run(settings, out)
         else:
             result["suites"]["fixes"] = fixes.run(settings, data)
         result["suite_wall_s"][suite] = round(time.perf_counter() - t0, 1)

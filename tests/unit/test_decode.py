@@ -7,6 +7,7 @@ by summation order: a cached key/value or one recurrent step vs the whole sequen
 from __future__ import annotations
 
 import itertools
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -27,6 +28,11 @@ CASES = {
     "residual_lstm_noattn": (
         "residual_lstm",
         dict(vocab_size=V, d_model=16, n_layers=3, residual_from=1, attention=False),
+    ),
+    "lstm_newton": ("lstm", LSTM_KW | dict(recurrence="newton")),  # decoding steps nn.LSTM's own forward
+    "residual_lstm_newton": (
+        "residual_lstm",
+        dict(vocab_size=V, d_model=16, n_layers=2, recurrence="newton"),
     ),
     "lstm_no_cell_residual": ("lstm_no_cell_residual", LSTM_KW),
     "minlstm": ("minlstm", LSTM_KW),
@@ -243,3 +249,18 @@ def test_decoding_keeps_training_mode_and_checks_arguments() -> None:
         greedy_decode(model, src, mask, BOS, 2, 0)
     with pytest.raises(ValueError, match="past TransformerConfig.max_len=40"):
         greedy_decode(model, src, mask, BOS, -1, 41)
+
+
+def test_decode_benchmark_quick_run_writes_json(tmp_path) -> None:
+    """Smoke run of benchmarks/bench_decode.py: both decoders agree and every rate is positive (no speed asserted)."""
+    from benchmarks.bench_decode import main
+
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "decode_cpu.json").read_text())
+    rows = result["rows"]
+    assert {(r["arch"], r["decode_len"]) for r in rows} == {
+        (a, n) for a in ("lstm", "transformer") for n in (8, 16)
+    }
+    for r in rows:
+        assert r["same_tokens"] and r["speedup"] > 0 and r["wall_speedup"] > 0
+        assert r["new_tokens_per_s"]["min"] > 0 and r["old_tokens_per_s"]["min"] > 0
