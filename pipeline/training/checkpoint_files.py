@@ -137,16 +137,21 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(directory.glob("*.ckpt")) if directory.is_dir() else []
 
 
+def _sidecar_step(ckpt: Path) -> int:
+    """The step in a checkpoint's sidecar, -1 when the sidecar is missing or unreadable."""
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        return int(json.loads(meta_path(ckpt).read_text()).get("step", -1))
+    return -1
+
+
 def _newest_first(ckpts: list[Path]) -> list[Path]:
     """By the step in the sidecar (unreadable: -1), then by write time."""
     keyed = []
     for ckpt in ckpts:
-        step, mtime = -1, 0.0
-        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-            step = int(json.loads(meta_path(ckpt).read_text()).get("step", -1))
+        mtime = 0.0
         with contextlib.suppress(OSError):
             mtime = ckpt.stat().st_mtime
-        keyed.append((step, mtime, ckpt))
+        keyed.append((_sidecar_step(ckpt), mtime, ckpt))
     return [c for _, _, c in sorted(keyed, key=lambda c: (c[0], c[1]), reverse=True)]
 
 
@@ -157,15 +162,22 @@ def _warn(msg: str) -> None:
 def find_resume_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
     """Newest complete, intact checkpoint of `run_dir` (by step, then write time), or None when there is none.
 
-    Broken candidates are reported through `report` (default: a warning on stderr) and skipped.
+    Broken candidates are reported through `report` (default: a warning on stderr) and skipped; so are those
+    whose sidecar is unreadable (their step unknown, they sort last), even when an older checkpoint is chosen.
     """
     report = report or _warn
+    chosen = None
     for ckpt in _newest_first(list_checkpoints(run_dir)):
+        if chosen is not None and _sidecar_step(ckpt) >= 0:
+            continue  # an older intact-looking checkpoint: not needed, not reported
         meta, reason = verify(ckpt)
         if meta is not None:
-            return ckpt
-        report(f"not resuming from {ckpt}: {reason}; trying the previous checkpoint")
-    return None
+            chosen = chosen or ckpt
+        elif chosen is None:
+            report(f"not resuming from {ckpt}: {reason}; trying the previous checkpoint")
+        else:
+            report(f"not resuming from {ckpt}: {reason}; its step is unknown, using {chosen.name}")
+    return chosen
 
 
 def none_verified_message(run_dir: Path, what: str) -> str:
@@ -337,6 +349,12 @@ def resume_checkpoint(
     if resume == "auto":
         ckpts = list_checkpoints(run_dir)
         if not ckpts:
+            orphans = sorted(checkpoint_dir(run_dir).glob(f"*.ckpt{META_SUFFIX}"))
+            if orphans:
+                raise ResumeError(
+                    f"--resume auto: {checkpoint_dir(run_dir)} holds {len(orphans)} checkpoint sidecar(s) "
+                    f"({', '.join(p.name for p in orphans)}) but none of their checkpoints; {fresh_hint}"
+                )
             logs = previous_state(run_dir)
             if logs and not checkpoint_dir(run_dir).is_dir():
                 raise ResumeError(

@@ -1,10 +1,11 @@
 """Which exceptions are the user's doing (one `error:` line, exit 2) and which are bugs (keep their traceback).
 
 `pipeline train/evaluate` used to catch every ValueError, which turned internal bugs into one misleading line,
-and too few other types, which showed tracebacks for a read-only run directory or a data dir that is a file. The
-rule here: the project's own error types; an OSError that names a file (the user's path); and a ValueError only
-when our input-checking code raised it (`pipeline/data/`, `pipeline/config*.py`: corpus specs, prepared data),
-never one from torch, Lightning or the trainer. `PIPELINE_DEBUG=1` shows the traceback of all of them.
+and too few other types, which showed tracebacks for a read-only run directory or a data dir that is a file.
+The rule here: the project's own error types; an OSError that names a file (the user's path); and a ValueError
+or an OSError only when our input-checking code raised it (`pipeline/data/`, `pipeline/config*.py`: corpus
+specs, prepared data), never one from torch, Lightning or the trainer. `PIPELINE_DEBUG=1` shows the traceback
+of all of them.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def user_error(err: BaseException) -> tuple[str, int] | None:
     if isinstance(err, OSError) and err.filename is not None:
         names = " -> ".join(str(n) for n in (err.filename, err.filename2) if n is not None)
         return f"{names}: {err.strerror or err}", EXIT_USER_ERROR
-    if isinstance(err, ValueError) and _raised_in_input_code(err):
-        return str(err), EXIT_USER_ERROR
+    if isinstance(err, (ValueError, OSError)) and _raised_in_input_code(err):
+        return str(err), EXIT_USER_ERROR  # e.g. "<dir> exists and is not a prepared data dir"
     return None
 
 
