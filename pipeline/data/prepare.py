@@ -73,12 +73,15 @@ def prepare(
     task: str = "translation",
     passage_len: int | None = None,
     context: int | None = None,
+    stream: bool | None = None,
 ) -> dict:
     """Prepare ``source`` into ``out_dir`` and return the manifest (see the module docstring).
 
     ``task``: ``translation`` (one pair per verse or line), ``passages`` (consecutive verses of a chapter joined
     up to ``passage_len`` tokens a side, ``passages.py``; ``max_len`` is then ``passage_len``) or ``lm`` (windows
     of ``context`` tokens from monolingual text, ``lm.py``; ``max_len`` is then ``context``).
+    ``stream``: None streams parallel files / TSV (``stream_prepare.py``); False forces the in-memory path (the
+    reference the preparation benchmark compares against).
     """
     source = parse_source(source)
     if task not in TASKS:
@@ -127,7 +130,7 @@ def prepare(
     if task == "lm":
         tokenizer, chunks, sizes, extra = lm_records(source, vocab_size, context, seed)
         records, drain = (lambda tmp: ((split, chunks[split]) for split in SPLITS)), False
-    elif task == "translation" and is_streamed(source):
+    elif task == "translation" and is_streamed(source) and stream is not False:
         tokenizer, records, sizes, extra = _streamed_records(source, vocab_size, seed, limit)
         drain = True  # one pass over the input: what `limit` leaves of a split must still be read past
     else:

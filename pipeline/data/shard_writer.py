@@ -2,7 +2,8 @@
 
 Each sample holds ``__key__``, ``src.i32`` / ``tgt.i32`` (token ids, no BOS/EOS, raw little-endian int32) and
 ``src.txt`` / ``tgt.txt``. Overlong records are dropped (or truncated) and counted; ``limit`` caps the samples.
-Shards are reproducible byte for byte (fixed mtime, plain ustar headers), so the same input gives the same hashes.
+Shards are reproducible byte for byte (fixed mtime, plain ustar headers), so the same input gives the same hashes,
+and identical to what ``webdataset.ShardWriter(mtime=0)`` writes (``fast_tar.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 from rich.progress import Progress
 
 from pipeline.data.corpus import Example, sha256_file
+from pipeline.data.fast_tar import FastShardWriter
 from pipeline.data.tokenizer import TextTokenizer
 
 Record = tuple[
@@ -39,14 +40,8 @@ def write_split(chunks: Iterable[list[Record]], n_pairs: int, root: Path, split:
     stats = {"samples": 0, "src_tokens": 0, "tgt_tokens": 0, "dropped_overlong": 0, "truncated": 0,
              "pairs": n_pairs}  # fmt: skip
     task = progress.add_task(f"{split}: tokenize + write", total=n_pairs)
-    counts: list[int] = []  # samples per finished shard, recorded by ShardWriter's `post` hook
-    writer = wds.ShardWriter(
-        str(root / split / "shard-%06d.tar"),
-        maxcount=shard_size,
-        verbose=0,
-        mtime=0,  # an int: reproducible shards with plain ustar headers (a float mtime adds pax headers)
-        post=lambda _: counts.append(writer.count),
-    )
+    # the bytes webdataset.ShardWriter(mtime=0) writes, without tarfile's per-member cost (fast_tar.py)
+    writer = FastShardWriter(str(root / split / "shard-%06d.tar"), maxcount=shard_size)
     try:
         for chunk in chunks:
             for key, src, tgt, s_ids, t_ids in chunk:
@@ -75,11 +70,7 @@ def write_split(chunks: Iterable[list[Record]], n_pairs: int, root: Path, split:
                 break
     finally:
         writer.close()
-    shards = sorted((root / split).glob("shard-*.tar"))
-    if stats["samples"] == 0:  # ShardWriter opened one empty shard; an empty split lists none
-        for shard in shards:
-            shard.unlink()
-        shards, counts = [], []
+    shards, counts = writer.paths, writer.counts  # an empty split has no shard
     stats["shards"] = [
         {"path": f"{split}/{p.name}", "samples": n, "sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p, n in zip(shards, counts, strict=True)
