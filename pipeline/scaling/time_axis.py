@@ -92,11 +92,13 @@ def projected_seconds(record: RunRecord, device: DeviceModel, context: int | Non
 
 def first_behind(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     """Smallest budget from which on a's frontier (best loss within the budget) stays above b's, up to the
-    largest budget either measured; None if a is not behind at that largest budget."""
+    largest budget *both* reached (beyond it one frontier is flat only because its grid stopped); None if a is not
+    behind there."""
     xa, la = np.array(a["x"])[a["frontier"]], np.array(a["loss"])[a["frontier"]]
     xb, lb = np.array(b["x"])[b["frontier"]], np.array(b["loss"])[b["frontier"]]
     grid = np.unique(np.concatenate([xa, xb]))
-    grid = grid[grid >= max(xa.min(), xb.min())]
+    lo, hi = common_range(a, b)
+    grid = grid[(grid >= lo) & (grid <= hi)]
 
     def best(x: np.ndarray, loss: np.ndarray, budget: float) -> float:
         return float(loss[x <= budget].min())
@@ -110,6 +112,11 @@ def first_behind(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     return float(grid[k])
 
 
+def common_range(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
+    """The budgets both curves cover: from the larger of their smallest to the smaller of their largest."""
+    return max(min(a["x"]), min(b["x"])), min(max(a["x"]), max(b["x"]))
+
+
 def _vs_reference(curves: dict[str, dict[str, Any]], scale: float) -> dict[str, Any]:
     """Each recurrent arch against the Transformer: first budget it is behind from, fitted-law crossings."""
     out: dict[str, Any] = {}
@@ -120,7 +127,8 @@ def _vs_reference(curves: dict[str, dict[str, Any]], scale: float) -> dict[str, 
         if arch == REFERENCE_ARCH:
             continue
         fb = first_behind(c, ref)
-        entry: dict[str, Any] = {"first_behind": None if fb is None else fb * scale, "fit_crossings": []}
+        entry: dict[str, Any] = {"first_behind": None if fb is None else fb * scale, "fit_crossings": [],
+                                 "common_range": [v * scale for v in common_range(c, ref)]}  # fmt: skip
         fa, fr = c["fit"], ref["fit"]
         if not (fa.underdetermined or fr.underdetermined):
             hi = min(max(c["x"]), max(ref["x"]))
@@ -184,8 +192,11 @@ def draw_time_plot(measured: dict[str, dict[str, Any]], projected: dict[str, Any
     return path.name
 
 
-def _fmt(v: float | None, unit: str) -> str:
-    return "not behind at the largest budget" if v is None else f"{v:.3g} {unit}"
+def _behind(entry: dict[str, Any], unit: str) -> str:
+    lo, hi = entry["common_range"]
+    where = f"(compared over {lo:.3g}-{hi:.3g} {unit})"
+    v = entry["first_behind"]
+    return f"not behind at the largest common budget {where}" if v is None else f"{v:.3g} {unit} {where}"
 
 
 def time_axis_section(records: Sequence[RunRecord], out_dir: str | Path, n_boot: int = 0,
@@ -230,7 +241,7 @@ def time_axis_section(records: Sequence[RunRecord], out_dir: str | Path, n_boot:
         vs = data["measured_vs_transformer"][dev]
         for a, c in cs.items():
             alpha = c["fit"].params.get("alpha", math.nan)
-            behind = _fmt(vs[a]["first_behind"], "s") if a in vs else "-"
+            behind = _behind(vs[a], "s") if a in vs else "-"
             md.append(f"| {dev} | {a} | {len(c['runs'])} | {'; '.join(c['sources'])} | {min(c['loss']):.4f} | "
                       f"{alpha:.3g} | {behind} |")  # fmt: skip
     md += ["", f"**Projected GPU-hours** ({LABEL}; loss held at each run's measured value, docs/cost_model.md):", "",
@@ -240,8 +251,30 @@ def time_axis_section(records: Sequence[RunRecord], out_dir: str | Path, n_boot:
         for ctx, p in by_ctx.items():
             for a, v in p["vs_transformer"].items():
                 cross = ", ".join(f"{x:.3g}" for x in v["fit_crossings"]) or "none"
-                md.append(
-                    f"| {acc} (projection) | {ctx} | {a} | {_fmt(v['first_behind'], 'GPU-h')} | {cross} |"
-                )
+                md.append(f"| {acc} (projection) | {ctx} | {a} | {_behind(v, 'GPU-h')} | {cross} |")
     md.append("")
     return data, "\n".join(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.scaling.time_axis SWEEP_DIR [--out DIR]`: the section alone (markdown + time_axis.json)."""
+    import argparse
+
+    from pipeline.scaling.records import load_records, save_json_atomic
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.scaling.time_axis", description=main.__doc__)
+    p.add_argument("sweep_dir")
+    p.add_argument(
+        "--out", default=None, help="where time_vs_loss.png and time_axis.json go (default SWEEP_DIR)"
+    )
+    p.add_argument("--n-boot", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.out or args.sweep_dir)
+    data, md = time_axis_section(load_records(args.sweep_dir), out, n_boot=args.n_boot)
+    save_json_atomic(out / "time_axis.json", data)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
