@@ -1,9 +1,10 @@
 """Scaling-law fits with bootstrap confidence intervals: L(N), L(C), and Chinchilla's L(N, D).
 
 scipy has the optimisers (``np.polyfit``, ``least_squares``, L-BFGS-B) but no scaling-law fitter with Hoffmann et
-al.'s (2022) recipe, run-level bootstrap, or crossing search, so those few pieces are written here. Losses are in
-nats per target token. Every fit says when it is underdetermined instead of returning numbers that only look like
-an answer.
+al.'s (2022) recipe, bootstrap over points and seeds, or crossing search, so those few pieces are written here.
+Intervals: studentized residual bootstrap for power laws fitted to points, BCa over (point, seed) resamples for
+everything else (``intervals.py``; ``FitResult.interval`` names the one used). Losses are in nats per target
+token. Every fit says when it is underdetermined instead of returning numbers that only look like an answer.
 """
 
 from __future__ import annotations

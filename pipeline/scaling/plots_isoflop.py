@@ -42,8 +42,8 @@ def draw_isoflop(sweep: SweepFit, out_dir: Path) -> str | None:
         if good:
             c = np.array([p.compute for p in good])
             n = np.array([p.n_opt for p in good])
-            err = np.array([[p.n_opt - (p.n_opt_ci or (p.n_opt,) * 2)[0], (p.n_opt_ci or (p.n_opt,) * 2)[1] - p.n_opt]
-                            for p in good]).T  # fmt: skip
+            ci = [p.n_opt_ci or (p.n_opt, p.n_opt) for p in good]
+            err = np.array([[p.n_opt - lo, hi - p.n_opt] for p, (lo, hi) in zip(good, ci, strict=True)]).T
             ax_n.errorbar(c, n, yerr=err, fmt="o", ms=4, capsize=2)
             if math.isfinite(iso.exponent_n):
                 fit = np.polyfit(np.log(c), np.log(n), 1)

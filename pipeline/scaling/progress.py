@@ -19,10 +19,16 @@ class ProgressLines:
     def set_stage(self, stage: str) -> None:
         self.stage = stage
 
+    def finish(self) -> None:
+        """The closing line, also when fits that were underdetermined skipped their resamples."""
+        if self.done < self.total:
+            self.done = self.total - 1
+            self.tick()
+
     def tick(self) -> None:
         self.done += 1
         now = time.monotonic()
-        if now - self.last >= self.every_s or self.done == self.total:
+        if now - self.last >= self.every_s or self.done >= self.total:
             self.last = now
             elapsed = now - self.start
             left = elapsed / self.done * (self.total - self.done)

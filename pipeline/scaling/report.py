@@ -190,8 +190,10 @@ def fit_arch(
         if any(f is None for f in fpt):
             why = f"compute axis {axis!r} unknown for some runs (no d_model/vocab_size in their config)"
             for key in (f"L_C{suffix}", f"L_C{suffix}_E"):
-                fits[key] = FitResult("power_law", {"alpha": math.nan, "x_c": math.nan}, 0, 2, underdetermined=True,
-                                      reason=why)  # fmt: skip
+                nan = {"alpha": math.nan, "x_c": math.nan}
+                fits[key] = FitResult("power_law", nan, 0, 2, underdetermined=True, reason=why)
+                for _ in range(n_boot):
+                    tick()
             continue
         frontiers[axis] = frontier(
             [(runs[g[0]].run, fpt[g[0]], mean_curve([runs[j] for j in g])) for g in groups]
@@ -214,8 +216,14 @@ def fit_arch(
                                                   rng=fit_rng(seed, arch, "chinchilla"), tick=tick)  # fmt: skip
     fits["L_N_surface"] = surface_law_n(fits["chinchilla"])
     stage(f"{arch} isoflop")
-    iso = isoflop([p.n for p in points], [p.tokens for p in points], [p.loss for p in points],
-                  [p.runs[0].flops_per_token for p in points], n_boot=n_boot, rng=fit_rng(seed, arch, "isoflop"))  # fmt: skip
+    iso = isoflop(
+        [p.n for p in points],
+        [p.tokens for p in points],
+        [p.loss for p in points],
+        [p.runs[0].flops_per_token for p in points],
+        n_boot=n_boot,
+        rng=fit_rng(seed, arch, "isoflop"),
+    )
     for _ in range(n_boot):
         tick()
     return ArchFit(arch, kept, fits, frontiers.get("model", []), records, nothing, other_lr, unknown, scan,
@@ -246,6 +254,8 @@ def fit_sweep(
     archs = {
         a: fit_arch(rs, n_boot, seed, n_starts, unigram_entropy, bar) for a, rs in sorted(by_arch.items())
     }
+    if bar is not None:
+        bar.finish()
     sweep = SweepFit(Path(sweep_dir), loaded.skipped, archs)
     plan = Path(sweep_dir) / PLAN_FILE
     if plan.is_file():  # the grid's full list: unfinished runs that never started count as missing too

@@ -106,13 +106,23 @@ def surface_n_section(sweep: SweepFit) -> list[str]:
           "alpha_N and E from the Chinchilla fit: L(N, D -> inf) = E + A/N^alpha_N. Unlike the L(N) tables above, "
           "which fit one budget per size (labelled fixed D) and so mostly measure how close each size is to the "
           "data floor, this exponent is identified: D is in the fit.", "",
-          "| arch | alpha_N | E | points | interval |", "|---|---|---|---|---|"]  # fmt: skip
+          "| arch | alpha_N | E | points | interval | note |", "|---|---|---|---|---|---|"]  # fmt: skip
     for a, af in sweep.archs.items():
         f = af.fits.get("L_N_surface")
         if f is None or f.underdetermined:
-            md.append(f"| {a} | - | - | - | underdetermined: {f.reason if f else 'no runs'} |")
+            md.append(f"| {a} | - | - | - | - | underdetermined: {f.reason if f else 'no runs'} |")
             continue
-        md.append(f"| {a} | {_with_ci(f, 'alpha')} | {_with_ci(f, 'E')} | {f.n_points} | {f.interval} |")
+        note = []
+        if f.params["E"] < 1e-6 or f.ci.get("E", (1.0,))[0] < 1e-6:
+            note.append(
+                "E at its bound 0: no loss floor within the data, so alpha_N describes the whole loss, "
+                "not a reducible part"
+            )
+        ci = f.ci.get("alpha")
+        if ci and ci[1] > 3 * ci[0] > 0:
+            note.append("interval spans more than 3x")
+        md.append(f"| {a} | {_with_ci(f, 'alpha')} | {_with_ci(f, 'E')} | {f.n_points} | {f.interval} | "
+                  f"{'; '.join(note)} |")  # fmt: skip
     return [*md, ""]
 
 
@@ -172,8 +182,9 @@ def intervals_section(sweep: SweepFit) -> list[str]:
         "## How the intervals were made", "",
         f"95 % intervals from {sweep.settings.get('n_boot')} resamples per fit (seed {sweep.settings.get('seed')}). "
         "L(N) fits to points use a studentized residual bootstrap (leverage-adjusted residuals, t* quantiles); "
-        "frontier, surface and IsoFLOP fits resample points (and seeds within points) and use BCa (bias "
-        "correction and a leave-one-point-out jackknife acceleration). Methods in use: " + ", ".join(used) + ".",
+        "frontier and surface fits resample points (and seeds within points) and use BCa (bias correction and "
+        "a leave-one-point-out jackknife acceleration); IsoFLOP exponents resample the parabolas' residuals "
+        "(percentile). Methods in use: " + ", ".join(used) + ".",
         "Each architecture and each law draws from its own random stream, so the two sides of a comparison are "
         "resampled independently (design: independent); no paired comparison of fitted laws is made here (the "
         "matched-run table, where present, compares measured runs directly).", "",

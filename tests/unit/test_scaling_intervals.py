@@ -84,3 +84,27 @@ def test_chinchilla_bootstrap_over_seed_groups_is_bca_and_contains_truth():
     assert fit.interval == "BCa over points" and fit.n_points == 12
     assert fit.n_boot_ok >= 9
     assert fit.ci["alpha"][0] < 0.35 < fit.ci["alpha"][1]
+
+
+def test_two_architectures_with_identical_runs_are_resampled_independently():
+    # Before issue 17 both sides drew the same indices (same seed, runs in the same order), so identical data gave
+    # identical resamples and the comparison's interval was a paired one while it claimed independence.
+    from pipeline.scaling.compare import compare_curves
+    from pipeline.scaling.records import RunRecord
+    from pipeline.scaling.report import fit_arch
+
+    def runs(arch):
+        out = []
+        for n in (1e4, 3e4, 1e5, 3e5):
+            for tokens in (10_000, 100_000):
+                loss = 1.0 + (1e6 / n) ** 0.2 + (1e4 / tokens) ** 0.3
+                out.append(RunRecord(f"{arch}-{n:g}-{tokens}", arch, int(2 * n), int(n), 6 * n, tokens,
+                                     6 * n * tokens, 0.5, loss, loss, [loss], 1.0, {}))  # fmt: skip
+        return out
+
+    a, b = fit_arch(runs("lstm"), n_boot=20), fit_arch(runs("transformer"), n_boot=20)
+    assert a.fits["L_C"].params == b.fits["L_C"].params  # same data, same point estimate
+    assert not np.array_equal(a.fits["L_C"].samples, b.fits["L_C"].samples)  # different resamples
+    cmp = compare_curves("lstm", a.fits["L_C"], "transformer", b.fits["L_C"], 1e12, (1e8, 1e13))
+    assert cmp.design == "independent" and cmp.loss_ratio == pytest.approx(1.0)
+    assert cmp.loss_ratio_ci[0] < 1.0 < cmp.loss_ratio_ci[1]

@@ -129,7 +129,7 @@ def test_sweep_with_seeds_rates_and_curves_fits_and_reports_them(tmp_path: Path)
                     "## IsoFLOP profiles", "## How the intervals were made"):  # fmt: skip
         assert heading in text, heading
     assert "**1 of 21 runs learned nothing**" in text
-    assert "| 200,000 | 300,000 | 3.4" in text and "**3.1" in text  # the scan row, the best rate in bold
+    assert "| 200,000 | 300,000 | 3.28" in text and "**2.99" in text  # the scan row, the best rate in bold
 
 
 def test_fit_command_writes_fit_json_into_out(tmp_path: Path, capsys):
@@ -141,3 +141,18 @@ def test_fit_command_writes_fit_json_into_out(tmp_path: Path, capsys):
     assert run_fit_command(args) == 0
     assert (out / "fit.json").is_file() and not (sweep / "fit.json").exists()
     assert f"wrote {out}/fit.json" in capsys.readouterr().out
+
+
+def test_progress_lines_report_count_share_and_stage():
+    import io
+
+    from pipeline.scaling.progress import ProgressLines
+
+    out = io.StringIO()
+    bar = ProgressLines(4, "scaling fit", every_s=0.0, stream=out)
+    bar.set_stage("lstm L_C")
+    bar.tick()
+    bar.finish()  # a skipped fit's resamples still end the count at 100 %
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("scaling fit: 1/4 resamples (25 %)") and lines[0].endswith("[lstm L_C]")
+    assert lines[-1].startswith("scaling fit: 4/4 resamples (100 %)")
