@@ -59,7 +59,7 @@ def panel_grid(plt, n: int, sharey: bool = True, sharex: bool = True):
 
 def log_ticks(axis, lo: float, hi: float) -> None:
     """Labelled ticks on a log axis over [lo, hi] (data units): the coarsest of m x 10^k with m in 1..9, then
-    halves, then tenths, that puts >= 3 ticks in range; plain numbers (ScalarFormatter-style) as labels."""
+    halves, then tenths, that puts >= 4 ticks in range; plain numbers (ScalarFormatter-style) as labels."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
@@ -72,7 +72,7 @@ def log_ticks(axis, lo: float, hi: float) -> None:
             for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
             for s in subs
         ]
-        if sum(lo <= t <= hi for t in ticks) >= 3:
+        if sum(lo <= t <= hi for t in ticks) >= 4:
             break
     axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=100))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
@@ -143,6 +143,10 @@ def _law_figure(
     for ax, (a, af) in zip(axes, sweep.archs.items(), strict=True):
         ax.scatter([x_of(r) for r in af.records], [y_of(r) for r in af.records], color=colors[a], alpha=0.3, s=9,
                    lw=0, zorder=2, label="every run")  # fmt: skip
+        dropped = getattr(af, "learned_nothing", [])
+        if dropped:
+            ax.scatter([x_of(r) for r in dropped], [y_of(r) for r in dropped], color="0.5", marker="x", s=14,
+                       lw=0.8, zorder=2, label="learned nothing (not fitted)")  # fmt: skip
         px, py = points(af)
         ax.scatter(px, py, color=colors[a], s=22, marker="D", zorder=4, label=point_label)
         lo, hi = x_range(af)

@@ -50,8 +50,8 @@ def position_section(sweep: SweepFit, plots: dict[str, str]) -> list[str]:
     else:
         md.append(
             f"No compared run saved `{TOKEN_LOSS_FILE}` (records written before per-token validation losses): "
-            "the curves are the records' `loss_by_position`, without CIs, and no plateau is tested. Rerun the "
-            "final validation to get them."
+            "the curves are the records' `loss_by_position`, without CIs, and no plateau is tested (the bend test "
+            "needs the spread over validation sequences, which a mean curve does not carry)."
         )
     md += ["", f"![loss vs position]({plots['position']})", ""]
     if not sweep.plateaus:
