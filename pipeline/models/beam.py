@@ -92,5 +92,5 @@ def beam_decode(
         for b, (_, seq) in enumerate(best):
             out[b, : len(seq)] = seq
         if return_scores:
-            return out, torch.tensor([score for score, _ in best], dtype=torch.float64)
+            return out, torch.tensor([score for score, _ in best], dtype=torch.float64, device=device)
         return out

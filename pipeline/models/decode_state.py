@@ -20,10 +20,6 @@ class DecodeState:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     step: int = 0
 
-    @property
-    def rows(self) -> int:
-        return next(iter(self.tensors.values())).size(0)
-
     def select(self, index: torch.Tensor) -> DecodeState:
         """The state of rows `index` (Long[R], repeats allowed): beam expansion and beam reordering."""
         return DecodeState({k: v.index_select(0, index) for k, v in self.tensors.items()}, self.step)
