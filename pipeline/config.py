@@ -150,6 +150,18 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{getattr(err, 'problem', None) or str(err).splitlines()[0]}{where}"
 
 
+REPO = Path(__file__).resolve().parents[1]  # the repository: `configs/` ships beside the package
+
+
+def shipped_path(path: str | Path) -> Path:
+    """A config path as given when it exists (or is absolute), else the same relative path inside the repository,
+    so `configs/...` names work from any directory (`pipeline demo`, a grid's `base:`)."""
+    p = Path(path)
+    if p.exists() or p.is_absolute() or not (REPO / p).exists():
+        return p
+    return REPO / p
+
+
 def load_mapping(path: Path, what: str) -> dict[str, Any]:
     """Read a YAML (or, by suffix, JSON) file that must hold a mapping; every error is one line naming the file.
 
@@ -270,7 +282,7 @@ def load_config(
     """
     cfg, set_by = RunConfig(), {}
     for path in paths or []:
-        _merge_section(cfg, load_mapping(Path(path), "config file"), "", str(path), set_by)
+        _merge_section(cfg, load_mapping(shipped_path(path), "config file"), "", str(path), set_by)
     for text in overrides or []:
         dotted, value = parse_override(text)
         _merge_section(cfg, _nest(dotted, value), "", f"override {text!r}", set_by)

@@ -1,149 +1,122 @@
-"""`pipeline demo` (`make demo`): train small LSTM, residual-LSTM and Transformer models on the embedded corpus with the
-same token budget, then print a comparison table and write `summary.md` and `valid_loss.png` to the demo directory."""
+"""`pipeline demo` (`make demo`): the whole loop in miniature on the embedded corpus, on CPU, in about ten minutes.
+
+tokenize -> shards -> a small scaling sweep of the three architectures (3 sizes x 2 token budgets, one record per
+run) -> scaling-law fits with bootstrap CIs -> plots -> one `summary.md`. On the second core, at the same time, a
+"showcase" Transformer trains long enough that its sample translations are French words in a plausible order.
+Every model is its own offline W&B run (group `demo`). What the miniature can and cannot show is said at the end of
+the summary: it is a demonstration of the pipeline, not a result.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.training.logged_metrics import read_metric
-
-ARCHS = ("lstm", "residual_lstm", "transformer")
+SHOWCASE = ["configs/demo/base.yaml", "configs/demo/showcase.yaml"]
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument(
-        "--configs", default="configs/demo", help="directory with base.yaml and one YAML per arch"
+        "--out", default="runs/demo", help="where the sweep, the showcase run and summary.md go"
     )
-    parser.add_argument("--out", default="runs/demo", help="where the three runs, the table and the plot go")
+    parser.add_argument("--grid", default="configs/sweeps/demo.yaml", help="the miniature sweep's grid file")
     parser.add_argument(
-        "--archs", nargs="+", default=list(ARCHS), choices=ARCHS, help="architectures to train"
-    )
+        "--showcase", action="append", metavar="YAML",
+        help="a config file of the showcase run (trained beside the sweep, on the other core); repeat to merge "
+        "several (default: configs/demo/base.yaml and configs/demo/showcase.yaml)",
+    )  # fmt: skip
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples per fit in the report")
     parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. train.max_steps=50"
-    )
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="applied to the showcase run, e.g. train.max_steps=300 (the sweep takes its grid's settings)",
+    )  # fmt: skip
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.training.trainer import fit
+    from pipeline.config import ConfigError
 
+    try:
+        return _demo(args)
+    except ConfigError as err:
+        print(f"pipeline demo: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, shipped_path
+    from pipeline.data.prepare import ensure_prepared
+    from pipeline.sweep.grid import load_grid
+
+    started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    configs = Path(args.configs)
-    rows: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for arch in args.archs:
-        cfg = load_config(
-            [configs / "base.yaml", configs / f"{arch}.yaml"], [*args.overrides, f"run_dir={out / arch}"]
-        )
-        print(f"\n=== {arch}: training {cfg.train.max_steps} steps in {cfg.resolved_run_dir} ===", flush=True)
-        t0 = time.perf_counter()
-        summary = fit(cfg, resume="auto")
-        summary["wall_s"] = round(time.perf_counter() - t0, 1)
-        rows.append(summary)
+    showcase_cfgs = [shipped_path(p) for p in args.showcase or SHOWCASE]
+    showcase_dir = out / "showcase"
+    showcase = load_config(showcase_cfgs, [*args.overrides, f"run_dir={showcase_dir}"])
+    grid = load_grid(shipped_path(args.grid))
+    d = showcase.data
+    print(f"[demo] data: {d.corpus} -> {d.dir} (prepared once, reused)", flush=True)
+    ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
+
+    log = out / "showcase.log"
+    print(f"[demo] showcase: {showcase.model['arch']} {showcase.train.max_steps} steps in the background, "
+          f"log {log}", flush=True)  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "pipeline", "train", *[a for c in showcase_cfgs for a in ("--config", str(c))],
+            *args.overrides, f"run_dir={showcase_dir}"]  # fmt: skip
+    with log.open("w") as handle:
+        child = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        try:
+            sweep_dir = out / "sweep"
+            print(f"[demo] sweep: {grid.path} -> {sweep_dir}", flush=True)
+            sweep_status = _sweep(grid, sweep_dir)
+            _wait_for(child, showcase_dir, showcase.train.max_steps)
+        except BaseException:
+            child.terminate()
+            child.wait(timeout=60)
+            raise
+    if child.returncode != 0:
+        print(f"[demo] the showcase run failed (exit {child.returncode}); see {log}", file=sys.stderr)
+        return 1
+    print("[demo] fitting scaling laws (bootstrap CIs) and drawing the report", flush=True)
+    from pipeline.scaling.report_markdown import write_report
+
+    report = write_report(sweep_dir, out / "report", n_boot=args.n_boot)
+    shown = json.loads((showcase_dir / "summary.json").read_text())
     total = time.perf_counter() - started
-    table = render_table(rows)
-    print(table)
-    print(f"demo wall time: {total:.0f} s")
-    plot_path = plot_valid_curves(rows, out / "valid_loss.png")
-    write_summary(rows, total, out / "summary.md", plot_path)
-    (out / "demo.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
-    print(f"wrote {out / 'summary.md'}, {plot_path}, {out / 'demo.json'}")
-    return 0
+    from pipeline.demo_summary import write_summary
+
+    path = write_summary(out, sweep_dir, report, shown, total)
+    print(path.read_text())
+    print(f"[demo] {total:.0f} s in all; wrote {path}")
+    return 0 if sweep_status == 0 else 1
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _sweep(grid: Any, sweep_dir: Path) -> int:
+    """The grid's runs, one after another in this process on one thread (the showcase has the other core)."""
+    import torch
+
+    from pipeline.sweep.grid import plan_runs
+    from pipeline.sweep.runner import run_local
+
+    torch.set_num_threads(1)
+    return run_local(grid, sweep_dir, plan_runs(grid, sweep_dir))
 
 
-def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [
-        [
-            r["arch"],
-            _fmt(r["params"] / 1e6, ".2f"),
-            _fmt(r["non_embedding_params"] / 1e6, ".2f"),
-            _fmt(r.get("tokens_per_s"), ",.0f"),
-            _fmt(r.get("valid_loss"), ".3f"),
-            _fmt(r.get("valid_ppl"), ".1f"),
-            _fmt(r.get("bleu"), ".2f"),
-            _fmt(r.get("chrf"), ".1f"),
-            _fmt(r.get("wall_s"), ".0f"),
-        ]
-        for r in rows
-    ]
+def _wait_for(child: subprocess.Popen, run_dir: Path, max_steps: int) -> None:
+    """Wait for the showcase, printing its progress (steps from its CSV log) every 10 s."""
+    from pipeline.training.logged_metrics import by_steps_trained, read_metric
 
-
-HEADER = [
-    "arch",
-    "params (M)",
-    "non-emb (M)",
-    "tokens/s",
-    "valid loss",
-    "valid ppl",
-    "BLEU",
-    "chrF",
-    "wall (s)",
-]
-
-
-def render_table(rows: list[dict[str, Any]]) -> str:
-    """A rich table rendered to text (so it also lands in logs)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="demo: same corpus, same batches, same token budget")
-    for name in HEADER:
-        table.add_column(name, justify="left" if name == "arch" else "right")
-    for row in table_rows(rows):
-        table.add_row(*row)
-    console = Console(width=120, record=True)
-    with console.capture() as capture:
-        console.print(table)
-    return capture.get()
-
-
-def plot_valid_curves(rows: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in rows:
-        curve = read_metric(Path(row["run_dir"]), "valid/loss")
-        steps, losses = list(curve), list(curve.values())
-        ax.plot(steps, losses, marker="o", label=f"{row['arch']} ({row['params'] / 1e6:.1f}M)")
-    ax.set_xlabel("optimizer step (same batches for every model)")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title("English -> French (Bible, held-out books)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write_summary(rows: list[dict[str, Any]], total_s: float, path: Path, plot: Path) -> None:
-    lines = [
-        "# Demo summary",
-        "",
-        f"Three architectures, same data and token budget, CPU. Total wall time {total_s:.0f} s.",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-        *("| " + " | ".join(r) + " |" for r in table_rows(rows)),
-        "",
-        f"![validation loss]({plot.name})",
-        "",
-        "Example translations (greedy, first test pairs):",
-        "",
-    ]
-    for row in rows:
-        for ex in row.get("examples", [])[:1]:
-            lines += [f"- **{row['arch']}**: `{ex['src']}` -> `{ex['hyp']}` (reference: `{ex['ref']}`)"]
-    path.write_text("\n".join(lines) + "\n")
+    while child.poll() is None:
+        steps = by_steps_trained(read_metric(run_dir, "train/loss"))
+        if steps:
+            step, loss = max(steps.items())
+            print(f"[demo] showcase: step {step}/{max_steps}, train loss {loss:.3f}", flush=True)
+        time.sleep(10)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown
+from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown, shipped_path
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
              "delete_checkpoints", "seeds", "seed_sizes", "lrs"}  # fmt: skip
@@ -69,11 +69,9 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _config_path(grid_path: Path, name: str) -> str:
-    """A `base:` file: relative to the grid file's directory, else to the current directory (the shipped grids
-    name repo-relative paths, so both a repo-root run and `--grid /abs/path/grid.yaml` from elsewhere work)."""
-    candidates = [Path(name)] if Path(name).is_absolute() else [grid_path.parent / name, Path(name)]
-    if Path(name).parts[:1] == ("configs",):  # repo-relative: also try beside the repo's configs/ directory
-        candidates.append(grid_path.resolve().parent.parent.parent / name)
+    """A `base:` file: relative to the grid file's directory, else to the current directory, else to the
+    repository (the shipped grids name repo-relative paths, so `--grid /abs/path/grid.yaml` works anywhere)."""
+    candidates = [Path(name)] if Path(name).is_absolute() else [grid_path.parent / name, shipped_path(name)]
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)

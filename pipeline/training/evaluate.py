@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import pickle
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 @torch.no_grad()
 def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) -> dict[str, Any]:
-    """Greedy-decode up to `max_pairs` test pairs on rank 0; returns BLEU, chrF and a few examples."""
+    """Greedy-decode up to `max_pairs` test pairs on rank 0; returns BLEU, chrF, BLEU by source length and a few
+    examples. Prints progress every ~10 s (decoding a few hundred pairs on a CPU takes minutes)."""
     import sacrebleu
 
     from pipeline.data.loader import build_loader
@@ -33,7 +35,9 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
     hyps: list[str] = []
     refs: list[str] = []
     srcs: list[str] = []
+    src_lens: list[int] = []
     loader = build_loader(cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=cfg.data.max_len)
+    started = shown = time.perf_counter()
     for batch in loader:
         src, mask = batch["src"].to(device), batch["src_mask"].to(device)
         out = greedy_decode(model, src, mask, BOS_ID, EOS_ID, cfg.train.decode_max_len)
@@ -41,18 +45,42 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
             hyps.append(tokenizer.decode(_strip(out[row].tolist())))
             refs.append(tokenizer.decode(_strip(batch["tgt_out"][row].tolist())))
             srcs.append(tokenizer.decode(_strip(batch["src"][row].tolist())))
+            src_lens.append(int(batch["src_mask"][row].sum()))
+        if time.perf_counter() - shown > 10:
+            shown = time.perf_counter()
+            print(f"decoding: {min(len(hyps), max_pairs)}/{max_pairs} test pairs, {shown - started:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
         if len(hyps) >= max_pairs:
             break
     model.train(was_training)
-    hyps, refs, srcs = hyps[:max_pairs], refs[:max_pairs], srcs[:max_pairs]
+    hyps, refs, srcs, src_lens = hyps[:max_pairs], refs[:max_pairs], srcs[:max_pairs], src_lens[:max_pairs]
     return {
         "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
         "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
         "decoded_pairs": len(hyps),
+        "bleu_by_src_len": bleu_by_source_length(hyps, refs, src_lens),
         "examples": [
-            {"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(srcs, refs, hyps, strict=True))[:3]
+            {"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(srcs, refs, hyps, strict=True))[:8]
         ],
     }
+
+
+SRC_LEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024)  # upper edges, in source tokens
+
+
+def bleu_by_source_length(hyps: list[str], refs: list[str], src_lens: list[int]) -> list[dict[str, Any]]:
+    """Corpus BLEU of the pairs in each source-length bucket (Bahdanau et al. 2015, fig. 2: an attention-free
+    encoder-decoder's BLEU falls as sentences grow); buckets without pairs are left out."""
+    import sacrebleu
+
+    out, low = [], 0
+    for high in (*SRC_LEN_BUCKETS, max(src_lens, default=0)):
+        idx = [i for i, n in enumerate(src_lens) if low < n <= high]
+        if idx:
+            score = sacrebleu.corpus_bleu([hyps[i] for i in idx], [[refs[i] for i in idx]]).score
+            out.append({"src_len": [low + 1, high], "pairs": len(idx), "bleu": score})
+        low = max(low, high)
+    return out
 
 
 def _strip(ids: list[int]) -> list[int]:

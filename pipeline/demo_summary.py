@@ -1,0 +1,110 @@
+"""The demo's one page: `runs/demo/summary.md`, from the sweep's fit.json, the report's figures and the showcase run.
+
+Kept apart from `demo.py` (which runs things) because it only reads files: rerun `write_summary` on a finished demo
+directory to rebuild the page.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FIGURES = (
+    ("loss_vs_compute", "loss against training compute, with the compute frontier"),
+    ("loss_vs_params", "loss against non-embedding parameters"),
+    ("loss_vs_position", "loss by target position"),
+    ("position_ratio", "recurrent / Transformer loss ratio by target position"),
+)
+
+
+def _ci(value: Any, ci: Any) -> str:
+    if not isinstance(value, int | float):
+        return "n/a"
+    text = f"{value:.3f}"
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(isinstance(c, int | float) for c in ci):
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def fit_rows(fit: dict[str, Any]) -> list[str]:
+    """One markdown row per architecture: runs, best frontier loss, alpha_C (model FLOPs) with its 95 % CI."""
+    rows = []
+    for arch, a in fit.get("archs", {}).items():
+        exps = a.get("compute_exponents", {}).get("model", {})
+        front = a.get("frontier") or []
+        best = min((p["loss"] for p in front), default=None)
+        sizes = a.get("non_embedding_sizes") or []
+        size_text = f"{min(sizes) / 1e3:.0f}k-{max(sizes) / 1e3:.0f}k" if sizes else "-"
+        rows.append(
+            f"| {arch} | {a.get('n_runs', 0)} | {size_text} | {best:.3f} | {_ci(exps.get(''), exps.get('ci95'))} |"
+            if best is not None
+            else f"| {arch} | {a.get('n_runs', 0)} | {size_text} | - | n/a |"
+        )
+    return rows
+
+
+def write_summary(out: Path, sweep_dir: Path, report: Path, showcase: dict[str, Any], total_s: float) -> Path:
+    fit = json.loads((report.parent / "fit.json").read_text())
+    n_runs = fit.get("n_runs", 0)
+    nothing = fit.get("learned_nothing", {}).get("count", 0)
+    rel = report.parent.relative_to(out) if report.parent.is_relative_to(out) else report.parent
+    lines = [
+        "# pipeline demo: where does recurrence stop scaling? (in miniature)",
+        "",
+        f"Wall time {total_s / 60:.1f} min on this machine. Corpus: English WEB -> French Segond 1910 (Bible, whole "
+        "books held out), 4k joint BPE, tokenized into webdataset shards. Every model below is its own offline W&B "
+        f"run (group `demo`) under its run directory. Full report: [{rel}/report.md]({rel}/report.md).",
+        "",
+        f"## The sweep: {n_runs} runs ({sweep_dir})",
+        "",
+        "3 architectures x 3 sizes x 2 token budgets, same batches for every model of a budget. alpha_C: the "
+        "exponent of L(C) = A C^-alpha on the compute frontier (the model's own FLOPs), 95 % bootstrap CI.",
+        "",
+        "| arch | runs | non-embedding params | best frontier loss | alpha_C [95 % CI] |",
+        "|---|---|---|---|---|",
+        *fit_rows(fit),
+        "",
+    ]
+    if nothing:
+        lines += [
+            f"{nothing} run(s) ended at or above the unigram entropy (learned nothing) and are out of the fits.",
+            "",
+        ]
+    for name, caption in FIGURES:
+        if (report.parent / f"{name}.png").is_file():
+            lines += [f"![{caption}]({rel}/{name}.png)", ""]
+    lines += showcase_section(showcase)
+    lines += [
+        "## What this miniature can and cannot show",
+        "",
+        "It shows the loop working end to end: data, three architectures on identical batches, one record per "
+        "run, fits with bootstrap intervals, the figures. It cannot answer the question. The models are tiny "
+        "(tens of thousands of non-embedding parameters), the budgets are a fraction of one pass over the data, "
+        "each point has one seed and one learning rate, the targets are at most 64 tokens and attention hands every "
+        "decoder the source, so nothing here has to travel far through a recurrence. With three sizes and two "
+        "budgets an exponent's interval is wide and a Chinchilla surface is barely identified; treat every number "
+        "above as a hint. `results/cpu-study` is the larger CPU study; `configs/sweeps/gpu-scale.yaml` the grid a "
+        "cluster should run.",
+        "",
+    ]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def showcase_section(s: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## The showcase: {s.get('arch')} trained for {s.get('steps')} steps",
+        "",
+        f"{(s.get('params') or 0) / 1e6:.2f}M parameters, {s.get('tokens') or 0:,} target tokens, validation loss "
+        f"{s.get('valid_loss') or float('nan'):.3f}; greedy decoding of {s.get('decoded_pairs', 'the first')} test "
+        f"verses: BLEU {s.get('bleu') or 0:.2f}, chrF {s.get('chrf') or 0:.1f}.",
+        "",
+        "| source (English) | model (French) | reference |",
+        "|---|---|---|",
+    ]
+    for ex in s.get("examples", [])[:6]:
+        cells = [str(ex.get(k, "")).replace("|", "/") for k in ("src", "hyp", "ref")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
