@@ -92,7 +92,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         "sweep sizes on SLURM, fit scaling laws.",
         epilog="Errors a user can cause (a config key, a file, a damaged checkpoint) print one line `error: ...` "
         "naming the file or key and exit with status 2 (1 when training stopped on a non-finite loss); a bug "
-        "shows its traceback. Set PIPELINE_DEBUG=1 to see the traceback of every error.",
+        "shows its traceback. Set PIPELINE_DEBUG=1 to see the traceback of every error. On SIGTERM or SIGUSR1 "
+        "`pipeline train` checkpoints at the next step boundary, or exits (143 / 75) after PIPELINE_STOP_TIMEOUT "
+        "seconds (default 20) when none comes, e.g. while its data loader is stuck.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _lazy(SUBCOMMANDS, subparsers, argv)
