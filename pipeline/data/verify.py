@@ -84,7 +84,10 @@ def verify_prepared(data_dir: str | Path, *, hash_shards: bool = False) -> dict:
     of another format) or ``ShardError`` (tokenizer or shards not those of this manifest).
     """
     from pipeline.data.prepare import FORMAT_VERSION, read_manifest  # prepare imports this module
+    from pipeline.data.shard_io import is_remote
 
+    if is_remote(data_dir):
+        return _verify_remote(str(data_dir), read_manifest(data_dir))
     root = Path(data_dir)
     manifest = read_manifest(root)
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -128,4 +131,37 @@ def verify_prepared(data_dir: str | Path, *, hash_shards: bool = False) -> dict:
                     )
     if manifest.get("dataset_hash") != dataset_hash(manifest):
         raise ShardError(f"{root / MANIFEST} was edited: its dataset_hash no longer matches its shard list")
+    return manifest
+
+
+def _verify_remote(location: str, manifest: dict) -> dict:
+    """What can be checked of a remote location without listing it: format, tokenizer hash, counts, dataset hash.
+
+    Each shard's size and sha256 are checked by the loader as it reads it (``shard_io.read_verified``).
+    """
+    from pipeline.data.prepare import FORMAT_VERSION
+    from pipeline.data.shard_io import join, read_bytes
+
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{join(location, MANIFEST)} has format_version={manifest.get('format_version')!r}")
+    url = join(location, "tokenizer.json")
+    try:
+        data = read_bytes(url)
+    except Exception as exn:
+        raise ShardError(f"tokenizer unreadable: {url}: {type(exn).__name__}: {exn}") from exn
+    if hashlib.sha256(data).hexdigest() != manifest["tokenizer_sha256"]:
+        raise ShardError(
+            f"tokenizer {url} does not match the manifest (sha256 differs): from another preparation?"
+        )
+    check_splits_not_empty(manifest, location)
+    for split in SPLITS:
+        stats = manifest["splits"][split]
+        if sum(shard["samples"] for shard in stats["shards"]) != stats["samples"]:
+            raise ShardError(
+                f"{join(location, MANIFEST)}: the {split} shards do not add up to {stats['samples']}"
+            )
+    if manifest.get("dataset_hash") != dataset_hash(manifest):
+        raise ShardError(
+            f"{join(location, MANIFEST)} was edited: its dataset_hash no longer matches its shards"
+        )
     return manifest
