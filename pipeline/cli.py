@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 # name -> (module, add-arguments function, run function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "train": ("pipeline.training.trainer", "add_train_arguments", "run_train", "train one model from a YAML config"),
+    "train": (
+        "pipeline.training.trainer",
+        "add_train_arguments",
+        "run_train",
+        "train one model from a YAML config",
+    ),
     "evaluate": (
         "pipeline.training.evaluate",
         "add_evaluate_arguments",
@@ -71,12 +76,26 @@ SCALING_SUBCOMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """A flag's default in its help (when it has one worth saying), and epilogs (such as `pipeline train`'s key
+    table) kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {default})"
+
+
 def _lazy(
     table: dict[str, tuple[str, str, str, str]], subparsers: argparse._SubParsersAction, argv: Sequence[str]
 ):
     """Register subcommands; import a module only if its subcommand is the one being run (or help is asked)."""
     for name, (module, add_fn, run_fn, help_text) in table.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub = subparsers.add_parser(
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
+        )
         if name in argv:
             mod = importlib.import_module(module)
             getattr(mod, add_fn)(sub)
@@ -104,6 +123,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         "scaling", help="scaling-law fits and reports", description="scaling laws"
     )
     _lazy(SCALING_SUBCOMMANDS, scaling.add_subparsers(dest="scaling_command", metavar="COMMAND"), argv)
+    # `pipeline data` / `pipeline scaling` with no subcommand print their own help, not the root's
+    data.set_defaults(_help=data)
+    scaling.set_defaults(_help=scaling)
     return parser
 
 
@@ -112,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
-        parser.print_help()
+        getattr(args, "_help", parser).print_help()
         return 2
     module, run_fn = args._run
     return int(getattr(importlib.import_module(module), run_fn)(args) or 0)

@@ -64,11 +64,15 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     blob["source"] = str(ckpt)
+    # Through the model once: tied weights (embeddings = output projection) come out of a ZeRO consolidation as
+    # separate copies; the model's own state dict shares them again, so the file and the count hold them once.
+    model, _ = model_from_export(blob, source=str(ckpt))
+    blob["model"] = model.state_dict()
     out = Path(args.out) if args.out else run_dir / EXPORT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(blob, out)
-    n = sum(v.numel() for v in blob["model"].values())
     print(
-        f"exported {len(blob['model'])} tensors ({n:,} fp32 values, step {blob['step']}) from {ckpt} to {out}"
+        f"exported {len(blob['model'])} tensors ({model.num_params():,} distinct fp32 parameters, step "
+        f"{blob['step']}) from {ckpt} to {out}"
     )
     return 0

@@ -3,8 +3,9 @@ and show what the cluster is doing with it.
 
 The script lands in `<run_dir>/slurm/job.sbatch` (arrays: in the sweep directory, next to `array_configs.txt`), the
 job id in `<run_dir>/slurm/jobs.txt`. The job runs `srun <python> -m pipeline train --config ... --resume auto
-train.num_nodes=N train.devices=G ...`; on USR1 the trainer checkpoints and requeues itself (Lightning's
-`SLURMEnvironment(auto_requeue=True)`), and the next start resumes. Rendering: `pipeline.slurm.render`; state and
+train.num_nodes=N train.devices=G ...`; on USR1 the trainer checkpoints at a step boundary and exits with 75, the
+sbatch template answers with `scontrol requeue` (Lightning's own requeue is off: `SLURMEnvironment(auto_requeue=
+False)`, see pipeline/training/preemption.py), and the next start resumes. Rendering: `pipeline.slurm.render`; state and
 metrics: `pipeline.slurm.status`. Only `check_run_config` imports torch (the model registry checks the model keys).
 """
 
@@ -42,16 +43,16 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-node", type=int, help="GPUs per node; one task per GPU")
     parser.add_argument("--ntasks-per-node", type=int, dest="tasks_per_node", metavar="N",
                         help="tasks per node when there are no GPUs (CPU/gloo runs); default: gpus-per-node or 1")  # fmt: skip
-    parser.add_argument("--cpus-per-task", type=int)
+    parser.add_argument("--cpus-per-task", type=int, help="CPU cores per task (default: cluster file, else SLURM's)")
     parser.add_argument("--mem", help="memory per node, e.g. 64G")
     parser.add_argument("--time", help="time limit, e.g. 24:00:00")
-    parser.add_argument("--partition")
-    parser.add_argument("--account")
+    parser.add_argument("--partition", help="SLURM partition (default: cluster file, else the cluster's default)")
+    parser.add_argument("--account", help="SLURM account to charge (default: cluster file, if any)")
     parser.add_argument("--array", metavar="SPEC",
                         help="submit a job array over the lines of <sweep_dir>/array_configs.txt, e.g. 0-9%%4")  # fmt: skip
     parser.add_argument("--task", action="append", metavar="'CFG.yaml [k=v ...]'",
                         help="one array task (repeatable): writes array_configs.txt; implies --array 0-(n-1)")  # fmt: skip
-    parser.add_argument("--job-name")
+    parser.add_argument("--job-name", help="SLURM job name (default: the run directory's name)")
     parser.add_argument(
         "--signal-seconds", type=int, help="send USR1 this long before the time limit (default 90)"
     )

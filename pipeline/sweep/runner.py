@@ -27,7 +27,9 @@ from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_g
 
 # ------------------------------------------------------------------------------------------------- the sweep
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grid", metavar="YAML", help="grid file, e.g. configs/sweeps/tiny.yaml")
+    # --grid is required, but not by argparse: the hidden --run-one mode (what array tasks run) has no grid
+    parser.usage = "pipeline sweep --grid YAML [--out SWEEP_DIR] [--dry-run] [--only SUBSTRING] [--slurm ...]"
+    parser.add_argument("--grid", metavar="YAML", help="grid file (required), e.g. configs/sweeps/tiny.yaml")
     parser.add_argument("--out", metavar="SWEEP_DIR",
                         help="sweep directory (default: the grid's `out`, else runs/sweeps/<grid name>)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true",

@@ -29,9 +29,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "the directory's previous checkpoints and logs to <run_dir>/previous-<time>/. PATH: that checkpoint file",
     )  # fmt: skip
     parser.add_argument(
+        "--print-config", action="store_true",
+        help="print the resolved config (files + overrides, every default filled in) as YAML and exit",
+    )  # fmt: skip
+    parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
         help="dotted overrides applied after the files, e.g. train.max_steps=200 model.d_model=256 train.devices=2",
     )  # fmt: skip
+    from pipeline.config import describe_keys
+
+    parser.epilog = (
+        "config keys (in a --config YAML or as KEY=VALUE; model.* keys depend on model.arch, see "
+        "docs/interfaces.md):\n" + describe_keys()
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -39,6 +49,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            from pipeline.config import format_config
+
+            print(format_config(cfg), end="")
+            return 0
         summary = fit(cfg, resume=args.resume)
     except Exception as err:
         # bad input (config, corpus, data dir, checkpoint, a non-finite loss): one clear line and exit 2 (1 for a
@@ -108,11 +123,10 @@ def _plugins(cfg: RunConfig) -> list[Any]:
 def _loggers(cfg: RunConfig, run_dir: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
-    # One CSV version per start: Lightning's CSVLogger would otherwise overwrite the metrics of the interrupted
-    # attempt. Readers merge csv/version_*/metrics.csv, later versions winning for a repeated step.
-    previous = sorted(run_dir.glob("csv/version_*"))
-    version = 1 + max((int(p.name.split("_")[1]) for p in previous), default=-1)
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version=version)]
+    # One CSV version per start: with version=None, Lightning's CSVLogger takes the next free csv/version_K, so a
+    # resumed run never writes over an interrupted attempt's rows. Readers (logged_metrics.py) merge every
+    # csv/version_*/metrics.csv, later versions winning for a repeated step.
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv")]
     if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
         from pipeline.training.wandb_logger import make_wandb_logger
 
@@ -192,6 +206,14 @@ def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
     )
 
 
+def _progress_bar(cfg: RunConfig) -> list[Any]:
+    if not cfg.logging.progress_bar:
+        return []
+    from pipeline.training.progress_bar import StepProgressBar
+
+    return [StepProgressBar()]
+
+
 def build_trainer(
     cfg: RunConfig,
     run_dir: Path,
@@ -222,7 +244,7 @@ def build_trainer(
         deterministic=t.deterministic,
         default_root_dir=str(run_dir),
         logger=_loggers(cfg, run_dir),
-        callbacks=callbacks.as_list() + (extra_callbacks or []),
+        callbacks=callbacks.as_list() + (extra_callbacks or []) + _progress_bar(cfg),
         plugins=_plugins(cfg),
         enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False,
