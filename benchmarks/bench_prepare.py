@@ -3,7 +3,7 @@
     python -m benchmarks.bench_prepare                         # 100k, 400k, 1.6M pairs (long: the in-memory path
                                                                # needs ~15 min at 1.6M on 2 cores)
     python -m benchmarks.bench_prepare --pairs 100000 400000   # what fits on a shared machine
-    python -m benchmarks.bench_prepare --quick                 # 20k pairs, a smoke test
+    python -m benchmarks.bench_prepare --quick                 # 2,000 pairs, a smoke test
 
 The input is synthetic parallel text built from the embedded corpus (English WEB -> French Segond verse pairs,
 repeated in a seeded random order until N pairs), written once as line-aligned files, then prepared with
@@ -128,12 +128,18 @@ def run(sizes: list[int], work: Path, commit: str, log: Any = print) -> dict[str
     return {"rows": rows, "verify": verify_cost(work / f"prepared-{sizes[0]}-streaming")}
 
 
+def run_suite(quick: bool, out: Path, work: Path = Path("runs/bench-prepare")) -> dict[str, Any]:
+    """``make bench`` suite 'prepare': all three sizes (2,000 pairs with --quick); also writes <out>/prepare_cpu.json."""
+    main((["--quick"] if quick else []) + ["--out", str(out), "--work", str(work)])
+    return json.loads((out / ("prepare_cpu_quick.json" if quick else "prepare_cpu.json")).read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_prepare", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--pairs", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--quick", action="store_true", help="20k pairs only")
+    parser.add_argument("--quick", action="store_true", help="2,000 pairs only (a smoke test)")
     parser.add_argument(
         "--work", type=Path, default=Path("runs/bench-prepare"), help="scratch dir (corpora, shards)"
     )
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-commit", default=REFERENCE_COMMIT, help="the old code to compare against"
     )
     args = parser.parse_args(argv)
-    sizes = [20_000] if args.quick else args.pairs
+    sizes = [2_000] if args.quick else args.pairs
     t0 = time.perf_counter()
     result = {
         "command": "python -m benchmarks.bench_prepare "

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost")
+SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost", "prepare")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", default=None, help=f"results directory (default: {RESULTS}; runs/bench-quick with --quick)"
     )
-    parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES))
+    parser.add_argument("--suites", nargs="+", choices=SUITES, default=None,
+                        help="default: all (with --quick: all but 'prepare', which runs subprocesses of old and new code)")  # fmt: skip
     parser.add_argument(
         "--sizes", nargs="+", default=None, help="throughput sizes (default depends on the device)"
     )
@@ -68,6 +69,7 @@ def result_tag(machine: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.suites = args.suites or [s for s in SUITES if not (args.quick and s == "prepare")]
     if args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                 result["suites"]["cost"] = bench_cost.run_suite(args.quick, out)
         elif suite == "loader":
             result["suites"]["loader"] = loader.run(settings, data, result["suites"].get("throughput"))
+        elif suite == "prepare":  # old vs streaming preparation; also written alone as <out>/prepare_cpu.json
+            from benchmarks import bench_prepare
+
+            result["suites"]["prepare"] = bench_prepare.run_suite(args.quick, out)
         elif suite == "decode":  # also written alone as <out>/decode_<device>.json
             result["suites"]["decode"] = bench_decode.run(settings, out)
         else:

@@ -287,3 +287,20 @@ def test_prepare_rebuilds_a_damaged_dir_with_same_arguments(
     err = capsys.readouterr().err
     assert "rebuilding" in err and "train/shard-000002.tar" in err
     verify_prepared(d, hash_shards=True)  # whole again
+
+
+def test_cli_prepare_with_an_empty_split_exits_2_naming_it(
+    corpus: CorpusSource, tmp_path: Path, capsys
+) -> None:
+    import argparse
+
+    from pipeline.data.prepare import add_prepare_arguments, run_prepare
+
+    parser = argparse.ArgumentParser()
+    add_prepare_arguments(parser)
+    args = parser.parse_args(["--src", str(corpus.src), "--tgt", str(corpus.tgt), "--out", str(tmp_path / "o"),
+                              "--vocab-size", "300", "--max-len", "1"])  # fmt: skip
+    assert run_prepare(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: train split of corpus parallel:") and "longer than max_len=1" in err
+    assert "\n" not in err and not (tmp_path / "o").exists()
