@@ -98,6 +98,8 @@ def first_behind(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     xb, lb = np.array(b["x"])[b["frontier"]], np.array(b["loss"])[b["frontier"]]
     grid = np.unique(np.concatenate([xa, xb]))
     lo, hi = common_range(a, b)
+    if lo > hi:  # no budget both reached: nothing to compare (the caller says which side is dearer)
+        return None
     grid = grid[(grid >= lo) & (grid <= hi)]
 
     def best(x: np.ndarray, loss: np.ndarray, budget: float) -> float:
@@ -129,6 +131,10 @@ def _vs_reference(curves: dict[str, dict[str, Any]], scale: float) -> dict[str, 
         fb = first_behind(c, ref)
         entry: dict[str, Any] = {"first_behind": None if fb is None else fb * scale, "fit_crossings": [],
                                  "common_range": [v * scale for v in common_range(c, ref)]}  # fmt: skip
+        if min(c["x"]) > max(ref["x"]):
+            entry["no_overlap"] = f"every {arch} run took longer than the longest {REFERENCE_ARCH} run"
+        elif min(ref["x"]) > max(c["x"]):
+            entry["no_overlap"] = f"every {REFERENCE_ARCH} run took longer than the longest {arch} run"
         fa, fr = c["fit"], ref["fit"]
         if not (fa.underdetermined or fr.underdetermined):
             hi = min(max(c["x"]), max(ref["x"]))
@@ -194,6 +200,8 @@ def draw_time_plot(measured: dict[str, dict[str, Any]], projected: dict[str, Any
 
 def _behind(entry: dict[str, Any], unit: str) -> str:
     lo, hi = entry["common_range"]
+    if "no_overlap" in entry:
+        return f"no common budget: {entry['no_overlap']} ({lo:.3g} > {hi:.3g} {unit})"
     where = f"(compared over {lo:.3g}-{hi:.3g} {unit})"
     v = entry["first_behind"]
     return f"not behind at the largest common budget {where}" if v is None else f"{v:.3g} {unit} {where}"

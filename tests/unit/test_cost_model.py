@@ -199,6 +199,13 @@ def test_first_behind_on_step_frontiers():
     b = {"x": [1.0, 2.0, 4.0], "loss": [5.5, 3.9, 3.0], "frontier": [0, 1, 2]}
     assert first_behind(a, b) == 2.0  # ahead at 1, behind from 2 on
     assert first_behind(b, a) is None  # b is ahead at the largest budget
+    late = {"x": [8.0, 16.0], "loss": [3.0, 2.0], "frontier": [0, 1]}
+    assert first_behind(late, b) is None  # no budget both reached: no verdict
+    slow, fast = _records()[0], _records()[1]
+    section = time_axis_section([slow, fast], "unused", accelerators=(), context_lengths=())[0]
+    entry = section["measured_vs_transformer"]["cpu"]["lstm"]  # lstm 10 s, transformer 12 s: no common budget
+    assert entry["first_behind"] is None
+    assert entry["no_overlap"] == "every transformer run took longer than the longest lstm run"
 
 
 def test_time_axis_section_on_synthetic_records(tmp_path):
