@@ -58,8 +58,9 @@ def write_summary(out: Path, sweep_dir: Path, report: Path, showcase: dict[str, 
         "",
         f"## The sweep: {n_runs} runs ({sweep_dir})",
         "",
-        "3 architectures x 3 sizes x 2 token budgets, same batches for every model of a budget. alpha_C: the "
-        "exponent of L(C) = A C^-alpha on the compute frontier (the model's own FLOPs), 95 % bootstrap CI.",
+        "3 architectures x 3 sizes, one token budget validated several times per run, same batches for every "
+        "model. alpha_C: the exponent of L(C) = A C^-alpha on the compute frontier (the model's own FLOPs, every "
+        "validation point), 95 % bootstrap CI.",
         "",
         "| arch | runs | non-embedding params | best frontier loss | alpha_C [95 % CI] |",
         "|---|---|---|---|---|",
@@ -82,8 +83,8 @@ def write_summary(out: Path, sweep_dir: Path, report: Path, showcase: dict[str, 
         "run, fits with bootstrap intervals, the figures. It cannot answer the question. The models are tiny "
         "(tens of thousands of non-embedding parameters), the budgets are a fraction of one pass over the data, "
         "each point has one seed and one learning rate, the targets are at most 64 tokens and attention hands every "
-        "decoder the source, so nothing here has to travel far through a recurrence. With three sizes and two "
-        "budgets an exponent's interval is wide and a Chinchilla surface is barely identified; treat every number "
+        "decoder the source, so nothing here has to travel far through a recurrence. With three sizes and one "
+        "budget an exponent's interval is wide and a Chinchilla surface is barely identified; treat every number "
         "above as a hint. `results/cpu-study` is the larger CPU study; `configs/sweeps/gpu-scale.yaml` the grid a "
         "cluster should run.",
         "",

@@ -78,6 +78,12 @@ class Seq2SeqModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The model's own per-step statistics (e.g. `newton/iters` of `recurrence=newton`), after its backward."""
+        stats = self.model.step_stats()
+        if stats:
+            self.log_dict({k: float(v) for k, v in stats.items()}, rank_zero_only=True)
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
         tgt = batch["tgt_out"]
