@@ -7,8 +7,8 @@ Only the archs whose layers are `nn.LSTM` (`lstm`, `residual_lstm`) hit it; `lst
 (`CustomLSTM`) and `minlstm` (a scan of ATen ops) do not call cuDNN's RNN.
 
 `check_lstm_precision` decides; `run_recurrence_in` applies the decision to a built model by running every
-`nn.LSTM` outside bf16 autocast in the chosen dtype (its inputs cast in, its outputs left in that dtype; the layers
-after it autocast again as usual).
+`nn.LSTM` outside bf16 autocast in the chosen dtype (forward hooks: its inputs cast in, its outputs left in that
+dtype; the layers after it autocast again as usual).
 """
 
 from __future__ import annotations
@@ -84,34 +84,39 @@ def _cast(x: Any, dtype: torch.dtype) -> Any:
 
 
 def run_recurrence_in(model: nn.Module, dtype: str) -> int:
-    """Make every `nn.LSTM` in `model` run in `dtype` with autocast off around it; returns how many were wrapped.
+    """Make every `nn.LSTM` in `model` run in `dtype` with bf16 autocast switched off around it; returns how many.
 
-    The LSTM's parameters stay fp32 (mixed precision keeps fp32 masters); for "float16" they are cast per call by
-    autocast's fp16 mode, for "float32" they are used as they are. "bfloat16" leaves the model untouched."""
+    Forward hooks, not a patched `forward`: hooks are plain functions in the module's own dicts, so a deep copy or
+    a pickled model keeps them pointing at itself. The pre-hook casts the inputs and enters the autocast context
+    (off for float32, fp16 for float16), the post-hook leaves it. The LSTM's parameters stay fp32 (mixed precision
+    keeps fp32 masters). "bfloat16" leaves the model untouched."""
     if dtype == "bfloat16":
         return 0
-    target = {"float32": torch.float32, "float16": torch.float16}.get(dtype)
-    if target is None:
+    if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype={dtype!r}: expected bfloat16, float16 or float32")
     wrapped = 0
     for module in model.modules():
         if isinstance(module, nn.LSTM) and not getattr(module, "_recurrence_dtype", None):
-            module.forward = _in_dtype(module.forward, target)  # type: ignore[method-assign]
+            module.register_forward_pre_hook(functools.partial(_enter, dtype=dtype))
+            module.register_forward_hook(_leave, always_call=True)
             module._recurrence_dtype = dtype
             wrapped += 1
     return wrapped
 
 
-def _in_dtype(forward: Any, dtype: torch.dtype) -> Any:
-    @functools.wraps(forward)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        inputs = args[0]
-        data = inputs.data if isinstance(inputs, PackedSequence) else inputs
-        device_type = data.device.type
-        if dtype == torch.float16:
-            with torch.autocast(device_type, dtype=torch.float16):
-                return forward(*_cast(args, torch.float16), **kwargs)
-        with torch.autocast(device_type, enabled=False):
-            return forward(*_cast(args, dtype), **kwargs)
+def _enter(module: nn.Module, args: tuple[Any, ...], dtype: str) -> tuple[Any, ...]:
+    first = args[0]
+    device_type = (first.data if isinstance(first, PackedSequence) else first).device.type
+    if dtype == "float16":
+        ctx = torch.autocast(device_type, dtype=torch.float16)
+    else:
+        ctx = torch.autocast(device_type, enabled=False)
+    ctx.__enter__()
+    module._recurrence_autocast = ctx
+    return _cast(args, torch.float16 if dtype == "float16" else torch.float32)
 
-    return run
+
+def _leave(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    ctx = module.__dict__.pop("_recurrence_autocast", None)
+    if ctx is not None:
+        ctx.__exit__(None, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -168,6 +169,14 @@ def test_run_recurrence_in_float32_under_bf16_autocast():
     assert run_recurrence_in(model, "float32") == 4
     assert run() == {torch.float32}
     assert run_recurrence_in(model, "float32") == 0  # already wrapped
+    model = copy.deepcopy(model)  # the hooks travel with a copy and act on the copy
+    for m in model.modules():
+        if isinstance(m, torch.nn.LSTM):
+            m.register_forward_hook(lambda mod, i, o: seen.append(getattr(o[0], "data", o[0]).dtype))
+    assert run() == {torch.float32}
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast is back on after each LSTM: bf16 logits
+        assert model(src, mask, src).dtype == torch.bfloat16
+        assert torch.is_autocast_enabled("cpu")
 
 
 # ---------------------------------------------------------------- the time axis
