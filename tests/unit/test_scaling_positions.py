@@ -156,3 +156,6 @@ def test_position_plateau_uses_npz_when_present_and_says_so_when_not(tmp_path: P
     old = position_plateau([ra], [rb], sweep_dir=tmp_path / "elsewhere")
     assert old.position is None and f"no {TOKEN_LOSS_FILE}" in old.reason and not old.log_ratio_lo
     assert np.allclose(old.log_ratio, p.log_ratio, equal_nan=True)  # same point estimate, no CI
+    save_token_losses(tmp_path / "tf-b", b.loss[:-1])  # one validation sequence fewer: cannot be paired
+    other = position_plateau([ra], [rb], sweep_dir=tmp_path)
+    assert other.position is None and "validation sequences differ" in other.reason and not other.paired
