@@ -11,7 +11,7 @@ step on a shared machine; median and all repeats are stored too). Then:
   times (the cost model's claim: more parallel hardware speeds up the compute term only). Its error, and measured
   vs predicted 2-thread speedups per architecture, go into the JSON.
 
-    python -m benchmarks.bench_cost                 # ~3-5 min on 2 busy cores -> benchmarks/results/cost_cpu.json
+    python -m benchmarks.bench_cost    # 921 s at load ~12 on 2 cores, most of it at 2 threads -> results/cost_cpu.json
     python -m benchmarks.bench_cost --quick --out /tmp/cost.json     # tiny grid, seconds
 
 Timings here are measured on a shared 2-core machine and are noisy; read the ratios and the fit error.

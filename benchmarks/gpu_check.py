@@ -12,7 +12,7 @@ in the JSON as `lstm_recurrence_dtype`) instead of failing. Then, against the me
   that replace the table's assumptions: `device_model(name, calibration=...)`);
 - MFU per point against the table's bf16 peak.
 
-    python -m benchmarks.gpu_check                        # on the GPU: ~3-5 min -> benchmarks/results/gpu_<device>.json
+    python -m benchmarks.gpu_check        # on the GPU (estimated 3-5 min) -> benchmarks/results/gpu_<device>.json
     python -m benchmarks.gpu_check --device cpu --quick --out /tmp/g.json   # the same code on CPU, seconds (a test)
 
 Without a GPU nothing here produces a GPU number: `--device cpu` writes the CPU's name and CPU timings only.
