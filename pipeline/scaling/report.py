@@ -328,8 +328,9 @@ def _arch_dict(af: ArchFit) -> dict[str, Any]:
             "frontier": _front(af.frontier),
             "frontiers": {axis: _front(f) for axis, f in af.frontiers.items()},
             "compute_exponents": {
-                axis: {k: af.fits[key + k].to_dict()["params"].get("alpha") for k in ("", "_E")}
+                axis: {f"alpha{k}": af.fits[key + k].to_dict()["params"].get("alpha") for k in ("", "_E")}
                 | {f"ci95{k}": af.fits[key + k].to_dict()["ci95"].get("alpha") for k in ("", "_E")}
+                | {"fit_keys": [key, key + "_E"], "definition": COMPUTE_AXES[axis]}
                 for axis, key in ((a, "L_C" if a == "model" else f"L_C_{a}") for a in COMPUTE_AXES)
             },
         }

@@ -117,6 +117,12 @@ def test_sweep_with_seeds_rates_and_curves_fits_and_reports_them(tmp_path: Path)
     assert len(top) == 3 and all(p["seeds"] == 2 and p["spread"] > 0 for p in top)
     assert lstm["fits"]["L_N"]["note"].startswith("fixed D")
     assert set(lstm["compute_exponents"]) == {"model", "no_output", "6N"}
+    six_n = lstm["compute_exponents"]["6N"]
+    assert six_n["alpha"] == lstm["fits"]["L_C_6N"]["params"]["alpha"] and six_n["fit_keys"] == [
+        "L_C_6N",
+        "L_C_6N_E",
+    ]
+    assert lstm["compute_exponents"]["model"]["alpha"] != six_n["alpha"]
     assert lstm["fits"]["L_C"]["interval"] == "BCa over points"
     assert lstm["fits"]["L_N"]["interval"] == "studentized residual bootstrap"
     assert any(q["tokens"] not in (30_000, 100_000, 300_000) for q in lstm["frontier"])  # intermediate points
