@@ -10,7 +10,7 @@ cannot turn its FLOP/s into tokens/s. This package owns
 - `projection`: tokens/s and GPU-hours on a named accelerator (always labelled as projections);
 - `precision`: the cuDNN bf16 check for LSTMs at trainer start.
 
-Imports: numpy, scipy and torch only (torch lazily, for building a model's FLOPs formula), never Lightning,
-DeepSpeed, wandb or SLURM code; `pipeline.scaling` may import everything here except `structure.step_flops`'s
-model build at module load. See docs/cost_model.md.
+May import: numpy, scipy, torch and `pipeline.models`; never Lightning, DeepSpeed, wandb or SLURM code. torch and
+the models are imported only inside the functions that build a model (`structure.step_flops`, `num_params`) and in
+`precision`, so `pipeline.scaling` can import the rest without loading torch. See docs/cost_model.md.
 """

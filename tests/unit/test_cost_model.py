@@ -265,3 +265,16 @@ def test_gpu_check_cpu_quick_mode(tmp_path):
     model = DeviceModel(**result["calibration"]["model"])
     check = gpu_check.projection_check(rows, model, "self")
     assert check["fit_error"]["n"] == 4 and len(check["points"]) == 4
+
+
+def test_load_calibration_reads_bench_cost_json(tmp_path):
+    from pipeline.cost.accelerators import load_calibration
+
+    model = DeviceModel("cpu (1 thread)", 4e10, 1e-5, 0.015, bytes_per_s=1.6e9)
+    path = tmp_path / "cost_cpu.json"
+    path.write_text(json.dumps({"calibration": {"threads_1": {"model": model.to_dict()}}}))
+    assert load_calibration(path) == model
+    with pytest.raises(ValueError, match="threads_2"):
+        load_calibration(path, key="threads_2")
+    with pytest.raises(FileNotFoundError, match="bench_cost"):
+        load_calibration(tmp_path / "missing.json")
