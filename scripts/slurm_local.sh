@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# A real one-node SLURM cluster on this machine, for integration tests and trying `pipeline submit` by hand.
+# A real SLURM cluster on this machine, for integration tests and trying `pipeline submit` by hand.
 #
-#   scripts/slurm_local.sh up   STATE_DIR   # write STATE_DIR/slurm.conf, start munged (if none runs), slurmctld,
-#                                           # slurmd; wait until the node is idle; record their PIDs
-#   scripts/slurm_local.sh down STATE_DIR   # cancel every job, then stop exactly the PIDs `up` recorded
+#   scripts/slurm_local.sh up   STATE_DIR [NODES]  # write STATE_DIR/slurm.conf, start munged (if none runs),
+#                                                  # slurmctld and NODES slurmds (1 or 2); wait until every node
+#                                                  # is idle; record their PIDs
+#   scripts/slurm_local.sh down STATE_DIR          # cancel every job, stop exactly the PIDs `up` recorded, and
+#                                                  # take out the /etc/hosts lines `up` added
 #
 # Then point the SLURM commands at it:  export SLURM_CONF=STATE_DIR/slurm.conf
+# NODES=2: two slurmds on one host, `slurmd -N n1` and `slurmd -N n2`, on 127.0.0.2 / 127.0.0.3 with their own port,
+# spool, pid and log file; n1/n2 go into /etc/hosts while the cluster runs (Lightning takes the master address from
+# the node list, so the names must resolve). Default ports differ from the one-node mode's (6917-6919 vs 6817-6818)
+# so both clusters can run at once; SLURM_LOCAL_CTLD_PORT / SLURM_LOCAL_SLURMD_PORT (n2: +1) override them, and
+# SLURM_LOCAL_FIRST_JOB_ID the first job id (Lightning derives MASTER_PORT from the job id).
 # Needs root and Debian's slurmctld/slurmd/slurm-client/munge (scripts/install_slurm.sh). Why each slurm.conf
 # setting is there: ../../shared/notes/slurm-local.md (measured on this machine).
 set -euo pipefail
 
-usage() { echo "usage: $0 up|down STATE_DIR" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: $0 up STATE_DIR [1|2] | down STATE_DIR" >&2; exit 2; }
+[ $# -eq 2 ] || [ $# -eq 3 ] || usage
 action=$1
 state=$(realpath -m "$2")
+nodes=${3:-1}
+[ "$nodes" = 1 ] || [ "$nodes" = 2 ] || usage
 pids="$state/pids"
+hosts_tag="# slurm_local.sh $state"  # marks the /etc/hosts lines this cluster added, so `down` removes only those
 
 alive() {  # a PID counts as running unless gone or a zombie (killed daemons linger as zombies for seconds)
   local st
@@ -30,6 +40,18 @@ stop_pid() {  # stop one recorded PID, but only if it is still the program we st
   for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
   echo "slurm_local: $name ($pid) ignored SIGTERM; sending SIGKILL" >&2
   kill -KILL "$pid" 2>/dev/null || true
+}
+
+remove_hosts() {  # rewrite /etc/hosts in place (it may be a bind mount, so no `sed -i` rename) without our lines
+  grep -qF "$hosts_tag" /etc/hosts 2>/dev/null || return 0
+  local kept
+  kept=$(grep -vF "$hosts_tag" /etc/hosts || true)
+  printf '%s\n' "$kept" >/etc/hosts
+}
+
+add_hosts() {
+  remove_hosts
+  printf '127.0.0.2 n1 %s\n127.0.0.3 n2 %s\n' "$hosts_tag" "$hosts_tag" >>/etc/hosts
 }
 
 up() {
@@ -65,23 +87,31 @@ up() {
   node=$(slurmd -C | head -1)  # "NodeName=vm CPUs=2 Boards=1 ... RealMemory=24105"
   cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$node")
   mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node")
-  mem=$((mem * 9 / 10))
+  mem=$((mem * 9 / 10 / nodes))
+  local ctld_port slurmd_port spool=spool pidfile=slurmd.pid logfile=slurmd.log
+  if [ "$nodes" = 1 ]; then
+    ctld_port=${SLURM_LOCAL_CTLD_PORT:-6817} slurmd_port=${SLURM_LOCAL_SLURMD_PORT:-6818}
+  else  # one spool/pid/log per slurmd: SLURM expands %n to the node name
+    ctld_port=${SLURM_LOCAL_CTLD_PORT:-6917} slurmd_port=${SLURM_LOCAL_SLURMD_PORT:-6918}
+    spool=spool/%n pidfile=%n.pid logfile=%n.log
+  fi
   cat >"$state/slurm.conf" <<EOF
-# Written by scripts/slurm_local.sh for a one-node test cluster.
-ClusterName=local
+# Written by scripts/slurm_local.sh for a $nodes-node test cluster.
+ClusterName=local$nodes
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort=${SLURM_LOCAL_CTLD_PORT:-6817}
-SlurmdPort=${SLURM_LOCAL_SLURMD_PORT:-6818}
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 AuthType=auth/munge
 AuthInfo=cred_expire=10
+FirstJobId=${SLURM_LOCAL_FIRST_JOB_ID:-1}
 StateSaveLocation=$state/ctld
-SlurmdSpoolDir=$state/spool
+SlurmdSpoolDir=$state/$spool
 SlurmctldPidFile=$state/slurmctld.pid
-SlurmdPidFile=$state/slurmd.pid
+SlurmdPidFile=$state/$pidfile
 SlurmctldLogFile=$state/slurmctld.log
-SlurmdLogFile=$state/slurmd.log
+SlurmdLogFile=$state/$logfile
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -95,28 +125,46 @@ MailProg=/bin/true
 ReturnToService=2
 SchedulerParameters=sched_interval=2
 KillWait=5
-NodeName=${node#NodeName=} NodeAddr=127.0.0.1
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-  sed -i "s/ UpTime=[^ ]*//; s/RealMemory=[0-9]*/RealMemory=$mem/" "$state/slurm.conf"
+  local spec=${node#NodeName=* }  # "CPUs=2 Boards=1 ... RealMemory=24105"
+  spec=$(sed "s/ *UpTime=[^ ]*//; s/RealMemory=[0-9]*/RealMemory=$mem/" <<<"$spec")
+  if [ "$nodes" = 1 ]; then
+    echo "NodeName=$host $spec NodeAddr=127.0.0.1" >>"$state/slurm.conf"
+  else
+    echo "NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.2 Port=$slurmd_port $spec" >>"$state/slurm.conf"
+    echo "NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.3 Port=$((slurmd_port + 1)) $spec" >>"$state/slurm.conf"
+  fi
+  echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >>"$state/slurm.conf"
   export SLURM_CONF="$state/slurm.conf"
 
   slurmctld -D -f "$SLURM_CONF" >"$state/slurmctld.out" 2>&1 &
   echo "slurmctld $!" >>"$pids"
-  slurmd -D -f "$SLURM_CONF" >"$state/slurmd.out" 2>&1 &
-  echo "slurmd $!" >>"$pids"
+  if [ "$nodes" = 1 ]; then
+    slurmd -D -f "$SLURM_CONF" >"$state/slurmd.out" 2>&1 &
+    echo "slurmd $!" >>"$pids"
+  else
+    add_hosts
+    mkdir -p "$state/spool/n1" "$state/spool/n2"
+    for n in n1 n2; do
+      slurmd -D -N "$n" -f "$SLURM_CONF" >"$state/$n.out" 2>&1 &
+      echo "slurmd $!" >>"$pids"
+    done
+  fi
 
+  local idle
   for _ in $(seq 300); do
-    [ "$(sinfo -h -o %T 2>/dev/null)" = idle ] && { echo "export SLURM_CONF=$SLURM_CONF"; return 0; }
+    idle=$(sinfo -h -N -o %T 2>/dev/null | grep -cx idle || true)
+    [ "$idle" = "$nodes" ] && { echo "export SLURM_CONF=$SLURM_CONF"; return 0; }
     sleep 0.1
   done
-  echo "slurm_local: node not idle after 30 s: sinfo says '$(sinfo -h -o %T 2>&1)'; logs in $state" >&2
+  echo "slurm_local: $nodes node(s) not idle after 30 s: sinfo says" \
+    "'$(sinfo -h -N -o '%N %T' 2>&1 | paste -sd' ')'; logs in $state" >&2
   down
   exit 4
 }
 
 down() {
-  [ -f "$pids" ] || { echo "slurm_local: nothing recorded in $pids" >&2; return 0; }
+  [ -f "$pids" ] || { remove_hosts; echo "slurm_local: nothing recorded in $pids" >&2; return 0; }
   export SLURM_CONF="$state/slurm.conf"
   # Jobs first: their processes outlive slurmd otherwise. KillWait=5 bounds how long a job may ignore SIGTERM.
   if squeue -h -o %A >/dev/null 2>&1; then
@@ -127,11 +175,12 @@ down() {
   for name in slurmd slurmctld munged; do  # reverse order of start
     while read -r n pid; do [ "$n" = "$name" ] && stop_pid "$name" "$pid"; done <"$pids"
   done
+  remove_hosts
   rm -f "$pids"
 }
 
 case $action in
-  up) up ;;
+  up) trap 'status=$?; [ "$status" = 0 ] || remove_hosts' EXIT; up ;;  # a failed `up` leaves no hosts lines
   down) down ;;
   *) usage ;;
 esac

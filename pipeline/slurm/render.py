@@ -295,6 +295,7 @@ def template_values(job: JobSpec) -> dict[str, str]:
         "nodes": str(job.nodes),
         "tasks_per_node": str(job.tasks_per_node),
         "output": str(output),
+        "slurm_dir": shlex.quote(str(job.slurm_dir)),
         "workdir": str(job.workdir),
         "signal_seconds": str(job.signal_seconds),
         "array": job.array or "",

@@ -3,13 +3,20 @@
 State comes from `scontrol show job -o` (accounting may be off, so no `sacct`): a job the controller no longer knows
 is shown as "finished/unknown". Step and loss come from the newest `<run_dir>/csv/**/metrics.csv` that Lightning's
 CSVLogger writes. Parsing `scontrol`'s `Key=Value` line is done by hand because no library reads it.
+
+A multi-node job is RUNNING as soon as its batch script runs, even while one node never starts its task (an
+unresponsive slurmd, a hung mount): srun then waits, and the other nodes wait in the rendezvous, silently. The
+multi-node template has every task append "node rank pid time" to `<run_dir>/slurm/tasks.<job>.<restart>` as it
+starts; a running job's nodes missing from that file are named in the state column.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.slurm.render import TASK_FILE, parse_array_spec, read_tasks, task_run_dir
@@ -65,6 +72,49 @@ def describe(record: dict[str, str]) -> tuple[str, str]:
     return state, record.get("Restarts", "-")
 
 
+def task_file(run_dir: Path, job_id: str, restart: str) -> Path:
+    """Where the multi-node template's tasks record their start, for one start (restart count) of a job."""
+    return run_dir / "slurm" / f"tasks.{job_id}.{restart}"
+
+
+def started_nodes(path: Path) -> set[str]:
+    """Nodes with a task start recorded in `path` (lines "node rank pid epoch")."""
+    if not path.is_file():
+        return set()
+    return {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
+
+
+def expand_nodes(nodelist: str) -> list[str]:
+    """`n[1-2]` -> ["n1", "n2"] via `scontrol show hostnames` (SLURM's own hostlist syntax)."""
+    done = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def _seconds_since(stamp: str) -> int | None:
+    try:  # scontrol prints local time without a zone, e.g. 2026-12-01T12:15:48
+        return max(0, int(time.time() - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").timestamp()))
+    except ValueError:
+        return None
+
+
+def missing_tasks(run_dir: Path, record: dict[str, str]) -> str | None:
+    """ "n2: task not started after 35 s" for a RUNNING multi-node job with nodes that recorded no task start.
+
+    None for other jobs, and for scripts not rendered from the current multi-node template (they record nothing).
+    """
+    if record.get("JobState") != "RUNNING" or int(record.get("NumNodes", "1").split("-")[0] or 1) < 2:
+        return None
+    script = run_dir / "slurm" / "job.sbatch"
+    if not script.is_file() or "/tasks.${SLURM_JOB_ID}" not in script.read_text():
+        return None
+    path = task_file(run_dir, record.get("JobId", ""), record.get("Restarts", "0"))
+    missing = [n for n in expand_nodes(record.get("NodeList", "")) if n not in started_nodes(path)]
+    if not missing:
+        return None
+    since = _seconds_since(record.get("StartTime", ""))
+    return f"{', '.join(missing)}: task not started" + (f" after {since} s" if since is not None else "")
+
+
 def array_task_record(records: list[dict[str, str]], task: int) -> dict[str, str] | None:
     """The record covering array task `task`: its own, or the pending range ("1-2", "3,5%2") that holds it."""
     for record in records:
@@ -108,6 +158,8 @@ def run_row(run_dir: Path) -> StatusRow:
     if ids:
         records = query_job(ids[-1])
         state, restarts = (records, "-") if isinstance(records, str) else describe(records[0])
+        if not isinstance(records, str) and (missing := missing_tasks(run_dir, records[0])):
+            state = f"{state} ({missing})"
     return StatusRow(_short(run_dir), ", ".join(ids) or "-", state, restarts, *latest_metrics(run_dir))
 
 

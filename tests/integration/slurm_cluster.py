@@ -1,8 +1,11 @@
-"""Session fixture `slurm_cluster`: a real one-node SLURM cluster (munged, slurmctld, slurmd) for the whole test run.
+"""Fixtures `slurm_cluster` (session: a real one-node SLURM cluster: munged, slurmctld, slurmd) and
+`two_node_cluster` (module: the same with two slurmds, nodes n1/n2 on 127.0.0.2/127.0.0.3, its own slurm.conf and
+ports, so both can run at once).
 
 Brought up by `scripts/slurm_local.sh up` in a temp state dir on free ports, torn down by `down`, which cancels the
-jobs and stops exactly the PIDs `up` started. Skips only where this machine cannot run SLURM: not root, or the
-Debian packages are missing and cannot be installed. Import `slurm_cluster_fixture` into a test module to use it.
+jobs, stops exactly the PIDs `up` started and (two nodes) removes the n1/n2 lines it put into /etc/hosts. Skips only
+where this machine cannot run SLURM: not root, or the Debian packages are missing and cannot be installed. Import
+`slurm_cluster_fixture` / `two_node_cluster_fixture` into a test module to use them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import shutil
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +37,7 @@ class LocalSlurm:
     """Handle on the running test cluster; `SLURM_CONF` points at it while the fixture is active."""
 
     state_dir: Path
+    nodes: tuple[str, ...] = ()  # node names (two-node cluster: ("n1", "n2"))
 
     def job(self, job_id: str) -> dict[str, str]:
         """`scontrol show job -o` fields of a job (first record), {} when the controller does not know it."""
@@ -84,24 +90,58 @@ def cannot_run_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session", name="slurm_cluster")
-def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+def _free_port_pair() -> int:
+    """A free port p with p + 1 free too (the two-node cluster's n2 listens on SLURM_LOCAL_SLURMD_PORT + 1)."""
+    for _ in range(50):
+        port = _free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+@contextmanager
+def local_cluster(state: Path, nodes: int) -> Iterator[LocalSlurm]:
+    """`slurm_local.sh up STATE NODES` on free ports with `SLURM_CONF` set while inside; `down` on the way out."""
     reason = cannot_run_reason()
     if reason:
         pytest.skip(reason)
-    state = tmp_path_factory.mktemp("slurm")
     env = {
         **os.environ,
         "SLURM_LOCAL_CTLD_PORT": str(_free_port()),
-        "SLURM_LOCAL_SLURMD_PORT": str(_free_port()),
+        "SLURM_LOCAL_SLURMD_PORT": str(_free_port_pair()),
+        # Lightning's MASTER_PORT is 15000 + the job id's last 4 digits: start the two-node cluster's ids away from
+        # the one-node cluster's (1, 2, ...) and from other test runs on this machine
+        "SLURM_LOCAL_FIRST_JOB_ID": "1" if nodes == 1 else str(1000 + zlib.crc32(str(state).encode()) % 8000),
     }
-    up = subprocess.run([str(SCRIPT), "up", str(state)], capture_output=True, text=True, env=env)
+    up = subprocess.run([str(SCRIPT), "up", str(state), str(nodes)], capture_output=True, text=True, env=env)
     if up.returncode != 0:  # root and packages present: a failed bring-up is a bug, not a reason to skip
         subprocess.run([str(SCRIPT), "down", str(state)], capture_output=True)
         pytest.fail(f"slurm_local.sh up failed ({up.returncode}): {up.stderr}\nlogs in {state}")
+    names = ("n1", "n2") if nodes == 2 else (socket.gethostname().split(".")[0],)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLURM_CONF", str(state / "slurm.conf"))
         try:
-            yield LocalSlurm(state)
+            yield LocalSlurm(state, names)
         finally:
             subprocess.run([str(SCRIPT), "down", str(state)], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session", name="slurm_cluster")
+def slurm_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    with local_cluster(tmp_path_factory.mktemp("slurm"), 1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module", name="two_node_cluster")
+def two_node_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    """Two slurmds (n1, n2) for one test module; the n1/n2 lines are out of /etc/hosts once it is torn down."""
+    state = tmp_path_factory.mktemp("slurm2")
+    with local_cluster(state, 2) as cluster:
+        yield cluster
+    left = [line for line in Path("/etc/hosts").read_text().splitlines() if str(state) in line]
+    if left:
+        pytest.fail(f"/etc/hosts still has the two-node cluster's lines after `down`: {left}")

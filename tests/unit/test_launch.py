@@ -69,7 +69,11 @@ def test_multi_node_one_task_per_gpu_matches_golden(tmp_path: Path) -> None:
         and "#SBATCH --ntasks-per-node=4" in text
         and "#SBATCH --gpus-per-node=4" in text
     )
-    assert "\nsrun python -m pipeline train --config" in text
+    # one srun over every node: a dead task stops the others; each task records its start for `pipeline status`
+    assert (
+        "\nsrun --kill-on-bad-exit=1 bash -c " in text and "\\\n  python -m pipeline train --config" in text
+    )
+    assert f"tasks={tmp_path}/runs/demo/slurm/tasks.${{SLURM_JOB_ID}}.${{SLURM_RESTART_COUNT:-0}}" in text
     assert "train.num_nodes=2 train.devices=4" in text and "train.accelerator=cpu" not in text
     check_golden(text, tmp_path, "multi_node.sbatch")
 
