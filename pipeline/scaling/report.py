@@ -89,6 +89,8 @@ class SweepFit:
     plateaus: dict[str, Plateau] = field(default_factory=dict)  # arch -> plateau against REFERENCE_ARCH
     settings: dict[str, Any] = field(default_factory=dict)
     planned: int | None = None  # runs in the sweep's plan.json (written by `pipeline sweep`), if there is one
+    # architectures none of whose runs could be fitted (all learned nothing): counted, not fitted or drawn
+    unfitted: dict[str, ArchFit] = field(default_factory=dict)
 
 
 def largest_budget_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -256,7 +258,12 @@ def fit_sweep(
     }
     if bar is not None:
         bar.finish()
-    sweep = SweepFit(Path(sweep_dir), loaded.skipped, archs)
+    sweep = SweepFit(Path(sweep_dir), loaded.skipped, {a: af for a, af in archs.items() if af.records})
+    sweep.unfitted = {a: af for a, af in archs.items() if not af.records}
+    if not sweep.archs:
+        raise ValueError(
+            f"{sweep_dir}: every run learned nothing (final loss >= unigram entropy): nothing to fit"
+        )
     plan = Path(sweep_dir) / PLAN_FILE
     if plan.is_file():  # the grid's full list: unfinished runs that never started count as missing too
         planned = [r["name"] for r in json.loads(plan.read_text())["runs"]]
@@ -342,20 +349,22 @@ def _num(v: float) -> float | None:
 
 
 def sweep_to_dict(sweep: SweepFit) -> dict[str, Any]:
-    flagged = [r.run for af in sweep.archs.values() for r in af.learned_nothing]
+    every = [*sweep.archs.values(), *sweep.unfitted.values()]
+    flagged = [r.run for af in every for r in af.learned_nothing]
     out: dict[str, Any] = {
         "sweep_dir": str(sweep.sweep_dir),
-        "n_runs": sum(len(a.all_records) for a in sweep.archs.values()),
+        "n_runs": sum(len(a.all_records) for a in every),
         "n_runs_fitted": sum(len(a.records) for a in sweep.archs.values()),
         "planned_runs": sweep.planned,
         "skipped_runs": sweep.skipped,
         "learned_nothing": {
             "count": len(flagged),
             "runs": flagged,
-            "entropy_unknown_runs": sum(a.entropy_unknown for a in sweep.archs.values()),
+            "entropy_unknown_runs": sum(a.entropy_unknown for a in every),
         },
         "settings": sweep.settings,
         "archs": {name: _arch_dict(af) for name, af in sweep.archs.items()},
+        "unfitted_archs": {name: _arch_dict(af) for name, af in sweep.unfitted.items()},
         "comparisons": [c.to_dict() for c in sweep.comparisons],
         "plateaus": {a: {"vs": REFERENCE_ARCH, **p.to_dict()} for a, p in sweep.plateaus.items()},
     }

@@ -27,9 +27,10 @@ def _with_ci(f: FitResult | None, k: str) -> str:
 def left_out_section(sweep: SweepFit) -> list[str]:
     md = ["## Runs left out of the fits", ""]
     fallback = sweep.settings.get("unigram_entropy_fallback")
-    total = sum(len(af.learned_nothing) for af in sweep.archs.values())
-    unknown = sum(af.entropy_unknown for af in sweep.archs.values())
-    runs = sum(len(af.all_records) for af in sweep.archs.values())
+    every = {**sweep.archs, **sweep.unfitted}
+    total = sum(len(af.learned_nothing) for af in every.values())
+    unknown = sum(af.entropy_unknown for af in every.values())
+    runs = sum(len(af.all_records) for af in every.values())
     md.append(
         f"**{total} of {runs} runs learned nothing**: their final valid loss is at or above the unigram entropy "
         "of the validation targets (the loss of predicting token frequencies alone), so they carry no "
@@ -48,10 +49,12 @@ def left_out_section(sweep: SweepFit) -> list[str]:
         "| arch | runs | learned nothing | other learning rates (not fitted) | fitted |",
         "|---|---|---|---|---|",
     ]
-    for a, af in sweep.archs.items():
+    for a, af in every.items():
         flagged = ", ".join(f"`{r.run}` ({r.final_valid_loss:.3f})" for r in af.learned_nothing) or "-"
         md.append(f"| {a} | {len(af.all_records)} | {len(af.learned_nothing)}: {flagged} | {len(af.other_lr)} | "
                   f"{len(af.records)} |")  # fmt: skip
+    if sweep.unfitted:
+        md += ["", f"Not fitted at all (every run learned nothing): {', '.join(sweep.unfitted)}."]
     return [*md, ""]
 
 

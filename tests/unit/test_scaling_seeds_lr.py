@@ -162,3 +162,18 @@ def test_progress_lines_report_count_share_and_stage():
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("scaling fit: 1/4 resamples (25 %)") and lines[0].endswith("[lstm L_C]")
     assert lines[-1].startswith("scaling fit: 4/4 resamples (100 %)")
+
+
+def test_an_architecture_whose_runs_all_learned_nothing_is_counted_not_fitted(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    write_sweep(sweep_dir)
+    for tokens in (30_000, 300_000):
+        name = f"minlstm-x-{tokens}"
+        save_record(sweep_dir / name / "result.json",
+                    rec(name, arch="minlstm", tokens=tokens, loss=6.0, unigram_entropy=5.5))  # fmt: skip
+    sweep = fit_sweep(sweep_dir, n_boot=0, n_starts=4, progress=False)
+    assert list(sweep.archs) == ["lstm"] and list(sweep.unfitted) == ["minlstm"]
+    fit = sweep_to_dict(sweep)
+    assert fit["n_runs"] == 23 and fit["learned_nothing"]["count"] == 3
+    assert fit["unfitted_archs"]["minlstm"]["learned_nothing"] == ["minlstm-x-30000", "minlstm-x-300000"]
+    assert "Not fitted at all (every run learned nothing): minlstm." in "\n".join(analysis_sections(sweep))
