@@ -102,25 +102,33 @@ def projection_check(rows: list[dict[str, Any]], model: DeviceModel, key: str) -
             "points": per_point}  # fmt: skip
 
 
-def run(device: torch.device, quick: bool, precision: str, log: Any = print) -> dict[str, Any]:
+def run(device: torch.device, quick: bool, precision: str, budget_s: float = 420.0,
+        log: Any = print) -> dict[str, Any]:  # fmt: skip
     p = PROFILES["quick" if quick or device.type != "cuda" else "cuda"]  # CPU grids are bench_cost.py's job
     name = device_name(device)
     cudnn = cudnn_version() if device.type == "cuda" else None
     lstm_dtype = check_lstm_precision("lstm", precision, cudnn, device.type)  # ValueError only if told to
     grid = {"warmup": p["warmup"], "steps": p["steps"], "repeats": p["repeats"]}
-    rows = []
+    rows, failed, started = [], [], time.perf_counter()
     for d in p["widths"]:
         for length in p["lengths"]:
             shape = StepShape(max(1, p["tokens"] // length), length, length)
             for arch in ARCHS:
+                point = f"{arch} d={d} T={length} B={shape.batch}"
+                if time.perf_counter() - started > budget_s:  # the window is finite: keep what is measured
+                    failed.append(f"{point}: skipped, past the {budget_s:.0f} s budget")
+                    continue
                 cfg = model_cfg(arch, d, p["n_layers"], length)
                 prep = (lambda m: run_recurrence_in(m, lstm_dtype)) if arch == "lstm" else None
-                row = measure_point(arch, cfg, shape, grid, device, precision, None, prepare=prep)
+                try:
+                    row = measure_point(arch, cfg, shape, grid, device, precision, None, prepare=prep)
+                except torch.OutOfMemoryError as e:  # one size too big must not cost the whole window
+                    failed.append(f"{point}: out of memory ({str(e).splitlines()[0]})")
+                    torch.cuda.empty_cache()
+                    continue
                 row["tokens_per_s"] = shape.tokens / row["seconds"]["device_wall"]["median"]
                 rows.append(row)
-                log(
-                    f"{arch:>12} d={d:<5} T={length:<5} B={shape.batch:<4} {row['tokens_per_s']:>12,.0f} tok/s"
-                )
+                log(f"{point:>34} {row['tokens_per_s']:>12,.0f} tok/s")
     key = match_accelerator(name) if device.type == "cuda" else None
     peak = ACCELERATORS[key].peak(precision) if key else None
     for row in rows:
@@ -140,6 +148,7 @@ def run(device: torch.device, quick: bool, precision: str, log: Any = print) -> 
         "lstm_recurrence_dtype": lstm_dtype,
         "profile": p,
         "rows": rows,
+        "failed_or_skipped": failed,
         "scan_vs_sequential": scan_vs_sequential(p["scan"], device, p["repeats"]),
         "calibration": calibrate(costs, measured, name, form="max").to_dict() if len(rows) >= 4 else None,
     }
@@ -156,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: the test of this script")
     ap.add_argument("--precision", default=None, help="default bf16-mixed on cuda, 32-true on cpu")
+    ap.add_argument("--budget-s", type=float, default=420.0,
+                    help="stop starting new grid points after this many seconds (default 420: a 10-min window)")  # fmt: skip
     ap.add_argument("--out", default=None, help="default benchmarks/results/gpu_<device>.json (cuda only)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -167,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = {"command": "python -m benchmarks.gpu_check" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
-    result |= run(device, args.quick, precision)
+    result |= run(device, args.quick, precision, args.budget_s)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out) if args.out else default_out(result["device_name"], device)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -265,6 +265,10 @@ def test_gpu_check_cpu_quick_mode(tmp_path):
     model = DeviceModel(**result["calibration"]["model"])
     check = gpu_check.projection_check(rows, model, "self")
     assert check["fit_error"]["n"] == 4 and len(check["points"]) == 4
+    assert result["failed_or_skipped"] == []
+    assert gpu_check.main(["--device", "cpu", "--quick", "--budget-s", "0", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())  # past its time budget it starts no point and says so
+    assert result["rows"] == [] and len(result["failed_or_skipped"]) == 6 and result["calibration"] is None
 
 
 def test_load_calibration_reads_bench_cost_json(tmp_path):
