@@ -99,6 +99,41 @@ def one_case(T: int, regime: str, a: argparse.Namespace, device: torch.device) -
     }
 
 
+def project(results: Path, device: str, batches: list[int], d: int, layers: int, vocab: int) -> None:
+    """Projected step time (pipeline.cost's max(compute, latency) model, a PROJECTION, not a measurement) of a
+    seq2seq LSTM (S = T) on `device`, sequential vs newton with the iterations measured in `results`."""
+    from pipeline.cost.accelerators import device_model
+    from pipeline.cost.projection import step_cost
+    from pipeline.cost.step_time import StepCost
+    from pipeline.cost.structure import StepShape
+    from pipeline.models import build_model
+
+    dev = device_model(device)
+    cfg = {"d_model": d, "n_layers": layers, "attention": True, "vocab_size": vocab}
+    newton = build_model("lstm", recurrence="newton", **cfg)
+    print(f"PROJECTION on {dev.name} (step latency {dev.step_latency_s * 1e6:.0f} us, "
+          f"{dev.flops_per_s / 1e12:.0f} TFLOP/s sustained), lstm d={d} L={layers} V={vocab}, S=T")  # fmt: skip
+    print(
+        "| B | T | weights | iters fwd/bwd | sequential ms (bound) | newton ms (bound) | newton/sequential |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for row in json.loads(results.read_text())["results"]:
+        T, it = row["seq_len"], row["newton_iters"]
+        n_f, n_b = it["forward"], it["backward"]
+        for B in batches:
+            shape = StepShape(B, T, T)
+            seq = step_cost("lstm", cfg, shape)
+            flops = newton.flops_per_token(T, T, newton_iters=(n_f, n_b)) * shape.tokens
+            # encoder + decoder stacks, each scan level one layer step (a fused kernel per level: optimistic)
+            depth = 2 * layers * round((n_f + 1) + n_b + (n_f + n_b) * scan_levels(T)) + (
+                seq.depth - 4 * layers * T
+            )
+            new = StepCost(flops=flops, depth=depth, params=seq.params)
+            t_seq, t_new = dev.predict(seq), dev.predict(new)
+            print(f"| {B} | {T} | {row['weights']} | {n_f:.0f}/{n_b:.0f} | {t_seq * 1e3:.1f} ({dev.bound(seq)}) | "
+                  f"{t_new * 1e3:.1f} ({dev.bound(new)}) | {t_new / t_seq:.2f} |")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
@@ -112,7 +147,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/newton_cpu.json"))
+    p.add_argument(
+        "--project",
+        type=Path,
+        metavar="JSON",
+        help="print the projected step times from a results JSON's iterations (measures nothing)",
+    )
+    p.add_argument("--project-device", default="h100-sxm")
+    p.add_argument("--project-batches", type=int, nargs="+", default=[8, 64])
     a = p.parse_args(argv)
+    if a.project:
+        project(a.project, a.project_device, a.project_batches, d=1024, layers=4, vocab=32000)
+        return
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
