@@ -98,10 +98,9 @@ META_ABOVE = 3e7  # estimated parameters above which the model is built on the m
 
 
 def _estimated_params(cfg: Mapping[str, Any]) -> float:
+    # an upper-ish bound over the archs (an encoder + decoder Transformer layer pair is ~24 d^2)
     d, L, V = cfg.get("d_model", 0), cfg.get("n_layers", 0), cfg.get("vocab_size", 0)
-    return (
-        32.0 * L * d * d + 3.0 * V * d
-    )  # an upper-ish bound over the archs (a Transformer layer pair ~ 24 d^2)
+    return 32.0 * L * d * d + 3.0 * V * d
 
 
 def _build_meta(arch: str, cfg: dict[str, Any]) -> Any:
@@ -124,7 +123,12 @@ def _frozen(cfg: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 @functools.lru_cache(maxsize=256)
 def _flops_per_token(arch: str, frozen_cfg: tuple[tuple[str, Any], ...], src_len: int, tgt_len: int) -> float:
-    return float(_build_meta(arch, dict(frozen_cfg)).flops_per_token(src_len, tgt_len))
+    cfg = dict(frozen_cfg)
+    model = _build_meta(arch, cfg)
+    iters = cfg.get("newton_iters")
+    if cfg.get("recurrence") == "newton" and iters:  # the Newton LSTM's FLOPs depend on its scans per solve
+        return float(model.flops_per_token(src_len, tgt_len, newton_iters=(iters, iters)))
+    return float(model.flops_per_token(src_len, tgt_len))
 
 
 def flops_per_token(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len: int) -> float:
