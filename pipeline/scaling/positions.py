@@ -38,10 +38,11 @@ class TokenLosses:
     source: str
 
 
-def save_token_losses(run_dir: str | Path, loss: Any, seq_id: Any = None) -> Path:
-    """Write ``run_dir/valid_token_losses.npz`` atomically (checked by the same rules the reader applies)."""
+def save_token_losses(run_dir: str | Path, loss: Any, seq_id: Any = None, **extra: Any) -> Path:
+    """Write ``run_dir/valid_token_losses.npz`` atomically (checked by the same rules the reader applies); `extra`
+    arrays (e.g. ``src_len`` per sequence, the ``step`` validated) are stored beside ``loss``."""
     path = Path(run_dir) / TOKEN_LOSS_FILE
-    arrays = {"loss": np.asarray(loss, dtype=np.float32)}
+    arrays = {"loss": np.asarray(loss, dtype=np.float32), **{k: np.asarray(v) for k, v in extra.items()}}
     if seq_id is not None:
         arrays["seq_id"] = np.asarray(seq_id, dtype=np.int64)
     _check(arrays, str(path))

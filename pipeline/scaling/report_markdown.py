@@ -185,7 +185,7 @@ def _markdown(sweep: SweepFit, plots: dict[str, str]) -> str:
         rci = f"[{_g(c.loss_ratio_ci[0])}, {_g(c.loss_ratio_ci[1])}]" if c.loss_ratio_ci else "n/a"
         la, lb = (_frontier_loss(sweep.archs[x], c.at_compute) for x in (c.arch_a, c.arch_b))
         md.append(
-            f"- **{c.arch_a} vs {c.arch_b}**: {text}. At C = {_g(c.at_compute)} (largest compute both reached) "
+            f"- **{c.arch_a} vs {c.arch_b}** (resampling: {c.design}): {text}. At C = {_g(c.at_compute)} (largest compute both reached) "
             f"the fitted L_{c.arch_a} / L_{c.arch_b} = {_g(c.loss_ratio)} (95 % CI {rci}); > 1 means {c.arch_a} "
             f"is worse. Measured: the lowest loss with at most that compute is {_g(la)} ({c.arch_a}) vs "
             f"{_g(lb)} ({c.arch_b}), ratio {_g(la / lb)}."
@@ -217,19 +217,22 @@ def write_report(
     sweep = fit_sweep(sweep_dir, n_boot, seed, unigram_entropy=unigram_entropy)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_json_atomic(out / "fit.json", sweep_to_dict(sweep))  # into --out: the sweep dir may be committed
+    records = [r for af in sweep.archs.values() for r in af.records]
+    from pipeline.scaling.time_axis import time_axis_section
+
+    time_fit, time_md = time_axis_section(records, out, n_boot=n_boot)  # measured seconds + projected GPU-hours
+    save_json_atomic(out / "fit.json", sweep_to_dict(sweep) | {"time_axis": time_fit})  # into --out, not the sweep
     path = out / "report.md"
     from pipeline.scaling.grad_reach_report import grad_reach_section
     from pipeline.scaling.paired_runs import paired_section
     from pipeline.scaling.plots import draw_plots  # matplotlib only when a report is drawn, not for `fit`
 
     markdown = _markdown(sweep, draw_plots(sweep, out))
-    records = [r for af in sweep.archs.values() for r in af.records]
     from pipeline.scaling.report_sections import analysis_sections
 
     # each [] when the sweep has none
-    extra = [*analysis_sections(sweep, out), *paired_section(records), *grad_reach_section(sweep_dir, out)]
-
+    extra = [*analysis_sections(sweep, out), *paired_section(records), *grad_reach_section(sweep_dir, out),
+             *time_md.splitlines()]  # fmt: skip
     caveats = markdown.index("## Caveats")
     path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])
     return path

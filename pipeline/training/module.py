@@ -139,9 +139,11 @@ class Seq2SeqModule(L.LightningModule):
         self._write_token_losses()
 
     def _write_token_losses(self) -> None:
-        """`<run_dir>/valid_token_losses.npz`: `loss` [sequences, positions] (NaN where padded) and `src_len`, from
-        every rank, so the report can bootstrap over validation sequences (overwritten at each validation; the
-        last one is the final model's). A collective: every rank calls it."""
+        """`<run_dir>/valid_token_losses.npz` (pipeline/scaling/positions.py reads it): `loss` [sequences,
+        positions] (NaN where padded) and `src_len`, from every rank, so the report can bootstrap over validation
+        sequences. Rows are in the validation loader's order, the same for every run on the same data and world
+        size (how runs are paired). Overwritten at each validation; the last one is the final model's. A
+        collective: every rank calls it."""
         import numpy as np
 
         from pipeline.training.checkpoint_callbacks import gather_objects
@@ -154,16 +156,14 @@ class Seq2SeqModule(L.LightningModule):
         )
         parts = gather_objects(local)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            run_dir = self.cfg.resolved_run_dir
-            run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = run_dir / "valid_token_losses.tmp.npz"
-            np.savez_compressed(
-                tmp,
-                loss=np.concatenate([p[0] for p in parts]).astype(np.float32),
+            from pipeline.scaling.positions import save_token_losses
+
+            save_token_losses(
+                self.cfg.resolved_run_dir,
+                np.concatenate([p[0] for p in parts]),
                 src_len=np.concatenate([p[1] for p in parts]),
                 step=np.int64(self.trainer.global_step),
             )
-            tmp.replace(run_dir / "valid_token_losses.npz")
 
     # --- optimisation ----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

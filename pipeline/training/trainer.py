@@ -91,6 +91,17 @@ def _accelerator(cfg: RunConfig) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def _lstm_recurrence_dtype(cfg: RunConfig) -> str:
+    """The dtype cuDNN's LSTM kernels run in under this precision: bf16 only from cuDNN 9.13 (PyTorch #164411;
+    #116925 and #88136 show the failure before it), else float32 with a warning (pipeline/cost/precision.py)."""
+    from pipeline.cost.precision import check_lstm_precision, cudnn_version
+
+    device = "cuda" if _accelerator(cfg) == "gpu" else "cpu"
+    return check_lstm_precision(
+        cfg.model["arch"], cfg.train.precision, cudnn_version() if device == "cuda" else None, device
+    )
+
+
 def _share_cpu_threads(cfg: RunConfig, accelerator: str) -> None:
     """On CPU, give each of this node's ranks its share of the cores (unless OMP_NUM_THREADS says otherwise).
 
@@ -271,9 +282,14 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
         from pipeline.training.deepspeed_strategy import check_zero_resume
 
         check_zero_resume(ckpt_path, cfg)
+    recurrence_dtype = _lstm_recurrence_dtype(cfg)  # before any data is read: a refusal costs nothing
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = StreamingDataModule(cfg)
     module = Seq2SeqModule(cfg)
+    if cfg.train.precision.startswith("bf16") and recurrence_dtype != "bfloat16":
+        from pipeline.cost.precision import run_recurrence_in
+
+        run_recurrence_in(module.model, recurrence_dtype)  # the LSTMs outside bf16 autocast
     callbacks = make_callbacks(cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, extra_callbacks, callbacks)
     try:
