@@ -39,7 +39,8 @@ t0 = time.perf_counter()
 kw = {} if stream == "old" else {"stream": stream == "1"}  # the old code has no `stream` argument
 m = prepare(f"parallel:{src}|{tgt}", out, vocab_size=8000, max_len=128, force=True, **kw)
 wall = time.perf_counter() - t0
-print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+use = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "peak_rss_mb": use.ru_maxrss / 1024, "cpu_s": use.ru_utime + use.ru_stime,
                   "samples": {s: m["splits"][s]["samples"] for s in m["splits"]}}))
 """
 
@@ -108,7 +109,7 @@ def verify_cost(data_dir: Path) -> dict[str, Any]:
             "all_hashes_over_train_pass": round(full / epoch, 4)}  # fmt: skip
 
 
-def run(sizes: list[int], work: Path, commit: str, log: Any = print) -> dict[str, Any]:
+def run(sizes: list[int], work: Path, commit: str, log: Any = print, partial: Any = None) -> dict[str, Any]:
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     old = old_code(commit, work)
@@ -119,12 +120,16 @@ def run(sizes: list[int], work: Path, commit: str, log: Any = print) -> dict[str
         for name, mode in (("old", "old"), ("streaming", "1")):
             res = run_one(src, tgt, work / f"prepared-{n}-{name}", mode, old if mode == "old" else None)
             res["pairs_per_s"] = n / res["wall_s"]
+            res["pairs_per_cpu_s"] = n / res["cpu_s"]  # steadier than wall time on a shared machine
             row[name] = res
             log(f"{n:>9,} pairs  {name:<9}  {res['wall_s']:7.1f} s  {res['pairs_per_s']:9,.0f} pairs/s  "
-                f"peak RSS {res['peak_rss_mb']:7.0f} MB")  # fmt: skip
+                f"cpu {res['cpu_s']:7.1f} s  peak RSS {res['peak_rss_mb']:7.0f} MB")  # fmt: skip
         row["speedup"] = row["old"]["wall_s"] / row["streaming"]["wall_s"]
+        row["cpu_speedup"] = row["old"]["cpu_s"] / row["streaming"]["cpu_s"]
         row["rss_ratio"] = row["streaming"]["peak_rss_mb"] / row["old"]["peak_rss_mb"]
         rows.append(row)
+        if partial is not None:
+            partial(rows)
     return {"rows": rows, "verify": verify_cost(work / f"prepared-{sizes[0]}-streaming")}
 
 
@@ -157,11 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "note": "measured on a shared 2-core machine" if os.cpu_count() == 2 else "",
         "reference": f"old = the pipeline package at commit {args.reference_commit} (before issue 19)",
-        **run(sizes, args.work, args.reference_commit),
     }
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("prepare_cpu_quick.json" if args.quick else "prepare_cpu.json")
+
+    def partial(rows: list) -> None:  # each finished size is kept even if a later, longer one is cut short
+        path.write_text(json.dumps({**result, "rows": rows, "partial": True}, indent=1) + "\n")
+
+    result.update(run(sizes, args.work, args.reference_commit, partial=partial))
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
     return 0

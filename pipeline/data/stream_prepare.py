@@ -38,7 +38,7 @@ from pipeline.data.shard_writer import Record
 from pipeline.data.tokenizer import TextTokenizer, train_tokenizer
 
 CHUNK = 8192
-TOKENIZER_SAMPLE = 100_000  # pairs: BPE merges of a 8k vocabulary settle long before this
+TOKENIZER_SAMPLE = 50_000  # pairs (100k sentences, ~3M words): plenty for the merges of an 8k vocabulary
 BUCKET_PAIRS = 50_000  # train pairs held in memory at once while shuffling
 
 

@@ -40,8 +40,9 @@ class TextTokenizer:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Like ``encode`` for many texts at once (multi-threaded in Rust)."""
-        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        """Like ``encode`` for many texts at once (multi-threaded in Rust; ``encode_batch_fast`` skips the
+        character offsets we never use: the same ids, ~20 % faster measured on the bible verses)."""
+        return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; special tokens (padding, BOS, EOS) are dropped."""
