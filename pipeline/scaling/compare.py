@@ -58,7 +58,7 @@ class Crossing:
     loss_ratio_ci: tuple[float, float] | None
     # "independent": each architecture's resamples come from its own stream (``intervals.fit_rng``), so pairing
     # sample i of one with sample i of the other is an independent draw. "paired" is for matched designs that
-    # resample both sides with the same indices (not produced by ``compare_curves``).
+    # resample both sides with the same indices (``paired_fits.paired_compare``).
     design: str = "independent"
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +79,8 @@ def compare_curves(
 
     The fits must come from independent resampling streams (``report.fit_arch`` draws each architecture's from
     ``intervals.fit_rng(seed, arch, law)``), so pairing by index is an independent draw; the result says so in
-    ``design``. Fits resampled with shared indices (a paired design) must not be passed here."""
+    ``design``. ``paired_fits.paired_compare`` passes fits resampled on shared draws instead (their sample i
+    come from the same draw) and relabels ``design`` as paired."""
     lo, hi = search_range
     cross = _crossings(fit_a, fit_b, lo, hi)
     ratio = float(fit_a.predict(at_compute) / fit_b.predict(at_compute))

@@ -326,8 +326,9 @@ def _studentized_e(full: FitResult, x: np.ndarray, loss: np.ndarray, n_boot: int
     t_lo, t_hi = np.percentile(np.array(t_rows), [2.5, 97.5], axis=0)
     se = np.array([full.se[k] for k in names])
     lo, hi = est - t_hi * se, est - t_lo * se
-    full.ci = {"alpha": (float(lo[0]), float(hi[0])), "x_c": (float(np.exp(lo[1])), float(np.exp(hi[1]))),
-               "E": (float(max(lo[2], 0.0)), float(min(hi[2], loss.min())))}  # fmt: skip
+    with np.errstate(over="ignore"):  # an unbounded log x_c interval becomes [.., inf]
+        full.ci = {"alpha": (float(lo[0]), float(hi[0])), "x_c": (float(np.exp(lo[1])), float(np.exp(hi[1]))),
+                   "E": (float(max(lo[2], 0.0)), float(min(hi[2], loss.min())))}  # fmt: skip
     full.samples, full.n_boot, full.n_boot_ok = np.array(rows), n_boot, len(rows)
     full.interval = "studentized residual bootstrap"
     return True

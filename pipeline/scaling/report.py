@@ -38,6 +38,7 @@ from pipeline.scaling.fit import (
 from pipeline.scaling.intervals import fit_rng
 from pipeline.scaling.isoflop import IsoFlopResult, isoflop
 from pipeline.scaling.learned_nothing import split_learned_nothing
+from pipeline.scaling.paired_fits import match_points, paired_compare
 from pipeline.scaling.plateau import Plateau, position_plateau
 from pipeline.scaling.progress import ProgressLines
 from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
@@ -154,6 +155,13 @@ def _lc_fitter(points: list[Point], axis: str, with_e: bool):
         return fit_power_law([q.compute for q in front], [q.loss for q in front], with_e=with_e)
 
     return fit_on, groups, runs, fpt
+
+
+def lc_fit_points(points: list[list[RunRecord]], axis: str = "model") -> FitResult:
+    """L(C) (no E) on the frontier of the given points (each a list of seed runs): the paired comparison's fitter."""
+    curves = [(runs[0].run, flops_per_token(runs[0], axis), mean_curve(runs)) for runs in points]
+    front = frontier(curves)
+    return fit_power_law([q.compute for q in front], [q.loss for q in front])
 
 
 def fit_arch(
@@ -280,6 +288,12 @@ def fit_sweep(
             (lo_a, hi_a), (lo_b, hi_b) = archs[a].compute_range, archs[b].compute_range
             rng = (min(lo_a, lo_b) / EXTRAPOLATE, max(hi_a, hi_b) * EXTRAPOLATE)
             sweep.comparisons.append(compare_curves(a, fa, b, fb, min(hi_a, hi_b), rng))
+            matched = match_points(archs[a].points, archs[b].points)
+            paired = paired_compare(
+                a, b, matched, lc_fit_points, min(hi_a, hi_b), rng, n_boot, fit_rng(seed, a, b, "paired")
+            )
+            if paired is not None:
+                sweep.comparisons.append(paired)
     if REFERENCE_ARCH in archs and archs[REFERENCE_ARCH].records:
         ref = min(archs[REFERENCE_ARCH].records, key=lambda r: r.final_valid_loss)
         for a in names:

@@ -189,8 +189,9 @@ def intervals_section(sweep: SweepFit) -> list[str]:
         "a leave-one-point-out jackknife acceleration); IsoFLOP exponents resample the parabolas' residuals "
         "(percentile). Methods in use: " + ", ".join(used) + ".",
         "Each architecture and each law draws from its own random stream, so the two sides of a comparison are "
-        "resampled independently (design: independent); no paired comparison of fitted laws is made here (the "
-        "matched-run table, where present, compares measured runs directly).", "",
+        "resampled independently (design: independent). Where two architectures' runs are matched (same d_model, "
+        "n_layers, budget, learning rate and seed: the same batches), the comparison is repeated with both sides "
+        "refitted on the same resampled points and seeds (design: paired), which cancels their shared data noise.", "",
     ]  # fmt: skip
 
 
