@@ -29,6 +29,7 @@ from pipeline.config_checks import (
     check_cross_keys,
     check_machine,
     check_model,
+    check_position_table,
     check_ranges,
     check_value,
     coerce,
@@ -43,6 +44,7 @@ from pipeline.config_checks import (
 __all__ = ["ConfigError", "ConfigWarning", "RunConfig", "describe_keys", "format_config", "load_config"]
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+TASKS = ("translation", "passages", "lm")  # data.task (pipeline/data/prepare.py TASKS)
 # libyaml's loader where PyYAML was built with it: same YAML, ~10x faster than the pure-Python one
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -56,6 +58,17 @@ class DataConfig:
     vocab_size: int = key(8000, "joint BPE vocabulary size, the 4 special tokens included", gt=4)
     max_len: int = key(128, "pairs longer than this (in BPE tokens) are dropped at prepare time", gt=0)
     limit: int = key(0, "prepare only the first N pairs of the corpus (0 = all): tiny runs and tests", ge=0)
+    task: str = key(
+        "translation",
+        "translation: a pair per verse/line; passages: consecutive verses of a chapter joined up to "
+        "data.passage_len tokens; lm: decoder-only language model over data.context-token windows "
+        "(model.task follows)",
+        choices=TASKS,
+    )
+    context: int = key(512, "data.task=lm: tokens per window; a Transformer needs model.max_len >= it", gt=0)
+    passage_len: int = key(
+        256, "data.task=passages: max tokens per passage side (replaces data.max_len)", gt=0
+    )
     batch_tokens: int = key(4096, "padded tokens per batch per rank (the longer of src and tgt)", gt=0)
     num_workers: int = key(1, "DataLoader worker processes per rank (0 = load in the main process)", ge=0)
     bucket_size: int = key(2048, "samples sorted by length together, to cut padding", gt=0)
@@ -126,6 +139,9 @@ class RunConfig:
     name: str = key("run", "run name (W&B name, default run directory)")
     run_dir: str | None = key(None, "checkpoints, logs and resolved config (default: runs/<name>)")
     seed: int = key(1234, "seed of the model init and the data order", ge=0, lt=2**32)
+    arm: str | None = key(
+        None, "sweep arm label (a grid's archs.<label>): the result record's arch; default model.arch"
+    )
     model: dict[str, Any] = section(
         lambda: {"arch": "transformer"}, "architecture and its keys (model.arch picks the registry entry)"
     )
@@ -140,7 +156,21 @@ class RunConfig:
 
 
 # Keys whose change alters the model or the data stream: a resumed run must keep them (issue 6).
-IDENTITY_KEYS = ("model", "seed", "data.dir", "data.vocab_size", "data.max_len", "data.corpus", "data.limit")
+IDENTITY_KEYS = (
+    "model",
+    "seed",
+    "data.dir",
+    "data.vocab_size",
+    "data.max_len",
+    "data.corpus",
+    "data.limit",
+    "data.task",
+    "data.context",
+    "data.passage_len",
+)
+# Keys added after runs were saved without them: each enters the identity only where its task uses it, so the hash
+# of every translation run (and so its resume) is what it was before the keys existed.
+TASK_KEYS = {"data.task": ("passages", "lm"), "data.context": ("lm",), "data.passage_len": ("passages",)}
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
@@ -315,10 +345,18 @@ def validate(cfg: RunConfig) -> None:
     check_model(cfg.model)
     from pipeline.models import model_config  # torch-only import, deferred so `pipeline submit` stays light
 
+    task = model_task(cfg.data)
     try:
-        model_config(**{**cfg.model, "vocab_size": cfg.data.vocab_size})
+        built = model_config(**{**cfg.model, "vocab_size": cfg.data.vocab_size, "task": task})
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"model: {err}") from err
+        why = " (data.task=lm builds a decoder-only model: no source side)" if task == "lm" else ""
+        raise ConfigError(f"model: {err}{why}") from err
+    check_position_table(cfg.data, getattr(built, "max_len", None))
+
+
+def model_task(data: DataConfig) -> str:
+    """The model's `task` follows the data's: one key (`data.task`) chooses it."""
+    return "lm" if data.task == "lm" else "seq2seq"
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -360,7 +398,12 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def identity_of(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """The keys that must not change between a checkpoint and the run that resumes it."""
     flat = flatten(cfg_dict)
-    return {name: flat.get(name) for name in IDENTITY_KEYS}
+    out = {name: flat.get(name) for name in IDENTITY_KEYS}
+    task = flat.get("data.task") or "translation"
+    for name, tasks in TASK_KEYS.items():
+        if task not in tasks:
+            del out[name]
+    return out
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:
@@ -372,4 +415,6 @@ def config_hash(cfg_dict: dict[str, Any]) -> str:
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Human-readable differences on identity keys, e.g. ["model: {'d_model': 64} -> {'d_model': 128}"]."""
     a, b = identity_of(saved), identity_of(current)
-    return [f"{name}: {a[name]!r} -> {b[name]!r}" for name in IDENTITY_KEYS if a[name] != b[name]]
+    return [
+        f"{name}: {a.get(name)!r} -> {b.get(name)!r}" for name in IDENTITY_KEYS if a.get(name) != b.get(name)
+    ]

@@ -25,6 +25,7 @@ INT64 = 2**63  # ints past this overflow torch and Lightning counters
 SET_BY_DATA = {
     "vocab_size": "data.vocab_size",
     "pad_id": "the data (<pad> is id 0)",
+    "task": "data.task (lm: a decoder-only model; translation/passages: seq2seq)",
 }  # model keys the run fills in
 
 
@@ -301,6 +302,21 @@ def contradictions(cfg: RunConfig) -> list[str]:
             out.append(
                 f"train.{name}={every} > train.max_steps={t.max_steps}: it never happens during the run"
             )
+    d = cfg.data
+    if d.context != 512 and d.task != "lm":
+        out.append(
+            f"data.context={d.context} does nothing with data.task={d.task} (it is the lm window length)"
+        )
+    if d.passage_len != 256 and d.task != "passages":
+        out.append(f"data.passage_len={d.passage_len} does nothing with data.task={d.task}")
+    pair = d.corpus.startswith(("parallel:", "tsv:")) or (d.corpus.startswith("bible:") and "-" in d.corpus)
+    if d.task == "lm" and pair:
+        out.append(f"data.corpus={d.corpus} is parallel text, but data.task=lm reads monolingual text (preparing "
+                   "it fails): use data.corpus=bible:4+k+3 (translations joined by '+') or text:FILE")  # fmt: skip
+    if d.task == "lm" and cfg.train.bleu_samples:
+        out.append(
+            f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task=lm (no translation)"
+        )
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
         out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")
     return out
@@ -311,6 +327,32 @@ def check_cross_keys(cfg: RunConfig) -> None:
     if cfg.train.precision == "16-mixed" and cfg.train.accelerator == "cpu":
         raise ConfigError(
             "train.precision=16-mixed needs a GPU but train.accelerator=cpu; use 32-true or bf16-mixed"
+        )
+
+
+def sequence_len(data: Any) -> int:
+    """Longest target of the task in tokens: the LM window, the passage side, or `data.max_len`."""
+    if data.task == "lm":
+        return int(data.context)
+    return int(data.passage_len) if data.task == "passages" else int(data.max_len)
+
+
+def check_position_table(data: Any, model_max_len: int | None) -> None:
+    """A Transformer's position table must hold the longest decoder input (LM: the window; passages: BOS + side).
+
+    Translation keeps its old behaviour (sequences past the table are an error at the first long batch)."""
+    if model_max_len is None or data.task == "translation":
+        return
+    need = sequence_len(data) + (data.task != "lm")  # seq2seq targets are fed with BOS in front
+    length = (
+        f"data.context={data.context}"
+        if data.task == "lm"
+        else f"data.passage_len={data.passage_len} (+ BOS)"
+    )
+    if model_max_len < need:
+        raise ConfigError(
+            f"model.max_len={model_max_len} is shorter than {length}: the Transformer's position table needs "
+            f"model.max_len >= {need}"
         )
 
 

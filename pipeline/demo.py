@@ -51,8 +51,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.config import load_config, shipped_path
-    from pipeline.data.prepare import ensure_prepared
     from pipeline.sweep.grid import load_grid
+    from pipeline.training.run_data import prepare_run_data
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -63,7 +63,7 @@ def _demo(args: argparse.Namespace) -> int:
     grid = load_grid(shipped_path(args.grid))
     d = showcase.data
     print(f"[demo] data: {d.corpus} -> {d.dir} (prepared once, reused)", flush=True)
-    ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
+    prepare_run_data(d)
 
     log = out / "showcase.log"
     print(f"[demo] showcase: {showcase.model['arch']} {showcase.train.max_steps} steps in the background, "

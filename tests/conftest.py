@@ -23,12 +23,10 @@ torch.set_num_threads(1)
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`configs/tiny/base.yaml`'s data (1500 pairs a split of English WEB -> French Segond), in a temp dir."""
     from pipeline.config import load_config
-    from pipeline.data.prepare import ensure_prepared
+    from pipeline.training.run_data import prepare_run_data
 
-    cfg = load_config(TINY + [ROOT / "configs/tiny/lstm.yaml"])
     out = tmp_path_factory.mktemp("data") / "tiny-bible"
-    d = cfg.data
-    ensure_prepared(out, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit)
+    prepare_run_data(load_config(TINY + [ROOT / "configs/tiny/lstm.yaml"], [f"data.dir={out}"]).data)
     return out
 
 

@@ -20,7 +20,7 @@ from pipeline.config import ConfigError, load_config, load_mapping, reject_unkno
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
              "delete_checkpoints", "seeds", "seed_sizes", "lrs"}  # fmt: skip
-ARCH_KEYS = {"model", "set", "sizes", "lrs"}
+ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs"}
 TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
 ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
 
@@ -34,7 +34,8 @@ class Grid:
     name: str
     path: Path
     base: list[str]
-    archs: dict[str, dict[str, Any]]  # arch -> {"model": {...}, "set": {...}, "sizes": {name: {model keys}}}
+    # arm label -> {"arch": registry name, "model": {...}, "set": {...}, "sizes": {name: {model keys}}, "lrs": [...]}
+    archs: dict[str, dict[str, Any]]
     token_budgets: list[int]
     overrides: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
@@ -51,7 +52,7 @@ class PlannedRun:
     name: str
     configs: list[str]
     overrides: list[str]  # key=value, run_dir= last
-    arch: str
+    arch: str  # the arm label (`archs.<label>`; the registry name unless the entry sets `arch:`)
     size: str
     budget: int
     max_steps: int = 0  # 0: not measured yet (a dry run before the data is prepared)
@@ -125,18 +126,23 @@ def load_grid(path: str | Path) -> Grid:
         raise SweepError(f"{path}: key 'archs' is empty")
     from pipeline.models import MODEL_REGISTRY  # torch: imported only when a grid is read, not for --help
 
-    for arch, spec in archs.items():
-        where = f"{path}: key 'archs.{arch}'"
-        if arch not in MODEL_REGISTRY:
-            raise SweepError(f"{where}: unknown architecture; known: {', '.join(sorted(MODEL_REGISTRY))}")
+    for label, spec in archs.items():
+        where = f"{path}: key 'archs.{label}'"
         spec = _mapping(spec, where)
         reject_unknown(spec, sorted(ARCH_KEYS), where, error=SweepError)
+        arch = spec.get("arch", label)  # an arm: two entries of one architecture under their own labels
+        if arch not in MODEL_REGISTRY:
+            key_ = f"{where}.arch" if "arch" in spec else where
+            raise SweepError(f"{key_}: unknown architecture {arch!r}; known: {', '.join(sorted(MODEL_REGISTRY))}"
+                             + ("" if "arch" in spec else f" (or set archs.{label}.arch to one)"))  # fmt: skip
+        if not isinstance(label, str) or not label.replace("_", "").replace("-", "").isalnum():
+            raise SweepError(f"{where}: an arm label is letters, digits, '_' and '-' (it starts run names)")
         sizes = _mapping(spec.get("sizes"), f"{where}.sizes")
         if not sizes:
             raise SweepError(f"{where}.sizes: at least one size (name: {{model keys}}) is needed")
         for size, keys in sizes.items():
             _mapping(keys, f"{where}.sizes.{size}")
-        archs[arch] = {"model": _mapping(spec.get("model"), f"{where}.model"),
+        archs[label] = {"arch": arch, "model": _mapping(spec.get("model"), f"{where}.model"),
                        "set": _mapping(spec.get("set"), f"{where}.set"), "sizes": sizes,
                        "lrs": _numbers(spec.get("lrs"), f"{where}.lrs", float)}  # fmt: skip
     grid = Grid(
@@ -206,8 +212,10 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
 
 def _planned(grid: Grid, arch: str, spec: dict, size: str, keys: dict, budget: int, name: str, sweep_dir: Path,
              point: dict[str, Any]) -> PlannedRun:  # fmt: skip
-    model = {"arch": arch, **spec["model"], **keys}
+    model = {"arch": spec["arch"], **spec["model"], **keys}
     point = {k: v for k, v in point.items() if v is not None}
+    if arch != spec["arch"]:  # the record's arch is the arm label; the config keeps the real model.arch
+        point["arm"] = arch
     overrides = [*_kv(grid.overrides), *_kv(spec["set"]), *_kv(point), f"model={json.dumps(model)}",
                  f"name={name}", f"run_dir={sweep_dir / name}"]  # fmt: skip
     return PlannedRun(name, list(grid.base), overrides, arch, size, budget)
@@ -230,7 +238,8 @@ class _TokenCache:
 
     def get(self, cfg: Any, measure: bool) -> float | None:
         d = cfg.data
-        key = json.dumps([str(d.dir), d.batch_tokens, d.max_len, d.bucket_size, cfg.seed])
+        length = [d.max_len] if d.task == "translation" else [d.max_len, d.task, d.context, d.passage_len]
+        key = json.dumps([str(d.dir), d.batch_tokens, *length, d.bucket_size, cfg.seed])
         if key not in self.values and measure:
             self.values[key] = mean_tokens_per_batch(cfg)
             self.changed = True
@@ -259,11 +268,11 @@ def mean_tokens_per_batch(cfg: Any) -> float:
     """Mean target tokens (EOS included) per batch over one epoch of the run's own train loader, preparing the
     data first if needed. Counted, not estimated: bucketing makes the padding share depend on the length mix."""
     from pipeline.data.loader import build_loader
-    from pipeline.data.prepare import ensure_prepared
+    from pipeline.training.run_data import loader_max_len, prepare_run_data
 
     d = cfg.data
-    ensure_prepared(d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None)
-    loader = build_loader(d.dir, "train", batch_tokens=d.batch_tokens, max_len=d.max_len,
+    prepare_run_data(d)
+    loader = build_loader(d.dir, "train", batch_tokens=d.batch_tokens, max_len=loader_max_len(d),
                           bucket_size=d.bucket_size, seed=cfg.seed)  # fmt: skip
     counts = [int(b["n_tokens"]) for b in loader]
     if not counts:

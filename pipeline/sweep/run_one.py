@@ -45,8 +45,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
         # already done, so the final validation has to be run again from the last checkpoint.
         summary.update(validate_checkpoint(cfg))
     train = read_manifest(cfg.data.dir)["splits"]["train"]
-    samples = train["samples"]
-    src_len, tgt_len = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
+    src_len, tgt_len, epoch_tokens = mean_lengths(cfg, train)
     model = run_model(cfg)
     fpt = float(model.flops_per_token(src_len, tgt_len))
     tokens = int(summary["tokens"])
@@ -59,12 +58,12 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     curve = [{"step": step, "tokens": round(tokens * step / steps), "loss": loss}
              for step, loss in sorted(history.items())]  # fmt: skip
     record = RunRecord(
-        run=cfg.name, arch=cfg.model["arch"], params=int(summary["params"]),
+        run=cfg.name, arch=cfg.arm or cfg.model["arch"], params=int(summary["params"]),
         non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt, tokens=tokens,
-        compute=fpt * tokens, epochs=tokens / (train["tgt_tokens"] + samples), final_valid_loss=final,
+        compute=fpt * tokens, epochs=tokens / epoch_tokens, final_valid_loss=final,
         best_valid_loss=min([final, *history.values()]), loss_by_position=positions,
         wall_time_s=round(clock.elapsed, 2),
-        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len},
+        config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len}, "task": cfg.data.task,
                 "loss_by_position_min_share": MIN_POSITION_SHARE},
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
@@ -76,17 +75,30 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     return record
 
 
+def mean_lengths(cfg: Any, train: dict[str, Any]) -> tuple[int, int, int]:
+    """(mean source tokens, mean target tokens as trained, target tokens in one epoch) from the train manifest.
+
+    Translation and passages: targets are trained with EOS (+1 each). A language model has no source and each
+    stored window of context + 1 tokens trains `context` next-token targets."""
+    samples = max(1, int(train["samples"]))
+    if cfg.data.task == "lm":
+        return 0, int(cfg.data.context), samples * int(cfg.data.context)
+    src, tgt = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
+    return src, tgt, int(train["tgt_tokens"]) + samples
+
+
 def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
-    """Over the validation split's targets (EOS included): real tokens at each target position, and how often
-    each token id occurs (for the unigram entropy)."""
+    """Over the validation split's targets (EOS included; an LM window's `context` targets): real tokens at each
+    target position, and how often each token id occurs (for the unigram entropy)."""
     import torch
 
     from pipeline.data.loader import build_loader
+    from pipeline.training.run_data import loader_max_len, target_width
 
     d = cfg.data
-    counts = [0] * (d.max_len + 1)
+    counts = [0] * target_width(d)
     ids = torch.zeros(d.vocab_size, dtype=torch.long)
-    for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=d.max_len):
+    for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=loader_max_len(d)):
         real = batch["tgt_out"] != PAD_ID
         for t, n in enumerate(real.sum(0).tolist()[: len(counts)]):
             counts[t] += n

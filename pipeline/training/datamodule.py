@@ -19,8 +19,8 @@ import lightning as L
 
 from pipeline.config import RunConfig
 from pipeline.data.loader import POSITION_KEY, ShardLoader, build_loader
-from pipeline.data.prepare import ensure_prepared
 from pipeline.training.checkpoint_callbacks import gather_objects
+from pipeline.training.run_data import loader_max_len, prepare_run_data
 
 
 class TrainStream:
@@ -44,10 +44,7 @@ class StreamingDataModule(L.LightningDataModule):
         self._resume_state: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
-        d = self.cfg.data
-        ensure_prepared(
-            d.dir, corpus=d.corpus, vocab_size=d.vocab_size, max_len=d.max_len, limit=d.limit or None
-        )
+        prepare_run_data(self.cfg.data)
 
     def _loader(self, split: str, infinite: bool) -> ShardLoader:
         d, trainer = self.cfg.data, self.trainer
@@ -55,7 +52,7 @@ class StreamingDataModule(L.LightningDataModule):
             d.dir,
             split,
             batch_tokens=d.batch_tokens,
-            max_len=d.max_len,
+            max_len=loader_max_len(d),
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             num_workers=d.num_workers if split == "train" else 0,

@@ -36,7 +36,15 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
     refs: list[str] = []
     srcs: list[str] = []
     src_lens: list[int] = []
-    loader = build_loader(cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=cfg.data.max_len)
+    from pipeline.training.run_data import loader_max_len
+
+    if cfg.data.task == "lm":
+        raise ValueError(
+            f"{cfg.data.dir}: data.task=lm has no translations to score (BLEU/chrF); see valid/loss"
+        )
+    loader = build_loader(
+        cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=loader_max_len(cfg.data)
+    )
     started = shown = time.perf_counter()
     for batch in loader:
         src, mask = batch["src"].to(device), batch["src_mask"].to(device)
@@ -124,7 +132,8 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
         "hardware": hardware_descriptor(module.device, trainer.world_size, str(trainer.precision)),
         "run_dir": str(cfg.resolved_run_dir),
     }
-    if trainer.global_rank == 0 and cfg.train.bleu_samples > 0 and not trainer.interrupted:
+    decodes = cfg.data.task != "lm"  # a language model has no source to translate: loss/perplexity only
+    if trainer.global_rank == 0 and decodes and cfg.train.bleu_samples > 0 and not trainer.interrupted:
         start = time.perf_counter()
         summary.update(translate_and_score(model, cfg, cfg.train.bleu_samples))
         summary["decode_s"] = round(time.perf_counter() - start, 2)

@@ -28,6 +28,19 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     return get_available_flops(device, dtype)
 
 
+def batch_lengths(batch: dict[str, Any]) -> tuple[int, int]:
+    """(mean source length, mean target length) of one batch for `flops_per_token`: real tokens per row.
+
+    A language-model batch has no source (`src` is [B, 0]): its source length is 0, which a decoder-only model's
+    `flops_per_token(0, T)` requires. Otherwise each length is at least 1 (an all-padding side never occurs)."""
+    rows = max(1, int(batch["tgt_out"].shape[0]))
+    n_tgt = int(batch["n_tokens"])
+    tgt_len = max(1, round(n_tgt / rows))
+    if batch["src"].dim() == 2 and batch["src"].shape[1] == 0:
+        return 0, tgt_len
+    return max(1, round(int(batch.get("n_src_tokens", n_tgt)) / rows)), tgt_len
+
+
 class ThroughputCallback(L.Callback):
     def __init__(self, log_every: int = 10) -> None:
         self.log_every = log_every
@@ -94,9 +107,7 @@ class ThroughputCallback(L.Callback):
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int
     ) -> None:
         n_tgt = int(batch["n_tokens"])
-        n_src = int(batch.get("n_src_tokens", n_tgt))
-        rows = max(1, int(batch["src"].shape[0]))
-        fpt = pl_module.model.flops_per_token(max(1, round(n_src / rows)), max(1, round(n_tgt / rows)))
+        fpt = pl_module.model.flops_per_token(*batch_lengths(batch))
         self._tokens += n_tgt
         self.total_tokens += n_tgt
         self._flops += fpt * n_tgt
