@@ -163,3 +163,22 @@ def test_runs_under_bf16_autocast_in_float32() -> None:
         out, _ = new(x)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     assert (out - ref(x)[0]).abs().max() < 0.05  # only the input projection ran in bf16
+
+
+def test_benchmark_quick_run_writes_its_measurements(tmp_path) -> None:
+    import json
+
+    from benchmarks.bench_newton import main
+
+    out = tmp_path / "newton.json"
+    main(["--lengths", "4", "16", "--batch", "2", "--d-model", "8", "--repeats", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["weights"], r["seq_len"]) for r in rows] == [
+        ("init", 4), ("init", 16), ("forget_bias_3", 4), ("forget_bias_3", 16)
+    ]  # fmt: skip
+    for r in rows:
+        assert 1 <= r["newton_iters"]["forward"] <= r["seq_len"] and r["newton_fallbacks"] == 0
+        assert r["max_abs_diff_vs_nn_lstm"] < 1e-4 and r["train_matmul_flops_per_token"]["ratio"] > 1
+        assert r["sequential_depth"]["sequential"] == 2 * r["seq_len"] and set(r["ms"]) == {
+            "nn_lstm", "sequential_loop", "newton"
+        }  # fmt: skip
