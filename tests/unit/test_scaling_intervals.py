@@ -102,7 +102,7 @@ def test_two_architectures_with_identical_runs_are_resampled_independently():
                                      6 * n * tokens, 0.5, loss, loss, [loss], 1.0, {}))  # fmt: skip
         return out
 
-    a, b = fit_arch(runs("lstm"), n_boot=12), fit_arch(runs("transformer"), n_boot=12)
+    a, b = fit_arch(runs("lstm"), n_boot=8), fit_arch(runs("transformer"), n_boot=8)
     assert a.fits["L_C"].params == b.fits["L_C"].params  # same data, same point estimate
     assert not np.array_equal(a.fits["L_C"].samples, b.fits["L_C"].samples)  # different resamples
     cmp = compare_curves("lstm", a.fits["L_C"], "transformer", b.fits["L_C"], 1e12, (1e8, 1e13))

@@ -107,7 +107,7 @@ def write_sweep(sweep: Path) -> None:
 def test_sweep_with_seeds_rates_and_curves_fits_and_reports_them(tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     write_sweep(sweep_dir)
-    sweep = fit_sweep(sweep_dir, n_boot=8, n_starts=4, progress=False)  # few starts: wiring, not accuracy
+    sweep = fit_sweep(sweep_dir, n_boot=5, n_starts=4, progress=False)  # few starts: wiring, not accuracy
     fit = sweep_to_dict(sweep)
     lstm = fit["archs"]["lstm"]
     assert fit["learned_nothing"]["count"] == 1 and lstm["learned_nothing"] == ["lstm-20000-30000-lr0.002-s1"]
