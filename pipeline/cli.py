@@ -109,7 +109,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         prog="pipeline",
         description="Where does recurrence stop scaling? Train LSTM / residual-LSTM / Transformer seq2seq models, "
         "sweep sizes on SLURM, fit scaling laws.",
-        epilog="Errors a user can cause (a config key, a file, a damaged checkpoint) print one line `error: ...` "
+        epilog="Errors a user can cause (a config key, a file, a damaged checkpoint) print one line "
+        "`pipeline COMMAND: error: ...` "
         "naming the file or key and exit with status 2 (1 when training stopped on a non-finite loss); a bug "
         "shows its traceback. Set PIPELINE_DEBUG=1 to see the traceback of every error. On SIGTERM or SIGUSR1 "
         "`pipeline train` checkpoints at the next step boundary, or exits (143 / 75) after PIPELINE_STOP_TIMEOUT "

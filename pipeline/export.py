@@ -48,7 +48,7 @@ def run_export(args: argparse.Namespace) -> int:
     from pipeline.training.checkpoint_files import checkpoint_to_read
 
     run_dir = Path(args.run_dir)
-    ckpt = checkpoint_to_read(run_dir, args.checkpoint)
+    ckpt = checkpoint_to_read(run_dir, args.checkpoint, command="pipeline export")
     if ckpt is None:
         return 2
     try:
@@ -61,7 +61,7 @@ def run_export(args: argparse.Namespace) -> int:
             return 0
         blob = consolidate(ckpt)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"pipeline export: error: {err}", file=sys.stderr)
         return 2
     blob["source"] = str(ckpt)
     # Through the model once: tied weights (embeddings = output projection) come out of a ZeRO consolidation as

@@ -190,7 +190,7 @@ def none_verified_message(run_dir: Path, what: str) -> str:
     )
 
 
-def checkpoint_to_read(run_dir: Path, explicit: str | None) -> Path | None:
+def checkpoint_to_read(run_dir: Path, explicit: str | None, command: str = "pipeline") -> Path | None:
     """The checkpoint `pipeline evaluate/export` read: `explicit`, else the run's newest intact one.
 
     Prints one error line naming the file (or the run directory) and returns None when there is none to read.
@@ -198,28 +198,28 @@ def checkpoint_to_read(run_dir: Path, explicit: str | None) -> Path | None:
     if explicit:
         ckpt = Path(explicit)
         if not ckpt.exists():
-            print(f"error: checkpoint not found: {ckpt}", file=sys.stderr)
+            print(f"{command}: error: checkpoint not found: {ckpt}", file=sys.stderr)
             return None
         if meta_path(ckpt).exists():
             meta, reason = verify(ckpt)
             if meta is None:
-                print(f"error: checkpoint {ckpt}: {reason}", file=sys.stderr)
+                print(f"{command}: error: checkpoint {ckpt}: {reason}", file=sys.stderr)
                 return None
         else:
             _warn(f"{ckpt} has no metadata sidecar {meta_path(ckpt).name}: reading it unverified")
         return ckpt
     if not run_dir.is_dir():
-        print(f"error: run directory not found: {run_dir}", file=sys.stderr)
+        print(f"{command}: error: run directory not found: {run_dir}", file=sys.stderr)
         return None
     ckpt = find_resume_checkpoint(run_dir)
     if ckpt is not None:
         return ckpt
     if list_checkpoints(run_dir):
-        print(f"error: {none_verified_message(run_dir, str(run_dir))}\n(pass --checkpoint FILE to read one anyway)",
+        print(f"{command}: error: {none_verified_message(run_dir, str(run_dir))}\n(pass --checkpoint FILE to read one anyway)",
               file=sys.stderr)  # fmt: skip
     else:
         print(
-            f"error: no checkpoint in {checkpoint_dir(run_dir)} (train first, or pass --checkpoint)",
+            f"{command}: error: no checkpoint in {checkpoint_dir(run_dir)} (train first, or pass --checkpoint)",
             file=sys.stderr,
         )
     return None

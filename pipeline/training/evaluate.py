@@ -152,7 +152,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs)
     except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
-        status = report_user_error(err)
+        status = report_user_error(err, prog="pipeline evaluate: ")
         if status is None:
             raise
         return status
@@ -162,7 +162,7 @@ def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int) -> int:
     from pipeline.training.checkpoint_files import ResumeError, checkpoint_to_read
     from pipeline.training.module import Seq2SeqModule
 
-    ckpt = checkpoint_to_read(run_dir, checkpoint)
+    ckpt = checkpoint_to_read(run_dir, checkpoint, command="pipeline evaluate")
     if ckpt is None:
         return 2
     if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards

@@ -58,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
     except Exception as err:
         # bad input (config, corpus, data dir, checkpoint, a non-finite loss): one clear line and exit 2 (1 for a
         # non-finite loss); a bug keeps its traceback, and PIPELINE_DEBUG=1 shows it for all (user_errors.py)
-        status = report_user_error(err)
+        status = report_user_error(err, prog="pipeline train: ")
         if status is None:
             raise
         return status

@@ -175,7 +175,7 @@ def test_lost_checkpoints_are_refused(
     before = snapshot(run)
     assert cli(train_argv(tiny_data, run)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") or "\nerror: " in err
+    assert err.startswith("pipeline train: error: ") or "\npipeline train: error: " in err
     assert "Traceback" not in err and "--resume fresh" in err
     for text in expected:
         assert text in err, f"{text!r} missing from: {err}"

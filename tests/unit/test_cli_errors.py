@@ -31,7 +31,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str], *named: str) -> str:
     err = re.sub(
         r"--- Logging error ---.*?\nArguments: [^\n]*\n", "", capsys.readouterr().err, flags=re.DOTALL
     )
-    lines = [line for line in err.splitlines() if line.startswith(("error: ", "pipeline submit: error: "))]
+    lines = [line for line in err.splitlines() if re.match(r"pipeline [a-z ]+: error: ", line)]
     assert len(lines) == 1, err[-3000:]
     assert "Traceback" not in err
     for text in named:
