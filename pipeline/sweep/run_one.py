@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -47,7 +48,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     train = read_manifest(cfg.data.dir)["splits"]["train"]
     src_len, tgt_len, epoch_tokens = mean_lengths(cfg, train)
     model = run_model(cfg)
-    fpt = float(model.flops_per_token(src_len, tgt_len))
+    fpt = float(model.flops_per_token(src_len, tgt_len, **newton_iterations(cfg, run_dir)))
     tokens = int(summary["tokens"])
     final = float(summary["valid_loss"])
     history = by_steps_trained(read_metric(run_dir, "valid/loss"))
@@ -85,6 +86,17 @@ def mean_lengths(cfg: Any, train: dict[str, Any]) -> tuple[int, int, int]:
         return 0, int(cfg.data.context), samples * int(cfg.data.context)
     src, tgt = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
     return src, tgt, int(train["tgt_tokens"]) + samples
+
+
+def newton_iterations(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """For `recurrence=newton`: the run's mean (forward, backward) scans per solve, read from its logged
+    `newton/iters` and `newton/bwd_iters`, so the record's FLOPs are what the solver did, not the cap."""
+    if cfg.model.get("recurrence") != "newton":
+        return {}
+    fwd, bwd = (list(read_metric(run_dir, f"newton/{k}").values()) for k in ("iters", "bwd_iters"))
+    if not fwd or not bwd:
+        return {}  # nothing logged: the model's own upper bound
+    return {"newton_iters": (sum(fwd) / len(fwd), sum(bwd) / len(bwd))}
 
 
 def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
