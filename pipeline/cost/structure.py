@@ -9,8 +9,9 @@ depth per training step = 2 x forward depth.
 - LSTM family (`lstm`, `residual_lstm`, `lstm_no_cell_residual`): L * (S + T): every layer waits for its own
   previous time step, in encoder and decoder (cuDNN may overlap layers in a wavefront; L * (S+T) is the upper
   bound it starts from). With `model.recurrence: newton` (parallel Newton iterations over the sequence):
-  iters * L * (ceil(log2 S) + ceil(log2 T)), iters = `newton_iters` (measured mean scans per solve, a
-  cost-model key) or else `newton_max_iters` (the solver's cap: an upper bound).
+  iters * L * 2 * (ceil(log2 S) + ceil(log2 T)): each iteration is one cell evaluation over all steps plus an
+  odd-even scan of 2 ceil(log2 T) - 1 levels (pipeline/models/parallel_scan.py); iters = `newton_iters`
+  (measured mean scans per solve, a cost-model key) or else `newton_max_iters` (the solver's cap: an upper bound).
 - Transformer: 2 L (L encoder + L decoder layers; every position of a layer runs at once).
 - minLSTM (log-space scan): L * (ceil(log2 S) + ceil(log2 T)) (a parallel scan over T has depth ~log2 T).
 Plus HEAD_DEPTH steps outside the stacks (embeddings, attention over the encoder, output projection, loss).
@@ -80,7 +81,7 @@ def forward_depth(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len
         iters = cfg.get("newton_iters") or cfg.get("newton_max_iters") or NEWTON_ITERS_DEFAULT
         if not isinstance(iters, int | float) or iters < 1:
             raise ValueError(f"model.newton_iters={iters!r}: must be a number >= 1")
-        return math.ceil(iters * n_layers * tree) + HEAD_DEPTH
+        return math.ceil(iters * n_layers * 2 * tree) + HEAD_DEPTH  # cell evaluation + odd-even scan levels
     if recurrence != "sequential":
         raise ValueError(f"model.recurrence={recurrence!r}: the cost model knows 'sequential' and 'newton'")
     return n_layers * (src_len + tgt_len) + HEAD_DEPTH

@@ -35,9 +35,9 @@ def test_depth_per_arch():
     assert step_depth("transformer", TF, S, 10 * T) == step_depth("transformer", TF, S, T)  # no T in it
     assert step_depth("minlstm", CFG, S, T) == 2 * (L * (5 + 6) + HEAD_DEPTH)  # ceil(log2 20), ceil(log2 40)
     newton = {**CFG, "recurrence": "newton", "newton_iters": 4}
-    assert step_depth("lstm", newton, S, T) == 2 * (4 * L * 11 + HEAD_DEPTH)
+    assert step_depth("lstm", newton, S, T) == 2 * (4 * L * 2 * 11 + HEAD_DEPTH)  # cell + 2 log2 T - 1 levels
     capped = {**CFG, "recurrence": "newton", "newton_max_iters": 7}  # no measured iterations: the cap
-    assert step_depth("lstm", capped, S, T) == 2 * (7 * L * 11 + HEAD_DEPTH)
+    assert step_depth("lstm", capped, S, T) == 2 * (7 * L * 2 * 11 + HEAD_DEPTH)
     with pytest.raises(ValueError, match="recurrence"):
         step_depth("lstm", {**CFG, "recurrence": "sideways"}, S, T)
     with pytest.raises(ValueError, match="unknown model arch"):
