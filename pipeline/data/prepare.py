@@ -319,8 +319,16 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pipeline data prepare``."""
     src = parser.add_argument_group("corpus (default: the embedded bible, English WEB -> French Segond)")
-    src.add_argument("--corpus", default=None, help=f"bible:SRC-TGT spec (default {DEFAULT_CORPUS})")
-    src.add_argument("--src", type=Path, help="parallel text: source side, one sentence per line")
+    src.add_argument(
+        "--corpus",
+        default=None,
+        help=f"bible:SRC-TGT spec (default {DEFAULT_CORPUS}; --task lm: bible:CODE+CODE, default {DEFAULT_LM_CORPUS})",
+    )
+    src.add_argument(
+        "--src",
+        type=Path,
+        help="parallel text: source side, one sentence per line (a file or a dir of files; .gz/.xz ok)",
+    )
     src.add_argument("--tgt", type=Path, help="parallel text: target side, line-aligned with --src")
     src.add_argument(
         "--text", type=Path, help="plain text: each non-empty line is the target of the one before"
