@@ -132,7 +132,7 @@ def load_grid(path: str | Path) -> Grid:
         reject_unknown(spec, sorted(ARCH_KEYS), where, error=SweepError)
         arch = spec.get("arch", label)  # an arm: two entries of one architecture under their own labels
         if arch not in MODEL_REGISTRY:
-            key_ = f"{where}.arch" if "arch" in spec else where
+            key_ = f"{path}: key 'archs.{label}.arch'" if "arch" in spec else where
             raise SweepError(f"{key_}: unknown architecture {arch!r}; known: {', '.join(sorted(MODEL_REGISTRY))}"
                              + ("" if "arch" in spec else f" (or set archs.{label}.arch to one)"))  # fmt: skip
         if not isinstance(label, str) or not label.replace("_", "").replace("-", "").isalnum():

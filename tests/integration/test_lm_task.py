@@ -216,3 +216,30 @@ def test_lm_sweep_record(lm_data: Path, tmp_path: Path) -> None:
     # every window fills all CONTEXT positions: none is masked as sparse
     positions = record["loss_by_position"][:CONTEXT]
     assert len(positions) >= CONTEXT and all(math.isfinite(x) for x in positions)
+
+
+def test_grid_arms_carry_their_label_into_every_planned_config(tmp_path: Path) -> None:
+    """What a SLURM array task runs is the planned config files + overrides alone: the arm label must be in them."""
+    from pipeline.sweep.grid import SweepError, load_grid, plan_runs
+
+    arms = {"lstm": {"model": {"attention": True}, "sizes": {"d16": {"d_model": 16, "n_layers": 1}}},
+            "lstm_noattn": {"arch": "lstm", "model": {"attention": False, "reverse_source": True},
+                            "sizes": {"d16": {"d_model": 16, "n_layers": 1}}}}  # fmt: skip
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        json.dumps({"name": "g", "base": [str(p) for p in TINY], "token_budgets": [100], "archs": arms})
+    )
+    runs = {r.name: r for r in plan_runs(load_grid(grid), tmp_path / "sweep", measure=False)}
+    assert sorted(runs) == ["lstm-d16-100", "lstm_noattn-d16-100"]
+    arm = runs["lstm_noattn-d16-100"]
+    cfg = load_config(arm.configs, arm.overrides)
+    assert arm.arch == cfg.arm == "lstm_noattn" and cfg.model["arch"] == "lstm"
+    assert cfg.model["reverse_source"] is True and cfg.model["attention"] is False
+    plain = runs["lstm-d16-100"]
+    assert load_config(plain.configs, plain.overrides).arm is None
+    arms["lstm_noattn"]["arch"] = "lstmm"
+    grid.write_text(
+        json.dumps({"name": "g", "base": [str(p) for p in TINY], "token_budgets": [100], "archs": arms})
+    )
+    with pytest.raises(SweepError, match=r"key 'archs\.lstm_noattn\.arch': unknown architecture 'lstmm'"):
+        load_grid(grid)
