@@ -231,8 +231,8 @@ def write_report(
     from pipeline.scaling.report_sections import analysis_sections
 
     # each [] when the sweep has none
-    extra = [*analysis_sections(sweep, out), *paired_section(records), *grad_reach_section(sweep_dir, out),
-             *time_md.splitlines()]  # fmt: skip
+    extra = [*analysis_sections(sweep, out), *paired_section(records), *time_md.splitlines(),
+             *grad_reach_section(sweep_dir, out)]  # fmt: skip
     caveats = markdown.index("## Caveats")
     path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])
     return path

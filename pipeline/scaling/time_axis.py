@@ -63,7 +63,7 @@ def measured_curves(records: Sequence[RunRecord], n_boot: int = 0) -> dict[str, 
     groups: dict[str, dict[str, list[tuple[RunRecord, float, str]]]] = {}
     for r in records:
         hs = hardware_seconds(r)
-        if hs is not None:
+        if hs is not None and hs[1] > 0:  # a record with no measured time (0 s) has no place on a log axis
             groups.setdefault(hs[0], {}).setdefault(r.arch, []).append((r, hs[1], hs[2]))
     out: dict[str, dict[str, Any]] = {}
     for device, archs in sorted(groups.items()):
@@ -96,14 +96,18 @@ def first_behind(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     behind there."""
     xa, la = np.array(a["x"])[a["frontier"]], np.array(a["loss"])[a["frontier"]]
     xb, lb = np.array(b["x"])[b["frontier"]], np.array(b["loss"])[b["frontier"]]
+    if not xa.size or not xb.size:
+        return None
     grid = np.unique(np.concatenate([xa, xb]))
     lo, hi = common_range(a, b)
+    lo = max(lo, float(xa.min()), float(xb.min()))  # below a frontier's first point it has no best loss yet
     if lo > hi:  # no budget both reached: nothing to compare (the caller says which side is dearer)
         return None
     grid = grid[(grid >= lo) & (grid <= hi)]
 
     def best(x: np.ndarray, loss: np.ndarray, budget: float) -> float:
-        return float(loss[x <= budget].min())
+        within = loss[x <= budget]
+        return float(within.min()) if within.size else math.inf
 
     behind = [best(xa, la, h) > best(xb, lb, h) for h in grid]
     if not behind or not behind[-1]:
@@ -116,6 +120,8 @@ def first_behind(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 
 def common_range(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
     """The budgets both curves cover: from the larger of their smallest to the smaller of their largest."""
+    if not a["x"] or not b["x"]:
+        return math.inf, -math.inf  # an empty curve covers nothing
     return max(min(a["x"]), min(b["x"])), min(max(a["x"]), max(b["x"]))
 
 
@@ -126,7 +132,7 @@ def _vs_reference(curves: dict[str, dict[str, Any]], scale: float) -> dict[str, 
     if ref is None:
         return out
     for arch, c in curves.items():
-        if arch == REFERENCE_ARCH:
+        if arch == REFERENCE_ARCH or not c["x"] or not ref["x"]:
             continue
         fb = first_behind(c, ref)
         entry: dict[str, Any] = {"first_behind": None if fb is None else fb * scale, "fit_crossings": [],
@@ -185,6 +191,10 @@ def draw_time_plot(measured: dict[str, dict[str, Any]], projected: dict[str, Any
     archs = sorted({a for _, curves, _ in panels for a in curves})
     colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(archs)}
     for ax, (title, curves, unit) in zip(axes[0], panels, strict=True):
+        if not any(c["x"] for c in curves.values()):
+            ax.set(title=title, xlabel=unit)
+            ax.text(0.5, 0.5, "no runs with a time", ha="center", va="center", transform=ax.transAxes)
+            continue
         for arch, c in curves.items():
             ax.scatter(c["x"], c["loss"], color=colors[arch], alpha=0.3, s=12)
             fx = [c["x"][i] for i in c["frontier"]]
@@ -212,6 +222,9 @@ def time_axis_section(records: Sequence[RunRecord], out_dir: str | Path, n_boot:
                       context_lengths: Sequence[int | None] = CONTEXT_LENGTHS) -> tuple[dict[str, Any], str]:  # fmt: skip
     """(the "time_axis" entry for fit.json, the report's markdown section); draws time_vs_loss.png in out_dir."""
     out_dir = Path(out_dir)
+    if not records:
+        note = "no fitted runs (every run was left out, e.g. as having learned nothing)"
+        return {"note": note}, f"## Loss against time\n\nNot drawn: {note}.\n"
     measured = measured_curves(records, n_boot)
     projected = {acc: {str(ctx or "own"): projected_curves(records, acc, ctx, n_boot) for ctx in context_lengths}
                  for acc in accelerators}  # fmt: skip
