@@ -12,7 +12,8 @@
 # spool, pid and log file; n1/n2 go into /etc/hosts while the cluster runs (Lightning takes the master address from
 # the node list, so the names must resolve). Default ports differ from the one-node mode's (6917-6919 vs 6817-6818)
 # so both clusters can run at once; SLURM_LOCAL_CTLD_PORT / SLURM_LOCAL_SLURMD_PORT (n2: +1) override them, and
-# SLURM_LOCAL_FIRST_JOB_ID the first job id (Lightning derives MASTER_PORT from the job id).
+# SLURM_LOCAL_FIRST_JOB_ID the first job id (Lightning derives MASTER_PORT from the job id). n2's slurmd runs without
+# the capabilities that let root ignore file modes (see below).
 # Needs root and Debian's slurmctld/slurmd/slurm-client/munge (scripts/install_slurm.sh). Why each slurm.conf
 # setting is there: ../../shared/notes/slurm-local.md (measured on this machine).
 set -euo pipefail
@@ -145,10 +146,14 @@ EOF
   else
     add_hosts
     mkdir -p "$state/spool/n1" "$state/spool/n2"
-    for n in n1 n2; do
-      slurmd -D -N "$n" -f "$SLURM_CONF" >"$state/$n.out" 2>&1 &
-      echo "slurmd $!" >>"$pids"
-    done
+    slurmd -D -N n1 -f "$SLURM_CONF" >"$state/n1.out" 2>&1 &
+    echo "slurmd $!" >>"$pids"
+    # n2 without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH: its (root) tasks obey file modes, so a test can make a
+    # directory unreadable on n2 only (chmod 000), the one way two nodes on one file system can see it differently.
+    # setpriv execs slurmd, so $! is slurmd's PID.
+    setpriv --inh-caps=-dac_override,-dac_read_search --bounding-set=-dac_override,-dac_read_search \
+      slurmd -D -N n2 -f "$SLURM_CONF" >"$state/n2.out" 2>&1 &
+    echo "slurmd $!" >>"$pids"
   fi
 
   local idle

@@ -190,3 +190,27 @@ def test_status_of_forgotten_job_and_pending_array_range(
 
     records = [{"ArrayTaskId": "0", "JobState": "RUNNING"}, {"ArrayTaskId": "1-2", "JobState": "PENDING"}]
     assert array_task_record(records, 2) == records[1] and array_task_record(records, 3) is None
+
+
+def test_status_names_nodes_of_a_running_multi_node_job_without_a_started_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multi-node template records each task's start; a RUNNING job's node without a record is named."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = "JobId=9 JobState=RUNNING Restarts=1 NumNodes=2 NodeList=n[1-2] StartTime=2026-01-01T00:00:00"
+    (bin_dir / "scontrol").write_text(
+        f'#!/bin/sh\nif [ "$2" = hostnames ]; then printf "n1\\nn2\\n"; else echo "{record}"; fi\n'
+    )
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    job = build_job(ClusterDefaults(), [config(tmp_path)], [], workdir=tmp_path, python="python", nodes=2)
+    job.slurm_dir.mkdir(parents=True)
+    (job.slurm_dir / "job.sbatch").write_text(render(job))
+    (job.slurm_dir / "jobs.txt").write_text("9\t2026-01-01T00:00:00\tjob.sbatch\n")
+    (job.slurm_dir / "tasks.9.0").write_text("n1 0 100 0\nn2 1 101 0\n")  # the first start: both ran
+    (job.slurm_dir / "tasks.9.1").write_text("n1 0 200 0\n")  # this start (Restarts=1): n2 never did
+    [row] = status_rows([job.run_dir])
+    assert row.state.startswith("RUNNING (n2: task not started after ") and row.state.endswith(" s)")
+    (job.slurm_dir / "tasks.9.1").write_text("n1 0 200 0\nn2 1 201 0\n")
+    assert status_rows([job.run_dir])[0].state == "RUNNING"
