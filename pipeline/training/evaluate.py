@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -39,7 +39,7 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
     from pipeline.training.run_data import loader_max_len
 
     if cfg.data.task == "lm":
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.data.dir}: data.task=lm has no translations to score (BLEU/chrF); see valid/loss"
         )
     loader = build_loader(
