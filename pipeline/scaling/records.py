@@ -223,8 +223,21 @@ def load_records(sweep_dir: str | Path) -> list[RunRecord]:
     return loaded.records
 
 
+def json_safe(data: Any) -> Any:
+    """`data` with every NaN or infinite float as None: JSON has no NaN (an undetermined value is null)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(v) for v in data]
+    return data
+
+
 def save_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON via a temp file + rename, so a reader (or a preempted job) never sees half a file."""
+    """Write JSON via a temp file + rename, so a reader (or a preempted job) never sees half a file; NaN and
+    infinities are written as null."""
+    data = json_safe(data)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -4,6 +4,7 @@ the SLURM array rendering and its per-task entry point, and grid-file errors."""
 from __future__ import annotations
 
 import json
+import shutil
 import shlex
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def swept(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return grid, tmp / "sweep"
 
 
-def test_tiny_sweep_writes_records_and_fits_to_a_report(swept: tuple[Path, Path], tiny_data: Path) -> None:
+def test_tiny_sweep_writes_records_and_fits_to_a_report(
+    swept: tuple[Path, Path], tiny_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, sweep = swept
     loaded = load_sweep(sweep)
     assert loaded.skipped == []
@@ -62,12 +65,29 @@ def test_tiny_sweep_writes_records_and_fits_to_a_report(swept: tuple[Path, Path]
         len({r.tokens for r in loaded.records}) == 1
     )  # same seeded stream: one budget = same tokens for all
 
+    # Seconds of training on 1,500 tokens learn no more than token frequencies: every record says so, and the
+    # fit leaves them all out and counts them.
+    assert all(r.unigram_entropy and r.final_valid_loss >= r.unigram_entropy for r in loaded.records)
+    assert all(r.seed == 7 and r.lr and r.valid_curve and r.timing["tokens_per_s"] > 0 for r in loaded.records)
+    assert {r.hardware["device_type"] for r in loaded.records} == {"cpu"}
+    assert cli(["scaling", "fit", str(sweep), "--n-boot", "10", "--out", str(sweep.parent / "flagged")]) == 2
+    assert "every run learned nothing (final loss >= unigram entropy): nothing to fit" in capsys.readouterr().err
+
+    # The fitting path itself, on the same records as if they carried no entropy (records written before it).
+    unflagged = sweep.parent / "unflagged"
+    shutil.copytree(sweep, unflagged)
+    for path in unflagged.glob("*/result.json"):
+        record = json.loads(path.read_text())
+        record.pop("unigram_entropy")
+        path.write_text(json.dumps(record))
+    sweep = unflagged
     assert cli(["scaling", "fit", str(sweep), "--n-boot", "10"]) == 0
     fit = json.loads((sweep / "fit.json").read_text())
     assert fit["n_runs"] == 6 and sorted(fit["archs"]) == list(ARCHS)
     assert fit["archs"]["lstm"]["fits"]["chinchilla"]["underdetermined"]  # one budget, two sizes: said so
     report_dir = sweep.parent / "report"
     assert cli(["scaling", "report", str(sweep), "--out", str(report_dir), "--n-boot", "10"]) == 0
+    assert (report_dir / "fit.json").is_file() and (report_dir / "report.md").is_file()
     text = (report_dir / "report.md").read_text()
     assert "6 finished runs" in text and "plans 6 runs, so 0 have no result yet" in text
     assert "underdetermined" in text
