@@ -88,12 +88,17 @@ def _demo(args: argparse.Namespace) -> int:
     print("[demo] fitting scaling laws (bootstrap CIs) and drawing the report", flush=True)
     from pipeline.scaling.report_markdown import write_report
 
-    report = write_report(sweep_dir, out / "report", n_boot=args.n_boot)
+    try:
+        report: Path | None = write_report(sweep_dir, out / "report", n_boot=args.n_boot)
+        no_fit = None
+    except ValueError as err:  # e.g. every run learned nothing: the summary still shows the runs and says why
+        report, no_fit = None, str(err)
+        print(f"[demo] no scaling fit: {no_fit}", file=sys.stderr)
     shown = json.loads((showcase_dir / "summary.json").read_text())
     total = time.perf_counter() - started
     from pipeline.demo_summary import write_summary
 
-    path = write_summary(out, sweep_dir, report, shown, total)
+    path = write_summary(out, sweep_dir, report, shown, total, no_fit)
     print(path.read_text())
     print(f"[demo] {total:.0f} s in all; wrote {path}")
     return 0 if sweep_status == 0 else 1

@@ -44,7 +44,11 @@ def fit_rows(fit: dict[str, Any]) -> list[str]:
     return rows
 
 
-def write_summary(out: Path, sweep_dir: Path, report: Path, showcase: dict[str, Any], total_s: float) -> Path:
+def write_summary(out: Path, sweep_dir: Path, report: Path | None, showcase: dict[str, Any], total_s: float,
+                  no_fit: str | None = None) -> Path:  # fmt: skip
+    """`out/summary.md`; `report` None (with `no_fit`, the reason) when the sweep could not be fitted."""
+    if report is None:
+        return _write(out / "summary.md", _unfitted(sweep_dir, total_s, no_fit) + showcase_section(showcase))
     fit = json.loads((report.parent / "fit.json").read_text())
     n_runs = fit.get("n_runs", 0)
     nothing = fit.get("learned_nothing", {}).get("count", 0)
@@ -89,9 +93,34 @@ def write_summary(out: Path, sweep_dir: Path, report: Path, showcase: dict[str, 
         "cluster should run.",
         "",
     ]
-    path = out / "summary.md"
-    path.write_text("\n".join(lines))
+    return _write(out / "summary.md", lines)
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _unfitted(sweep_dir: Path, total_s: float, why: str | None) -> list[str]:
+    """The page's head when nothing could be fitted: every run's final loss against its unigram entropy."""
+    from pipeline.scaling.records import load_records
+
+    rows = [
+        f"| {r.run} | {r.non_embedding_params:,} | {r.tokens:,} | {r.final_valid_loss:.3f} | "
+        + (f"{r.unigram_entropy:.3f} |" if r.unigram_entropy else "- |")
+        for r in load_records(sweep_dir)
+    ]
+    return [
+        "# pipeline demo: where does recurrence stop scaling? (in miniature)",
+        "",
+        f"Wall time {total_s / 60:.1f} min. **No scaling law was fitted:** {why}. The budgets of this grid are "
+        "too small for its models to learn more than token frequencies; raise `token_budgets`.",
+        "",
+        "| run | non-embedding params | tokens | final valid loss | unigram entropy |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def showcase_section(s: dict[str, Any]) -> list[str]:

@@ -29,12 +29,13 @@ def test_demo_runs_the_loop_and_writes_one_summary(
     assert cli(argv) == 0
     out = tmp_path / "demo"
     summary = (out / "summary.md").read_text()
+    # Seconds of training on the tiny slice learn no more than token frequencies: the demo says so instead of
+    # fitting (tests/integration/test_sweep.py covers the fits on the same kind of records).
+    assert "No scaling law was fitted" in summary and "every run learned nothing" in summary
     for arch in ("lstm", "residual_lstm", "transformer"):
-        assert f"| {arch} | 2 |" in summary  # two sizes each, fitted
-    assert "alpha_C" in summary and "What this miniature can and cannot show" in summary
-    assert "![loss against training compute" in summary and (out / "report/loss_vs_compute.png").is_file()
+        assert f"| {arch}-d16-1500 |" in summary and f"| {arch}-d32-1500 |" in summary
     assert "| source (English) | model (French) | reference |" in summary
-    assert (out / "report/fit.json").is_file() and not (out / "sweep/fit.json").exists()
+    assert "## The showcase: transformer trained for 6 steps" in summary
     runs = [p.parent for p in (out / "sweep").glob("*/result.json")]
     assert len(runs) == 6
     for run_dir in [*runs, out / "showcase"]:  # one offline W&B run per model
