@@ -3,7 +3,7 @@
 Documents. From the embedded corpus, ``bible:4+k+3`` (any public-domain codes joined by ``+``): each translation's
 book is one document (its verses joined by spaces, chapters by newlines). Translations share their content, so the
 *same* books are held out in every translation (valid = ``VALID_BOOKS``, test = ``TEST_BOOKS``, as for translation).
-From a user's text file (``text:FILE``): its non-empty lines are cut into contiguous train / valid / test blocks (by
+From a user's text (``text:FILE``, a file or a directory of files, gzip/xz allowed): its non-empty lines are cut into contiguous train / valid / test blocks (by
 ``valid_frac`` / ``test_frac``, never interleaved) and each block is one document.
 
 Windows. Each split's documents are tokenized and concatenated, each followed by EOS, and cut into windows of
@@ -28,11 +28,10 @@ from pipeline.data.corpus import (
     VALID_BOOKS,
     CorpusSource,
     _block_bounds,
-    _existing,
-    _read_lines,
     bible_db_path,
     clean_text,
 )
+from pipeline.data.readers import Malformed, decode_line, expand, raw_lines
 from pipeline.data.shard_writer import Record
 from pipeline.data.tokenizer import EOS_ID, TextTokenizer
 
@@ -60,8 +59,12 @@ def parse_bible_lm_spec(spec: str) -> tuple[str, ...]:
     return codes
 
 
-def load_documents(source: CorpusSource) -> dict[str, list[Document]]:
-    """Split -> documents, in corpus order (see the module docstring)."""
+def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> dict[str, list[Document]]:
+    """Split -> documents, in corpus order (see the module docstring).
+
+    ``text:`` may be a file or a directory of files (sorted by name, read as one text), gzip/xz allowed; lines that
+    are not UTF-8 are counted in ``malformed`` with file and line (``readers.py``).
+    """
     if source.bible is not None and "-" in source.bible:
         raise ValueError(
             f"data.task=lm reads monolingual text, not the translation pair {source.bible}: use "
@@ -70,7 +73,12 @@ def load_documents(source: CorpusSource) -> dict[str, list[Document]]:
     if source.bible is not None:
         return _bible_documents(parse_bible_lm_spec(source.bible))
     if source.text is not None:
-        lines = [line for line in map(clean_text, _read_lines(_existing(source.text))) if line]
+        malformed = malformed if malformed is not None else Malformed()
+        lines = [
+            line
+            for path, number, data in raw_lines(expand(source.text))
+            if (text := decode_line(path, number, data, malformed)) is not None and (line := clean_text(text))
+        ]
         bounds = _block_bounds(len(lines), source.valid_frac, source.test_frac)
         return {
             name: [(f"{name}block", "\n".join(lines[a:b]))] if b > a else []
@@ -134,11 +142,13 @@ def lm_records(
 
     from pipeline.data.tokenizer import train_tokenizer
 
-    docs = load_documents(source)
+    malformed = Malformed()
+    docs = load_documents(source, malformed)
     if not docs["train"]:
         raise ValueError(f"corpus {source.spec} has no training text")
     tokenizer = train_tokenizer((text for _, text in docs["train"]), vocab_size)
-    records, sizes, extra = {}, {}, {"task": "lm", "context": context}
+    records, sizes = {}, {}
+    extra: dict = {"task": "lm", "context": context, "malformed": malformed.to_manifest()}
     for split in SPLITS:
         stream = token_stream(tokenizer, docs[split])
         check_context(context, len(stream), split, source.spec)

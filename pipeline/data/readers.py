@@ -73,7 +73,7 @@ def raw_lines(paths: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
             raise ValueError(f"cannot read {path}: {exn}") from exn
 
 
-def _decode(path: Path, number: int, data: bytes, malformed: Malformed) -> str | None:
+def decode_line(path: Path, number: int, data: bytes, malformed: Malformed) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exn:
@@ -89,7 +89,7 @@ def parallel_pairs(src: Path, tgt: Path, malformed: Malformed) -> Iterator[tuple
     """Cleaned (key, source, target) of two line-aligned files (or dirs); the caller checks equal line counts."""
     src_lines, tgt_lines = raw_lines(expand(src)), raw_lines(expand(tgt))
     for i, ((sp, sn, sb), (tp, tn, tb)) in enumerate(zip(src_lines, tgt_lines)):  # noqa: B905 (counted first)
-        s, t = _decode(sp, sn, sb, malformed), _decode(tp, tn, tb, malformed)
+        s, t = decode_line(sp, sn, sb, malformed), decode_line(tp, tn, tb, malformed)
         if s is None or t is None:
             continue
         s, t = clean_text(s), clean_text(t)
@@ -100,7 +100,7 @@ def parallel_pairs(src: Path, tgt: Path, malformed: Malformed) -> Iterator[tuple
 def tsv_pairs(path: Path, malformed: Malformed) -> Iterator[tuple[str, str, str]]:
     """Cleaned (key, source, target) of ``source<TAB>target`` lines (a file or a dir of files)."""
     for i, (p, number, data) in enumerate(raw_lines(expand(path))):
-        text = _decode(p, number, data, malformed)
+        text = decode_line(p, number, data, malformed)
         if text is None or not text.strip():
             continue
         fields = text.split("\t")

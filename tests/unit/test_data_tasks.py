@@ -158,3 +158,20 @@ def test_cli_task_flags(text_file: Path, tmp_path: Path) -> None:
     args = parser.parse_args(["--text", str(text_file), "--out", str(tmp_path / "o"), "--vocab-size", "300",
                               "--task", "lm", "--context", "32"])  # fmt: skip
     assert run_prepare(args) == 0 and read_manifest(tmp_path / "o")["context"] == 32
+
+
+def test_lm_reads_a_directory_of_text_files_and_counts_bad_lines(text_file: Path, tmp_path: Path) -> None:
+    import gzip
+
+    lines = text_file.read_bytes().splitlines(keepends=True)
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "a.txt").write_bytes(b"".join(lines[:200]))
+    (tmp_path / "books" / "b.txt.gz").write_bytes(gzip.compress(b"".join(lines[200:]) + b"bad \xff line\n"))
+    one = prepare(CorpusSource(text=text_file, valid_frac=0.1, test_frac=0.1), tmp_path / "one", vocab_size=300,
+                  task="lm", context=64)  # fmt: skip
+    many = prepare(CorpusSource(text=tmp_path / "books", valid_frac=0.1, test_frac=0.1), tmp_path / "many",
+                   vocab_size=300, task="lm", context=64)  # fmt: skip
+    assert many["malformed"]["count"] == 1 and many["malformed"]["first"][0].startswith(
+        f"{tmp_path / 'books' / 'b.txt.gz'}:201: not UTF-8"
+    )
+    assert many["dataset_hash"] == one["dataset_hash"]  # the same windows as the single file
