@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import BenchSettings, machine_info, spread
+from benchmarks.seq_len import models as seq_len_models
 from pipeline.models import build_model, greedy_decode
 from pipeline.models.decode import greedy_decode_full_rerun
 
@@ -47,19 +48,6 @@ SLOW_OLD_TOKENS = 512  # above this T the O(T^2)/O(T^3) re-run is timed once, no
 
 def profile_for(settings: BenchSettings) -> dict[str, Any]:
     return PROFILES["quick" if settings.quick else settings.device]
-
-
-def model_configs(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    common = {"vocab_size": VOCAB, "d_model": p["d_model"], "n_layers": p["n_layers"], "dropout": 0.0}
-    return {
-        "lstm": {"arch": "lstm", "attention": True, **common},
-        "transformer": {
-            "arch": "transformer",
-            "n_heads": p["n_heads"],
-            "max_len": max(p["lengths"]),
-            **common,
-        },
-    }
 
 
 def timed(
@@ -88,7 +76,7 @@ def run(
     src = torch.randint(4, VOCAB, (p["batch"], p["src_len"]), generator=g).to(device)
     mask = torch.ones_like(src, dtype=torch.bool)
     rows = []
-    for arch, cfg in model_configs(p).items():
+    for arch, cfg in seq_len_models(p).items():
         torch.manual_seed(0)
         model = build_model(**cfg).to(device).eval()
         greedy_decode(
@@ -134,7 +122,8 @@ def run(
         "machine": machine,
         "profile": p,
         "models": {
-            arch: {**cfg, "params": build_model(**cfg).num_params()} for arch, cfg in model_configs(p).items()
+            arch: {**cfg, "params": build_model(**cfg).num_params()}
+            for arch, cfg in seq_len_models(p).items()
         },
         "rows": rows,
     }

@@ -20,22 +20,26 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline.models.minlstm import H0, MinLSTMLayer, minlstm_sequential
 from pipeline.models.recurrent_cell import CustomLSTM
+from pipeline.training.throughput import cpu_name
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def machine(device: torch.device) -> dict[str, Any]:
+    """Where a scan benchmark ran (bench_minlstm, bench_newton)."""
+    return {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1m_at_end": os.getloadavg()[0],
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> float:
@@ -98,14 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "what": "one layer, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "machine": {
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1m_at_end": os.getloadavg()[0],
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "machine": machine(device),
         "batch": a.batch,
         "d_model": a.d_model,
         "repeats": a.repeats,

@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from benchmarks.bench_minlstm import cpu_name, timed
+from benchmarks.bench_minlstm import machine, timed
 from pipeline.models.newton_lstm import NewtonLSTM, NewtonSettings, newton_flops_per_token, newton_step_stats
 from pipeline.models.recurrent_cell import CustomLSTM
 
@@ -173,13 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "what": "one LSTM stack, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "machine": {
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1m_at_end": os.getloadavg()[0],
-            "torch": torch.__version__,
-            "python": platform.python_version(),
+        "machine": machine(device)
+        | {
             "note": "shared machine: other jobs ran at the same time" if device.type == "cpu" else "",
         },
         "batch": a.batch,

@@ -54,14 +54,10 @@ def machine_info(settings: BenchSettings) -> dict[str, Any]:
     """CPU model, cores, torch/lightning versions, threads and (if any) the GPU: stored with every result."""
     import lightning
 
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from pipeline.training.throughput import cpu_name
+
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -171,12 +171,13 @@ def hardware_descriptor(device: torch.device, world_size: int, precision: str) -
             (k for k in ("h200", "h100", "a100", "l40s", "a10", "v100", "t4") if k in lowered), "cuda"
         )
     else:
-        name, kind = _cpu_name(), "cpu"
+        name, kind = cpu_name(), "cpu"
     return {"device": name, "device_type": kind, "count": world_size, "precision": precision,
             "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), for hardware descriptors and benchmark results."""
     try:
         for line in open("/proc/cpuinfo"):  # noqa: SIM115 - a short read of a proc file
             if line.startswith("model name"):
