@@ -91,6 +91,16 @@ def _accelerator(cfg: RunConfig) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def _quiet_known_warnings() -> None:
+    """Warnings that say nothing about the run: Lightning's hint to use `srun` on any machine that has SLURM
+    installed (a local run is meant to be local), and a deprecation inside Lightning's own pytree helper."""
+    import warnings
+
+    if "SLURM_JOB_ID" not in os.environ:
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def _lstm_recurrence_dtype(cfg: RunConfig) -> str:
     """The dtype cuDNN's LSTM kernels run in under this precision: bf16 only from cuDNN 9.13 (PyTorch #164411;
     #116925 and #88136 show the failure before it), else float32 with a warning (pipeline/cost/precision.py)."""
@@ -275,6 +285,7 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
 
     run_dir = cfg.resolved_run_dir
     os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
+    _quiet_known_warnings()
     # refuses unverified, foreign or missing state; --resume fresh moves the previous state aside
     ckpt_path = resume_checkpoint(resume, cfg)
     if ckpt_path is not None and cfg.train.strategy == "deepspeed":
