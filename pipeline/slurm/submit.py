@@ -43,10 +43,14 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-node", type=int, help="GPUs per node; one task per GPU")
     parser.add_argument("--ntasks-per-node", type=int, dest="tasks_per_node", metavar="N",
                         help="tasks per node when there are no GPUs (CPU/gloo runs); default: gpus-per-node or 1")  # fmt: skip
-    parser.add_argument("--cpus-per-task", type=int, help="CPU cores per task (default: cluster file, else SLURM's)")
+    parser.add_argument(
+        "--cpus-per-task", type=int, help="CPU cores per task (default: cluster file, else SLURM's)"
+    )
     parser.add_argument("--mem", help="memory per node, e.g. 64G")
     parser.add_argument("--time", help="time limit, e.g. 24:00:00")
-    parser.add_argument("--partition", help="SLURM partition (default: cluster file, else the cluster's default)")
+    parser.add_argument(
+        "--partition", help="SLURM partition (default: cluster file, else the cluster's default)"
+    )
     parser.add_argument("--account", help="SLURM account to charge (default: cluster file, if any)")
     parser.add_argument("--array", metavar="SPEC",
                         help="submit a job array over the lines of <sweep_dir>/array_configs.txt, e.g. 0-9%%4")  # fmt: skip
@@ -93,17 +97,29 @@ def check_run_config(job: JobSpec) -> None:
     """Load the job's run config as `pipeline train` will on the node (its files, the job's and the user's
     overrides), minus the GPU check: a typo or an out-of-range value is a LaunchError now, before any script.
 
-    Imports torch (the model registry checks the model keys): a second or two, once per submission. Array tasks
-    are checked by `pipeline sweep` when it plans them; `--task` lines are the user's own.
+    Imports torch (the model registry checks the model keys): a second or two, once per submission.
     """
+    _check_config(job.configs, [*trainer_overrides(job), *job.overrides], "run config")
+
+
+def check_task_configs(job: JobSpec, tasks: list[list[str]]) -> None:
+    """Every array task's config (its line's files and `key=value` overrides, as the array template splits them),
+    loaded like `check_run_config`: a bad line is named with its task index and file before anything is rendered."""
+    for index, words in enumerate(tasks):
+        configs = [w for w in words if "=" not in w]
+        overrides = [w for w in words if "=" in w]
+        _check_config(configs, [*trainer_overrides(job), *overrides], f"{job.task_file} task {index}")
+
+
+def _check_config(configs: list[str], overrides: list[str], what: str) -> None:
     from pipeline.config import load_config
 
     try:
-        load_config(job.configs, [*trainer_overrides(job), *job.overrides], check_gpu=False)
+        load_config(configs, overrides, check_gpu=False)
     except LaunchError:
         raise
     except ConfigError as err:
-        raise LaunchError(f"run config: {err}") from err
+        raise LaunchError(f"{what}: {err}") from err
 
 
 def prepare(args: argparse.Namespace) -> tuple[Path, str, str]:
@@ -122,7 +138,10 @@ def prepare(args: argparse.Namespace) -> tuple[Path, str, str]:
     if job.array is not None:
         if args.task:
             write_tasks(job.task_file, [shlex.split(line) for line in args.task])
-        check_array(job, len(read_tasks(job.task_file)))
+        tasks = read_tasks(job.task_file)
+        check_array(job, len(tasks))
+        if job.command is None:  # the real trainer runs each line: a bad one must fail now, not on the node
+            check_task_configs(job, tasks)
     elif job.command is None:  # the real trainer: its config must load here, not fail when the job starts
         check_run_config(job)
     text = render(job)

@@ -142,11 +142,29 @@ def test_dry_run_prints_script_and_submits_nothing(
     assert (tmp_path / "runs/demo/slurm/jobs.txt").read_text().startswith("4242\t")
 
 
-def test_task_flags_write_the_task_file_and_imply_the_array(tmp_path: Path, fake_sbatch: Path) -> None:
-    argv = ["submit", "--config", config(tmp_path, "sweep"), "--task", "a.yaml lr=1", "--task", "b c.yaml"]
+def test_task_flags_write_the_task_file_and_imply_the_array(
+    tmp_path: Path, fake_sbatch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = config(tmp_path, "a"), config(tmp_path, "b")
+    argv = ["submit", "--config", config(tmp_path, "sweep"), "--task", f"{a} optim.lr=1e-3", "--task", b]
     assert cli(argv) == 0
-    assert (tmp_path / "runs/sweep/array_configs.txt").read_text() == "a.yaml lr=1\nb c.yaml\n"
+    assert (tmp_path / "runs/sweep/array_configs.txt").read_text() == f"{a} optim.lr=1e-3\n{b}\n"
     assert "#SBATCH --array=0-1" in (tmp_path / "runs/sweep/slurm/job.sbatch").read_text()
+    # every task line is loaded like the trainer will: a bad key or value fails here, naming the task
+    capsys.readouterr()
+    bad = [
+        "submit",
+        "--config",
+        config(tmp_path, "sweep"),
+        "--task",
+        a,
+        "--task",
+        f"{b} optim.lr=-1",
+        "--dry-run",
+    ]
+    assert cli(bad) == 2
+    err = capsys.readouterr().err
+    assert "array_configs.txt task 1:" in err and "optim.lr" in err
 
 
 def test_bad_combinations_are_clear_errors(tmp_path: Path) -> None:
@@ -155,7 +173,7 @@ def test_bad_combinations_are_clear_errors(tmp_path: Path) -> None:
         build_job(ClusterDefaults(), cfg, gpus_per_node=4, tasks_per_node=2)
     with pytest.raises(LaunchError, match="config file not found: nope.yaml"):
         build_job(ClusterDefaults(), ["nope.yaml"])
-    write_tasks(tmp_path / "runs/sweep/array_configs.txt", [["a.yaml"], ["b.yaml"]])
+    write_tasks(tmp_path / "runs/sweep/array_configs.txt", [[config(tmp_path, "a")], [config(tmp_path, "b")]])
     assert cli(["submit", "--config", config(tmp_path, "sweep"), "--array", "0-2", "--dry-run"]) == 2
     with pytest.raises(LaunchError, match="expected e.g."):
         parse_array_spec("zero-two")
