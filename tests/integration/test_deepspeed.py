@@ -88,11 +88,13 @@ def assert_same_losses(a: Path, b: Path) -> None:
         (3, "transformer", ()),
         (3, "lstm_no_cell_residual", ()),  # the ablations (issue 9): the custom cell's hand-written backward
         (3, "minlstm", ()),  # and the parallel scan, on partitioned parameters
+        # the Newton solver (issue 21) on partitioned weights, against the sequential LSTM under DDP
+        (3, "lstm", ("model.recurrence=newton",)),
     ],
 )
 def test_zero_stage_matches_ddp(runs, stage: int, arch: str, extra: tuple[str, ...]) -> None:
     ddp = runs(f"ddp-{arch}", arch, "train.strategy=ddp")
-    ds = runs(f"zero{stage}-{arch}", arch, *zero(stage, *extra))
+    ds = runs("-".join([f"zero{stage}-{arch}", *extra]), arch, *zero(stage, *extra))
     assert_same_losses(ddp, ds)
     effective = json.loads((ds / "deepspeed_config.json").read_text())
     assert effective["zero_optimization"]["stage"] == stage and effective["gradient_clipping"] == 1.0
