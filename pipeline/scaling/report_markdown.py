@@ -220,8 +220,12 @@ def write_report(
     records = [r for af in sweep.archs.values() for r in af.records]
     from pipeline.scaling.time_axis import time_axis_section
 
-    time_fit, time_md = time_axis_section(records, out, n_boot=n_boot)  # measured seconds + projected GPU-hours
-    save_json_atomic(out / "fit.json", sweep_to_dict(sweep) | {"time_axis": time_fit})  # into --out, not the sweep
+    time_fit, time_md = time_axis_section(
+        records, out, n_boot=n_boot
+    )  # measured seconds + projected GPU-hours
+    save_json_atomic(
+        out / "fit.json", sweep_to_dict(sweep) | {"time_axis": time_fit}
+    )  # into --out, not the sweep
     path = out / "report.md"
     from pipeline.scaling.grad_reach_report import grad_reach_section
     from pipeline.scaling.paired_runs import paired_section
@@ -231,8 +235,10 @@ def write_report(
     from pipeline.scaling.report_sections import analysis_sections
 
     # each [] when the sweep has none
-    extra = [*analysis_sections(sweep, out), *paired_section(records), *time_md.splitlines(),
-             *grad_reach_section(sweep_dir, out)]  # fmt: skip
+    from pipeline.scaling.source_length import source_length_section
+
+    extra = [*analysis_sections(sweep, out), *paired_section(records), *source_length_section(sweep_dir, records, out),
+             *time_md.splitlines(), *grad_reach_section(sweep_dir, out)]  # fmt: skip
     caveats = markdown.index("## Caveats")
     path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])
     return path
