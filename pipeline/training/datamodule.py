@@ -46,6 +46,14 @@ class StreamingDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         prepare_run_data(self.cfg.data)
 
+    def setup(self, stage: str) -> None:
+        """Every rank checks the prepared data before its first batch (manifest, tokenizer hash, split counts,
+        shard list; shard hashes are checked as each shard is opened): `prepare_data` runs on one rank only, and a
+        node may see another file system than the one that prepared the data."""
+        from pipeline.data.verify import verify_prepared
+
+        verify_prepared(self.cfg.data.dir)
+
     def _loader(self, split: str, infinite: bool) -> ShardLoader:
         d, trainer = self.cfg.data, self.trainer
         return build_loader(
