@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from pipeline.config import RunConfig, config_from_dict, to_dict
 from pipeline.data.tokenizer import PAD_ID
+from pipeline.training.run_data import target_width
 from pipeline.training.run_model import run_model
 from pipeline.training.schedule import lr_multiplier
 
@@ -97,7 +98,7 @@ class Seq2SeqModule(L.LightningModule):
         self._val_nll = self._val_nll.to(nll.device) + nll.sum()
         self._val_tokens = self._val_tokens.to(nll.device) + real.sum()
         # loss by target position (Kaplan et al. 2020, fig. 7): summed per position, averaged at epoch end
-        pos_len = self.cfg.data.max_len + 1
+        pos_len = target_width(self.cfg.data)  # the LM window, else the longest target + EOS
         pos_nll = torch.zeros(pos_len, device=nll.device)
         pos_cnt = torch.zeros(pos_len, device=nll.device)
         t = min(tgt.size(1), pos_len)
@@ -120,7 +121,7 @@ class Seq2SeqModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         # Token-weighted mean over *all* ranks: ranks may hold different numbers of validation batches, so we
         # reduce sums once here instead of syncing per step (which would deadlock on uneven batch counts).
-        pos_len = self.cfg.data.max_len + 1
+        pos_len = target_width(self.cfg.data)  # the LM window, else the longest target + EOS
         if self._val_pos_nll is None:
             self._val_pos_nll = torch.zeros(pos_len, device=self.device)
             self._val_pos_count = torch.zeros(pos_len, device=self.device)
@@ -148,7 +149,7 @@ class Seq2SeqModule(L.LightningModule):
 
         from pipeline.training.checkpoint_callbacks import gather_objects
 
-        width = self.cfg.data.max_len + 1
+        width = target_width(self.cfg.data)
         rows = [F.pad(r[:, :width], (0, max(0, width - r.size(1))), value=math.nan) for r in self._val_rows]
         local = (
             torch.cat(rows).numpy() if rows else np.zeros((0, width), np.float32),

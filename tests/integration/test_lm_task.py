@@ -136,8 +136,6 @@ def test_lm_resume_continues_exactly(lm_data: Path, tmp_path: Path) -> None:
         assert lb[step] == pytest.approx(la[step], rel=1e-6, abs=1e-7), f"train loss differs at step {step}"
 
 
-@pytest.mark.xfail(strict=True, reason="module.py still sizes per-token losses by data.max_len + 1: the lead wires "
-                   "pipeline.training.run_data.target_width(cfg.data) there (then drop this mark)")  # fmt: skip
 def test_lm_per_token_losses_are_one_row_per_window_of_context_positions(
     lm_data: Path, tmp_path: Path
 ) -> None:
