@@ -141,5 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(getattr(importlib.import_module(module), run_fn)(args) or 0)
 
 
+def entry() -> None:
+    """The `pipeline` console script and `python -m pipeline`: `main`, then the process ends the way a training
+    process must (`pipeline.training.trainer.exit_process`: no interpreter teardown after a distributed run).
+    In-process callers (tests) use `main`, which returns the status instead."""
+    status = main()
+    if "pipeline.training.trainer" in sys.modules:
+        sys.modules["pipeline.training.trainer"].exit_process(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 import lightning as L
 import torch
 
 from pipeline.config import load_config
-from pipeline.training.trainer import fit
+from pipeline.training.trainer import exit_process, fit
 
 
 def _tensor_bytes(values: Any) -> int:
@@ -78,7 +79,13 @@ def main() -> None:
     # a process group left alive past `fit` can abort the interpreter at exit (see train.release_process_group)
     record.info["process_group_left"] = torch.distributed.is_initialized()
     (run_dir / f"rank{record.rank}.json").write_text(json.dumps(record.info))
+    if record.rank == 0:  # exit_process does not wait for Lightning's rank processes: wait for their files here
+        deadline = time.monotonic() + 120
+        files = [run_dir / f"rank{r}.json" for r in range(record.info.get("world_size", 1))]
+        while not all(f.exists() for f in files) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":
     main()
+    exit_process(0)  # the way `pipeline train` ends: no interpreter teardown after a distributed run

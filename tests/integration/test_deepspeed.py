@@ -241,7 +241,7 @@ def test_generated_config_follows_run_config_and_user_json(tiny_data: Path, tmp_
     assert "gradient_accumulation_steps" not in strategy.config  # Lightning sets it from train.accumulate
 
     for bad, match in [({"zero_optimization": {"stage": 1}}, "train.zero_stage"),
-                       ({"gradient_accumulation_steps": 2}, "train.accumulate"), ([1], "JSON object")]:  # fmt: skip
+                       ({"gradient_accumulation_steps": 2}, "train.accumulate"), ([1], "must be a mapping")]:  # fmt: skip
         user.write_text(json.dumps(bad))
         with pytest.raises(ConfigError, match=match):
             effective_config(cfg, "cpu")
