@@ -37,7 +37,7 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
 
     os.environ["WANDB_MODE"] = cfg.logging.wandb_mode
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbLogger(
+    logger = WandbLogger(
         project=cfg.logging.project,
         entity=cfg.logging.entity,
         name=cfg.name,
@@ -48,6 +48,35 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
         offline=cfg.logging.wandb_mode == "offline",
         config={"slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0"))},
     )
+    start_with_retry(logger)
+    return logger
+
+
+RUN_IN_USE_WAIT_S = 60.0
+
+
+def start_with_retry(logger: Any, wait_s: float = RUN_IN_USE_WAIT_S) -> None:
+    """Start the W&B run now (rank 0), waiting while a killed earlier attempt still holds it.
+
+    A requeued job whose previous attempt was SIGKILLed can start before that attempt's `wandb-core` service has
+    noticed and exited; meanwhile W&B refuses the id ("run ID ... is in use") and the resumed run would die at its
+    first log call. The service exits within seconds of its parent, so the start is retried for up to `wait_s`."""
+    import time
+
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            logger.experiment  # noqa: B018 - the property starts the run
+            return
+        except Exception as err:
+            if "in use" not in str(err) or time.monotonic() > deadline:
+                raise
+            logger._experiment = None
+            time.sleep(2.0)
 
 
 def finish_wandb(loggers: list[Any]) -> None:
