@@ -36,11 +36,10 @@ def fit_rows(fit: dict[str, Any]) -> list[str]:
         best = min((p["loss"] for p in front), default=None)
         sizes = a.get("non_embedding_sizes") or []
         size_text = f"{min(sizes) / 1e3:.0f}k-{max(sizes) / 1e3:.0f}k" if sizes else "-"
-        rows.append(
-            f"| {arch} | {a.get('n_runs', 0)} | {size_text} | {best:.3f} | {_ci(exps.get(''), exps.get('ci95'))} |"
-            if best is not None
-            else f"| {arch} | {a.get('n_runs', 0)} | {size_text} | - | n/a |"
-        )
+        n = a.get("n_runs", 0)
+        alpha = _ci(exps.get("alpha"), exps.get("ci95")) if n >= 2 else "n/a (one run: no interval)"
+        rows.append(f"| {arch} | {n} | {size_text} | {best:.3f} | {alpha} |" if best is not None
+                    else f"| {arch} | {n} | {size_text} | - | n/a |")  # fmt: skip
     return rows
 
 
