@@ -115,8 +115,8 @@ def quiet_lightning() -> Iterator[None]:
 def bench_one(
     settings: BenchSettings, size: str, arch: str, batches: list[dict], data: dict[str, Any]
 ) -> dict[str, Any]:
-    from pipeline.training.throughput import peak_flops
     from pipeline.models import build_model
+    from pipeline.training.throughput import peak_flops
 
     spec = SIZES[size]
     warmup, steps, repeats = (1, 3, 2) if settings.quick else (spec["warmup"], spec["steps"], spec["repeats"])

@@ -170,7 +170,9 @@ def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
         raise ValueError(f"{source}: key 'valid_curve' must be a list, got {type(curve).__name__}")
     for i, point in enumerate(curve):
         if not isinstance(point, dict) or not {"step", "tokens", "loss"} <= set(point):
-            raise ValueError(f"{source}: key 'valid_curve'[{i}] must hold step, tokens and loss, got {point!r}")
+            raise ValueError(
+                f"{source}: key 'valid_curve'[{i}] must hold step, tokens and loss, got {point!r}"
+            )
         _positive_number(source, f"valid_curve[{i}].loss", point["loss"])
     out["valid_curve"] = curve
     for key in ("timing", "hardware"):

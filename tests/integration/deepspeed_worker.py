@@ -79,7 +79,9 @@ def main() -> None:
     # a process group left alive past `fit` can abort the interpreter at exit (see train.release_process_group)
     record.info["process_group_left"] = torch.distributed.is_initialized()
     (run_dir / f"rank{record.rank}.json").write_text(json.dumps(record.info))
-    if record.rank == 0:  # exit_process does not wait for Lightning's rank processes: wait for their files here
+    if (
+        record.rank == 0
+    ):  # exit_process does not wait for Lightning's rank processes: wait for their files here
         deadline = time.monotonic() + 120
         files = [run_dir / f"rank{r}.json" for r in range(record.info.get("world_size", 1))]
         while not all(f.exists() for f in files) and time.monotonic() < deadline:

@@ -119,8 +119,8 @@ def test_zero_stage_matches_ddp(runs, stage: int, arch: str, extra: tuple[str, .
 @pytest.mark.slow
 def test_residual_lstm_trains_under_zero3_and_export_matches_sharded_validation(runs, tmp_path: Path) -> None:
     """ZeRO-3 partitions the LSTM weights too; `pipeline export` -> plain model reproduces the sharded valid loss."""
-    from pipeline.training.datamodule import StreamingDataModule
     from pipeline.export import load_exported
+    from pipeline.training.datamodule import StreamingDataModule
     from pipeline.training.module import seq2seq_loss
 
     run = runs("zero3-residual_lstm", "residual_lstm", *zero(3))
@@ -174,8 +174,8 @@ def test_zero3_resume_continues_the_loss_curve(runs, tiny_data: Path, tmp_path: 
 @pytest.mark.slow
 def test_resume_on_one_rank_from_two_rank_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     """Refused at once with the conversion recipe; after `pipeline export --universal` it resumes on 1 rank."""
-    from pipeline.training.deepspeed_strategy import ZeroResumeError
     from pipeline.export import is_universal
+    from pipeline.training.deepspeed_strategy import ZeroResumeError
     from pipeline.training.trainer import fit
 
     run = tmp_path / "run"

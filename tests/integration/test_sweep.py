@@ -4,8 +4,8 @@ the SLURM array rendering and its per-task entry point, and grid-file errors."""
 from __future__ import annotations
 
 import json
-import shutil
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,10 +68,14 @@ def test_tiny_sweep_writes_records_and_fits_to_a_report(
     # Seconds of training on 1,500 tokens learn no more than token frequencies: every record says so, and the
     # fit leaves them all out and counts them.
     assert all(r.unigram_entropy and r.final_valid_loss >= r.unigram_entropy for r in loaded.records)
-    assert all(r.seed == 7 and r.lr and r.valid_curve and r.timing["tokens_per_s"] > 0 for r in loaded.records)
+    assert all(
+        r.seed == 7 and r.lr and r.valid_curve and r.timing["tokens_per_s"] > 0 for r in loaded.records
+    )
     assert {r.hardware["device_type"] for r in loaded.records} == {"cpu"}
     assert cli(["scaling", "fit", str(sweep), "--n-boot", "10", "--out", str(sweep.parent / "flagged")]) == 2
-    assert "every run learned nothing (final loss >= unigram entropy): nothing to fit" in capsys.readouterr().err
+    assert (
+        "every run learned nothing (final loss >= unigram entropy): nothing to fit" in capsys.readouterr().err
+    )
 
     # The fitting path itself, on the same records as if they carried no entropy (records written before it).
     unflagged = sweep.parent / "unflagged"
