@@ -99,12 +99,19 @@ def main(argv: list[str] | None = None) -> None:
             {"seq_len": T, "ms": ms, "ratio_vs_nn_lstm": {k: v / ms["nn_lstm"] for k, v in ms.items()}}
         )
         print(T, " ".join(f"{k}={v:.1f}ms" for k, v in ms.items()), flush=True)
+    what = "one layer, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM"
+    write_result(a, what, device, rows)
+
+
+def write_result(a: Any, what: str, device: torch.device, rows: list, **extra: Any) -> None:
+    """The scan benchmarks' JSON (bench_minlstm, bench_newton): what, where, the shared settings and the rows."""
     result = {
-        "what": "one layer, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM",
+        "what": what,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "machine": machine(device),
         "batch": a.batch,
         "d_model": a.d_model,
+        **extra,
         "repeats": a.repeats,
         "results": rows,
     }

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.bench_minlstm import machine, timed
+from benchmarks.bench_minlstm import timed, write_result
 from pipeline.models.newton_lstm import NewtonLSTM, NewtonSettings, newton_flops_per_token, newton_step_stats
 from pipeline.models.recurrent_cell import CustomLSTM
 
@@ -168,23 +168,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(regime, T, " ".join(f"{k}={v:.1f}ms" for k, v in row["ms"].items()),
                   "iters", row["newton_iters"], f"diff {row['max_abs_diff_vs_nn_lstm']:.1e}", flush=True)  # fmt: skip
-    result = {
-        "what": "one LSTM stack, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "machine": machine(device)
-        | {
-            "note": "shared machine: other jobs ran at the same time" if device.type == "cpu" else "",
-        },
-        "batch": a.batch,
-        "d_model": a.d_model,
-        "layers": a.layers,
-        "newton_tol": a.tol,
-        "newton_max_iters": a.max_iters,
-        "repeats": a.repeats,
-        "results": rows,
-    }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    note = "shared machine: other jobs ran at the same time" if device.type == "cpu" else ""
+    write_result(a, "one LSTM stack, forward+backward of sum(out^2), median ms; ratio < 1 = faster than nn.LSTM",
+                 device, rows, note=note, layers=a.layers, newton_tol=a.tol, newton_max_iters=a.max_iters)  # fmt: skip
 
 
 if __name__ == "__main__":
