@@ -30,6 +30,14 @@ from pipeline.training.run_model import run_model
 MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
 
 
+class RunInterrupted(Exception):
+    """A run stopped on a signal after saving its checkpoint: not a failure, and not a reason to start the next run."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
 def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
               progress: Any = None) -> RunRecord | None:  # fmt: skip
     """Train (or resume) one run and write its result.json; returns the record (None on ranks other than 0)."""
@@ -39,6 +47,11 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     summary = pipeline.training.trainer.fit(cfg, resume="auto", extra_callbacks=[clock])
     if summary.get("rank", 0) != 0:
         return None
+    if summary.get("preempted"):  # checkpointed on SIGTERM/SIGUSR1: the sweep must stop too, not go on
+        raise RunInterrupted(
+            summary["preempted"],
+            f"{run_dir}: {summary['preempted']} at step {summary['steps']}; checkpointed",
+        )
     if summary["steps"] < cfg.train.max_steps:
         raise RuntimeError(f"{run_dir}: stopped at step {summary['steps']} of {cfg.train.max_steps}")
     if summary.get("valid_loss") is None or not summary.get("loss_by_position"):

@@ -19,10 +19,14 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, load_config
 from pipeline.scaling.records import RESULT_FILE, save_json_atomic
 from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs
+
+if TYPE_CHECKING:  # run_one imports Lightning: only when a run trains
+    from pipeline.sweep.run_one import RunInterrupted
 
 
 # ------------------------------------------------------------------------------------------------- the sweep
@@ -95,14 +99,24 @@ def _run_one(args: argparse.Namespace) -> int:
     if (cfg.resolved_run_dir / RESULT_FILE).is_file():
         print(f"{cfg.resolved_run_dir}: finished already ({RESULT_FILE} exists)")
         return 0
-    from pipeline.sweep.run_one import train_run
+    from pipeline.sweep.run_one import RunInterrupted, train_run
 
     try:
         train_run(args.config, args.overrides, args.delete_checkpoints)
+    except RunInterrupted as err:  # checkpointed on a signal: the status the array script requeues on
+        print(f"pipeline sweep: {err}", file=sys.stderr)
+        return _signal_status(err)
     except Exception:
         _write_error(cfg.resolved_run_dir, traceback.format_exc())
         raise
     return 0
+
+
+def _signal_status(err: RunInterrupted) -> int:
+    """75 after SIGUSR1 (requeue me), 143 after SIGTERM, as `pipeline train` exits (training/preemption.py)."""
+    from pipeline.training.preemption import exit_code
+
+    return exit_code(err.signal_name)
 
 
 def _write_error(run_dir: Path, text: str) -> None:
@@ -126,7 +140,7 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.sweep.run_one import train_run
+    from pipeline.sweep.run_one import RunInterrupted, train_run
 
     logging.getLogger("lightning.pytorch").setLevel(
         logging.WARNING
@@ -152,6 +166,9 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
                 if record is not None:  # None on the other ranks of a multi-device run
                     console.log(f"{run.name}: valid loss {record.final_valid_loss:.4f}, {record.tokens:,} tokens, "
                                 f"{record.compute:.3g} FLOPs, {time.perf_counter() - start:.0f} s")  # fmt: skip
+            except RunInterrupted as err:  # SIGTERM/SIGUSR1 (scancel, kill, preemption): stop the whole sweep
+                console.print(f"sweep {sweep_dir} stopped: {err}; rerun the same command to resume")
+                return _signal_status(err)
             except Exception as err:  # a failed run is recorded and the sweep goes on; Ctrl-C still stops it
                 _write_error(run_dir, traceback.format_exc())
                 failed.append((run.name, f"{type(err).__name__}: {err}".splitlines()[0]))
