@@ -22,6 +22,7 @@ from pipeline.config import ConfigError, load_mapping, reject_unknown
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm"  # the repo's slurm/ templates
 TASK_FILE = "array_configs.txt"  # one run per line: config paths and key=value overrides, shell-quoted
+PLAN_DIR = "slurm/plan"  # in a sweep directory: its plan job's run directory (pipeline.sweep.slurm_plan)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 # sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
 # days-hours:minutes:seconds, or unlimited (sbatch(1), "-t, --time")

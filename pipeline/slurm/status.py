@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.slurm.render import TASK_FILE, parse_array_spec, read_tasks, task_run_dir
+from pipeline.slurm.render import PLAN_DIR, TASK_FILE, parse_array_spec, read_tasks, task_run_dir
 from pipeline.training.logged_metrics import latest
 
 UNKNOWN = "finished/unknown"
@@ -180,10 +180,25 @@ def sweep_rows(sweep_dir: Path) -> list[StatusRow]:
     return rows
 
 
+def plan_rows(sweep_dir: Path) -> list[StatusRow]:
+    """The sweep's plan job (`pipeline sweep --slurm`), if it has one; unless it is pending, running or completed,
+    its state names its log (a failed plan job cancels the array: the log says why)."""
+    plan = sweep_dir / PLAN_DIR
+    ids = job_ids(plan)
+    if not ids:
+        return []
+    row = run_row(plan)
+    row.run = f"{row.run} (plan job)"
+    if not row.state.startswith(("PENDING", "RUNNING", "COMPLETED")):
+        row.state = f"{row.state} (log {_short(plan / 'slurm' / f'{ids[-1]}.out')})"
+    return [row]
+
+
 def status_rows(paths: list[Path]) -> list[StatusRow]:
     rows: list[StatusRow] = []
     for path in paths:
-        rows.extend(sweep_rows(path) if (path / TASK_FILE).is_file() else [run_row(path)])
+        is_sweep = (path / TASK_FILE).is_file()
+        rows.extend([*plan_rows(path), *sweep_rows(path)] if is_sweep else [run_row(path)])
     return rows
 
 

@@ -210,6 +210,16 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
     return runs
 
 
+def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
+    """`SWEEP_DIR/plan.json`: every run of the grid with its steps (the report's "N of M runs")."""
+    from pipeline.scaling.records import save_json_atomic
+    from pipeline.scaling.report import PLAN_FILE
+
+    plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps,
+             "seed": r.seed, "lr": r.lr} for r in runs]  # fmt: skip
+    save_json_atomic(sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan})
+
+
 def _planned(grid: Grid, arch: str, spec: dict, size: str, keys: dict, budget: int, name: str, sweep_dir: Path,
              point: dict[str, Any]) -> PlannedRun:  # fmt: skip
     model = {"arch": spec["arch"], **spec["model"], **keys}

@@ -6,15 +6,14 @@ actually trained on, FLOPs per token from the model's own estimate at the corpus
 
 Resumable: a run with `result.json` is skipped; an unfinished one resumes from its newest checkpoint
 (`--resume auto`); a failed one leaves `error.txt` and the sweep goes on. On SLURM each array task runs
-`pipeline sweep --run-one --config ... key=value ...`, the same code path as one local run.
+`pipeline sweep --run-one --config ... key=value ...`, the same code path as one local run, after a plan job has
+prepared the data and set each run's steps (`pipeline.sweep.slurm_plan`): the submitting node does no data work.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import shlex
 import sys
 import time
 import traceback
@@ -22,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, load_config
-from pipeline.scaling.records import RESULT_FILE, save_json_atomic
-from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs
+from pipeline.scaling.records import RESULT_FILE
+from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs, write_plan
 
 if TYPE_CHECKING:  # run_one imports Lightning: only when a run trains
     from pipeline.sweep.run_one import RunInterrupted
@@ -37,10 +36,13 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="SWEEP_DIR",
                         help="sweep directory (default: the grid's `out`, else runs/sweeps/<grid name>)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the plan (with --slurm: the rendered array script); train nothing")  # fmt: skip
+                        help="print the plan (with --slurm: the plan job's and the array's scripts); train "
+                        "nothing, measure nothing")  # fmt: skip
     parser.add_argument("--only", metavar="SUBSTRING", action="append",
                         help="run only runs whose name contains this (repeatable)")  # fmt: skip
-    slurm = parser.add_argument_group("SLURM (with --slurm: one array task per unfinished run)")
+    slurm = parser.add_argument_group(
+        "SLURM (with --slurm: a plan job prepares the data and sets the steps, then one array task per unfinished run)"
+    )
     slurm.add_argument("--slurm", action="store_true", help="submit a job array instead of running locally")
     for flag, kind in (("--nodes", int), ("--gpus-per-node", int), ("--ntasks-per-node", int),
                        ("--cpus-per-task", int), ("--mem", str), ("--time", str), ("--partition", str),
@@ -49,6 +51,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument(
         "--max-parallel", type=int, metavar="K", help="at most K runs at a time (--array=...%%K)"
     )
+    from pipeline.sweep.slurm_plan import add_plan_arguments
+
+    add_plan_arguments(slurm, parser)
     # What each array task runs: one run given by its config files and overrides (same code as a local run).
     parser.add_argument("--run-one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)
@@ -69,21 +74,21 @@ def run_sweep(args: argparse.Namespace) -> int:
             raise SweepError("--grid is required (a grid file, e.g. configs/sweeps/tiny.yaml)")
         grid = load_grid(args.grid)
         sweep_dir = sweep_dir_of(grid, args.out)
-        world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
-        from pipeline.scaling.report import PLAN_FILE
+        if args.plan_array:  # the SLURM plan job
+            from pipeline.sweep.slurm_plan import finish_plan
 
-        dry = args.dry_run and not args.slurm  # a SLURM dry run still measures: its script holds the steps
-        runs = plan_runs(grid, sweep_dir, world, measure=not dry)
+            return finish_plan(grid, sweep_dir.resolve(), args.world)
+        world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
+        dry = args.dry_run or args.slurm  # --slurm measures in its plan job, on a compute node
+        runs = plan_runs(grid, sweep_dir.resolve() if args.slurm else sweep_dir, world, measure=not dry)
         if not dry:
-            plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget,
-                     "max_steps": r.max_steps, "seed": r.seed, "lr": r.lr} for r in runs]  # fmt: skip
-            save_json_atomic(
-                sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan}
-            )  # the report's "of N"
+            write_plan(grid, sweep_dir, runs)  # the report's "of N"
         if args.only:
             runs = [r for r in runs if any(s in r.name for s in args.only)]
         todo = [r for r in runs if not (sweep_dir / r.name / RESULT_FILE).is_file()]
         if args.slurm:
+            from pipeline.sweep.slurm_plan import submit_array
+
             return submit_array(grid, sweep_dir, todo, args)
         if args.dry_run:
             print_plan(runs, sweep_dir)
@@ -179,44 +184,3 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
     for name, why in failed:
         console.print(f"  [red]failed[/red] {name}: {why}")
     return 1 if failed else 0
-
-
-def submit_array(grid: Grid, sweep_dir: Path, todo: list[PlannedRun], args: argparse.Namespace) -> int:
-    """Write `<sweep_dir>/array_configs.txt` (one unfinished run per line) and submit the array template."""
-    from pipeline.slurm import render as sr
-    from pipeline.slurm.submit import record_job, submit_script
-
-    if not todo:
-        print(f"sweep {sweep_dir}: every run has a {RESULT_FILE}; nothing to submit")
-        return 0
-    sweep_dir = sweep_dir.resolve()
-    array = f"0-{len(todo) - 1}" + (f"%{args.max_parallel}" if args.max_parallel else "")
-    command = [sys.executable, "-m", "pipeline", "sweep", "--run-one"]
-    command += ["--delete-checkpoints"] if grid.delete_checkpoints else []
-    flags = {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "tasks_per_node": args.ntasks_per_node,
-             "cpus_per_task": args.cpus_per_task, "mem": args.mem, "time": args.time, "partition": args.partition,
-             "account": args.account, "signal_seconds": args.signal_seconds, "array": array,
-             "job_name": f"sweep-{grid.name}", "command": command}  # fmt: skip
-    try:
-        cluster = sr.load_cluster_defaults(sr.cluster_config_path())
-        # `run_dir=` only names the sweep directory (array files live there); each task line sets its own
-        job = dataclasses.replace(sr.build_job(cluster, [], [f"run_dir={sweep_dir}"], **flags), overrides=[])
-        sr.write_tasks(job.task_file, [[*r.configs, *r.overrides] for r in todo])
-        sr.check_array(job, len(todo))
-        text = sr.render(job)
-        job.slurm_dir.mkdir(parents=True, exist_ok=True)
-        script = job.slurm_dir / "job.sbatch"
-        script.write_text(text)
-        if args.dry_run:
-            print(text, end="")
-            print(f"# {len(todo)} tasks in {job.task_file}; script {script}; not submitted (--dry-run)",
-                  file=sys.stderr)  # fmt: skip
-            return 0
-        job_id = submit_script(script)
-    except sr.LaunchError as err:
-        raise SweepError(str(err)) from err
-    record_job(script.parent, job_id, script)
-    print(
-        f"{job_id}: {len(todo)} runs ({shlex.quote(str(job.task_file))}); watch with `pipeline status {sweep_dir}`"
-    )
-    return 0
