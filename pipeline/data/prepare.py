@@ -26,25 +26,30 @@ import os
 import random
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from rich.progress import Progress
 
 from pipeline.data.corpus import SPLITS, CorpusSource, load_splits, parse_source, sha256_file
 from pipeline.data.lm import DEFAULT_LM_CORPUS, lm_records
+from pipeline.data.out_dir import check_replaceable, swap_in
 from pipeline.data.passages import check_passage_len, join_passages, passage_lengths
 from pipeline.data.shard_io import is_remote, join, read_bytes
 from pipeline.data.shard_writer import tokenized
 from pipeline.data.shard_writer import write_split as _write_split  # module-level: tests patch it
 from pipeline.data.stream_prepare import (
+    SCRATCH,
     TOKENIZER_SAMPLE,
-    count_and_sample,
+    encode_range,
+    encode_ranges,
     is_streamed,
-    stream_records,
-    train_sampled_tokenizer,
+    make_plan,
+    merged_records,
+    part_files,
+    read_plan,
 )
-from pipeline.data.tokenizer import SPECIAL_IDS, TextTokenizer, train_tokenizer
+from pipeline.data.tokenizer import SPECIAL_IDS, TextTokenizer, load_tokenizer, train_tokenizer
 from pipeline.data.verify import (
     MANIFEST,
     ShardError,
@@ -74,6 +79,7 @@ def prepare(
     passage_len: int | None = None,
     context: int | None = None,
     stream: bool | None = None,
+    workers: int = 1,
 ) -> dict:
     """Prepare ``source`` into ``out_dir`` and return the manifest (see the module docstring).
 
@@ -81,9 +87,51 @@ def prepare(
     up to ``passage_len`` tokens a side, ``passages.py``; ``max_len`` is then ``passage_len``) or ``lm`` (windows
     of ``context`` tokens from monolingual text, ``lm.py``; ``max_len`` is then ``context``).
     ``stream``: None streams parallel files / TSV (``stream_prepare.py``); False forces the in-memory path (the
-    reference the preparation benchmark compares against).
+    reference the preparation benchmark compares against). ``workers``: processes encoding the streamed input's
+    ranges (the shards do not depend on it).
     """
     source = parse_source(source)
+    max_len, args = _checked_args(source, vocab_size, max_len, shard_size, seed, limit, overlong, task,
+                                  passage_len, context)  # fmt: skip
+    out_dir = Path(out_dir)
+    if not force and (out_dir / MANIFEST).is_file():
+        try:
+            existing = read_manifest(out_dir)
+        except ValueError:  # unreadable manifest: rebuild
+            existing = {}
+        if existing.get("args") == args:
+            try:
+                return verify_prepared(out_dir, hash_shards=True)
+            except (OSError, ValueError, ShardError) as exn:
+                print(f"warning: rebuilding {out_dir}: {exn}", file=sys.stderr)
+    check_replaceable(out_dir, force)
+    settings = {"out_dir": str(out_dir), "args": args, "corpus": source.spec, "max_len": max_len,
+                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": task}  # fmt: skip
+
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if task == "translation" and is_streamed(source) and stream is not False:
+            _plan_streamed(source, tmp, vocab_size, seed, limit, max(1, workers), settings, local=True)
+            encode_ranges(tmp / SCRATCH, workers)
+            return merge_prepared(tmp)
+        if task == "lm":
+            tokenizer, chunks, sizes, extra = lm_records(source, vocab_size, context, seed)
+        else:
+            tokenizer, chunks, sizes, extra = _pair_records(
+                source, vocab_size, seed, limit, task, passage_len
+            )
+        records = ((split, chunks[split]) for split in SPLITS)
+        return _write_prepared(tmp, tokenizer, records, sizes, extra, settings, drain=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _checked_args(source: CorpusSource, vocab_size: int, max_len: int, shard_size: int, seed: int,
+                  limit: int | None, overlong: str, task: str, passage_len: int | None,
+                  context: int | None) -> tuple[int, dict]:  # fmt: skip
+    """Check the options (one clear error each); return the effective max_len and the manifest's ``args``."""
     if task not in TASKS:
         raise ValueError(f"data.task must be one of {', '.join(TASKS)}, got {task!r}")
     if task == "passages":
@@ -100,7 +148,6 @@ def prepare(
         )
     if overlong not in ("drop", "truncate"):
         raise ValueError(f"overlong must be 'drop' or 'truncate', got {overlong!r}")
-    out_dir = Path(out_dir)
     args = {
         "corpus": source.describe(),
         "vocab_size": vocab_size,
@@ -115,71 +162,100 @@ def prepare(
         task != "translation"
     ):  # translation manifests keep the keys they always had (existing dirs still match)
         args.update(task=task, passage_len=passage_len, context=context)
-    if not force and (out_dir / MANIFEST).is_file():
-        try:
-            existing = read_manifest(out_dir)
-        except ValueError:  # unreadable manifest: rebuild
-            existing = {}
-        if existing.get("args") == args:
-            try:
-                return verify_prepared(out_dir, hash_shards=True)
-            except (OSError, ValueError, ShardError) as exn:
-                print(f"warning: rebuilding {out_dir}: {exn}", file=sys.stderr)
-    _check_replaceable(out_dir, force)
+    return max_len, args
 
-    if task == "lm":
-        tokenizer, chunks, sizes, extra = lm_records(source, vocab_size, context, seed)
-        records, drain = (lambda tmp: ((split, chunks[split]) for split in SPLITS)), False
-    elif task == "translation" and is_streamed(source) and stream is not False:
-        tokenizer, records, sizes, extra = _streamed_records(source, vocab_size, seed, limit)
-        drain = True  # one pass over the input: what `limit` leaves of a split must still be read past
-    else:
-        tokenizer, chunks, sizes, extra = _pair_records(source, vocab_size, seed, limit, task, passage_len)
-        records, drain = (lambda tmp: ((split, chunks[split]) for split in SPLITS)), False
 
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        tokenizer.save(tmp / "tokenizer.json")
-        manifest: dict = {
-            "format_version": FORMAT_VERSION,
-            "corpus": source.spec,
-            "args": args,
-            "vocab_size": tokenizer.vocab_size,
-            "special_ids": dict(SPECIAL_IDS),
-            "max_len": max_len,
-            "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
-            "splits": {},
-            **extra,
-        }
-        with Progress(transient=True) as progress:
-            for split, split_chunks in records(tmp):
-                manifest["splits"][split] = {
-                    **_write_split(
-                        split_chunks,
-                        sizes[split],
-                        tmp,
-                        split,
-                        max_len,
-                        shard_size,
-                        overlong,
-                        limit,
-                        progress,
-                        allow_empty_src=task == "lm",
-                    ),  # fmt: skip
-                    **extra.pop(f"{split}_stats", {}),
-                }
-                for _ in split_chunks if drain else ():
-                    pass
-        manifest["splits"] = {split: manifest["splits"][split] for split in SPLITS}
-        check_splits_not_empty(manifest, f"the preparation of {out_dir}")
-        manifest["dataset_hash"] = dataset_hash(manifest)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _swap_in(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _write_prepared(tmp: Path, tokenizer: TextTokenizer, records: Iterable[tuple[str, Iterable]], sizes: dict,
+                    extra: dict, settings: dict, drain: bool) -> dict:  # fmt: skip
+    """Shard every split into ``tmp``, write the manifest, and rename ``tmp`` onto ``settings["out_dir"]``.
+
+    ``drain``: the records come from one pass over the input, so what ``limit`` leaves of a split is read past.
+    """
+    limit = settings["limit"]
+    tokenizer.save(tmp / "tokenizer.json")
+    manifest: dict = {
+        "format_version": FORMAT_VERSION,
+        "corpus": settings["corpus"],
+        "args": settings["args"],
+        "vocab_size": tokenizer.vocab_size,
+        "special_ids": dict(SPECIAL_IDS),
+        "max_len": settings["max_len"],
+        "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
+        "splits": {},
+        **extra,
+    }
+    with Progress(transient=True) as progress:
+        for split, split_chunks in records:
+            manifest["splits"][split] = {
+                **_write_split(split_chunks, sizes[split], tmp, split, settings["max_len"], settings["shard_size"],
+                               settings["overlong"], limit, progress, allow_empty_src=settings["task"] == "lm"),
+                **extra.pop(f"{split}_stats", {}),
+            }  # fmt: skip
+            for _ in split_chunks if drain else ():
+                pass
+    manifest["splits"] = {split: manifest["splits"][split] for split in SPLITS}
+    out_dir = Path(settings["out_dir"])
+    check_splits_not_empty(manifest, f"the preparation of {out_dir}")
+    manifest["dataset_hash"] = dataset_hash(manifest)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
+    swap_in(tmp, out_dir)
     return manifest
+
+
+def _plan_streamed(source: CorpusSource, work: Path, vocab_size: int, seed: int, limit: int | None,
+                   n_ranges: int, settings: dict, local: bool = False) -> dict:  # fmt: skip
+    """Phase 1 of the streamed path (``stream_prepare.py``): BPE on a bounded sample, the plan in ``work``.
+
+    ``local``: fewer ranges than ``n_ranges`` on a small input (a worker process is not worth a few pairs).
+    """
+    sample = min(TOKENIZER_SAMPLE, limit or TOKENIZER_SAMPLE)
+    return make_plan(source, work / SCRATCH, seed, sample, vocab_size, n_ranges, settings, shrink=local)
+
+
+def staged_dir(out_dir: str | Path) -> Path:
+    """The temporary dir of a preparation split across jobs (``--slurm``): it outlives the submitting process."""
+    out_dir = Path(out_dir).resolve()
+    return out_dir.parent / f".{out_dir.name}.tmp-staged"
+
+
+def plan_staged(source: str | CorpusSource, out_dir: str | Path, n_ranges: int, vocab_size: int = 8000,
+                max_len: int = 128, shard_size: int = 2000, seed: int = 0, limit: int | None = None,
+                overlong: str = "drop", force: bool = False) -> dict:  # fmt: skip
+    """Phase 1 for a preparation whose ranges run elsewhere (SLURM array tasks): the plan in ``staged_dir``.
+
+    Then ``encode_range(staged_dir(out) / SCRATCH, r)`` for every r, then ``merge_prepared(staged_dir(out))``.
+    """
+    source = parse_source(source)
+    if not is_streamed(source):
+        raise ValueError(f"only parallel files or TSV (--src/--tgt, --tsv) are prepared in ranges; {source.spec} "
+                         "is small: prepare it without --slurm")  # fmt: skip
+    max_len, args = _checked_args(source, vocab_size, max_len, shard_size, seed, limit, overlong, "translation",
+                                  None, None)  # fmt: skip
+    out_dir = Path(out_dir).resolve()
+    check_replaceable(out_dir, force)
+    work = staged_dir(out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    settings = {"out_dir": str(out_dir), "args": args, "corpus": source.spec, "max_len": max_len,
+                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": "translation"}  # fmt: skip
+    return _plan_streamed(source, work, vocab_size, seed, limit, n_ranges, settings)
+
+
+def merge_prepared(work: str | Path) -> dict:
+    """Phase 3: every range's parts -> shards + manifest, renamed onto the planned out dir; returns the manifest.
+
+    A rerun after a failed merge starts over (the parts are kept until the manifest is written).
+    """
+    work = Path(work)
+    plan = read_plan(work / SCRATCH)
+    part_files(work / SCRATCH, plan)  # a missing range is an error before anything is written
+    for split in SPLITS:
+        shutil.rmtree(work / split, ignore_errors=True)
+    tokenizer = load_tokenizer(work / SCRATCH / "tokenizer.json")
+    sizes = {split: b - a for split, (a, b) in zip(SPLITS, plan["bounds"], strict=True)}
+    records = merged_records(work / SCRATCH, plan)
+    return _write_prepared(work, tokenizer, records, sizes, dict(plan["extra"]), plan["settings"], drain=True)
 
 
 def ensure_prepared(
@@ -266,56 +342,6 @@ def _pair_records(source: CorpusSource, vocab_size: int, seed: int, limit: int |
     return tokenizer, records, {split: len(splits[split]) for split in SPLITS}, extra
 
 
-def _streamed_records(source: CorpusSource, vocab_size: int, seed: int, limit: int | None) -> tuple:
-    """Parallel files / TSV in bounded memory (``stream_prepare.py``): BPE on a sample, external shuffle."""
-    sample = min(TOKENIZER_SAMPLE, limit or TOKENIZER_SAMPLE)
-    bounds, texts, malformed = count_and_sample(source, seed, sample)
-    tokenizer = train_sampled_tokenizer(texts, vocab_size, source.spec)
-    sizes = {split: b - a for split, (a, b) in zip(SPLITS, bounds, strict=True)}
-    extra = {"malformed": malformed.to_manifest(), "tokenizer_sample_pairs": len(texts) // 2}
-
-    def records(tmp: Path) -> Iterator:
-        return stream_records(source, tokenizer, bounds, seed, tmp / ".scratch")
-
-    return tokenizer, records, sizes, extra
-
-
-def _check_replaceable(out_dir: Path, force: bool) -> None:
-    """Only an empty dir or an earlier prepared one may be replaced; never a user's unrelated folder.
-
-    A prepared dir that lost its manifest is replaced only with ``force`` (its shards cannot be verified).
-    """
-    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
-        return
-    if out_dir.is_dir() and (out_dir / MANIFEST).is_file():
-        return
-    if out_dir.is_dir() and has_shards(out_dir) and _only_prepared_files(out_dir):
-        if force:
-            return
-        raise FileExistsError(f"{out_dir} holds shards but no {MANIFEST}: {rebuild_hint(out_dir)}")
-    raise FileExistsError(f"{out_dir} exists and is not a prepared data dir: refusing to overwrite it")
-
-
-def _only_prepared_files(out_dir: Path) -> bool:
-    """True if ``out_dir`` holds nothing but what ``prepare`` writes (so replacing it loses no user file)."""
-    for entry in out_dir.iterdir():
-        if entry.name in (MANIFEST, "tokenizer.json") and entry.is_file():
-            continue
-        if entry.name in SPLITS and entry.is_dir() and all(p.match("shard-*.tar") for p in entry.iterdir()):
-            continue
-        return False
-    return True
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished temp dir onto ``out_dir``; an older prepared dir is moved aside, then deleted."""
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pipeline data prepare``."""
     src = parser.add_argument_group("corpus (default: the embedded bible, English WEB -> French Segond)")
@@ -357,29 +383,38 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--passage-len", type=int, default=None, help="passages: max tokens per side (e.g. 256)"
     )
     task.add_argument("--context", type=int, default=None, help="lm: tokens per window (e.g. 1024)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes encoding parallel files / TSV (the shards do not depend on it)")  # fmt: skip
+    # The stages of a preparation split across SLURM jobs (`--slurm`), each run by one job of it:
+    parser.add_argument("--encode-range", type=int, metavar="R", help=argparse.SUPPRESS)
+    parser.add_argument("--merge", action="store_true", help=argparse.SUPPRESS)
+
+
+def source_from_args(args: argparse.Namespace) -> CorpusSource:
+    """The corpus ``--corpus`` / ``--src --tgt`` / ``--tsv`` / ``--text`` name (the bible by default)."""
+    if args.src is not None or args.tgt is not None or args.text is not None or args.tsv is not None:
+        if args.corpus is not None:
+            raise ValueError("give either --corpus or --src/--tgt, --tsv or --text, not both")
+        return CorpusSource(src=args.src, tgt=args.tgt, text=args.text, tsv=args.tsv, valid_frac=args.valid_frac,
+                            test_frac=args.test_frac)  # fmt: skip
+    return parse_source(args.corpus or (DEFAULT_LM_CORPUS if args.task == "lm" else DEFAULT_CORPUS))
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Entry point for ``pipeline data prepare``: bad input is reported on stderr with exit code 2."""
     try:
-        if args.src is not None or args.tgt is not None or args.text is not None or args.tsv is not None:
-            if args.corpus is not None:
-                raise ValueError("give either --corpus or --src/--tgt, --tsv or --text, not both")
-            source = CorpusSource(
-                src=args.src,
-                tgt=args.tgt,
-                text=args.text,
-                tsv=args.tsv,
-                valid_frac=args.valid_frac,
-                test_frac=args.test_frac,
-            )
+        if args.encode_range is not None:
+            print(f"wrote {encode_range(staged_dir(args.out) / SCRATCH, args.encode_range)}")
+            return 0
+        if args.merge:
+            manifest = merge_prepared(staged_dir(args.out))
         else:
-            default = DEFAULT_LM_CORPUS if args.task == "lm" else DEFAULT_CORPUS
-            source = parse_source(args.corpus or default)
-        manifest = prepare(source, args.out, vocab_size=args.vocab_size, max_len=args.max_len,
-                           shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
-                           force=args.force, task=args.task, passage_len=args.passage_len,
-                           context=args.context)  # fmt: skip
+            if args.workers < 1:
+                raise ValueError(f"--workers must be >= 1, got {args.workers}")
+            manifest = prepare(source_from_args(args), args.out, vocab_size=args.vocab_size, max_len=args.max_len,
+                               shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
+                               force=args.force, task=args.task, passage_len=args.passage_len,
+                               context=args.context, workers=args.workers)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
@@ -388,5 +423,6 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(f"warning: {bad['count']} malformed input lines skipped; first: {'; '.join(bad['first'][:5])}",
               file=sys.stderr)  # fmt: skip
     counts = ", ".join(f"{s}={manifest['splits'][s]['samples']}" for s in SPLITS)
-    print(f"prepared {manifest['corpus']} in {args.out}: {counts}; vocab {manifest['vocab_size']}")
+    print(f"prepared {manifest['corpus']} in {args.out}: {counts}; vocab {manifest['vocab_size']}; "
+          f"dataset hash {manifest['dataset_hash']}")  # fmt: skip
     return 0

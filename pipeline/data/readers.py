@@ -17,6 +17,7 @@ import gzip
 import lzma
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -85,10 +86,18 @@ def count_lines(paths: list[Path]) -> int:
     return sum(1 for _ in raw_lines(paths))
 
 
-def parallel_pairs(src: Path, tgt: Path, malformed: Malformed) -> Iterator[tuple[str, str, str]]:
-    """Cleaned (key, source, target) of two line-aligned files (or dirs); the caller checks equal line counts."""
-    src_lines, tgt_lines = raw_lines(expand(src)), raw_lines(expand(tgt))
-    for i, ((sp, sn, sb), (tp, tn, tb)) in enumerate(zip(src_lines, tgt_lines)):  # noqa: B905 (counted first)
+def parallel_pairs(
+    src: Path, tgt: Path, malformed: Malformed, start: int = 0
+) -> Iterator[tuple[str, str, str]]:
+    """Cleaned (key, source, target) of two line-aligned files (or dirs); the caller checks equal line counts.
+
+    ``start``: skip the first ``start`` lines unread (not decoded or cleaned): where a range of the input begins.
+    """
+    src_lines, tgt_lines = (
+        islice(raw_lines(expand(src)), start, None),
+        islice(raw_lines(expand(tgt)), start, None),
+    )
+    for i, ((sp, sn, sb), (tp, tn, tb)) in enumerate(zip(src_lines, tgt_lines), start):  # noqa: B905 (counted)
         s, t = decode_line(sp, sn, sb, malformed), decode_line(tp, tn, tb, malformed)
         if s is None or t is None:
             continue
@@ -97,9 +106,9 @@ def parallel_pairs(src: Path, tgt: Path, malformed: Malformed) -> Iterator[tuple
             yield f"l{i:08d}", s, t
 
 
-def tsv_pairs(path: Path, malformed: Malformed) -> Iterator[tuple[str, str, str]]:
-    """Cleaned (key, source, target) of ``source<TAB>target`` lines (a file or a dir of files)."""
-    for i, (p, number, data) in enumerate(raw_lines(expand(path))):
+def tsv_pairs(path: Path, malformed: Malformed, start: int = 0) -> Iterator[tuple[str, str, str]]:
+    """Cleaned (key, source, target) of ``source<TAB>target`` lines (a file or a dir of files), from line ``start``."""
+    for i, (p, number, data) in enumerate(islice(raw_lines(expand(path)), start, None), start):
         text = decode_line(p, number, data, malformed)
         if text is None or not text.strip():
             continue

@@ -1,0 +1,108 @@
+"""Streamed preparation split into ranges (issue 19): workers, range splits and reruns give byte-identical shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.data import stream_prepare
+from pipeline.data.corpus import CorpusSource
+from pipeline.data.prepare import merge_prepared, plan_staged, prepare, staged_dir
+from pipeline.data.stream_prepare import SCRATCH, bucket_of, encode_range
+from tests.unit.data_fixtures import write_parallel
+
+pytestmark = pytest.mark.timeout(180)
+ARGS = {"vocab_size": 300, "max_len": 64, "shard_size": 300, "seed": 3}
+N = 3000
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusSource:
+    """3,000 line-aligned pairs with blank source lines (skipped pairs): input line != pair index."""
+    root = tmp_path_factory.mktemp("ranges")
+    src, tgt = write_parallel(root, n=N)
+    lines = src.read_text().splitlines()
+    for i in range(5, N, 97):
+        lines[i] = ""
+    src.write_text("\n".join(lines) + "\n")
+    return CorpusSource(src=src, tgt=tgt, valid_frac=0.1, test_frac=0.1)
+
+
+def tree(out: Path) -> dict[str, bytes]:
+    """Every file of a prepared dir, by relative path."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: CorpusSource, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("ref") / "one"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stream_prepare, "BUCKET_PAIRS", 500)  # ~5 train buckets
+        manifest = prepare(corpus, out, **ARGS, workers=1)
+    assert manifest["splits"]["train"]["shards"] and len(manifest["splits"]["train"]["shards"]) > 3
+    return tree(out)
+
+
+def test_two_workers_give_the_same_shards_and_manifest(
+    corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
+    monkeypatch.setattr(stream_prepare, "MIN_RANGE_PAIRS", 100)  # 3,000 pairs -> 2 ranges, one per worker
+    plans: list[int] = []
+    make_plan = stream_prepare.make_plan
+
+    def spy(*args: object, **kwargs: object) -> dict:
+        plan = make_plan(*args, **kwargs)
+        plans.append(plan["n_ranges"])
+        return plan
+
+    monkeypatch.setattr("pipeline.data.prepare.make_plan", spy)
+    prepare(corpus, tmp_path / "two", **ARGS, workers=2)
+    assert plans == [2]
+    assert tree(tmp_path / "two") == reference  # manifest.json, tokenizer.json and every shard, byte for byte
+
+
+def test_any_range_split_in_any_order_with_a_rerun_gives_the_same_shards(
+    corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
+    monkeypatch.setattr(stream_prepare, "CHUNK", 256)  # many encode chunks per range
+    monkeypatch.setattr(stream_prepare, "SEGMENT_PAIRS", 300)  # several part files per bucket and range
+    out = tmp_path / "staged"
+    plan = plan_staged(corpus, out, n_ranges=5, **ARGS)
+    assert plan["n_ranges"] == 5 and plan["pairs"] < N  # the blank lines were skipped
+    scratch = staged_dir(out) / SCRATCH
+    for index in (4, 1, 3, 0, 2, 1):  # out of order, range 1 twice (a rerun after a crash)
+        encode_range(scratch, index)
+    assert sorted(p.name for p in (scratch / "parts").iterdir()) == [f"range-{i:05d}" for i in range(5)]
+    manifest = merge_prepared(staged_dir(out))
+    assert tree(out) == reference
+    assert manifest["dataset_hash"] == json.loads(reference["manifest.json"])["dataset_hash"]
+    assert not staged_dir(out).exists()
+
+
+def test_merge_with_a_missing_range_names_it_and_writes_nothing(corpus: CorpusSource, tmp_path: Path) -> None:
+    out = tmp_path / "partial"
+    plan_staged(corpus, out, n_ranges=3, **ARGS)
+    scratch = staged_dir(out) / SCRATCH
+    encode_range(scratch, 0)
+    encode_range(scratch, 2)
+    with pytest.raises(ValueError, match=r"range 1 of 3 has no parts .*--encode-range 1"):
+        merge_prepared(staged_dir(out))
+    assert not out.exists() and (scratch / "parts" / "range-00000").is_dir()  # nothing lost: rerun range 1
+    encode_range(scratch, 1)
+    assert merge_prepared(staged_dir(out))["splits"]["train"]["samples"] > 0
+
+
+def test_bucket_of_pair_does_not_depend_on_the_split() -> None:
+    n = 5 * stream_prepare.DRAW_BLOCK + 123
+    whole = bucket_of(7, 0, n, 11)
+    cuts = [0, 1, 999, stream_prepare.DRAW_BLOCK, 3 * stream_prepare.DRAW_BLOCK + 5, n]
+    pieces = np.concatenate([bucket_of(7, a, b, 11) for a, b in zip(cuts, cuts[1:], strict=False)])
+    assert np.array_equal(whole, pieces) and len(whole) == n
+    assert not np.array_equal(whole, bucket_of(8, 0, n, 11))  # the seed matters
+    counts = np.bincount(whole, minlength=11)
+    assert counts.min() > 0.8 * n / 11  # every bucket gets its share
