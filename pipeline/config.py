@@ -121,7 +121,11 @@ class TrainConfig:
         0, "steps with a NaN/inf loss skipped (gradients dropped) before the run stops with an error", ge=0
     )
     bleu_samples: int = key(200, "test pairs decoded for BLEU/chrF at the end of `train` (0 = skip)", ge=0)
-    decode_max_len: int = key(128, "max tokens of a greedy decode", gt=0)
+    decode_max_len: int = key(128, "max tokens of a decoded translation", gt=0)
+    beam: int = key(1, "beam width of the decoding at the end of `train` (1 = greedy)", gt=0)
+    length_penalty: float = key(
+        0.6, "beam search: score / ((5 + length) / 6) ** this (GNMT); beam > 1 only", ge=0.0
+    )
 
 
 @dataclass

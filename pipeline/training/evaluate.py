@@ -1,5 +1,5 @@
 """Evaluation after training and `pipeline evaluate RUN_DIR`: validation loss/perplexity, greedy decoding of test
-pairs and corpus BLEU / chrF with sacrebleu (on detokenised text, as sacrebleu expects)."""
+pairs (or beam search, `train.beam`) and corpus BLEU / chrF with sacrebleu (on detokenised text, as sacrebleu expects)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,16 @@ from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 @torch.no_grad()
-def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) -> dict[str, Any]:
-    """Greedy-decode up to `max_pairs` test pairs on rank 0; returns BLEU, chrF, BLEU by source length and a few
-    examples. Prints progress every ~10 s (decoding a few hundred pairs on a CPU takes minutes)."""
+def translate_and_score(
+    model: torch.nn.Module, cfg: RunConfig, max_pairs: int, beam: int | None = None
+) -> dict[str, Any]:
+    """Decode up to `max_pairs` test pairs on rank 0 (greedy, or beam search of width `beam`, default
+    `train.beam`); returns BLEU, chrF, BLEU by source length and a few examples. Prints progress every ~10 s (decoding a few hundred pairs on a CPU takes minutes)."""
     import sacrebleu
 
     from pipeline.data.loader import build_loader
     from pipeline.data.tokenizer import load_tokenizer
-    from pipeline.models import greedy_decode
+    from pipeline.models import beam_decode, greedy_decode
 
     tokenizer = load_tokenizer(Path(cfg.data.dir) / "tokenizer.json")
     device = next(model.parameters()).device
@@ -45,10 +47,15 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
     loader = build_loader(
         cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=loader_max_len(cfg.data)
     )
+    width = cfg.train.beam if beam is None else beam
     started = shown = time.perf_counter()
     for batch in loader:
         src, mask = batch["src"].to(device), batch["src_mask"].to(device)
-        out = greedy_decode(model, src, mask, BOS_ID, EOS_ID, cfg.train.decode_max_len)
+        if width > 1:
+            out = beam_decode(model, src, mask, BOS_ID, EOS_ID, cfg.train.decode_max_len, width,
+                              cfg.train.length_penalty)  # fmt: skip
+        else:
+            out = greedy_decode(model, src, mask, BOS_ID, EOS_ID, cfg.train.decode_max_len)
         for row in range(src.size(0)):
             hyps.append(tokenizer.decode(_strip(out[row].tolist())))
             refs.append(tokenizer.decode(_strip(batch["tgt_out"][row].tolist())))
@@ -66,6 +73,7 @@ def translate_and_score(model: torch.nn.Module, cfg: RunConfig, max_pairs: int) 
         "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
         "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
         "decoded_pairs": len(hyps),
+        "beam": width,
         "bleu_by_src_len": bleu_by_source_length(hyps, refs, src_lens),
         "examples": [
             {"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(srcs, refs, hyps, strict=True))[:8]
@@ -144,13 +152,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="run directory (holds config.yaml and checkpoints/)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest in the run)")
     parser.add_argument("--pairs", type=int, default=500, help="test pairs to decode for BLEU/chrF")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam width (1 = greedy; default: the run's train.beam)")  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pipeline.training.user_errors import report_user_error
 
     try:
-        return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs)
+        return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs, args.beam)
     except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
         status = report_user_error(err, prog="pipeline evaluate: ")
         if status is None:
@@ -158,7 +168,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return status
 
 
-def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int) -> int:
+def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None) -> int:
+    if beam is not None and beam < 1:
+        raise ConfigError(f"--beam must be >= 1 (1 = greedy), got {beam}")
     from pipeline.training.checkpoint_files import ResumeError, checkpoint_to_read
     from pipeline.training.module import Seq2SeqModule
 
@@ -175,7 +187,7 @@ def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int) -> int:
         except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as err:  # a damaged or foreign file
             raise ResumeError(f"{ckpt} is not a readable checkpoint of this pipeline: {err}") from err
         model, cfg = module.model, module.cfg
-    result = translate_and_score(model, cfg, pairs)
+    result = translate_and_score(model, cfg, pairs, beam)
     result["checkpoint"] = str(ckpt)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
