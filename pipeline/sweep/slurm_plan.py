@@ -77,6 +77,12 @@ def array_job(cluster: sr.ClusterDefaults, grid: Grid, sweep_dir: Path, n_runs: 
 def plan_job(cluster: sr.ClusterDefaults, grid: Grid, sweep_dir: Path, array: sr.JobSpec,
              args: argparse.Namespace) -> sr.JobSpec:  # fmt: skip
     """One task on one node without GPUs; its `--world` is the array's ranks per run (the steps depend on it)."""
+    for name, flag, value in (
+        ("cpus_per_task", "--plan-cpus", args.plan_cpus),
+        ("time", "--plan-time", args.plan_time),
+    ):
+        if value is not None:
+            sr.check_slurm_value(name, value, flag)
     flags = {**_flags(args), "nodes": 1, "gpus_per_node": 0, "tasks_per_node": 1,
              "cpus_per_task": args.plan_cpus or args.cpus_per_task, "time": args.plan_time or args.time}  # fmt: skip
     job = _job(cluster, sweep_dir / sr.PLAN_DIR, **flags, job_name=f"plan-{grid.name}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -153,52 +154,110 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(
     assert (tmp_path / "s/residual_lstm-d16-1500/result.json").is_file()
 
 
-def test_slurm_dry_run_renders_one_array_task_per_run_and_a_task_trains(
+def local_steps(grid: Path, sweep: Path) -> dict[str, int]:
+    """max_steps of every run as a local `pipeline sweep` plans them (measured afresh: its own sweep dir)."""
+    from pipeline.sweep.grid import load_grid, plan_runs
+
+    return {r.name: r.max_steps for r in plan_runs(load_grid(grid), sweep, 1, measure=True)}
+
+
+def test_slurm_dry_run_then_the_plan_step_sets_each_task_s_steps_and_a_task_trains(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     grid = write_grid(tmp_path / "grid.yaml", tiny_data)
     sweep = tmp_path / "s"
-    assert (
-        cli(
-            ["sweep", "--grid", str(grid), "--out", str(sweep), "--slurm", "--dry-run", "--max-parallel", "2"]
-        )
-        == 0
-    )
+    argv = ["sweep", "--grid", str(grid), "--out", str(sweep), "--slurm", "--dry-run", "--max-parallel", "2"]
+    assert cli(argv) == 0
     script = capsys.readouterr().out
-    assert "#SBATCH --array=0-5%2" in script and "sweep --run-one" in script
+    assert "#SBATCH --array=0-5%2" in script and "sweep --run-one" in script and "--plan-array" in script
     lines = (sweep / "array_configs.txt").read_text().splitlines()
     assert len(lines) == 6
     tasks = [shlex.split(line) for line in lines]
     assert [w for w in tasks[0] if w.startswith("run_dir=")] == [
         f"run_dir={sweep.resolve() / 'lstm-d16-1500'}"
     ]
-    assert all(any(w.startswith("train.max_steps=") for w in t) for t in tasks)
+    assert not any(w.startswith("train.max_steps=") for t in tasks for w in t)  # measured by the plan job
+
+    # what the plan job runs (its command line from the rendered script), here without SLURM
+    assert cli(["sweep", "--plan-array", "--grid", str(grid), "--out", str(sweep), "--world", "1"]) == 0
+    tasks = [shlex.split(line) for line in (sweep / "array_configs.txt").read_text().splitlines()]
+    steps = {t[-1].rsplit("/", 1)[1]: int(w.split("=")[1]) for t in tasks for w in t if "max_steps=" in w}
+    assert steps == local_steps(grid, tmp_path / "local") and len(steps) == 6
+    assert json.loads((sweep / "plan.json").read_text())["runs"][0]["max_steps"] == steps["lstm-d16-1500"]
 
     # what array task 0 runs (the template splits a line into --config files and key=value overrides)
     configs = [x for w in tasks[0] if "=" not in w for x in ("--config", w)]
     overrides = [w for w in tasks[0] if "=" in w]
     assert cli(["sweep", "--run-one", *configs, "--resume", "auto", "train.accelerator=cpu", *overrides]) == 0
-    assert (sweep / "lstm-d16-1500/result.json").is_file()
+    record = json.loads((sweep / "lstm-d16-1500/result.json").read_text())
+    assert record["config"]["train"]["max_steps"] == steps["lstm-d16-1500"]
+
+
+def submitted_ids(out: str) -> tuple[str, str]:
+    """(plan job id, array job id) from `pipeline sweep --slurm`'s two lines."""
+    plan_line, array_line = out.strip().splitlines()[-2:]
+    assert plan_line.startswith("plan job ")
+    return plan_line.split()[2].rstrip(":"), array_line.split(":")[0]
 
 
 @pytest.mark.slurm
-def test_slurm_array_trains_each_run_and_a_resubmit_has_nothing_to_do(
-    slurm_cluster: LocalSlurm, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_slurm_sweep_submits_without_data_work_and_the_plan_job_sets_the_local_steps(
+    slurm_cluster: LocalSlurm, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from pipeline.sweep.grid import TOKENS_CACHE
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"  # prepared by the plan job, on the cluster
+    grid = write_grid(tmp_path / "grid.yaml", data)
+    sweep = tmp_path / "s"
+    argv = ["sweep", "--grid", str(grid), "--out", str(sweep), "--only", "lstm-d16", "--slurm"]
+    monkeypatch.setenv("SBATCH_HOLD", "1")  # held: nothing can start before the checks below
+    assert cli(argv) == 0
+    monkeypatch.delenv("SBATCH_HOLD")
+    plan_id, job_id = submitted_ids(capsys.readouterr().out)
+    assert not data.exists() and not (sweep / TOKENS_CACHE).exists()  # the submit did no data work
+    assert slurm_cluster.job(job_id)["Dependency"].startswith(f"afterok:{plan_id}")
+    subprocess.run(["scontrol", "release", plan_id, job_id], check=True)
+
+    slurm_cluster.wait(plan_id, {"COMPLETED"}, timeout=240)
+    for task in range(2):  # lstm-d16 and residual_lstm-d16
+        slurm_cluster.wait(f"{job_id}_{task}", {"COMPLETED"}, timeout=240)
+    records = load_sweep(sweep).records
+    assert sorted(r.run for r in records) == ["lstm-d16-1500", "residual_lstm-d16-1500"]
+    steps = local_steps(grid, tmp_path / "local")
+    assert all(r.config["train"]["max_steps"] == steps[r.run] > 0 for r in records)
+    assert (sweep / TOKENS_CACHE).is_file() and len(
+        json.loads((sweep / "plan.json").read_text())["runs"]
+    ) == 6
+
+    assert cli(["status", str(sweep)]) == 0
+    table = capsys.readouterr().out
+    assert "(plan job)" in table and table.count("COMPLETED") == 3
+    assert cli(argv) == 0
+    assert "nothing to submit" in capsys.readouterr().out
+
+
+@pytest.mark.slurm
+def test_slurm_sweep_whose_plan_job_fails_never_runs_and_status_names_the_log(
+    slurm_cluster: LocalSlurm, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    grid = write_grid(tmp_path / "grid.yaml", tiny_data)
-    argv = ["sweep", "--grid", str(grid), "--out", str(tmp_path / "s"), "--only", "lstm-d16", "--slurm"]
-    assert cli(argv) == 0
-    job_id = capsys.readouterr().out.split(":")[0]
-    for task in range(2):  # lstm-d16 and residual_lstm-d16
-        slurm_cluster.wait(f"{job_id}_{task}", {"COMPLETED"}, timeout=240)
-    assert sorted(r.run for r in load_sweep(tmp_path / "s").records) == [
-        "lstm-d16-1500",
-        "residual_lstm-d16-1500",
-    ]
-    assert cli(argv) == 0
-    assert "nothing to submit" in capsys.readouterr().out
+    (tmp_path / "a_file").write_text("")
+    grid = write_grid(tmp_path / "grid.yaml", tmp_path / "a_file" / "data")  # cannot be created
+    sweep = tmp_path / "s"
+    assert cli(["sweep", "--grid", str(grid), "--out", str(sweep), "--only", "lstm-d16", "--slurm"]) == 0
+    plan_id, job_id = submitted_ids(capsys.readouterr().out)
+    slurm_cluster.wait(plan_id, {"FAILED"}, timeout=120)
+    record = slurm_cluster.wait(job_id, {"CANCELLED"}, timeout=60)
+    assert "DependencyNeverSatisfied" in record["Reason"]
+    assert not (sweep / "lstm-d16-1500").exists()  # no task ran
+    log = sweep / "slurm/plan/slurm" / f"{plan_id}.out"
+    assert "a_file" in log.read_text()
+    assert cli(["status", str(sweep)]) == 0
+    table = capsys.readouterr().out.replace("\n", "")
+    assert "FAILED" in table and f"{plan_id}.out" in table
 
 
 @pytest.mark.parametrize(
