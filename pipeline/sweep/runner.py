@@ -43,7 +43,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     slurm = parser.add_argument_group(
         "SLURM (with --slurm: a plan job prepares the data and sets the steps, then one array task per unfinished run)"
     )
-    slurm.add_argument("--slurm", action="store_true", help="submit a job array instead of running locally")
+    slurm.add_argument(
+        "--slurm", action="store_true", help="submit a plan job and a job array instead of running locally"
+    )
     for flag, kind in (("--nodes", int), ("--gpus-per-node", int), ("--ntasks-per-node", int),
                        ("--cpus-per-task", int), ("--mem", str), ("--time", str), ("--partition", str),
                        ("--account", str), ("--signal-seconds", int)):  # fmt: skip
