@@ -59,7 +59,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 DATA_SUBCOMMANDS = {
     "prepare": (
-        "pipeline.data.prepare",
+        "pipeline.slurm.data_prepare",  # pipeline.data.prepare's command, plus --slurm
         "add_prepare_arguments",
         "run_prepare",
         "tokenize a corpus into shards",

@@ -73,11 +73,11 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs or sweeps to show; default: every directory under runs/ with a slurm/jobs.txt")  # fmt: skip
 
 
-def submit_script(script: Path) -> str:
-    """`sbatch --parsable SCRIPT` -> job id (the part before any ';cluster')."""
+def submit_script(script: Path, *sbatch_args: str) -> str:
+    """`sbatch --parsable [SBATCH_ARGS] SCRIPT` -> job id (the part before any ';cluster')."""
     try:
         done = subprocess.run(
-            ["sbatch", "--parsable", str(script)], capture_output=True, text=True, check=False
+            ["sbatch", "--parsable", *sbatch_args, str(script)], capture_output=True, text=True, check=False
         )
     except FileNotFoundError as err:
         raise LaunchError(
