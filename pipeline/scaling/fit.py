@@ -270,6 +270,10 @@ def bootstrap_groups(
     result = fit_on(list(groups))
     if result.underdetermined or n_boot <= 0:
         return result
+    if len(groups) < 2:  # every resample would be that one point again: a zero-width "interval"
+        return _underdetermined(result.form, list(result.params), result.n_points, (
+            "one point (one size at one budget): a fit to one run's validation curve is a learning curve, "
+            "not a scaling law, and resampling one point gives no interval"))  # fmt: skip
     names = list(result.params)
 
     def values(draw: list[np.ndarray]) -> tuple[bool, np.ndarray]:

@@ -10,6 +10,7 @@ from scipy.optimize import curve_fit
 
 from pipeline.scaling.compare import compare_curves, compute_frontier
 from pipeline.scaling.fit import (
+    bootstrap_groups,
     fit_chinchilla,
     fit_chinchilla_bootstrap,
     fit_power_law,
@@ -97,6 +98,24 @@ def test_underdetermined_fits_are_flagged_not_returned():
     chin = fit_chinchilla_bootstrap(n[two_sizes], d[two_sizes], loss[two_sizes], n_boot=5)
     assert chin.underdetermined and "2 distinct N" in chin.reason and chin.samples is None
     assert chin.to_dict()["params"]["alpha"] is None  # JSON gets null, not NaN
+
+
+def test_a_fit_over_one_resampled_point_claims_no_interval():
+    """One run's validation curve fits a power law, but a bootstrap over points would redraw that one run every
+    time: a zero-width interval. Two points give a real one."""
+    compute = np.array([1e12, 2e12, 4e12, 8e12])
+    loss = 3.0 * (compute / 1e12) ** -0.1 * np.array([1.0, 1.01, 0.99, 1.0])
+    curves = [np.arange(4), np.arange(4, 8)]
+    x, y = np.concatenate([compute, compute * 10]), np.concatenate([loss, loss * 0.8])
+
+    def fit_on(draw):
+        index = np.concatenate(draw)
+        return fit_power_law(x[index], y[index])
+
+    one = bootstrap_groups(fit_on, curves[:1], 50, np.random.default_rng(0))
+    assert one.underdetermined and "one point" in one.reason and one.ci == {}
+    two = bootstrap_groups(fit_on, curves, 50, np.random.default_rng(0))
+    assert not two.underdetermined and two.ci["alpha"][1] > two.ci["alpha"][0]
 
 
 def test_chinchilla_fit_that_runs_off_to_an_overflowing_coefficient_is_flagged_not_raised():
