@@ -10,7 +10,8 @@ repeated in a seeded random order until N pairs), written once as line-aligned f
 ``--vocab-size 8000 --max-len 128`` (the issue-19 setting) by each path in its own subprocess, so the peak RSS
 (``ru_maxrss`` of that process) is its own. The reference ("old") is the old code itself: the package at
 ``REFERENCE_COMMIT``, extracted with ``git archive`` (load all pairs, shuffle, BPE on all train pairs, tarfile).
-Also measured: verifying every shard's sha256
+The streaming path runs twice: ``--workers 1`` and ``--workers <cpu count>`` (``streaming_workers``; its CPU
+time includes the worker processes'). Also measured: verifying every shard's sha256
 up front (``verify_prepared(hash_shards=True)``) against one pass of the loader over the train split, to decide
 whether to hash at start or per shard as opened. Writes ``<out>/prepare_cpu.json``.
 """
@@ -34,13 +35,15 @@ REFERENCE_COMMIT = "514eee0"  # the last commit before the data-layer changes of
 _CHILD = """
 import json, resource, sys, time
 from pipeline.data.prepare import prepare
-src, tgt, out, stream = sys.argv[1:5]
+src, tgt, out, stream, workers = sys.argv[1:6]
 t0 = time.perf_counter()
 kw = {} if stream == "old" else {"stream": stream == "1"}  # the old code has no `stream` argument
+kw.update({"workers": int(workers)} if int(workers) > 1 else {})  # nor `workers`
 m = prepare(f"parallel:{src}|{tgt}", out, vocab_size=8000, max_len=128, force=True, **kw)
 wall = time.perf_counter() - t0
-use = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"wall_s": wall, "peak_rss_mb": use.ru_maxrss / 1024, "cpu_s": use.ru_utime + use.ru_stime,
+use, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall_s": wall, "peak_rss_mb": use.ru_maxrss / 1024, "worker_peak_rss_mb": kids.ru_maxrss / 1024,
+                  "cpu_s": use.ru_utime + use.ru_stime + kids.ru_utime + kids.ru_stime,
                   "samples": {s: m["splits"][s]["samples"] for s in m["splits"]}}))
 """
 
@@ -77,12 +80,14 @@ def old_code(commit: str, work: Path) -> Path:
     return root
 
 
-def run_one(src: Path, tgt: Path, out: Path, mode: str, pythonpath: Path | None = None) -> dict[str, Any]:
-    """mode: "old" (the extracted old package), "1" (streaming) or "0" (this code's in-memory path)."""
+def run_one(src: Path, tgt: Path, out: Path, mode: str, pythonpath: Path | None = None,
+            workers: int = 1) -> dict[str, Any]:  # fmt: skip
+    """mode: "old" (the extracted old package), "1" (streaming) or "0" (this code's in-memory path); ``workers``:
+    the streaming path's encoding processes (its CPU time counts the children's: RUSAGE_CHILDREN is added)."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(tgt), str(out), mode],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(tgt), str(out), mode, str(workers)],
                           capture_output=True, text=True, env=env, check=False, cwd=pythonpath)  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"prepare ({mode}) failed:\n{proc.stderr[-2000:]}")
@@ -109,7 +114,8 @@ def verify_cost(data_dir: Path) -> dict[str, Any]:
             "all_hashes_over_train_pass": round(full / epoch, 4)}  # fmt: skip
 
 
-def run(sizes: list[int], work: Path, commit: str, log: Any = print, partial: Any = None) -> dict[str, Any]:
+def run(sizes: list[int], work: Path, commit: str, log: Any = print, partial: Any = None,
+        n_workers: int = os.cpu_count() or 1) -> dict[str, Any]:  # fmt: skip
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     old = old_code(commit, work)
@@ -117,14 +123,22 @@ def run(sizes: list[int], work: Path, commit: str, log: Any = print, partial: An
     for n in sizes:
         src, tgt = write_corpus(work, n)
         row: dict[str, Any] = {"pairs": n}
-        for name, mode in (("old", "old"), ("streaming", "1")):
-            res = run_one(src, tgt, work / f"prepared-{n}-{name}", mode, old if mode == "old" else None)
+        for name, mode, workers in (
+            ("old", "old", 1),
+            ("streaming", "1", 1),
+            ("streaming_workers", "1", n_workers),
+        ):
+            res = run_one(
+                src, tgt, work / f"prepared-{n}-{name}", mode, old if mode == "old" else None, workers
+            )
+            res["workers"] = workers
             res["pairs_per_s"] = n / res["wall_s"]
             res["pairs_per_cpu_s"] = n / res["cpu_s"]  # steadier than wall time on a shared machine
             row[name] = res
             log(f"{n:>9,} pairs  {name:<9}  {res['wall_s']:7.1f} s  {res['pairs_per_s']:9,.0f} pairs/s  "
                 f"cpu {res['cpu_s']:7.1f} s  peak RSS {res['peak_rss_mb']:7.0f} MB")  # fmt: skip
         row["speedup"] = row["old"]["wall_s"] / row["streaming"]["wall_s"]
+        row["workers_speedup"] = row["old"]["wall_s"] / row["streaming_workers"]["wall_s"]
         row["cpu_speedup"] = row["old"]["cpu_s"] / row["streaming"]["cpu_s"]
         row["rss_ratio"] = row["streaming"]["peak_rss_mb"] / row["old"]["peak_rss_mb"]
         rows.append(row)

@@ -37,6 +37,9 @@ def _template() -> bytearray:
 
 
 _TEMPLATE = _template()
+_TEMPLATE_SUM = sum(
+    _TEMPLATE
+)  # the name and size fields are NULs in it: the checksum adds theirs (no 512-byte sum)
 
 
 def member_header(name: bytes, size: int) -> bytes:
@@ -44,8 +47,8 @@ def member_header(name: bytes, size: int) -> bytes:
         raise ValueError(f"tar member name longer than 100 bytes: {name[:40]!r}...")
     header = bytearray(_TEMPLATE)
     header[: len(name)] = name
-    header[124:136] = b"%011o\x00" % size
-    header[148:155] = b"%06o\x00" % sum(header)
+    header[124:136] = size_field = b"%011o\x00" % size
+    header[148:155] = b"%06o\x00" % (_TEMPLATE_SUM + sum(name) + sum(size_field))
     return bytes(header)
 
 
