@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import sys
 from collections.abc import Iterable
@@ -31,12 +30,11 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from pipeline.data.corpus import SPLITS, CorpusSource, load_splits, parse_source, sha256_file
+from pipeline.data.corpus import SPLITS, CorpusSource, parse_source, sha256_file
 from pipeline.data.lm import DEFAULT_LM_CORPUS, lm_records
 from pipeline.data.out_dir import check_replaceable, swap_in
-from pipeline.data.passages import check_passage_len, join_passages, passage_lengths
+from pipeline.data.pair_records import pair_records
 from pipeline.data.shard_io import is_remote, join, read_bytes
-from pipeline.data.shard_writer import tokenized
 from pipeline.data.shard_writer import write_split as _write_split  # module-level: tests patch it
 from pipeline.data.stream_prepare import (
     SCRATCH,
@@ -49,7 +47,7 @@ from pipeline.data.stream_prepare import (
     part_files,
     read_plan,
 )
-from pipeline.data.tokenizer import SPECIAL_IDS, TextTokenizer, load_tokenizer, train_tokenizer
+from pipeline.data.tokenizer import SPECIAL_IDS, TextTokenizer, load_tokenizer
 from pipeline.data.verify import (
     MANIFEST,
     ShardError,
@@ -119,9 +117,7 @@ def prepare(
         if task == "lm":
             tokenizer, chunks, sizes, extra = lm_records(source, vocab_size, context, seed)
         else:
-            tokenizer, chunks, sizes, extra = _pair_records(
-                source, vocab_size, seed, limit, task, passage_len
-            )
+            tokenizer, chunks, sizes, extra = pair_records(source, vocab_size, seed, limit, task, passage_len)
         records = ((split, chunks[split]) for split in SPLITS)
         return _write_prepared(tmp, tokenizer, records, sizes, extra, settings, drain=False)
     finally:
@@ -315,31 +311,6 @@ def read_manifest(data_dir: str | Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exn:
         raise ValueError(f"corrupt manifest {path}: {exn}") from exn
-
-
-def _pair_records(source: CorpusSource, vocab_size: int, seed: int, limit: int | None, task: str,
-                  passage_len: int | None) -> tuple[TextTokenizer, dict, dict, dict]:  # fmt: skip
-    """Translation pairs (one per verse/line, or joined into passages): tokenizer, records and sizes per split."""
-    splits = load_splits(source)
-    if not splits["train"]:
-        raise ValueError(f"corpus {source.spec} has no training pairs")
-    ordered = list(splits["train"])
-    random.Random(seed).shuffle(splits["train"])
-    tokenizer = train_tokenizer((text for _, s, t in splits["train"][:limit] for text in (s, t)), vocab_size)
-    extra: dict = {"task": task} if task != "translation" else {}
-    if task == "passages":
-        assert passage_len is not None
-        extra["passage_len"] = passage_len
-        for split in SPLITS:
-            verses = ordered if split == "train" else splits[split]
-            lengths = passage_lengths(tokenizer, verses)
-            if split == "train":
-                check_passage_len(verses, lengths, passage_len, source.spec)
-            splits[split], dropped = join_passages(verses, lengths, passage_len)
-            extra[f"{split}_stats"] = {"verses": len(verses), "verses_dropped_overlong": dropped}
-        random.Random(seed).shuffle(splits["train"])
-    records = {split: tokenized(tokenizer, splits[split]) for split in SPLITS}
-    return tokenizer, records, {split: len(splits[split]) for split in SPLITS}, extra
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
