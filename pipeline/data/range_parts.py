@@ -11,7 +11,7 @@ numpy layout is the cheapest to build from ``encode_batch``'s lists; no library 
 
 from __future__ import annotations
 
-from itertools import chain
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +20,33 @@ from pipeline.data.shard_writer import Record
 
 
 class PartBuffer:
-    """Records appended in order, saved as one part file with ``save``."""
+    """Records appended in order, saved as one part file with ``save``.
+
+    Token ids are kept as packed int32 bytes (``array``), not lists of Python ints: ~170 bytes a side instead of
+    ~1.3 kB, so a range task can buffer its ``SEGMENT_PAIRS`` in well under 100 MB.
+    """
 
     def __init__(self) -> None:
         self.texts: list[str] = []  # key, src, tgt, key, src, tgt, ...
-        self.ids: list[list[int]] = []  # src ids, tgt ids, ...
+        self.ids: list[bytes] = []  # src ids, tgt ids, ... (native int32)
 
     def __len__(self) -> int:
         return len(self.ids) // 2
 
     def add(self, key: str, src: str, tgt: str, src_ids: list[int], tgt_ids: list[int]) -> None:
         self.texts += (key, src, tgt)
-        self.ids += (src_ids, tgt_ids)
+        self.ids += (array("i", src_ids).tobytes(), array("i", tgt_ids).tobytes())
 
     def save(self, path: Path) -> None:
         encoded = [t.encode("utf-8") for t in self.texts]
         text_off = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=text_off[1:])
         id_off = np.zeros(len(self.ids) + 1, dtype=np.int64)
-        np.cumsum([len(i) for i in self.ids], out=id_off[1:])
-        ids = np.fromiter(chain.from_iterable(self.ids), dtype="<i4", count=int(id_off[-1]))
+        np.cumsum([len(i) // 4 for i in self.ids], out=id_off[1:])
+        ids = np.frombuffer(b"".join(self.ids), dtype=np.intc).astype("<i4", copy=False)
         with path.open("wb") as f:
-            for array in (np.frombuffer(b"".join(encoded), dtype=np.uint8), text_off, ids, id_off):
-                np.save(f, array, allow_pickle=False)
+            for values in (np.frombuffer(b"".join(encoded), dtype=np.uint8), text_off, ids, id_off):
+                np.save(f, values, allow_pickle=False)
         self.texts, self.ids = [], []
 
 
