@@ -234,7 +234,8 @@ def plan_staged(source: str | CorpusSource, out_dir: str | Path, n_ranges: int, 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     settings = {"out_dir": str(out_dir), "args": args, "corpus": source.spec, "max_len": max_len,
-                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": "translation"}  # fmt: skip
+                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": "translation",
+                "force": force}  # fmt: skip
     return _plan_streamed(source, work, vocab_size, seed, limit, n_ranges, settings)
 
 
@@ -246,12 +247,16 @@ def merge_prepared(work: str | Path) -> dict:
     work = Path(work)
     plan = read_plan(work / SCRATCH)
     part_files(work / SCRATCH, plan)  # a missing range is an error before anything is written
+    settings = plan["settings"]
+    check_replaceable(
+        Path(settings["out_dir"]), settings.get("force", False)
+    )  # it may have changed since the plan
     for split in SPLITS:
         shutil.rmtree(work / split, ignore_errors=True)
     tokenizer = load_tokenizer(work / SCRATCH / "tokenizer.json")
     sizes = {split: b - a for split, (a, b) in zip(SPLITS, plan["bounds"], strict=True)}
     records = merged_records(work / SCRATCH, plan)
-    return _write_prepared(work, tokenizer, records, sizes, dict(plan["extra"]), plan["settings"], drain=True)
+    return _write_prepared(work, tokenizer, records, sizes, dict(plan["extra"]), settings, drain=True)
 
 
 def ensure_prepared(

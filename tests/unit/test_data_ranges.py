@@ -106,3 +106,14 @@ def test_bucket_of_pair_does_not_depend_on_the_split() -> None:
     assert not np.array_equal(whole, bucket_of(8, 0, n, 11))  # the seed matters
     counts = np.bincount(whole, minlength=11)
     assert counts.min() > 0.8 * n / 11  # every bucket gets its share
+
+
+def test_merge_never_replaces_a_folder_made_since_the_plan(corpus: CorpusSource, tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    plan_staged(corpus, out, n_ranges=1, **ARGS)
+    encode_range(staged_dir(out) / SCRATCH, 0)
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # e.g. the user reused the name while the jobs were queued
+    with pytest.raises(FileExistsError, match="not a prepared data dir"):
+        merge_prepared(staged_dir(out))
+    assert (out / "notes.txt").read_text() == "mine"
