@@ -4,6 +4,7 @@ tasks and the merge job write the same shards and manifest, byte for byte, as a 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from pipeline.cli import main as cli
 from pipeline.data.corpus import CorpusSource
 from pipeline.data.prepare import prepare, staged_dir
+from pipeline.slurm import submit
 from tests.integration.slurm_cluster import LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 from tests.unit.data_fixtures import write_parallel
 
@@ -20,6 +22,14 @@ ARGS = {"vocab_size": 300, "max_len": 64, "shard_size": 300, "seed": 5}
 
 def tree(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def job_ids(printed: str) -> tuple[str, str]:
+    """(encode array id, merge job id) from what `pipeline data prepare --slurm` printed."""
+    encode = re.search(r"^(\d+): encode array 0-2", printed, re.M)
+    merge = re.search(r"^(\d+): merge after it", printed, re.M)
+    assert encode and merge, printed
+    return encode[1], merge[1]
 
 
 def test_slurm_prepare_matches_a_local_run(
@@ -36,17 +46,56 @@ def test_slurm_prepare_matches_a_local_run(
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in ARGS.items()]
     assert cli(["data", "prepare", "--src", str(src), "--tgt", str(tgt), "--out", str(out), *flags,
                 "--slurm", "--ranges", "3", "--time", "10", "--mem", "1G"]) == 0  # fmt: skip
-    printed = capsys.readouterr().out
-    encode_id = re.search(r"^(\d+): encode array 0-2", printed, re.M)
-    merge_id = re.search(r"^(\d+): merge after it", printed, re.M)
-    assert encode_id and merge_id, printed
+    encode_id, merge_id = job_ids(capsys.readouterr().out)
     assert not out.exists()  # nothing is written there before the merge job ends
 
-    slurm_cluster.wait(merge_id[1], {"COMPLETED"}, timeout=240)
+    slurm_cluster.wait(merge_id, {"COMPLETED"}, timeout=240)
     for task in range(3):
-        assert slurm_cluster.job(f"{encode_id[1]}_{task}").get("JobState") == "COMPLETED"
+        assert slurm_cluster.job(f"{encode_id}_{task}").get("JobState") == "COMPLETED"
     assert tree(out) == tree(tmp_path / "local")  # manifest.json, tokenizer.json and every shard
     assert local["dataset_hash"] in (out / "manifest.json").read_text()
     assert not staged_dir(out).exists()
     logs = sorted(p.name for p in (tmp_path / "cluster.slurm" / "slurm").glob("*.out"))
-    assert logs == sorted([f"{encode_id[1]}_{t}.out" for t in range(3)] + [f"{merge_id[1]}.out"])
+    assert logs == sorted([f"{encode_id}_{t}.out" for t in range(3)] + [f"{merge_id}.out"])
+
+
+def test_a_failed_range_is_rerun_as_printed_and_the_merge_then_matches(
+    slurm_cluster: LocalSlurm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The last range fails (its input is cut short after the plan); the merge is cancelled, not run on a missing
+    range; the two `sbatch` lines the command printed then finish the preparation with the local run's bytes."""
+    monkeypatch.chdir(tmp_path)
+    src, tgt = write_parallel(tmp_path, n=2500)
+    prepare(CorpusSource(src=src, tgt=tgt), tmp_path / "local", **ARGS, workers=1)
+    full = tgt.read_bytes()
+    submit_script = submit.submit_script
+
+    def cut_input_then_submit(script: Path, *sbatch_args: str) -> str:
+        if script.name == "encode.sbatch":
+            tgt.write_bytes(b"".join(full.splitlines(keepends=True)[:2000]))  # range 2 ends early
+        return submit_script(script, *sbatch_args)
+
+    monkeypatch.setattr(submit, "submit_script", cut_input_then_submit)
+    out = tmp_path / "cluster"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in ARGS.items()]
+    assert cli(["data", "prepare", "--src", str(src), "--tgt", str(tgt), "--out", str(out), *flags,
+                "--slurm", "--ranges", "3"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    encode_id, merge_id = job_ids(printed)
+    slurm_cluster.wait(f"{encode_id}_2", {"FAILED"}, timeout=120)
+    slurm_cluster.wait(merge_id, {"CANCELLED"}, timeout=60)
+    assert not out.exists()
+    log = (tmp_path / "cluster.slurm" / "slurm" / f"{encode_id}_2.out").read_text()
+    assert "range 2: expected pairs" in log
+
+    tgt.write_bytes(full)  # the input is whole again: rerun what the command said to
+    rerun = re.search(r"`sbatch --array=R (\S+)`, then `sbatch (\S+)`", printed)
+    assert rerun, printed
+    again = subprocess.run(["sbatch", "--parsable", "--array=2", rerun[1]], capture_output=True, text=True)
+    slurm_cluster.wait(f"{again.stdout.strip()}_2", {"COMPLETED"}, timeout=120)
+    merge = subprocess.run(["sbatch", "--parsable", rerun[2]], capture_output=True, text=True)
+    slurm_cluster.wait(merge.stdout.strip(), {"COMPLETED"}, timeout=120)
+    assert tree(out) == tree(tmp_path / "local")
