@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -92,14 +93,27 @@ def _accelerator(cfg: RunConfig) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
 def _quiet_known_warnings() -> None:
     """Warnings that say nothing about the run: Lightning's hint to use `srun` on any machine that has SLURM
-    installed (a local run is meant to be local), and a deprecation inside Lightning's own pytree helper."""
+    installed (a local run is meant to be local), a deprecation inside Lightning's own pytree helper, and its
+    advertisement for a cloud logger at every Trainer start."""
     import warnings
 
     if "SLURM_JOB_ID" not in os.environ:
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # rank_zero_info()'s logger
+    if not any(isinstance(f, _DropMessages) for f in rank_zero_log.filters):
+        rank_zero_log.addFilter(_DropMessages("💡 Tip:"))
 
 
 def _lstm_recurrence_dtype(cfg: RunConfig) -> str:
