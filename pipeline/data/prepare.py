@@ -39,7 +39,6 @@ from pipeline.data.shard_writer import write_split as _write_split  # module-lev
 from pipeline.data.stream_prepare import (
     SCRATCH,
     TOKENIZER_SAMPLE,
-    encode_range,
     encode_ranges,
     is_streamed,
     make_plan,
@@ -89,8 +88,8 @@ def prepare(
     ranges (the shards do not depend on it).
     """
     source = parse_source(source)
-    max_len, args = _checked_args(source, vocab_size, max_len, shard_size, seed, limit, overlong, task,
-                                  passage_len, context)  # fmt: skip
+    max_len, args = checked_args(source, vocab_size, max_len, shard_size, seed, limit, overlong, task,
+                                 passage_len, context)  # fmt: skip
     out_dir = Path(out_dir)
     if not force and (out_dir / MANIFEST).is_file():
         try:
@@ -104,14 +103,14 @@ def prepare(
                 print(f"warning: rebuilding {out_dir}: {exn}", file=sys.stderr)
     check_replaceable(out_dir, force)
     settings = {"out_dir": str(out_dir), "args": args, "corpus": source.spec, "max_len": max_len,
-                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": task}  # fmt: skip
+                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": task, "force": force}  # fmt: skip
 
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         if task == "translation" and is_streamed(source) and stream is not False:
-            _plan_streamed(source, tmp, vocab_size, seed, limit, max(1, workers), settings, local=True)
+            plan_streamed(source, tmp, vocab_size, seed, limit, max(1, workers), settings, local=True)
             encode_ranges(tmp / SCRATCH, workers)
             return merge_prepared(tmp)
         if task == "lm":
@@ -124,9 +123,9 @@ def prepare(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _checked_args(source: CorpusSource, vocab_size: int, max_len: int, shard_size: int, seed: int,
-                  limit: int | None, overlong: str, task: str, passage_len: int | None,
-                  context: int | None) -> tuple[int, dict]:  # fmt: skip
+def checked_args(source: CorpusSource, vocab_size: int, max_len: int, shard_size: int, seed: int,
+                 limit: int | None, overlong: str, task: str, passage_len: int | None,
+                 context: int | None) -> tuple[int, dict]:  # fmt: skip
     """Check the options (one clear error each); return the effective max_len and the manifest's ``args``."""
     if task not in TASKS:
         raise ValueError(f"data.task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -199,44 +198,14 @@ def _write_prepared(tmp: Path, tokenizer: TextTokenizer, records: Iterable[tuple
     return manifest
 
 
-def _plan_streamed(source: CorpusSource, work: Path, vocab_size: int, seed: int, limit: int | None,
-                   n_ranges: int, settings: dict, local: bool = False) -> dict:  # fmt: skip
+def plan_streamed(source: CorpusSource, work: Path, vocab_size: int, seed: int, limit: int | None,
+                  n_ranges: int, settings: dict, local: bool = False) -> dict:  # fmt: skip
     """Phase 1 of the streamed path (``stream_prepare.py``): BPE on a bounded sample, the plan in ``work``.
 
     ``local``: fewer ranges than ``n_ranges`` on a small input (a worker process is not worth a few pairs).
     """
     sample = min(TOKENIZER_SAMPLE, limit or TOKENIZER_SAMPLE)
     return make_plan(source, work / SCRATCH, seed, sample, vocab_size, n_ranges, settings, shrink=local)
-
-
-def staged_dir(out_dir: str | Path) -> Path:
-    """The temporary dir of a preparation split across jobs (``--slurm``): it outlives the submitting process."""
-    out_dir = Path(out_dir).resolve()
-    return out_dir.parent / f".{out_dir.name}.tmp-staged"
-
-
-def plan_staged(source: str | CorpusSource, out_dir: str | Path, n_ranges: int, vocab_size: int = 8000,
-                max_len: int = 128, shard_size: int = 2000, seed: int = 0, limit: int | None = None,
-                overlong: str = "drop", force: bool = False) -> dict:  # fmt: skip
-    """Phase 1 for a preparation whose ranges run elsewhere (SLURM array tasks): the plan in ``staged_dir``.
-
-    Then ``encode_range(staged_dir(out) / SCRATCH, r)`` for every r, then ``merge_prepared(staged_dir(out))``.
-    """
-    source = parse_source(source)
-    if not is_streamed(source):
-        raise ValueError(f"only parallel files or TSV (--src/--tgt, --tsv) are prepared in ranges; {source.spec} "
-                         "is small: prepare it without --slurm")  # fmt: skip
-    max_len, args = _checked_args(source, vocab_size, max_len, shard_size, seed, limit, overlong, "translation",
-                                  None, None)  # fmt: skip
-    out_dir = Path(out_dir).resolve()
-    check_replaceable(out_dir, force)
-    work = staged_dir(out_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    settings = {"out_dir": str(out_dir), "args": args, "corpus": source.spec, "max_len": max_len,
-                "shard_size": shard_size, "overlong": overlong, "limit": limit, "task": "translation",
-                "force": force}  # fmt: skip
-    return _plan_streamed(source, work, vocab_size, seed, limit, n_ranges, settings)
 
 
 def merge_prepared(work: str | Path) -> dict:
@@ -361,9 +330,6 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--context", type=int, default=None, help="lm: tokens per window (e.g. 1024)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes encoding parallel files / TSV (the shards do not depend on it)")  # fmt: skip
-    # The stages of a preparation split across SLURM jobs (`--slurm`), each run by one job of it:
-    parser.add_argument("--encode-range", type=int, metavar="R", help=argparse.SUPPRESS)
-    parser.add_argument("--merge", action="store_true", help=argparse.SUPPRESS)
 
 
 def source_from_args(args: argparse.Namespace) -> CorpusSource:
@@ -379,18 +345,12 @@ def source_from_args(args: argparse.Namespace) -> CorpusSource:
 def run_prepare(args: argparse.Namespace) -> int:
     """Entry point for ``pipeline data prepare``: bad input is reported on stderr with exit code 2."""
     try:
-        if args.encode_range is not None:
-            print(f"wrote {encode_range(staged_dir(args.out) / SCRATCH, args.encode_range)}")
-            return 0
-        if args.merge:
-            manifest = merge_prepared(staged_dir(args.out))
-        else:
-            if args.workers < 1:
-                raise ValueError(f"--workers must be >= 1, got {args.workers}")
-            manifest = prepare(source_from_args(args), args.out, vocab_size=args.vocab_size, max_len=args.max_len,
-                               shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
-                               force=args.force, task=args.task, passage_len=args.passage_len,
-                               context=args.context, workers=args.workers)  # fmt: skip
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        manifest = prepare(source_from_args(args), args.out, vocab_size=args.vocab_size, max_len=args.max_len,
+                           shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
+                           force=args.force, task=args.task, passage_len=args.passage_len, context=args.context,
+                           workers=args.workers)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ BPE time grow with the corpus (issue 19: 1.82 GB and ~2,000 pairs/s at 1.6M pair
    it.
 
 Locally phase 2 runs in ``workers`` processes (``encode_ranges``); ``pipeline data prepare --slurm`` runs it as a
-job array (``pipeline/slurm/data_prepare.py``). The shards are byte-identical either way.
+job array (``staged_prepare.py``, ``pipeline/slurm/data_prepare.py``). The shards are byte-identical either way.
 
 Cost and ceiling (CPU time per pair, one thread, ``python -m benchmarks.prepare_profile --pairs 50000``, measured
 on a shared 2-core machine): ``encode_batch`` 170-220 us, reading + cleaning 21-25 us, part files 9-11 us, tar
@@ -133,9 +133,7 @@ def make_plan(
     scratch.mkdir(parents=True, exist_ok=True)
     tokenizer.save(scratch / "tokenizer.json")
     plan = {
-        "source": {k: None if v is None else str(Path(v).resolve()) for k, v in
-                   (("src", source.src), ("tgt", source.tgt), ("tsv", source.tsv))},
-        "valid_frac": source.valid_frac, "test_frac": source.test_frac, "seed": seed, "pairs": n,
+        "source": source_fields(source), "seed": seed, "pairs": n,
         "bounds": bounds, "n_buckets": max(1, math.ceil(n_train / BUCKET_PAIRS)), "n_ranges": n_ranges,
         "checkpoints": checkpoints, "settings": settings,
         "extra": {"malformed": malformed.to_manifest(), "tokenizer_sample_pairs": len(texts) // 2},
@@ -153,9 +151,20 @@ def read_plan(scratch: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def source_fields(source: CorpusSource) -> dict:
+    """A streamed source as JSON (absolute paths: the jobs that read it may start elsewhere)."""
+    paths = {k: None if v is None else str(Path(v).resolve()) for k, v in
+             (("src", source.src), ("tgt", source.tgt), ("tsv", source.tsv))}  # fmt: skip
+    return {**paths, "valid_frac": source.valid_frac, "test_frac": source.test_frac}
+
+
+def source_from_fields(fields: dict) -> CorpusSource:
+    paths = {k: None if fields[k] is None else Path(fields[k]) for k in ("src", "tgt", "tsv")}
+    return CorpusSource(**paths, valid_frac=fields["valid_frac"], test_frac=fields["test_frac"])
+
+
 def plan_source(plan: dict) -> CorpusSource:
-    paths = {k: None if v is None else Path(v) for k, v in plan["source"].items()}
-    return CorpusSource(**paths, valid_frac=plan["valid_frac"], test_frac=plan["test_frac"])
+    return source_from_fields(plan["source"])
 
 
 def range_bounds(plan: dict, index: int) -> tuple[int, int]:

@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.cli import main as cli
 from pipeline.data.corpus import CorpusSource
-from pipeline.data.prepare import prepare, staged_dir
+from pipeline.data.prepare import prepare
+from pipeline.data.staged_prepare import staged_dir
 from pipeline.slurm import submit
 from tests.integration.slurm_cluster import LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 from tests.unit.data_fixtures import write_parallel
@@ -32,11 +33,13 @@ def job_ids(printed: str) -> tuple[str, str]:
     return encode[1], merge[1]
 
 
+@pytest.mark.parametrize("plan_job", [False, True], ids=["plan-here", "plan-job"])
 def test_slurm_prepare_matches_a_local_run(
     slurm_cluster: LocalSlurm,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    plan_job: bool,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the jobs start here; nothing lands in the checkout
     src, tgt = write_parallel(tmp_path, n=2500)
@@ -45,9 +48,15 @@ def test_slurm_prepare_matches_a_local_run(
     out = tmp_path / "cluster"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in ARGS.items()]
     assert cli(["data", "prepare", "--src", str(src), "--tgt", str(tgt), "--out", str(out), *flags,
-                "--slurm", "--ranges", "3", "--time", "10", "--mem", "1G"]) == 0  # fmt: skip
-    encode_id, merge_id = job_ids(capsys.readouterr().out)
+                "--slurm", "--ranges", "3", "--time", "10", "--mem", "1G",
+                *(["--plan-job"] if plan_job else [])]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    encode_id, merge_id = job_ids(printed)
     assert not out.exists()  # nothing is written there before the merge job ends
+    plan = re.search(r"^(\d+): plan of 3 ranges", printed, re.M)
+    assert bool(plan) == plan_job, printed
+    if plan:
+        slurm_cluster.wait(plan[1], {"COMPLETED"}, timeout=120)
 
     slurm_cluster.wait(merge_id, {"COMPLETED"}, timeout=240)
     for task in range(3):
@@ -56,7 +65,8 @@ def test_slurm_prepare_matches_a_local_run(
     assert local["dataset_hash"] in (out / "manifest.json").read_text()
     assert not staged_dir(out).exists()
     logs = sorted(p.name for p in (tmp_path / "cluster.slurm" / "slurm").glob("*.out"))
-    assert logs == sorted([f"{encode_id}_{t}.out" for t in range(3)] + [f"{merge_id}.out"])
+    jobs = [f"{encode_id}_{t}" for t in range(3)] + [merge_id] + ([plan[1]] if plan else [])
+    assert logs == sorted(f"{job}.out" for job in jobs)
 
 
 def test_a_failed_range_is_rerun_as_printed_and_the_merge_then_matches(

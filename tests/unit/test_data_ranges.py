@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.data import stream_prepare
 from pipeline.data.corpus import CorpusSource
-from pipeline.data.prepare import merge_prepared, plan_staged, prepare, staged_dir
+from pipeline.data.prepare import merge_prepared, prepare
+from pipeline.data.staged_prepare import plan_request, plan_staged, staged_dir
 from pipeline.data.stream_prepare import SCRATCH, bucket_of, encode_range
 from tests.unit.data_fixtures import write_parallel
 
@@ -82,6 +83,20 @@ def test_any_range_split_in_any_order_with_a_rerun_gives_the_same_shards(
     assert tree(out) == reference
     assert manifest["dataset_hash"] == json.loads(reference["manifest.json"])["dataset_hash"]
     assert not staged_dir(out).exists()
+
+
+def test_a_deferred_plan_gives_the_same_shards(
+    corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
+    out = tmp_path / "deferred"
+    request = plan_staged(corpus, out, n_ranges=2, **ARGS, defer=True)  # what `--slurm --plan-job` submits
+    assert request["n_ranges"] == 2 and not (staged_dir(out) / SCRATCH / "plan.json").exists()  # checked only
+    assert plan_request(out)["n_ranges"] == 2  # what the plan job runs
+    for index in (0, 1):
+        encode_range(staged_dir(out) / SCRATCH, index)
+    merge_prepared(staged_dir(out))
+    assert tree(out) == reference
 
 
 def test_merge_with_a_missing_range_names_it_and_writes_nothing(corpus: CorpusSource, tmp_path: Path) -> None:
