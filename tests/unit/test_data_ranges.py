@@ -132,3 +132,26 @@ def test_merge_never_replaces_a_folder_made_since_the_plan(corpus: CorpusSource,
     with pytest.raises(FileExistsError, match="not a prepared data dir"):
         merge_prepared(staged_dir(out))
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_ranges_of_a_tsv_directory_with_a_gzip_part_give_the_same_shards(
+    corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ranges start mid-file and inside the compressed file: the same pairs, keys and shards as the line files."""
+    import gzip
+
+    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
+    assert corpus.src is not None and corpus.tgt is not None
+    lines = [f"{s}\t{t}\n" for s, t in zip(corpus.src.read_text().splitlines(), corpus.tgt.read_text().splitlines(),
+                                            strict=True)]  # fmt: skip
+    (tmp_path / "tsv").mkdir()
+    (tmp_path / "tsv" / "a.tsv").write_text("".join(lines[:1234]))
+    (tmp_path / "tsv" / "b.tsv.gz").write_bytes(gzip.compress("".join(lines[1234:]).encode()))
+    out = tmp_path / "from-tsv"
+    plan_staged(CorpusSource(tsv=tmp_path / "tsv", valid_frac=0.1, test_frac=0.1), out, n_ranges=4, **ARGS)
+    for index in range(4):
+        encode_range(staged_dir(out) / SCRATCH, index)
+    merge_prepared(staged_dir(out))
+    shards = {k: v for k, v in tree(out).items() if k != "manifest.json"}  # its args name the TSV files
+    assert shards == {k: v for k, v in reference.items() if k != "manifest.json"}
+    assert len(shards) > 5
