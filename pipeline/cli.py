@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -145,7 +146,13 @@ def entry() -> None:
     """The `pipeline` console script and `python -m pipeline`: `main`, then the process ends the way a training
     process must (`pipeline.training.trainer.exit_process`: no interpreter teardown after a distributed run).
     In-process callers (tests) use `main`, which returns the status instead."""
-    status = main()
+    try:
+        status = main()
+    except (
+        BrokenPipeError
+    ):  # `pipeline sweep --dry-run | head`: the reader left; no traceback (Python docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 141  # 128 + SIGPIPE, as a shell reports a killed pipe writer
     if "pipeline.training.trainer" in sys.modules:
         sys.modules["pipeline.training.trainer"].exit_process(status)
     sys.exit(status)

@@ -240,3 +240,18 @@ def test_submit_validates_the_run_config_before_rendering(
     assert cli(submit(override)) == 2
     one_error_line(capsys, named)
     assert not list(submit_dir.rglob("*.sbatch"))
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`pipeline sweep --dry-run | head`: when the reader has gone, exit 141 without a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    grid = str(ROOT / "configs/sweeps/tiny.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "sweep", "--grid", grid, "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)  # fmt: skip
+    proc.stdout.close()  # the reader leaves before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
