@@ -6,7 +6,8 @@
 ``time.process_time`` around each step, with the tokenizers library's threads off (``TOKENIZERS_PARALLELISM=false``)
 so that process time is the work itself: reading + cleaning the lines, ``encode_batch`` (the two sides in two calls
 and in one), the old per-record ``pickle.dump`` vs the part files (``range_parts.py``), reading parts back, and
-writing the tar shards (``shard_writer.write_split``). The sum bounds throughput: a machine with C cores prepares at
+writing the tar shards (``shard_writer.write_split``), and the merge's split between rendering samples (in workers)
+and appending them (the one serial step, ``merge_split.py``). The sum bounds throughput: a machine with C cores prepares at
 most C / (CPU seconds per pair) pairs per second. Prints a table and writes JSON to ``--out`` if given.
 """
 
@@ -31,6 +32,7 @@ def profile(n_pairs: int, work: Path) -> dict:
 
     from benchmarks.bench_prepare import write_corpus
     from pipeline.data.corpus import CorpusSource
+    from pipeline.data.merge_split import render_unit, write_units
     from pipeline.data.range_parts import PartBuffer, load_part
     from pipeline.data.readers import Malformed
     from pipeline.data.shard_writer import write_split
@@ -86,15 +88,25 @@ def profile(n_pairs: int, work: Path) -> dict:
     with Progress(transient=True) as progress:
         timed("write tar shards + sha256", lambda: write_split(
             [loaded], n_pairs, shards, "train", 128, 2000, "drop", None, progress))  # fmt: skip
+    timed("merge: load + render samples (workers)", lambda: render_unit(([part], "0-bucket-0"), 128, "drop"))
+    shards = Path(tempfile.mkdtemp(dir=work))
+    with Progress(transient=True) as progress:
+        timed("merge: all of it, in one process", lambda: write_units(
+            [([part], "0-bucket-0")], n_pairs, shards, "train", 128, 2000, "drop", None, progress))  # fmt: skip
+    cost["merge: append + sha256 (serial)"] = cost["merge: all of it, in one process"] - cost[
+        "merge: load + render samples (workers)"]  # fmt: skip
     lines_per_pair = 2
-    pipeline_cost = sum(cost[k] for k in ("read + clean", "encode_batch, src+tgt in 1 call",
-                                            "part files: add + save", "part files: load",
-                                            "write tar shards + sha256"))  # fmt: skip
+    pipeline_cost = sum(cost[k] for k in ("read + clean", "encode_batch, src+tgt in 1 call", "part files: add + save",
+                                            "merge: all of it, in one process"))  # fmt: skip
+    serial = (
+        cost["read + clean"] + cost["merge: append + sha256 (serial)"]
+    )  # the plan's pass, the merge's appending
     return {
         "pairs": n_pairs,
         "cpu_us_per_pair": {k: round(v, 1) for k, v in cost.items()},
         "encode_us_per_line": round(cost["encode_batch, src+tgt in 1 call"] / lines_per_pair, 1),
         "total_us_per_pair": round(pipeline_cost, 1),
+        "serial_us_per_pair": round(serial, 1),
         "ceiling_pairs_per_s_per_core": round(1e6 / pipeline_cost),
         "encode_only_pairs_per_s_per_core": round(1e6 / cost["encode_batch, src+tgt in 1 call"]),
     }
@@ -113,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_count": os.cpu_count(), **profile(args.pairs, args.work.resolve())}  # fmt: skip
     for name, us in result["cpu_us_per_pair"].items():
         print(f"{name:40} {us:8.1f} us CPU / pair")
-    print(f"{'total (read, 1-call encode, parts, shards)':40} {result['total_us_per_pair']:8.1f} us CPU / pair "
+    print(f"{'serial (plan pass, merge appending)':40} {result['serial_us_per_pair']:8.1f} us CPU / pair")
+    print(f"{'total (read, 1-call encode, parts, merge)':40} {result['total_us_per_pair']:8.1f} us CPU / pair "
           f"-> at most {result['ceiling_pairs_per_s_per_core']:,} pairs/s per core")  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -52,6 +52,18 @@ def member_header(name: bytes, size: int) -> bytes:
     return bytes(header)
 
 
+def render_sample(sample: dict[str, str | bytes]) -> bytes:
+    """The tar members of one sample (header, data, padding each), as ``FastShardWriter.write`` appends them."""
+    key = sample["__key__"]
+    assert isinstance(key, str)
+    parts = []
+    for ext in sorted(k for k in sample if not k.startswith("_")):
+        value = sample[ext]
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        parts += [member_header(f"{key}.{ext}".encode(), len(data)), data, b"\x00" * (-len(data) % BLOCK)]
+    return b"".join(parts)
+
+
 class FastShardWriter:
     """``ShardWriter``-like: ``write(sample)`` into ``pattern % index`` shards of at most ``maxcount`` samples.
 
@@ -66,20 +78,16 @@ class FastShardWriter:
         self._offset = self._count = 0
 
     def write(self, sample: dict[str, str | bytes]) -> None:
+        self.write_rendered(render_sample(sample))
+
+    def write_rendered(self, members: bytes) -> None:
+        """Append one sample already rendered by ``render_sample`` (e.g. in another process)."""
         if self._file is None or self._count >= self.maxcount:
             self._finish()
             self.paths.append(Path(self.pattern % len(self.paths)))
             self._file = self.paths[-1].open("wb")
-        key = sample["__key__"]
-        assert isinstance(key, str)
-        parts = []
-        for ext in sorted(k for k in sample if not k.startswith("_")):
-            value = sample[ext]
-            data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-            pad = -len(data) % BLOCK
-            parts += [member_header(f"{key}.{ext}".encode(), len(data)), data, b"\x00" * pad]
-            self._offset += BLOCK + len(data) + pad
-        self._file.write(b"".join(parts))
+        self._file.write(members)
+        self._offset += len(members)
         self._count += 1
 
     def _finish(self) -> None:

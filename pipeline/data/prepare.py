@@ -32,6 +32,7 @@ from rich.progress import Progress
 
 from pipeline.data.corpus import SPLITS, CorpusSource, parse_source, sha256_file
 from pipeline.data.lm import DEFAULT_LM_CORPUS, lm_records
+from pipeline.data.merge_split import write_units
 from pipeline.data.out_dir import check_replaceable, swap_in
 from pipeline.data.pair_records import pair_records
 from pipeline.data.shard_io import is_remote, join, read_bytes
@@ -42,7 +43,7 @@ from pipeline.data.stream_prepare import (
     encode_ranges,
     is_streamed,
     make_plan,
-    merged_records,
+    merge_units,
     part_files,
     read_plan,
 )
@@ -112,7 +113,7 @@ def prepare(
         if task == "translation" and is_streamed(source) and stream is not False:
             plan_streamed(source, tmp, vocab_size, seed, limit, max(1, workers), settings, local=True)
             encode_ranges(tmp / SCRATCH, workers)
-            return merge_prepared(tmp)
+            return merge_prepared(tmp, workers)
         if task == "lm":
             tokenizer, chunks, sizes, extra = lm_records(source, vocab_size, context, seed)
         else:
@@ -161,10 +162,12 @@ def checked_args(source: CorpusSource, vocab_size: int, max_len: int, shard_size
 
 
 def _write_prepared(tmp: Path, tokenizer: TextTokenizer, records: Iterable[tuple[str, Iterable]], sizes: dict,
-                    extra: dict, settings: dict, drain: bool) -> dict:  # fmt: skip
+                    extra: dict, settings: dict, drain: bool = False, workers: int | None = None) -> dict:  # fmt: skip
     """Shard every split into ``tmp``, write the manifest, and rename ``tmp`` onto ``settings["out_dir"]``.
 
-    ``drain``: the records come from one pass over the input, so what ``limit`` leaves of a split is read past.
+    ``records``: (split, its record chunks), or with ``workers`` (the streamed merge) (split, its units, rendered
+    in ``workers`` processes: ``merge_split.py``). ``drain``: the chunks come from one pass over the input, so what
+    ``limit`` leaves of a split is read past.
     """
     limit = settings["limit"]
     tokenizer.save(tmp / "tokenizer.json")
@@ -181,9 +184,11 @@ def _write_prepared(tmp: Path, tokenizer: TextTokenizer, records: Iterable[tuple
     }
     with Progress(transient=True) as progress:
         for split, split_chunks in records:
+            shape = (sizes[split], tmp, split, settings["max_len"], settings["shard_size"], settings["overlong"],
+                     limit, progress)  # fmt: skip
             manifest["splits"][split] = {
-                **_write_split(split_chunks, sizes[split], tmp, split, settings["max_len"], settings["shard_size"],
-                               settings["overlong"], limit, progress, allow_empty_src=settings["task"] == "lm"),
+                **(write_units(split_chunks, *shape, workers=workers) if workers is not None else
+                   _write_split(split_chunks, *shape, allow_empty_src=settings["task"] == "lm")),
                 **extra.pop(f"{split}_stats", {}),
             }  # fmt: skip
             for _ in split_chunks if drain else ():
@@ -208,10 +213,11 @@ def plan_streamed(source: CorpusSource, work: Path, vocab_size: int, seed: int, 
     return make_plan(source, work / SCRATCH, seed, sample, vocab_size, n_ranges, settings, shrink=local)
 
 
-def merge_prepared(work: str | Path) -> dict:
+def merge_prepared(work: str | Path, workers: int = 1) -> dict:
     """Phase 3: every range's parts -> shards + manifest, renamed onto the planned out dir; returns the manifest.
 
-    A rerun after a failed merge starts over (the parts are kept until the manifest is written).
+    ``workers``: processes rendering the samples (the shards do not depend on it). A rerun after a failed merge
+    starts over (the parts are kept until the manifest is written).
     """
     work = Path(work)
     plan = read_plan(work / SCRATCH)
@@ -224,8 +230,10 @@ def merge_prepared(work: str | Path) -> dict:
         shutil.rmtree(work / split, ignore_errors=True)
     tokenizer = load_tokenizer(work / SCRATCH / "tokenizer.json")
     sizes = {split: b - a for split, (a, b) in zip(SPLITS, plan["bounds"], strict=True)}
-    records = merged_records(work / SCRATCH, plan)
-    return _write_prepared(work, tokenizer, records, sizes, dict(plan["extra"]), settings, drain=True)
+    units = merge_units(work / SCRATCH, plan)
+    return _write_prepared(
+        work, tokenizer, units, sizes, dict(plan["extra"]), settings, workers=max(1, workers)
+    )
 
 
 def ensure_prepared(

@@ -55,9 +55,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.corpus import CorpusSource, _block_bounds
-from pipeline.data.range_parts import PartBuffer, load_part
+from pipeline.data.range_parts import PartBuffer
 from pipeline.data.readers import Malformed, count_lines, expand, parallel_pairs, tsv_pairs
-from pipeline.data.shard_writer import Record
 from pipeline.data.tokenizer import load_tokenizer, train_tokenizer
 
 CHUNK = 8192
@@ -276,25 +275,12 @@ def part_files(scratch: Path, plan: dict) -> dict[str, list[Path]]:
     return out
 
 
-def merged_records(scratch: Path, plan: dict) -> Iterator[tuple[str, Iterator[list[Record]]]]:
-    """Phase 3's input: (split, its record chunks) for valid, test, then train (shuffled bucket by bucket)."""
+def merge_units(scratch: Path, plan: dict) -> list[tuple[str, list]]:
+    """Phase 3's input, split by split: valid and test part files in range order; the train buckets in order, each
+    with the seed its records are shuffled with (``merge_split.py`` renders and writes them)."""
     parts = part_files(scratch, plan)
-    yield VALID, _chunks(parts.get(VALID, []))
-    yield TEST, _chunks(parts.get(TEST, []))
-    yield TRAIN, _shuffled_buckets(parts, plan)
-
-
-def _chunks(paths: list[Path]) -> Iterator[list[Record]]:
-    for path in paths:
-        records = load_part(path)
-        for start in range(0, len(records), CHUNK):
-            yield records[start : start + CHUNK]
-
-
-def _shuffled_buckets(parts: dict[str, list[Path]], plan: dict) -> Iterator[list[Record]]:
-    for b in range(plan["n_buckets"]):
-        records = [r for path in parts.get(f"{TRAIN}-{b:05d}", []) for r in load_part(path)]
-        random.Random(f"{plan['seed']}-bucket-{b}").shuffle(records)
-        for start in range(0, len(records), CHUNK):
-            yield records[start : start + CHUNK]
-        del records
+    held_out = [(split, [([path], None) for path in parts.get(split, [])]) for split in (VALID, TEST)]
+    train = [
+        (parts.get(f"{TRAIN}-{b:05d}", []), f"{plan['seed']}-bucket-{b}") for b in range(plan["n_buckets"])
+    ]
+    return [*held_out, (TRAIN, train)]

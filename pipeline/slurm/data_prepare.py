@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -76,7 +77,10 @@ def run_prepare(args: argparse.Namespace) -> int:
             print(f"wrote {encode_range(staged.staged_dir(args.out) / SCRATCH, args.encode_range)}")
             return 0
         if args.merge:
-            manifest = merge_prepared(staged.staged_dir(args.out))
+            workers = int(
+                os.environ.get("SLURM_CPUS_PER_TASK", args.workers)
+            )  # the job's cores, not the node's
+            manifest = merge_prepared(staged.staged_dir(args.out), workers)
             print(f"prepared {manifest['corpus']} in {args.out}; dataset hash {manifest['dataset_hash']}")
             return 0
         if args.slurm:

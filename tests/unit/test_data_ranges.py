@@ -155,3 +155,47 @@ def test_ranges_of_a_tsv_directory_with_a_gzip_part_give_the_same_shards(
     shards = {k: v for k, v in tree(out).items() if k != "manifest.json"}  # its args name the TSV files
     assert shards == {k: v for k, v in reference.items() if k != "manifest.json"}
     assert len(shards) > 5
+
+
+@pytest.mark.parametrize(
+    ("overlong", "limit", "workers"), [("drop", None, 1), ("truncate", 37, 1), ("drop", 45, 2)]
+)
+def test_parallel_merge_writes_what_write_split_writes(
+    tmp_path: Path, overlong: str, limit: int | None, workers: int
+) -> None:
+    """The merge renders samples in workers; shards and the split's entry equal `write_split` on the same records
+    (overlong drops and truncations counted, `limit` stopping in the middle of a unit)."""
+    import random
+
+    from rich.progress import Progress
+
+    from pipeline.data.merge_split import write_units
+    from pipeline.data.range_parts import PartBuffer, load_part
+    from pipeline.data.shard_writer import write_split
+
+    rng = random.Random(0)
+    paths = []
+    for part in range(3):
+        buf = PartBuffer()
+        for i in range(40):
+            n, m = rng.randint(1, 30), rng.randint(1, 30)  # max_len 20: some pairs are overlong
+            buf.add(f"l{part * 40 + i:08d}", f"src é {i}", f"tgt {i}", list(range(n)), list(range(5, 5 + m)))
+        paths.append(tmp_path / f"part-{part}.npy")
+        buf.save(paths[-1])
+    records = [r for p in paths[1:] for r in load_part(p)]
+    random.Random("7-bucket-1").shuffle(records)
+    chunks = [
+        load_part(paths[0]),
+        records[:50],
+        records[50:],
+    ]  # unit 0 unshuffled, unit 1 = parts 1+2 shuffled
+    with Progress(transient=True) as progress:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        expected = write_split(chunks, 120, tmp_path / "a", "train", 20, 10, overlong, limit, progress)
+        units = [([paths[0]], None), (paths[1:], "7-bucket-1")]
+        got = write_units(
+            units, 120, tmp_path / "b", "train", 20, 10, overlong, limit, progress, workers=workers
+        )
+    assert got == expected and got["dropped_overlong" if overlong == "drop" else "truncated"] > 0
+    assert tree(tmp_path / "a") == tree(tmp_path / "b") and len(got["shards"]) >= 4
