@@ -88,7 +88,10 @@ def profile(n_pairs: int, work: Path) -> dict:
     with Progress(transient=True) as progress:
         timed("write tar shards + sha256", lambda: write_split(
             [loaded], n_pairs, shards, "train", 128, 2000, "drop", None, progress))  # fmt: skip
-    timed("merge: load + render samples (workers)", lambda: render_unit(([part], "0-bucket-0"), 128, "drop"))
+    timed(
+        "merge: load + render samples (workers)",
+        lambda: render_unit(([part], "0-bucket-0"), 128, "drop", work / "profile-unit.bin"),
+    )
     shards = Path(tempfile.mkdtemp(dir=work))
     with Progress(transient=True) as progress:
         timed("merge: all of it, in one process", lambda: write_units(

@@ -158,7 +158,7 @@ def test_ranges_of_a_tsv_directory_with_a_gzip_part_give_the_same_shards(
 
 
 @pytest.mark.parametrize(
-    ("overlong", "limit", "workers"), [("drop", None, 1), ("truncate", 37, 1), ("drop", 45, 2)]
+    ("overlong", "limit", "workers"), [("drop", None, 2), ("truncate", 37, 2), ("drop", 45, 3)]
 )
 def test_parallel_merge_writes_what_write_split_writes(
     tmp_path: Path, overlong: str, limit: int | None, workers: int
