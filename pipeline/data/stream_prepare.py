@@ -27,10 +27,11 @@ Locally phase 2 runs in ``workers`` processes (``encode_ranges``); ``pipeline da
 job array (``staged_prepare.py``, ``pipeline/slurm/data_prepare.py``). The shards are byte-identical either way.
 
 Cost and ceiling (CPU time per pair, one thread, ``python -m benchmarks.prepare_profile --pairs 50000``, measured
-on a shared 2-core machine): ``encode_batch`` 170-220 us, reading + cleaning 21-25 us, part files 9-11 us, tar
-shards + sha256 26 us. Encoding dominates, so throughput is bounded by cores / encode cost: ~10k pairs/s on 2 cores
-(4-5x the pre-streaming 2,000-2,400 pairs/s), less the serial plan and merge (~55 us per pair). More cores (``workers``, SLURM
-ranges) are the only way past it.
+on a shared 2-core machine): ``encode_batch`` 170-255 us, reading + cleaning 21-29 us, part files 9-14 us, the
+merge's rendering 39 us (in workers, ``merge_split.py``) and appending 16.5 us (serial). Encoding dominates, so
+throughput is bounded by cores / encode cost: ~10k pairs/s on 2 cores (4-5x the pre-streaming 2,000-2,400 pairs/s),
+less the serial plan pass and merge appending (~40 us per pair). More cores (``workers``, SLURM ranges) are the only
+way past it.
 
 Malformed lines (not UTF-8, a TSV line without one tab) are counted in pass 1 and the first ones listed with file
 and line in the manifest's ``malformed`` entry. The bible corpus is small (31k verses) and keeps the in-memory
