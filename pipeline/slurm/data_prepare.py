@@ -77,9 +77,9 @@ def run_prepare(args: argparse.Namespace) -> int:
             print(f"wrote {encode_range(staged.staged_dir(args.out) / SCRATCH, args.encode_range)}")
             return 0
         if args.merge:
-            workers = int(
-                os.environ.get("SLURM_CPUS_PER_TASK", args.workers)
-            )  # the job's cores, not the node's
+            # in a job, its own cores (SLURM_CPUS_PER_TASK, unset without --cpus-per-task: one), not the node's
+            in_job = "SLURM_JOB_ID" in os.environ
+            workers = int(os.environ.get("SLURM_CPUS_PER_TASK", 1)) if in_job else args.workers
             manifest = merge_prepared(staged.staged_dir(args.out), workers)
             print(f"prepared {manifest['corpus']} in {args.out}; dataset hash {manifest['dataset_hash']}")
             return 0

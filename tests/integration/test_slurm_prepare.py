@@ -33,7 +33,7 @@ def job_ids(printed: str) -> tuple[str, str]:
     return encode[1], merge[1]
 
 
-@pytest.mark.parametrize("plan_job", [False, True], ids=["plan-here", "plan-job"])
+@pytest.mark.parametrize("plan_job", [False, True], ids=["plan-here", "plan-job-and-2-cpu-merge"])
 def test_slurm_prepare_matches_a_local_run(
     slurm_cluster: LocalSlurm,
     tmp_path: Path,
@@ -49,7 +49,7 @@ def test_slurm_prepare_matches_a_local_run(
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in ARGS.items()]
     assert cli(["data", "prepare", "--src", str(src), "--tgt", str(tgt), "--out", str(out), *flags,
                 "--slurm", "--ranges", "3", "--time", "10", "--mem", "1G",
-                *(["--plan-job"] if plan_job else [])]) == 0  # fmt: skip
+                *(["--plan-job", "--cpus-per-task", "2"] if plan_job else [])]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     encode_id, merge_id = job_ids(printed)
     assert not out.exists()  # nothing is written there before the merge job ends
