@@ -16,9 +16,9 @@ BPE time grow with the corpus (issue 19: 1.82 GB and ~2,000 pairs/s at 1.6M pair
    is a pure function of (seed, i) (``bucket_of``: a generator seeded by (seed, i // DRAW_BLOCK)), never one RNG
    stream over the corpus, so any split into ranges, any number of workers, gives the same buckets. A range
    writes into a temporary dir renamed into place when complete: a crashed task is simply rerun.
-3. *Merge* (one process, ``merged_records``). Valid / test parts are read in range order; each bucket's parts are
-   concatenated in range order (= pair order), shuffled with the bucket's seed and written out, bucket after
-   bucket. Random scatter followed by an in-bucket shuffle is a uniformly random permutation of the whole train
+3. *Merge* (``merge_units``, then ``merge_split.write_units``: one process writes the shards, workers render the
+   samples). Valid / test parts are read in range order; each bucket's parts are concatenated in range order
+   (= pair order), shuffled with the bucket's seed and written out, bucket after bucket. Random scatter followed by an in-bucket shuffle is a uniformly random permutation of the whole train
    split (the classic external shuffle), so train shards mix the whole corpus while memory is bounded by one
    bucket. (The loader adds its own per-epoch shard-order and buffer shuffle.) A missing range is an error naming
    it.
