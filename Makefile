@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/pipeline demo
+	OMP_NUM_THREADS=1 $(VENV)/bin/pipeline demo  # one core: sweep + report; the showcase has the other
 
 test: setup
 	$(PY) -m pytest -q -ra --durations=15 tests

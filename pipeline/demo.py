@@ -77,6 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
             sweep_dir = out / "sweep"
             print(f"[demo] sweep: {grid.path} -> {sweep_dir}", flush=True)
             sweep_status = _sweep(grid, sweep_dir)
+            report, no_fit = _report(sweep_dir, out / "report", args.n_boot)  # while the showcase trains
             _wait_for(child, showcase_dir, showcase.train.max_steps)
         except BaseException:
             child.terminate()
@@ -85,15 +86,6 @@ def _demo(args: argparse.Namespace) -> int:
     if child.returncode != 0:
         print(f"[demo] the showcase run failed (exit {child.returncode}); see {log}", file=sys.stderr)
         return 1
-    print("[demo] fitting scaling laws (bootstrap CIs) and drawing the report", flush=True)
-    from pipeline.scaling.report_markdown import write_report
-
-    try:
-        report: Path | None = write_report(sweep_dir, out / "report", n_boot=args.n_boot)
-        no_fit = None
-    except ValueError as err:  # e.g. every run learned nothing: the summary still shows the runs and says why
-        report, no_fit = None, str(err)
-        print(f"[demo] no scaling fit: {no_fit}", file=sys.stderr)
     shown = json.loads((showcase_dir / "summary.json").read_text())
     total = time.perf_counter() - started
     from pipeline.demo_summary import write_summary
@@ -102,6 +94,18 @@ def _demo(args: argparse.Namespace) -> int:
     print(path.read_text())
     print(f"[demo] {total:.0f} s in all; wrote {path}")
     return 0 if sweep_status == 0 else 1
+
+
+def _report(sweep_dir: Path, out: Path, n_boot: int) -> tuple[Path | None, str | None]:
+    """Fits and figures of the sweep -> (report path, None), or (None, why) when nothing could be fitted."""
+    print("[demo] fitting scaling laws (bootstrap CIs) and drawing the report", flush=True)
+    from pipeline.scaling.report_markdown import write_report
+
+    try:
+        return write_report(sweep_dir, out, n_boot=n_boot), None
+    except ValueError as err:  # e.g. every run learned nothing: the summary still shows the runs and says why
+        print(f"[demo] no scaling fit: {err}", file=sys.stderr)
+        return None, str(err)
 
 
 def _sweep(grid: Any, sweep_dir: Path) -> int:

@@ -88,8 +88,9 @@ def write_summary(out: Path, sweep_dir: Path, report: Path | None, showcase: dic
         "each point has one seed and one learning rate, the targets are at most 64 tokens and attention hands every "
         "decoder the source, so nothing here has to travel far through a recurrence. With three sizes and one "
         "budget an exponent's interval is wide and a Chinchilla surface is barely identified; treat every number "
-        "above as a hint. `results/cpu-study` is the larger CPU study; `configs/sweeps/gpu-scale.yaml` the grid a "
-        "cluster should run.",
+        "above as a hint. `results/cpu-study` and `results/context-cpu` are the larger CPU studies (translation; "
+        "language modelling at 512 tokens of context); `configs/sweeps/gpu-scale.yaml` and "
+        "`configs/sweeps/context-gpu.yaml` the grids a cluster should run.",
         "",
     ]
     return _write(out / "summary.md", lines)
@@ -122,13 +123,17 @@ def _unfitted(sweep_dir: Path, total_s: float, why: str | None) -> list[str]:
     ]
 
 
+def _decoding(beam: int) -> str:
+    return "greedy decoding" if beam == 1 else f"beam search (width {beam})"
+
+
 def showcase_section(s: dict[str, Any]) -> list[str]:
     lines = [
         f"## The showcase: {s.get('arch')} trained for {s.get('steps')} steps",
         "",
         f"{(s.get('params') or 0) / 1e6:.2f}M parameters, {s.get('tokens') or 0:,} target tokens, validation loss "
-        f"{s.get('valid_loss') or float('nan'):.3f}; greedy decoding of {s.get('decoded_pairs', 'the first')} test "
-        f"verses: BLEU {s.get('bleu') or 0:.2f}, chrF {s.get('chrf') or 0:.1f}.",
+        f"{s.get('valid_loss') or float('nan'):.3f}; {_decoding(s.get('beam', 1))} of "
+        f"{s.get('decoded_pairs', 'the first')} test verses: BLEU {s.get('bleu') or 0:.2f}, chrF {s.get('chrf') or 0:.1f}.",
         "",
         "| source (English) | model (French) | reference |",
         "|---|---|---|",
