@@ -36,7 +36,10 @@ LAYER = {
     "pipeline.__main__": 5,
     "pipeline": 5,
 }
-SAME_PART = {"pipeline.config_checks": "pipeline.config"}  # a module split in two files for length
+SAME_PART = {
+    "pipeline.config_checks": "pipeline.config",
+    "pipeline.config_identity": "pipeline.config",
+}  # split for length
 LEAVES = ("pipeline.models", "pipeline.data", "pipeline.scaling", "pipeline.cost")  # no Lightning etc.
 FORBIDDEN_IN_LEAVES = ("lightning", "pytorch_lightning", "deepspeed", "wandb", "pipeline.slurm")
 # (importer, imported prefix): the few sideways or downward-exception edges that are part of the design
