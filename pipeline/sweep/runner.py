@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 import traceback
@@ -31,15 +32,17 @@ if TYPE_CHECKING:  # run_one imports Lightning: only when a run trains
 # ------------------------------------------------------------------------------------------------- the sweep
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     # --grid is required, but not by argparse: the hidden --run-one mode (what array tasks run) has no grid
-    parser.usage = "pipeline sweep --grid YAML [--out SWEEP_DIR] [--dry-run] [--only SUBSTRING] [--slurm ...]"
+    parser.usage = "pipeline sweep --grid YAML [--out SWEEP_DIR] [--dry-run] [--only PATTERN] [--slurm ...]"
     parser.add_argument("--grid", metavar="YAML", help="grid file (required), e.g. configs/sweeps/tiny.yaml")
     parser.add_argument("--out", metavar="SWEEP_DIR",
                         help="sweep directory (default: the grid's `out`, else runs/sweeps/<grid name>)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (with --slurm: the plan job's and the array's scripts); train "
                         "nothing, measure nothing")  # fmt: skip
-    parser.add_argument("--only", metavar="SUBSTRING", action="append",
-                        help="run only runs whose name contains this (repeatable)")  # fmt: skip
+    parser.add_argument("--only", metavar="PATTERN", action="append", type=_run_pattern,
+                        help="run only runs whose name matches this regular expression anywhere (a plain "
+                        "substring works; anchor with ^: '^lstm-' is not residual_lstm-...); repeatable, "
+                        "a run matching any is kept")  # fmt: skip
     slurm = parser.add_argument_group(
         "SLURM (with --slurm: a plan job prepares the data and sets the steps, then one array task per unfinished run)"
     )
@@ -64,6 +67,13 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
 
 
+def _run_pattern(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r} ({err})") from err
+
+
 def sweep_dir_of(grid: Grid, out: str | None) -> Path:
     return Path(out or grid.out or f"runs/sweeps/{grid.name}")
 
@@ -86,7 +96,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         if not dry:
             write_plan(grid, sweep_dir, runs)  # the report's "of N"
         if args.only:
-            runs = [r for r in runs if any(s in r.name for s in args.only)]
+            runs = [r for r in runs if any(p.search(r.name) for p in args.only)]
         todo = [r for r in runs if not (sweep_dir / r.name / RESULT_FILE).is_file()]
         if args.slurm:
             from pipeline.sweep.slurm_plan import submit_array
