@@ -128,13 +128,17 @@ def studentized_power_law(
     if n < 3 or len(np.unique(lx)) < 2 or not se > 0:
         return {"ok": False}
     xc = lx - lx.mean()
-    lev = 1 / n + xc**2 / (xc @ xc)
+    # a point alone at its x (one size with one seed beside sizes with several) has leverage 1 and residual 0:
+    # clipped, it adds a zero residual instead of 0/0
+    lev = np.clip(1 / n + xc**2 / (xc @ xc), 0.0, 0.99)
     adj = resid / np.sqrt(1 - lev)
     adj -= adj.mean()
     fitted = intercept + slope * lx
     ly_star = fitted + adj[rng.integers(0, n, (n_boot, n))]
     s_star, i_star, _, se_star = _ols(lx, ly_star)
     ok = se_star > 0
+    if ok.sum() < max(2, n_boot // 2):  # too few resamples with a standard error: no studentized interval
+        return {"ok": False}
     alpha_hat, alpha_star = -slope, -s_star[ok]
     t_star = (alpha_star - alpha_hat) / se_star[ok]
     q = 100 * (1 - level) / 2

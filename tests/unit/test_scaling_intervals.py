@@ -108,3 +108,14 @@ def test_two_architectures_with_identical_runs_are_resampled_independently():
     cmp = compare_curves("lstm", a.fits["L_C"], "transformer", b.fits["L_C"], 1e12, (1e8, 1e13))
     assert cmp.design == "independent" and cmp.loss_ratio == pytest.approx(1.0)
     assert cmp.loss_ratio_ci[0] < 1.0 < cmp.loss_ratio_ci[1]
+
+
+def test_a_size_with_one_seed_beside_sizes_with_three_gets_an_interval_not_a_crash():
+    """A point alone at its x has leverage 1 (its residual is 0): the studentized bootstrap must not divide 0 by 0,
+    which made every resample NaN and the percentile of an empty set raise (seen on a partial context sweep)."""
+    x = np.array([1e5, 2e5, 2e5, 2e5])
+    loss = np.array([4.67, 4.47, 4.45, 4.44])
+    fit = fit_power_law_bootstrap(x, loss, n_boot=200, rng=np.random.default_rng(0))
+    assert not fit.underdetermined and fit.interval
+    lo, hi = fit.ci["alpha"]
+    assert np.isfinite(lo) and np.isfinite(hi) and lo <= fit.params["alpha"] <= hi
