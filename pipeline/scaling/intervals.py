@@ -120,12 +120,13 @@ def studentized_power_law(
 
     Residuals are divided by sqrt(1 - h_i) (leverage) and centred before resampling, so their spread matches the
     errors'. The interval for alpha is [alpha^ - t*_hi se, alpha^ - t*_lo se]; x_c, a function of both
-    coefficients, gets the percentile interval of the same resamples. Needs >= 1 residual degree of freedom.
+    coefficients, gets the percentile interval of the same resamples. Needs >= 3 distinct x (with two, a resample
+    whose residuals happen to be equal has a standard error near 0 and an unbounded t).
     Vectorised: one resample costs a few microseconds, so 1000 intervals take about a second."""
     lx, ly = np.log(x), np.log(loss)
     n = len(lx)
     slope, intercept, resid, se = _ols(lx, ly)
-    if n < 3 or len(np.unique(lx)) < 2 or not se > 0:
+    if n < 3 or len(np.unique(lx)) < 3 or not se > 0:  # two sizes: a line through two means, its t unstable
         return {"ok": False}
     xc = lx - lx.mean()
     # a point alone at its x (one size with one seed beside sizes with several) has leverage 1 and residual 0:
