@@ -227,18 +227,23 @@ def write_report(
         out / "fit.json", sweep_to_dict(sweep) | {"time_axis": time_fit}
     )  # into --out, not the sweep
     path = out / "report.md"
+    from pipeline.scaling.context_gain import context_gain_section
     from pipeline.scaling.grad_reach_report import grad_reach_section
     from pipeline.scaling.paired_runs import paired_section
     from pipeline.scaling.plots import draw_plots  # matplotlib only when a report is drawn, not for `fit`
-
-    markdown = _markdown(sweep, draw_plots(sweep, out))
     from pipeline.scaling.report_sections import analysis_sections
-
-    # each [] when the sweep has none
     from pipeline.scaling.source_length import source_length_section
 
-    extra = [*analysis_sections(sweep, out), *paired_section(records), *source_length_section(sweep_dir, records, out),
-             *time_md.splitlines(), *grad_reach_section(sweep_dir, out)]  # fmt: skip
+    markdown = _markdown(sweep, draw_plots(sweep, out))
+    fitted = [r for a in sweep.archs.values() for r in a.records]
+    extra = [  # each section is [] when the sweep has nothing for it
+        *analysis_sections(sweep, out),
+        *paired_section(records),
+        *source_length_section(sweep_dir, records, out),
+        *context_gain_section(sweep_dir, fitted),
+        *time_md.splitlines(),
+        *grad_reach_section(sweep_dir, out),
+    ]
     caveats = markdown.index("## Caveats")
     path.write_text(markdown[:caveats] + "".join(f"{line}\n" for line in extra) + markdown[caveats:])
     return path
