@@ -63,11 +63,11 @@ def context_gain(loss: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple
 
 def context_gains(sweep_dir: str | Path, records: Sequence[RunRecord]) -> list[ContextGain]:
     """One row per (arch, size): its runs' per-token losses averaged over seeds (the same validation sequences),
-    for the sizes whose sequences reach MIN_FAR. [] when no run saved per-token losses that long."""
+    for the sizes whose sequences reach 2 * MIN_FAR. [] when no run saved per-token losses that long."""
     groups: dict[tuple[str, int], list[np.ndarray]] = {}
     for r in records:
         tokens = load_token_losses(Path(sweep_dir) / r.run)
-        if tokens is not None and tokens.loss.shape[1] > MIN_FAR:
+        if tokens is not None and tokens.loss.shape[1] >= 2 * MIN_FAR:  # a last band of >= MIN_FAR positions
             groups.setdefault((r.arch, r.non_embedding_params), []).append(tokens.loss)
     rows = []
     for (arch, n), losses in sorted(groups.items()):
