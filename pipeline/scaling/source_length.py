@@ -67,7 +67,9 @@ def load_bucketed(sweep_dir: Path, record: RunRecord) -> Bucketed | None:
     rows = bucket_losses(loss, src_len)
     summary = sweep_dir / record.run / "summary.json"
     bleu = json.loads(summary.read_text()).get("bleu_by_src_len", []) if summary.is_file() else []
-    attention = bool(record.config.get("model", {}).get("attention", record.arch == "transformer"))
+    model = record.config.get("model", {})
+    # a Transformer always attends to the source; an arm's label (transformer_p128) is not its registry name
+    attention = bool(model.get("attention", model.get("arch", record.arch) == "transformer"))
     return Bucketed(record.run, record.arch, attention, [r[0] for r in rows], [r[1] for r in rows],
                     [r[2] for r in rows], [r[3] for r in rows], bleu)  # fmt: skip
 

@@ -35,18 +35,23 @@ def test_buckets_recover_a_loss_that_rises_with_source_length() -> None:
 
 def test_section_draws_each_archs_largest_run(tmp_path: Path) -> None:
     records = []
-    for arch, rise, compute in (("lstm", 0.4, 2e12), ("lstm", 0.0, 1e12), ("transformer", 0.05, 2e12)):
+    for arch, rise, compute in (("lstm", 0.4, 2e12), ("lstm", 0.0, 1e12), ("transformer", 0.05, 2e12),
+                                ("transformer_p256", 0.05, 2e12)):  # fmt: skip
         run = f"{arch}-{int(compute)}"
         loss, src_len = synthetic(rise)
         save_token_losses(tmp_path / run, loss, src_len=src_len)
+        model = (
+            {"attention": False} if arch == "lstm" else {"arch": "transformer"}
+        )  # an arm label: no attention key
         records.append(RunRecord(run=run, arch=arch, params=10, non_embedding_params=5, flops_per_token=compute / 1e6,
                                  tokens=1_000_000, compute=compute, epochs=1.0, final_valid_loss=3.0,
-                                 best_valid_loss=3.0, config={"model": {"attention": arch != "lstm"}}))  # fmt: skip
+                                 best_valid_loss=3.0, config={"model": model}))  # fmt: skip
     lines = source_length_section(tmp_path, records, tmp_path)
     text = "\n".join(lines)
     assert "## Loss and BLEU by source length" in text and (tmp_path / "loss_by_source_length.pdf").is_file()
     assert f"lstm-{int(2e12)}" in text and f"lstm-{int(1e12)}" not in text  # the larger-compute lstm run
     assert "| transformer | transformer-" in text and "| False |" in text
+    assert f"| transformer_p256 | transformer_p256-{int(2e12)} | True |" in text  # a Transformer arm attends
     assert (tmp_path / "loss_by_source_length.png").stat().st_size > 1000
     assert source_length_section(tmp_path / "nowhere", records, tmp_path) == []
 
