@@ -14,7 +14,9 @@ step on a shared machine; median and all repeats are stored too). Then:
     python -m benchmarks.bench_cost    # 921 s at load ~12 on 2 cores, most of it at 2 threads -> results/cost_cpu.json
     python -m benchmarks.bench_cost --quick --out /tmp/cost.json     # tiny grid, seconds
 
-Timings here are measured on a shared 2-core machine and are noisy; read the ratios and the fit error.
+Timings are only as quiet as the machine: the JSON keeps the load average at the start; read the ratios and the
+fit error. (Under a load of ~12 on 2 cores the full grid took 921 s and the 1 vs 2 thread check was unreadable;
+on an idle machine it takes about half a minute.)
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pipeline.models import build_model
 RESULTS = Path(__file__).resolve().parent / "results"
 VOCAB = 1000
 ARCHS = ("lstm", "transformer", "minlstm")
-NOISE = "measured on a shared 2-core machine (other engineers' jobs on the same cores): timings are noisy"
+NOISE = "wall-clock timings: as quiet as the machine was (see load_average_at_start)"
 GRIDS: dict[str, dict[str, Any]] = {
     "quick": {"widths": [16], "batches": [2, 8], "lengths": [8, 32], "n_layers": 1, "warmup": 1, "steps": 1,
               "repeats": 1, "threads": [1, 2]},
