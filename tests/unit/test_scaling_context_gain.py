@@ -33,7 +33,9 @@ def test_section_averages_seeds_per_sequence_and_skips_short_sequences(tmp_path:
                                    ("l-s1", "lstm", 0.0, 3)):  # fmt: skip
         save_token_losses(tmp_path / name, synthetic(drop, seed))
         records.append(SimpleNamespace(run=name, arch=arch, non_embedding_params=1000))
-    save_token_losses(tmp_path / "short", synthetic(0.0, 4, width=300))  # p256 passages: no 256-token last band
+    save_token_losses(
+        tmp_path / "short", synthetic(0.0, 4, width=300)
+    )  # p256 passages: no 256-token last band
     records.append(SimpleNamespace(run="short", arch="minlstm", non_embedding_params=10))
     md = context_gain_section(tmp_path, records)
     rows = {
