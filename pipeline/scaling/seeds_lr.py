@@ -91,7 +91,8 @@ def select_best_lr(records: Sequence[RunRecord]) -> tuple[list[RunRecord], LrSca
     """Keep, per size, only the runs at its best learning rate; return them and the scan.
 
     The best rate of a size is the one with the lowest mean final loss at the largest budget where that size ran
-    >= 2 rates (the least data-limited comparison). A size with one rate keeps all its runs. Runs without a known
+    >= 2 rates (the least data-limited comparison), over the seeds every rate ran there (so a rate replicated on
+    more seeds, as `replicate_best_lr` grids do, is compared like for like; all seeds when they share none). A size with one rate keeps all its runs. Runs without a known
     rate form their own group (rate None) and are kept when the size has no other."""
     arch = records[0].arch if records else ""
     by_size: dict[int, list[RunRecord]] = {}
@@ -108,11 +109,17 @@ def select_best_lr(records: Sequence[RunRecord]) -> tuple[list[RunRecord], LrSca
         ]
         at = max(budgets) if budgets else max(r.tokens for r in runs)
         table: dict[float, tuple[float, int]] = {}
-        for lr in rates:
-            losses = [r.final_valid_loss for r in runs if r.tokens == at and record_lr(r) == lr]
-            if losses and lr is not None:
-                table[lr] = (float(np.mean(losses)), len(losses))
-        best = min(table, key=lambda lr: table[lr][0])
+        at_budget = {lr: {r.seed: r.final_valid_loss for r in runs if r.tokens == at and record_lr(r) == lr}
+                     for lr in rates if lr is not None}  # fmt: skip
+        for lr, by_seed in at_budget.items():
+            if by_seed:
+                table[lr] = (float(np.mean(list(by_seed.values()))), len(by_seed))
+        sets = [set(v) for v in at_budget.values() if v]
+        matched = set.intersection(*sets) if sets else set()
+        # where some rates have more seeds (`replicate_best_lr`), the choice compares the seeds all rates share
+        key = {lr: float(np.mean([v[s] for s in matched])) if matched else table[lr][0]
+               for lr, v in at_budget.items() if v}  # fmt: skip
+        best = min(key, key=key.__getitem__)
         scan.tokens[n], scan.loss[n], scan.best[n] = at, dict(sorted(table.items())), best
         kept += [r for r in runs if record_lr(r) == best]
     return kept, scan

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown, shipped_path
+from pipeline.scaling.records import RESULT_FILE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
-             "delete_checkpoints", "seeds", "seed_sizes", "lrs"}  # fmt: skip
+             "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr"}  # fmt: skip
 ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs"}
 TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
 ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
@@ -45,6 +46,7 @@ class Grid:
     seeds: list[int] = field(default_factory=list)  # empty: the base config's seed, no suffix in run names
     seed_sizes: int | None = None  # extra seeds only at this many of each arch's largest sizes (None: all)
     lrs: list[float] = field(default_factory=list)  # learning rates scanned at every size (per arch: `lrs`)
+    replicate_best_lr: bool = False  # later seeds only at each size's best rate (chosen on the first)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class PlannedRun:
     max_steps: int = 0  # 0: not measured yet (a dry run before the data is prepared)
     seed: int | None = None
     lr: float | None = None
+    waiting: str = ""  # why it cannot be planned yet (its rate is chosen by unfinished runs); "" when it can
 
 
 # ------------------------------------------------------------------------------------------------- grid file
@@ -151,8 +154,11 @@ def load_grid(path: str | Path) -> Grid:
         out=raw.get("out"), warmup_frac=float(raw.get("warmup_frac", 0.05)),
         evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
         seeds=_numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=_numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),
-        seed_sizes=raw.get("seed_sizes"),
+        seed_sizes=raw.get("seed_sizes"), replicate_best_lr=raw.get("replicate_best_lr", False),
     )  # fmt: skip
+    if not isinstance(grid.replicate_best_lr, bool):
+        bad = grid.replicate_best_lr
+        raise SweepError(f"{path}: key 'replicate_best_lr' must be true or false, got {bad!r}")
     if grid.seed_sizes is not None and not (_count(grid.seed_sizes) and isinstance(grid.seed_sizes, int)):
         raise SweepError(f"{path}: key 'seed_sizes' must be a positive integer, got {grid.seed_sizes!r}")
     if not 0 <= grid.warmup_frac < 1:
@@ -179,6 +185,8 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
 
     Each (arch, size, budget) point runs at every learning rate of `lrs` (the arch's, else the grid's) and, where
     `seeds` is set, at every seed (only at the `seed_sizes` largest sizes, if given; the first seed elsewhere).
+    With `replicate_best_lr`, the seeds after the first run only at the size's best rate (`_best_first_seed_lr`);
+    until that is known they are planned as waiting runs (`PlannedRun.waiting`), which nothing trains.
     Order: budgets ascending, then size rank, then architecture, so a sweep cut short has the whole cheap end of
     the grid for every architecture rather than one architecture's whole grid. `measure=False` (a dry run) never
     prepares data or reads an epoch: steps come from the sweep's token cache, else stay 0 (unknown)."""
@@ -195,19 +203,48 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
                 top = grid.seed_sizes is None or rank >= len(sizes) - grid.seed_sizes
                 seeds = grid.seeds if top else grid.seeds[:1]
                 lrs = spec["lrs"] or grid.lrs
-                for lr in lrs or [None]:
-                    for seed in seeds or [None]:
-                        name = f"{arch}-{size}-{_budget_label(budget)}"
-                        name += f"-lr{lr:g}" if len(lrs) > 1 else ""
-                        name += f"-s{seed}" if len(grid.seeds) > 1 else ""
-                        point = {"seed": seed, "optim.lr": lr, "logging.group": grid.name}
-                        run = _planned(grid, arch, spec, size, keys, budget, name, sweep_dir, point)
-                        run.seed, run.lr = seed, lr
-                        cfg = _run_config(grid, run)
-                        _set_length(run, cfg, grid, world, cache, measure)
-                        runs.append(run)
+                replicate = grid.replicate_best_lr and len(lrs) > 1 and len(seeds) > 1
+                best = _best_first_seed_lr(grid, arch, size, lrs, sweep_dir) if replicate else None
+                for lr, seed in [(lr, seed) for lr in lrs or [None] for seed in seeds or [None]]:
+                    if replicate and seed != seeds[0] and lr != best:
+                        if best is None and lr == lrs[0]:  # one waiting run per seed, not one per rate
+                            why = (f"its rate is the best of {arch}-{size}'s first-seed runs at "
+                                   f"{max(grid.token_budgets):,} tokens, not all finished")  # fmt: skip
+                            runs.append(PlannedRun(_run_name(grid, arch, size, budget, None, seed, lrs), [], [],
+                                                   arch, size, budget, seed=seed, waiting=why))  # fmt: skip
+                        continue
+                    name = _run_name(grid, arch, size, budget, lr, seed, lrs)
+                    point = {"seed": seed, "optim.lr": lr, "logging.group": grid.name}
+                    run = _planned(grid, arch, spec, size, keys, budget, name, sweep_dir, point)
+                    run.seed, run.lr = seed, lr
+                    _set_length(run, _run_config(grid, run), grid, world, cache, measure)
+                    runs.append(run)
     cache.save()
     return runs
+
+
+def _run_name(grid: Grid, arch: str, size: str, budget: int, lr: float | None, seed: int | None,
+              lrs: list[float]) -> str:  # fmt: skip
+    """`arch-size-budget[-lr<rate>][-s<seed>]`; a waiting run's rate is not known yet: `-lrbest`."""
+    name = f"{arch}-{size}-{_budget_label(budget)}"
+    name += ("-lrbest" if lr is None else f"-lr{lr:g}") if len(lrs) > 1 else ""
+    return name + (f"-s{seed}" if len(grid.seeds) > 1 else "")
+
+
+def _best_first_seed_lr(grid: Grid, arch: str, size: str, lrs: list[float], sweep_dir: Path) -> float | None:
+    """The rate whose first-seed run of (arch, size) at the grid's largest budget ended with the lowest final
+    validation loss (the rule `pipeline.scaling.seeds_lr.select_best_lr` applies to matched seeds), or None
+    while any of those runs has no record. Read from the records by name: no search."""
+    budget, losses = max(grid.token_budgets), {}
+    for lr in lrs:
+        path = sweep_dir / _run_name(grid, arch, size, budget, lr, grid.seeds[0], lrs) / RESULT_FILE
+        if not path.is_file():
+            return None
+        try:
+            losses[lr] = float(json.loads(path.read_text())["final_valid_loss"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise SweepError(f"{path}: unreadable record ({err}); delete it to rerun that run") from err
+    return min(lrs, key=lambda lr: losses[lr] if math.isfinite(losses[lr]) else math.inf)  # diverged: worst
 
 
 def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
@@ -216,7 +253,7 @@ def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
     from pipeline.scaling.report import PLAN_FILE
 
     plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps,
-             "seed": r.seed, "lr": r.lr} for r in runs]  # fmt: skip
+             "seed": r.seed, "lr": r.lr, **({"waiting": r.waiting} if r.waiting else {})} for r in runs]  # fmt: skip
     save_json_atomic(sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan})
 
 

@@ -90,25 +90,52 @@ def run_sweep(args: argparse.Namespace) -> int:
             from pipeline.sweep.slurm_plan import finish_plan
 
             return finish_plan(grid, sweep_dir.resolve(), args.world)
+        if not (args.dry_run or args.slurm):
+            return _run_local_until_planned(grid, sweep_dir, args.only)
         world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
-        dry = args.dry_run or args.slurm  # --slurm measures in its plan job, on a compute node
-        runs = plan_runs(grid, sweep_dir.resolve() if args.slurm else sweep_dir, world, measure=not dry)
-        if not dry:
-            write_plan(grid, sweep_dir, runs)  # the report's "of N"
-        if args.only:
-            runs = [r for r in runs if any(p.search(r.name) for p in args.only)]
-        todo = [r for r in runs if not (sweep_dir / r.name / RESULT_FILE).is_file()]
-        if args.slurm:
-            from pipeline.sweep.slurm_plan import submit_array
-
-            return submit_array(grid, sweep_dir, todo, args)
-        if args.dry_run:
+        # --slurm measures in its plan job, on a compute node
+        runs = _selected(plan_runs(grid, sweep_dir.resolve() if args.slurm else sweep_dir, world, measure=False),
+                         args.only)  # fmt: skip
+        if args.dry_run and not args.slurm:
             print_plan(runs, sweep_dir)
             return 0
-        return run_local(grid, sweep_dir, runs)
+        from pipeline.sweep.slurm_plan import submit_array
+
+        todo = [r for r in runs if not r.waiting and not (sweep_dir / r.name / RESULT_FILE).is_file()]
+        status = submit_array(grid, sweep_dir, todo, args)
+        _say_waiting([r for r in runs if r.waiting], "submit the sweep again")
+        return status
     except (SweepError, ConfigError, FileNotFoundError) as err:
         print(f"pipeline sweep: error: {err}", file=sys.stderr)
         return 2
+
+
+def _selected(runs: list[PlannedRun], only: list[re.Pattern[str]] | None) -> list[PlannedRun]:
+    return [r for r in runs if any(p.search(r.name) for p in only)] if only else runs
+
+
+def _say_waiting(waiting: list[PlannedRun], then: str) -> None:
+    if waiting:
+        print(f"{len(waiting)} runs wait for their learning rate ({waiting[0].name}: {waiting[0].waiting}); "
+              f"{then} once those runs have finished")  # fmt: skip
+
+
+def _run_local_until_planned(grid: Grid, sweep_dir: Path, only: list[re.Pattern[str]] | None) -> int:
+    """Train every ready run; then, while that made waiting runs ready (`replicate_best_lr`: the first seed chose
+    their rate), plan again and train those. Stops on an interrupt, and when a pass readies nothing new."""
+    status, waiting_before = 0, None
+    while True:
+        runs = plan_runs(grid, sweep_dir)
+        write_plan(grid, sweep_dir, runs)  # the report's "of N"
+        runs = _selected(runs, only)
+        waiting = [r for r in runs if r.waiting]
+        if waiting_before is not None and len(waiting) >= waiting_before:
+            _say_waiting(waiting, "run the sweep again")  # e.g. a choosing run failed, or --only left it out
+            return status
+        status = run_local(grid, sweep_dir, [r for r in runs if not r.waiting])
+        if not waiting or status not in (0, 1):  # done, or interrupted (75/143): stop
+            return status
+        waiting_before = len(waiting)
 
 
 def _run_one(args: argparse.Namespace) -> int:
@@ -146,9 +173,10 @@ def print_plan(runs: list[PlannedRun], sweep_dir: Path) -> None:
     for r in runs:
         d = sweep_dir / r.name
         state = "done" if (d / RESULT_FILE).is_file() else "failed" if (d / ERROR_FILE).is_file() else "todo"
-        steps = f"{r.max_steps:>7}" if r.max_steps else "      ?"
+        state = f"waiting: {r.waiting}" if r.waiting else state
+        steps = f"{r.max_steps:>7}" if r.max_steps else "      -" if r.waiting else "      ?"
         print(f"  {r.name:40} {r.budget:>12,} tokens {steps} steps  {state}")
-    if any(not r.max_steps for r in runs):
+    if any(not r.max_steps and not r.waiting for r in runs):
         print("  (? = steps are measured from the prepared data when the sweep first runs)")
 
 

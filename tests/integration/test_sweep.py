@@ -285,3 +285,20 @@ def test_shipped_grids_parse(path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(ROOT)  # base config paths are relative to the repository root
     grid = load_grid(path)
     assert grid.archs and grid.token_budgets
+
+
+def test_replicated_seeds_train_in_the_same_sweep_once_the_first_seed_chose_their_rate(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archs = {"lstm": {"model": {"attention": True}, "sizes": {"d16": {"d_model": 16, "n_layers": 1}}}}
+    grid = write_grid(tmp_path / "grid.yaml", tiny_data, archs=archs, seeds=[1, 2], lrs=[1e-3, 3e-2],
+                      replicate_best_lr=True)  # fmt: skip
+    assert cli(["sweep", "--grid", str(grid), "--out", str(tmp_path / "sweep")]) == 0
+    records = {r.run: r for r in load_sweep(tmp_path / "sweep").records}
+    first = {lr: records[f"lstm-d16-1500-lr{lr:g}-s1"].final_valid_loss for lr in (1e-3, 3e-2)}
+    best = min(first, key=first.__getitem__)
+    assert sorted(records) == sorted([f"lstm-d16-1500-lr{lr:g}-s1" for lr in (1e-3, 3e-2)]
+                                     + [f"lstm-d16-1500-lr{best:g}-s2"])  # fmt: skip
+    assert records[f"lstm-d16-1500-lr{best:g}-s2"].seed == 2
+    plan = json.loads((tmp_path / "sweep" / "plan.json").read_text())["runs"]
+    assert len(plan) == 3 and not any("waiting" in r for r in plan)  # rewritten once the rate was known

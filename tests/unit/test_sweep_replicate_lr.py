@@ -1,0 +1,93 @@
+"""`replicate_best_lr: true`: the seeds after the first run only at each size's best rate, chosen on the first
+seed at the largest budget; until that is known they are planned as waiting runs that nothing trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main as cli
+from pipeline.scaling.records import RunRecord, save_record
+from pipeline.scaling.seeds_lr import select_best_lr
+from pipeline.sweep.grid import SweepError, load_grid, plan_runs
+from tests.conftest import ROOT
+
+LRS = [1e-3, 3e-3]
+
+
+def grid_file(tmp_path: Path, **changes: object) -> Path:
+    grid = yaml.safe_load((ROOT / "configs/sweeps/tiny.yaml").read_text())
+    grid["base"] = str(ROOT / grid["base"])
+    grid["archs"] = {"lstm": grid["archs"]["lstm"]}
+    grid.update(token_budgets=[1000, 2000], seeds=[1, 2, 3], seed_sizes=1, lrs=LRS, replicate_best_lr=True)
+    grid.update(changes)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def finish(sweep: Path, name: str, loss: float) -> None:
+    save_record(sweep / name / "result.json", RunRecord(
+        run=name, arch="lstm", params=2, non_embedding_params=1, flops_per_token=1.0, tokens=2000, compute=2000.0,
+        epochs=0.1, final_valid_loss=loss, best_valid_loss=loss, loss_by_position=[], wall_time_s=1.0, config={}))  # fmt: skip
+
+
+def test_extra_seeds_wait_for_the_first_seed_then_run_only_at_its_best_rate(tmp_path: Path) -> None:
+    grid, sweep = load_grid(grid_file(tmp_path)), tmp_path / "sweep"
+    runs = plan_runs(grid, sweep, measure=False)
+    waiting = sorted(r.name for r in runs if r.waiting)
+    # d16 (not a seed size) has the first seed only; d32 waits with seeds 2 and 3 at both budgets, once per seed
+    assert waiting == [f"lstm-d32-{b}-lrbest-s{s}" for b in ("1k", "2k") for s in (2, 3)]
+    assert {r.name for r in runs if not r.waiting} == {
+        f"lstm-{size}-{b}-lr{lr:g}-s1" for size in ("d16", "d32") for b in ("1k", "2k") for lr in LRS
+    }
+    assert all(r.overrides == [] for r in runs if r.waiting)  # nothing to train: no config yet
+
+    finish(sweep, "lstm-d32-2k-lr0.001-s1", 3.1)  # one of the two choosing runs: still waiting
+    assert sum(bool(r.waiting) for r in plan_runs(grid, sweep, measure=False)) == 4
+    finish(sweep, "lstm-d32-2k-lr0.003-s1", 2.9)
+    runs = plan_runs(grid, sweep, measure=False)
+    assert not any(r.waiting for r in runs)
+    extra = sorted(r.name for r in runs if r.seed != 1)
+    assert extra == [f"lstm-d32-{b}-lr0.003-s{s}" for b in ("1k", "2k") for s in (2, 3)]
+    run = next(r for r in runs if r.name == "lstm-d32-1k-lr0.003-s2")
+    assert "seed=2" in run.overrides and "optim.lr=0.003" in run.overrides
+
+
+def test_a_diverged_first_seed_loses_and_a_broken_record_is_named(tmp_path: Path) -> None:
+    grid, sweep = load_grid(grid_file(tmp_path)), tmp_path / "sweep"
+    (sweep / "lstm-d32-2k-lr0.001-s1").mkdir(parents=True)  # a record written by hand: NaN is valid JSON here
+    (sweep / "lstm-d32-2k-lr0.001-s1" / "result.json").write_text('{"final_valid_loss": NaN}')
+    finish(sweep, "lstm-d32-2k-lr0.003-s1", 6.0)
+    assert {r.lr for r in plan_runs(grid, sweep, measure=False) if r.seed == 3} == {3e-3}
+    (sweep / "lstm-d32-2k-lr0.003-s1" / "result.json").write_text("{")
+    with pytest.raises(SweepError, match=r"lstm-d32-2k-lr0.003-s1/result.json: unreadable record"):
+        plan_runs(grid, sweep, measure=False)
+
+
+def test_the_key_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match="key 'replicate_best_lr' must be true or false, got 'yes please'"):
+        load_grid(grid_file(tmp_path, replicate_best_lr="yes please"))
+
+
+def test_dry_run_shows_waiting_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sweep", "--grid", str(grid_file(tmp_path)), "--out", str(tmp_path / "sweep"), "--dry-run"]
+    assert cli(argv) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "lstm-d32-1k-lrbest-s2" in x)
+    assert "waiting: its rate is the best of lstm-d32's first-seed runs at 2,000 tokens" in line
+
+
+def rec(lr: float, seed: int, loss: float) -> RunRecord:
+    return RunRecord(run=f"r{lr}-{seed}", arch="lstm", params=2, non_embedding_params=1, flops_per_token=1.0,
+                     tokens=100, compute=100.0, epochs=0.1, final_valid_loss=loss, best_valid_loss=loss,
+                     loss_by_position=[], wall_time_s=1.0, config={}, lr=lr, seed=seed)  # fmt: skip
+
+
+def test_the_fits_choose_the_rate_on_the_seeds_every_rate_ran() -> None:
+    # seed 1 prefers 3e-3 (2.90 vs 3.00); its replicas are unlucky, so its 3-seed mean (3.03) exceeds 3.00
+    runs = [rec(1e-3, 1, 3.00), rec(3e-3, 1, 2.90), rec(3e-3, 2, 3.10), rec(3e-3, 3, 3.10)]
+    kept, scan = select_best_lr(runs)
+    assert scan.best == {1: 3e-3} and sorted(r.seed for r in kept) == [1, 2, 3]
+    assert scan.loss[1][3e-3] == (pytest.approx(3.0333, abs=1e-4), 3)  # the table still shows every seed
