@@ -74,6 +74,12 @@ SCALING_SUBCOMMANDS = {
         "run_report_command",
         "plots + report.md of a sweep",
     ),
+    "compare": (
+        "pipeline.scaling.rerun_compare",
+        "add_compare_arguments",
+        "run_compare_command",
+        "the points two sweeps share, side by side (a rerun against the sweep it replaces)",
+    ),
 }
 
 

@@ -1,0 +1,114 @@
+"""`pipeline scaling compare BASELINE SWEEP`: the points two sweeps share, side by side.
+
+What it is for: a study rerun under new rules (tuned rates, seeds) against the sweep it replaces, so that its README
+can say point by point what changed. A point is an (architecture, non-embedding size, token budget); on each side it
+is the mean over its seeds at that size's best rate (`seeds_lr.select_best_lr`, the rule the fits use), and two
+points match when their architecture and size are equal and their trained tokens agree within `--tolerance` (budgets
+become whole steps, so reruns land a few percent apart). Written by hand: a join of two record sets and a
+geometric mean, nothing a library offers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.scaling.records import RunRecord, load_records
+from pipeline.scaling.seeds_lr import Point, group_points, select_best_lr
+
+
+@dataclass
+class Match:
+    arch: str
+    n: int
+    base: Point
+    new: Point
+
+    @property
+    def ratio(self) -> float:
+        return self.new.loss / self.base.loss
+
+
+def best_points(records: list[RunRecord]) -> list[Point]:
+    """Each architecture's points at each size's best rate (seed means)."""
+    points = []
+    for arch in sorted({r.arch for r in records}):
+        kept, _ = select_best_lr([r for r in records if r.arch == arch])
+        points += group_points(kept)
+    return points
+
+
+def match_points(base: list[RunRecord], new: list[RunRecord], tolerance: float = 0.05) -> list[Match]:
+    """Every point of `new` with a baseline point of the same arch and size whose tokens are within tolerance."""
+    matches, by_key = [], {}
+    for p in best_points(base):
+        by_key.setdefault((p.arch, p.n), []).append(p)
+    for p in best_points(new):
+        near = [b for b in by_key.get((p.arch, p.n), []) if abs(b.tokens - p.tokens) <= tolerance * p.tokens]
+        if near:
+            matches.append(Match(p.arch, p.n, min(near, key=lambda b: abs(b.tokens - p.tokens)), p))
+    return matches
+
+
+def _learned_nothing(p: Point) -> bool:
+    return any(r.unigram_entropy is not None and r.final_valid_loss >= r.unigram_entropy for r in p.runs)
+
+
+def _side(p: Point) -> str:
+    lr = "?" if p.lr is None else f"{p.lr:g}"
+    flag = " (nothing learned)" if _learned_nothing(p) else ""
+    return f"{p.loss:.3f}{flag} | {p.n_seeds} | {lr}"
+
+
+def markdown(matches: list[Match], base_dir: str, new_dir: str) -> str:
+    lines = [f"Shared points of `{base_dir}` (baseline) and `{new_dir}` (new): final validation loss, mean over",
+             "seeds at each size's best rate. Ratio = new / baseline; < 1: the new sweep reached a lower loss.", "",
+             "| arch | non-emb. params | tokens (new) | baseline loss | seeds | lr | new loss | seeds | lr | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for m in matches:
+        lines.append(
+            f"| {m.arch} | {m.n:,} | {m.new.tokens:,} | {_side(m.base)} | {_side(m.new)} | {m.ratio:.3f} |"
+        )
+    lines += ["", "| arch | shared points | geometric mean ratio | new lower at |", "|---|---:|---:|---:|"]
+    for arch in sorted({m.arch for m in matches}):
+        ratios = [m.ratio for m in matches if m.arch == arch]
+        gmean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        lines.append(
+            f"| {arch} | {len(ratios)} | {gmean:.3f} | {sum(r < 1 for r in ratios)} of {len(ratios)} |"
+        )
+    if not matches:
+        lines.append("| (none) | 0 | | |")
+    return "\n".join(lines) + "\n"
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "baseline", metavar="BASELINE_DIR", help="the earlier sweep directory (<run>/result.json)"
+    )
+    parser.add_argument("sweep", metavar="SWEEP_DIR", help="the new sweep directory")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="largest relative difference in trained tokens for two points to match")  # fmt: skip
+    parser.add_argument("--out", metavar="FILE", help="also write the tables to this markdown file")
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    if not 0 <= args.tolerance < 1:
+        print(
+            f"pipeline scaling compare: error: --tolerance must be in [0, 1), got {args.tolerance}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        text = markdown(match_points(load_records(args.baseline), load_records(args.sweep), args.tolerance),
+                        args.baseline, args.sweep)  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        print(f"pipeline scaling compare: error: {err}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    return 0
