@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown, shipped_path
+from pipeline.config_checks import ConfigWarning
 from pipeline.scaling.records import RESULT_FILE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
@@ -269,8 +271,12 @@ def _planned(grid: Grid, arch: str, spec: dict, size: str, keys: dict, budget: i
 
 
 def _run_config(grid: Grid, run: PlannedRun) -> Any:
+    """The run's config before its length is set: errors are the planner's, warnings the run's own (a warning
+    about the base config's `max_steps` would be about a length the run never has)."""
     try:
-        return load_config(grid.base, run.overrides, check_gpu=False)  # planned anywhere, e.g. a login node
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConfigWarning)
+            return load_config(grid.base, run.overrides, check_gpu=False)  # planned anywhere, e.g. a login node
     except ConfigError as err:
         raise SweepError(f"{grid.path}: run {run.name}: {err}") from err
 
