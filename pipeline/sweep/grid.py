@@ -276,7 +276,9 @@ def _run_config(grid: Grid, run: PlannedRun) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConfigWarning)
-            return load_config(grid.base, run.overrides, check_gpu=False)  # planned anywhere, e.g. a login node
+            return load_config(
+                grid.base, run.overrides, check_gpu=False
+            )  # planned anywhere, e.g. a login node
     except ConfigError as err:
         raise SweepError(f"{grid.path}: run {run.name}: {err}") from err
 
