@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.scaling.fit import FitResult
 from pipeline.scaling.position_report import position_section
 from pipeline.scaling.records import save_json_atomic
@@ -71,14 +73,19 @@ def _runs_table(sweep: SweepFit) -> list[str]:
     ]
     for a, af in sweep.archs.items():
         for n in af.sizes:
-            loss = {r.tokens: r.final_valid_loss for r in af.records if r.non_embedding_params == n}
-            flat = {r.tokens for r in af.learned_nothing if r.non_embedding_params == n}
-            loss |= {r.tokens: r.final_valid_loss for r in af.learned_nothing if r.non_embedding_params == n}
-            cells = " | ".join(
-                (f"{loss[d]:.3f}" + (" (learned nothing)" if d in flat else "")) if d in loss else "-"
-                for d in budgets
-            )
-            rows.append(f"| {a} | {n:,} | {cells} |")
+            cells = []
+            for d in budgets:  # the fitted runs' seed mean, else the best run that learned nothing, flagged
+                fitted = [
+                    r.final_valid_loss for r in af.records if (r.non_embedding_params, r.tokens) == (n, d)
+                ]
+                flat = [
+                    r.final_valid_loss
+                    for r in af.learned_nothing
+                    if (r.non_embedding_params, r.tokens) == (n, d)
+                ]
+                cells.append(f"{np.mean(fitted):.3f}" + (f" ({len(fitted)} seeds)" if len(fitted) > 1 else "")
+                             if fitted else f"{min(flat):.3f} (learned nothing)" if flat else "-")  # fmt: skip
+            rows.append(f"| {a} | {n:,} | {' | '.join(cells)} |")
     epochs = ", ".join(f"{d:,}: {max(r.epochs for r in records if r.tokens == d):.2f}" for d in budgets)
     return [*rows, "", f"Epochs over the training corpus per token count: {epochs}."]
 

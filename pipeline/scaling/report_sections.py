@@ -11,6 +11,7 @@ from pathlib import Path
 from pipeline.scaling.compute_axes import COMPUTE_AXES
 from pipeline.scaling.fit import FitResult
 from pipeline.scaling.report import ArchFit, SweepFit
+from pipeline.scaling.seeds_lr import record_lr
 
 
 def _g(v: float | None) -> str:
@@ -72,8 +73,10 @@ def lr_section(sweep: SweepFit) -> list[str]:
         )
         return [*md, ""]
     md.append("Mean final valid loss over seeds per size and learning rate, at the largest budget scanned with "
-              "several rates; **bold** = the size's best rate, the only one the fits use.")  # fmt: skip
+              "several rates; **bold** = the size's best rate (compared on the seeds all rates ran), the only "
+              "one the fits use. Runs that learned nothing are in the scan (they lose) but not in the fits.")  # fmt: skip
     for a, scan in scanned.items():
+        flat = {(r.non_embedding_params, r.tokens, record_lr(r)) for r in sweep.archs[a].learned_nothing}
         lrs = sorted({lr for row in scan.loss.values() for lr in row})
         md += ["", f"**{a}**", "", "| N | D | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
                "|---|---|" + "---|" * len(lrs)]  # fmt: skip
@@ -84,6 +87,7 @@ def lr_section(sweep: SweepFit) -> list[str]:
                     cells.append("-")
                     continue
                 text = f"{row[lr][0]:.3f}" + (f" ({row[lr][1]} seeds)" if row[lr][1] > 1 else "")
+                text += " (nothing learned)" if (n, scan.tokens[n], lr) in flat else ""
                 cells.append(f"**{text}**" if lr == scan.best[n] else text)
             md.append(f"| {n:,} | {scan.tokens[n]:,} | " + " | ".join(cells) + " |")
     return [*md, ""]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.scaling.records import RunRecord, load_records
-from pipeline.scaling.seeds_lr import Point, group_points, select_best_lr
+from pipeline.scaling.seeds_lr import Point, group_points, select_best_lr, snap_budgets
 
 
 @dataclass
@@ -36,7 +36,7 @@ def best_points(records: list[RunRecord]) -> list[Point]:
     """Each architecture's points at each size's best rate (seed means)."""
     points = []
     for arch in sorted({r.arch for r in records}):
-        kept, _ = select_best_lr([r for r in records if r.arch == arch])
+        kept, _ = select_best_lr(snap_budgets([r for r in records if r.arch == arch]))
         points += group_points(kept)
     return points
 
