@@ -56,12 +56,18 @@ def bca_interval(
     accel = np.zeros(samples.shape[1])
     if jackknife is not None and len(jackknife) >= 3 and np.all(np.isfinite(jackknife)):
         d = jackknife.mean(axis=0) - jackknife
+        scale = np.abs(d).max(axis=0)  # a is scale-free; scaling keeps d**3 finite for x_c ~ 1e100
+        d = np.divide(d, scale, out=np.zeros_like(d), where=scale > 0)
         den = 6 * (d**2).sum(axis=0) ** 1.5
         accel = np.divide((d**3).sum(axis=0), den, out=np.zeros_like(den), where=den > 0)
     lo, hi = np.empty(samples.shape[1]), np.empty(samples.shape[1])
     z = norm.ppf([(1 - level) / 2, (1 + level) / 2])
     for j in range(samples.shape[1]):
         adj = [norm.cdf(z0[j] + (z0[j] + zq) / (1 - accel[j] * (z0[j] + zq))) for zq in z]
+        if not np.all(
+            np.isfinite(adj)
+        ):  # a degenerate column (e.g. every sample equal): the plain percentiles
+            adj = [(1 - level) / 2, (1 + level) / 2]
         lo[j], hi[j] = np.percentile(samples[:, j], [100 * adj[0], 100 * adj[1]])
     return lo, hi
 

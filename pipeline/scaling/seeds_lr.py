@@ -69,31 +69,23 @@ BUDGET_TOLERANCE = 0.05  # seeds of one budget train a few per mille apart; a gr
 
 
 def snap_budgets(records: Sequence[RunRecord], tolerance: float = BUDGET_TOLERANCE) -> list[RunRecord]:
-    """Records whose trained tokens differ only by rounding, made one budget: per (arch, size), tokens within
-    ``tolerance`` of a cluster's smallest get the cluster's median (compute keeps each run's own).
+    """Records whose trained tokens differ only by rounding, made one budget: across the sweep, tokens within
+    ``tolerance`` of a cluster's smallest get the cluster's median run (compute keeps each run's own).
 
     Why: a budget becomes whole steps of the run's own loader, whose mean batch differs by seed, so seeds 1, 2
-    and 3 of one 250k budget train e.g. 252,666 / 251,990 / 253,120 tokens; grouped on exact tokens every seed
-    would be a point of its own and no point would have seeds to average."""
-    by_size: dict[tuple[str, int], list[RunRecord]] = {}
-    for r in records:
-        by_size.setdefault((r.arch, r.non_embedding_params), []).append(r)
-    snapped: dict[int, int] = {}
-    for runs in by_size.values():
-        tokens = sorted({r.tokens for r in runs})
-        clusters: list[list[int]] = []
-        for t in tokens:
-            if clusters and t <= clusters[-1][0] * (1 + tolerance):
-                clusters[-1].append(t)
-            else:
-                clusters.append([t])
-        for cluster in clusters:
-            median = int(np.median(cluster))
-            for r in runs:
-                if r.tokens in cluster:
-                    snapped[id(r)] = median
+    and 3 of one 250k budget train e.g. 252,666 / 252,148 / 253,120 tokens; grouped on exact tokens every seed
+    would be a point of its own and no point would have seeds to average. Across the sweep, not per size, so one
+    budget is one column of the report's tables for every size."""
+    clusters: list[list[int]] = []
+    for t in sorted(r.tokens for r in records):
+        if clusters and t <= clusters[-1][0] * (1 + tolerance):
+            clusters[-1].append(t)
+        else:
+            clusters.append([t])
+    budget = {t: int(np.median(c)) for c in clusters for t in c}
     return [
-        r if snapped[id(r)] == r.tokens else dataclasses.replace(r, tokens=snapped[id(r)]) for r in records
+        r if budget[r.tokens] == r.tokens else dataclasses.replace(r, tokens=budget[r.tokens])
+        for r in records
     ]
 
 

@@ -22,13 +22,14 @@ def test_seeds_a_few_tokens_apart_are_one_point_and_budgets_stay_apart():
     ]
     runs += [rec("big", tokens=500_000, loss=2.5, seed=1), rec("other-size", n=4000, tokens=252_700, seed=1)]
     snapped = snap_budgets(runs)
-    assert [r.tokens for r in snapped] == [252_666, 252_666, 252_666, 500_000, 252_700]
+    # one budget across the sweep: the other size's 252,700 joins the seeds' cluster (the median of four runs)
+    assert [r.tokens for r in snapped] == [252_683, 252_683, 252_683, 500_000, 252_683]
     assert [r.compute for r in snapped] == [r.compute for r in runs]  # each run keeps its own FLOPs
     points = group_points(snapped)
     assert [(p.n, p.tokens, p.n_seeds) for p in points] == [
-        (1000, 252_666, 3),
+        (1000, 252_683, 3),
         (1000, 500_000, 1),
-        (4000, 252_700, 1),
+        (4000, 252_683, 1),
     ]
     assert points[0].loss == pytest.approx(3.2)
     assert len(group_points(runs)) == 5  # on exact tokens, every seed would be a point of its own
@@ -53,4 +54,4 @@ def test_rates_are_chosen_on_every_run_and_the_tables_show_the_fitted_seed_mean(
     table = "\n".join(_runs_table(sweep))
     assert "| lstm | 1,000 | 3.700 | 3.500 (2 seeds) |" in table  # not the 5.2 that learned nothing
     scan = "\n".join(lr_section(sweep))
-    assert "| 1,000 | 200,500 | **3.500 (2 seeds)** | 5.200 (nothing learned) |" in scan  # tokens: the median
+    assert "| 1,000 | 200,000 | **3.500 (2 seeds)** | 5.200 (nothing learned) |" in scan  # tokens: the median

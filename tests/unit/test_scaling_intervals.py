@@ -125,3 +125,14 @@ def test_a_size_with_one_seed_beside_sizes_with_three_gets_an_interval_not_a_cra
         lo, hi = fit.ci["alpha"]
         assert np.isfinite(lo) and np.isfinite(hi) and lo <= fit.params["alpha"] <= hi
         assert hi - lo < 10  # not the nonsense of resampling an infinite residual
+
+
+def test_bca_is_finite_for_parameters_of_astronomical_scale():
+    # x_c of a nearly flat power law reaches 1e100 and beyond: d**3 overflowed and the interval came out NaN
+    from pipeline.scaling.intervals import bca_interval
+
+    rng = np.random.default_rng(0)
+    samples = 10.0 ** rng.uniform(90, 110, size=(200, 1))
+    jackknife = 10.0 ** rng.uniform(95, 105, size=(8, 1))
+    lo, hi = bca_interval(np.array([1e100]), samples, jackknife)
+    assert np.isfinite(lo[0]) and np.isfinite(hi[0]) and samples.min() <= lo[0] < hi[0] <= samples.max()
