@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,10 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def _budget_label(tokens: int) -> str:
+    """`1M`, `125k`, `62500`; from 10M up, a part of a million is a decimal (`62.5M`, not `62500k`). Labels below
+    10M keep their `k` form (`1500k`): they name run directories that already exist."""
+    if tokens >= 10_000_000 and tokens % 100_000 == 0:
+        return f"{tokens / 1_000_000:g}M"
     for unit, div in (("M", 1_000_000), ("k", 1_000)):
         if tokens % div == 0:
             return f"{tokens // div}{unit}"
@@ -234,19 +238,24 @@ def _run_name(grid: Grid, arch: str, size: str, budget: int, lr: float | None, s
 
 
 def _best_first_seed_lr(grid: Grid, arch: str, size: str, lrs: list[float], sweep_dir: Path) -> float | None:
-    """The rate whose first-seed run of (arch, size) at the grid's largest budget ended with the lowest final
-    validation loss (the rule `pipeline.scaling.seeds_lr.select_best_lr` applies to matched seeds), or None
-    while any of those runs has no record. Read from the records by name: no search."""
-    budget, losses = max(grid.token_budgets), {}
+    """The rate `pipeline.scaling.seeds_lr.select_best_lr` (the fits' own rule) picks from the first-seed runs
+    of (arch, size) at the grid's largest budget, or None while any of those runs has no record. The records are
+    read by name: no search."""
+    from pipeline.scaling.records import load_record
+    from pipeline.scaling.seeds_lr import select_best_lr
+
+    records, budget, seed = [], max(grid.token_budgets), grid.seeds[0]
     for lr in lrs:
-        path = sweep_dir / _run_name(grid, arch, size, budget, lr, grid.seeds[0], lrs) / RESULT_FILE
+        path = sweep_dir / _run_name(grid, arch, size, budget, lr, seed, lrs) / RESULT_FILE
         if not path.is_file():
             return None
         try:
-            losses[lr] = float(json.loads(path.read_text())["final_valid_loss"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise SweepError(f"{path}: unreadable record ({err}); delete it to rerun that run") from err
-    return min(lrs, key=lambda lr: losses[lr] if math.isfinite(losses[lr]) else math.inf)  # diverged: worst
+            # the rate and seed are the ones the name was planned with (records older than those keys lack them)
+            records.append(replace(load_record(path), lr=lr, seed=seed))
+        except (OSError, ValueError) as err:
+            raise SweepError(f"unreadable record ({err}); delete {path} to rerun that run") from err
+    _, scan = select_best_lr(records)
+    return next(iter(scan.best.values()))
 
 
 def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:

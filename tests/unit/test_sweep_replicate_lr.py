@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from pipeline.cli import main as cli
-from pipeline.scaling.records import RunRecord, save_record
+from pipeline.scaling.records import RunRecord, load_record, save_record
 from pipeline.scaling.seeds_lr import select_best_lr
-from pipeline.sweep.grid import SweepError, load_grid, plan_runs
+from pipeline.sweep.grid import SweepError, _budget_label, load_grid, plan_runs
 from tests.conftest import ROOT
 
 LRS = [1e-3, 3e-3]
@@ -29,9 +29,12 @@ def grid_file(tmp_path: Path, **changes: object) -> Path:
 
 
 def finish(sweep: Path, name: str, loss: float) -> None:
+    """A first-seed record as the trainer writes it (`lstm-d32-2k-lr0.003-s1`: its rate and seed)."""
+    lr, seed = float(name.split("-lr")[1].split("-s")[0]), int(name.rsplit("-s", 1)[1])
     save_record(sweep / name / "result.json", RunRecord(
         run=name, arch="lstm", params=2, non_embedding_params=1, flops_per_token=1.0, tokens=2000, compute=2000.0,
-        epochs=0.1, final_valid_loss=loss, best_valid_loss=loss, loss_by_position=[], wall_time_s=1.0, config={}))  # fmt: skip
+        epochs=0.1, final_valid_loss=loss, best_valid_loss=loss, loss_by_position=[], wall_time_s=1.0, config={},
+        lr=lr, seed=seed))  # fmt: skip
 
 
 def test_extra_seeds_wait_for_the_first_seed_then_run_only_at_its_best_rate(tmp_path: Path) -> None:
@@ -56,15 +59,25 @@ def test_extra_seeds_wait_for_the_first_seed_then_run_only_at_its_best_rate(tmp_
     assert "seed=2" in run.overrides and "optim.lr=0.003" in run.overrides
 
 
-def test_a_diverged_first_seed_loses_and_a_broken_record_is_named(tmp_path: Path) -> None:
+def test_the_rate_is_chosen_by_the_fits_rule_and_a_broken_record_is_named(tmp_path: Path) -> None:
     grid, sweep = load_grid(grid_file(tmp_path)), tmp_path / "sweep"
-    (sweep / "lstm-d32-2k-lr0.001-s1").mkdir(parents=True)  # a record written by hand: NaN is valid JSON here
-    (sweep / "lstm-d32-2k-lr0.001-s1" / "result.json").write_text('{"final_valid_loss": NaN}')
-    finish(sweep, "lstm-d32-2k-lr0.003-s1", 6.0)
-    assert {r.lr for r in plan_runs(grid, sweep, measure=False) if r.seed == 3} == {3e-3}
-    (sweep / "lstm-d32-2k-lr0.003-s1" / "result.json").write_text("{")
-    with pytest.raises(SweepError, match=r"lstm-d32-2k-lr0.003-s1/result.json: unreadable record"):
+    finish(sweep, "lstm-d32-2k-lr0.001-s1", 2.95)
+    finish(sweep, "lstm-d32-2k-lr0.003-s1", 3.05)
+    chosen = {r.lr for r in plan_runs(grid, sweep, measure=False) if r.seed == 3}
+    records = [load_record(sweep / f"lstm-d32-2k-lr{lr:g}-s1" / "result.json") for lr in LRS]
+    assert chosen == set(select_best_lr(records)[1].best.values()) == {1e-3}
+    # a record the fits could not read (NaN is valid JSON, but not a loss) stops the planner, naming the file
+    (sweep / "lstm-d32-2k-lr0.003-s1" / "result.json").write_text('{"final_valid_loss": NaN}')
+    with pytest.raises(SweepError, match=r"unreadable record .*delete .*lstm-d32-2k-lr0.003-s1/result.json"):
         plan_runs(grid, sweep, measure=False)
+    (sweep / "lstm-d32-2k-lr0.003-s1" / "result.json").write_text("{")
+    with pytest.raises(SweepError, match=r"lstm-d32-2k-lr0.003-s1/result.json: not valid JSON"):
+        plan_runs(grid, sweep, measure=False)
+
+
+def test_budget_labels_stay_short_at_gpu_scale() -> None:
+    labels = [_budget_label(t) for t in (62_500, 125_000, 1_000_000, 1_500_000, 62_500_000, 1_000_000_000)]
+    assert labels == ["62500", "125k", "1M", "1500k", "62.5M", "1000M"]
 
 
 def test_the_key_must_be_a_boolean(tmp_path: Path) -> None:
