@@ -11,6 +11,7 @@ once, through Lightning's `log_hyperparams` (the module's saved hyper-parameters
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
     return logger
 
 
-RUN_IN_USE_WAIT_S = 60.0
+RUN_IN_USE_WAIT_S = 180.0  # 60 s was too short once on a loaded 2-core machine (the multi-node SIGKILL test)
 
 
 def start_with_retry(logger: Any, wait_s: float = RUN_IN_USE_WAIT_S) -> None:
@@ -60,14 +61,15 @@ def start_with_retry(logger: Any, wait_s: float = RUN_IN_USE_WAIT_S) -> None:
 
     A requeued job whose previous attempt was SIGKILLed can start before that attempt's `wandb-core` service has
     noticed and exited; meanwhile W&B refuses the id ("run ID ... is in use") and the resumed run would die at its
-    first log call. The service exits within seconds of its parent, so the start is retried for up to `wait_s`."""
+    first log call. The service exits soon after its parent, which itself may first wait out its SIGTERM grace
+    period in a collective with a dead peer, so the start is retried for up to `wait_s`, saying so."""
     import time
 
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank != 0:
         return
-    deadline = time.monotonic() + wait_s
+    deadline, first_wait = time.monotonic() + wait_s, True
     while True:
         try:
             logger.experiment  # noqa: B018 - the property starts the run
@@ -75,6 +77,10 @@ def start_with_retry(logger: Any, wait_s: float = RUN_IN_USE_WAIT_S) -> None:
         except Exception as err:
             if "in use" not in str(err) or time.monotonic() > deadline:
                 raise
+            if first_wait:
+                print(f"W&B: run id still held by a stopped earlier attempt; retrying for up to {wait_s:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                first_wait = False
             logger._experiment = None
             time.sleep(2.0)
 

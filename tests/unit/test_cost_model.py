@@ -165,7 +165,10 @@ def test_run_recurrence_in_float32_under_bf16_autocast():
             model(src, mask, src).float().sum().backward()
         return set(seen)
 
-    assert run() == {torch.bfloat16}
+    try:  # without the wrapper autocast runs the LSTM in bf16, where this CPU's oneDNN has a bf16 LSTM at all
+        assert run() == {torch.bfloat16}
+    except RuntimeError as err:  # no AVX-512/AMX (e.g. this AMD EPYC): bf16 LSTM does not run; float32 must
+        assert "primitive descriptor for the LSTM" in str(err)
     assert run_recurrence_in(model, "float32") == 4
     assert run() == {torch.float32}
     assert run_recurrence_in(model, "float32") == 0  # already wrapped
