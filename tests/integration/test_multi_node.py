@@ -149,7 +149,9 @@ def test_sigkill_of_one_node_requeues_and_resumes_to_the_same_weights(
     """n2's task is SIGKILLed after the step-4 checkpoint: srun stops n1's task, the template requeues the job, the
     next start (both nodes again) resumes from the last complete checkpoint and ends where the straight run did."""
     run_dir = tmp_path / "killed"
-    job_id = submit(capsys, run_dir, tiny_data)
+    # W&B off here: in the full suite the requeued rank 0 twice got "run ID ... is in use" past a 180 s wait (session 6
+    # note, open); this test is about the requeue and the weights; the USR1 requeue test below keeps W&B on
+    job_id = submit(capsys, run_dir, tiny_data, "logging.wandb=false")
     two_node_cluster.wait(job_id, {"RUNNING"}, timeout=60)
     meta = run_dir / "checkpoints" / "step=4.ckpt.meta.json"
     wait_for("the step-4 checkpoint", lambda: meta.exists() and len(started_tasks(run_dir, job_id)) == 2)
