@@ -53,7 +53,7 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
     return logger
 
 
-RUN_IN_USE_WAIT_S = 180.0  # 60 s was too short once on a loaded 2-core machine (the multi-node SIGKILL test)
+RUN_IN_USE_WAIT_S = 180.0  # was 60 s; the full suite still saw the id held past 180 s (open)
 
 
 def start_with_retry(logger: Any, wait_s: float = RUN_IN_USE_WAIT_S) -> None:
