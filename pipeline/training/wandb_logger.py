@@ -11,12 +11,14 @@ once, through Lightning's `log_hyperparams` (the module's saved hyper-parameters
 from __future__ import annotations
 
 import os
-import sys
 import uuid
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import RunConfig
+
+SERVICE_ENV = "WANDB_SERVICE"  # wandb.env.SERVICE; named here so this module imports without wandb
 
 
 def wandb_run_id(run_dir: Path) -> str:
@@ -37,6 +39,7 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
     from lightning.pytorch.loggers import WandbLogger
 
     os.environ["WANDB_MODE"] = cfg.logging.wandb_mode
+    drop_borrowed_wandb_service(os.environ, os.getpid())
     os.environ.setdefault("WANDB_SILENT", "true")
     logger = WandbLogger(
         project=cfg.logging.project,
@@ -49,40 +52,28 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
         offline=cfg.logging.wandb_mode == "offline",
         config={"slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0"))},
     )
-    start_with_retry(logger)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        logger.experiment  # noqa: B018 - the property starts the run: a W&B failure stops the job here, not mid-fit
     return logger
 
 
-RUN_IN_USE_WAIT_S = 180.0  # was 60 s; the full suite still saw the id held past 180 s (open)
+def drop_borrowed_wandb_service(environ: MutableMapping[str, str], pid: int) -> None:
+    """Forget a W&B service token (`WANDB_SERVICE`) inherited from another process, so this one starts its own.
 
-
-def start_with_retry(logger: Any, wait_s: float = RUN_IN_USE_WAIT_S) -> None:
-    """Start the W&B run now (rank 0), waiting while a killed earlier attempt still holds it.
-
-    A requeued job whose previous attempt was SIGKILLed can start before that attempt's `wandb-core` service has
-    noticed and exited; meanwhile W&B refuses the id ("run ID ... is in use") and the resumed run would die at its
-    first log call. The service exits soon after its parent, which itself may first wait out its SIGTERM grace
-    period in a collective with a dead peer, so the start is retried for up to `wait_s`, saying so."""
-    import time
-
-    from lightning.pytorch.utilities import rank_zero_only
-
-    if rank_zero_only.rank != 0:
-        return
-    deadline, first_wait = time.monotonic() + wait_s, True
-    while True:
-        try:
-            logger.experiment  # noqa: B018 - the property starts the run
-            return
-        except Exception as err:
-            if "in use" not in str(err) or time.monotonic() > deadline:
-                raise
-            if first_wait:
-                print(f"W&B: run id still held by a stopped earlier attempt; retrying for up to {wait_s:.0f} s",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                first_wait = False
-            logger._experiment = None
-            time.sleep(2.0)
+    wandb saves the token of the `wandb-core` service a process starts into that process's environment, and every
+    child (a subprocess, an `sbatch` job: SLURM exports the environment) then connects to that service instead of
+    starting one. A training job must not: its W&B run then lives in a service that outlives the job, so after a
+    SIGKILL and requeue the service still holds the run's stream and refuses the resumed attempt ("run ID ... is in
+    use") for as long as the launching process lives; on a cluster the token names a socket on the login node.
+    The token is `<version>-<pid of the service's owner>-...`; a token this process wrote itself is kept (the runs
+    of a local sweep share one service, each finished by `finish_wandb`).
+    """
+    token = environ.get(SERVICE_ENV, "")
+    parts = token.split("-")
+    if token and (len(parts) < 2 or parts[1] != str(pid)):
+        del environ[SERVICE_ENV]
 
 
 def finish_wandb(loggers: list[Any]) -> None:

@@ -149,9 +149,7 @@ def test_sigkill_of_one_node_requeues_and_resumes_to_the_same_weights(
     """n2's task is SIGKILLed after the step-4 checkpoint: srun stops n1's task, the template requeues the job, the
     next start (both nodes again) resumes from the last complete checkpoint and ends where the straight run did."""
     run_dir = tmp_path / "killed"
-    # W&B off here: in the full suite the requeued rank 0 twice got "run ID ... is in use" past a 180 s wait (session 6
-    # note, open); this test is about the requeue and the weights; the USR1 requeue test below keeps W&B on
-    job_id = submit(capsys, run_dir, tiny_data, "logging.wandb=false")
+    job_id = submit(capsys, run_dir, tiny_data)  # W&B on: the requeued attempt must get its run id back
     two_node_cluster.wait(job_id, {"RUNNING"}, timeout=60)
     meta = run_dir / "checkpoints" / "step=4.ckpt.meta.json"
     wait_for("the step-4 checkpoint", lambda: meta.exists() and len(started_tasks(run_dir, job_id)) == 2)
@@ -172,6 +170,13 @@ def test_sigkill_of_one_node_requeues_and_resumes_to_the_same_weights(
     assert started_tasks(run_dir, job_id, restart=1).keys() == {"n1", "n2"}
     assert_same_weights(reference, run_dir)
     assert read_metric(run_dir, "train/loss") == read_metric(reference, "train/loss")
+    # both attempts wrote to the one W&B run (before `drop_borrowed_wandb_service`, the attempt after the requeue
+    # joined pytest's W&B service, which still held the killed attempt's stream: "run ID ... is in use")
+    attempts = [read_offline_run(f) for f in offline_run_files(run_dir)]
+    assert len(attempts) == 2 and all(
+        a.run_ids == [(run_dir / "wandb_id").read_text().strip()] for a in attempts
+    )
+    assert max(attempts[-1].steps) == STEPS - 1
 
 
 def test_zero3_on_two_nodes_usr1_checkpoints_both_at_one_step_and_requeues_once(

@@ -7,12 +7,16 @@ metrics, config and final summary landed in the first run's file.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.training.wandb_files import offline_run_files, read_offline_run
-from tests.conftest import tiny_config
+from pipeline.training.wandb_logger import SERVICE_ENV, drop_borrowed_wandb_service
+from tests.conftest import ROOT, TINY, tiny_config, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +58,34 @@ def test_each_run_is_its_own_wandb_run_and_a_resume_continues_it(tiny_data: Path
     assert resumed.run_ids == [(runs["lstm"] / "wandb_id").read_text().strip()]
     assert min(resumed.steps) >= summaries["lstm"]["steps"] - 1 and max(resumed.steps) == 8
     assert json.loads((runs["lstm"] / "summary.json").read_text())["steps"] == 9
+
+
+def test_a_job_starts_its_own_wandb_service_instead_of_its_launchers(tiny_data: Path, tmp_path: Path) -> None:
+    """A launcher that used W&B (pytest here, a notebook, a sweep) leaves `WANDB_SERVICE` in the environment that
+    sbatch and subprocesses inherit. The job must not join that service: it outlives the job and kept a SIGKILLed
+    attempt's run id "in use" after the requeue. Here the inherited token names a socket that does not exist, so
+    a job that used it could not start W&B at all."""
+    run_dir = tmp_path / "run"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        SERVICE_ENV: f"3-{os.getpid()}-unix-{tmp_path}/no-such-socket",
+    }
+    cmd = [sys.executable, "-m", "pipeline", "train", *[x for p in TINY for x in ("--config", str(p))],
+           "--config", str(ROOT / "configs/tiny/lstm.yaml"),
+           *tiny_overrides(tiny_data, run_dir, "logging.wandb=true", "train.max_steps=2", "train.bleu_samples=0")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [offline] = offline_run_files(run_dir)
+    assert read_offline_run(offline).run_ids == [(run_dir / "wandb_id").read_text().strip()]
+
+
+def test_only_a_service_token_of_another_process_is_dropped() -> None:
+    own, other = f"3-{os.getpid()}-unix-/tmp/a", f"3-{os.getpid() + 1}-tcp-localhost-4242"
+    for token, kept in ((own, True), (other, False), ("garbled", False)):
+        environ = {SERVICE_ENV: token, "OTHER": "x"}
+        drop_borrowed_wandb_service(environ, os.getpid())
+        assert (SERVICE_ENV in environ) == kept and environ["OTHER"] == "x", token
+    environ = {}
+    drop_borrowed_wandb_service(environ, os.getpid())
+    assert environ == {}
