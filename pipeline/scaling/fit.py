@@ -2,8 +2,7 @@
 
 scipy has the optimisers (``np.polyfit``, ``least_squares``, L-BFGS-B) but no scaling-law fitter with Hoffmann et
 al.'s (2022) recipe, bootstrap over points and seeds, or crossing search, so those few pieces are written here.
-Intervals: studentized residual bootstrap for power laws fitted to points, BCa over (point, seed) resamples for
-everything else (``intervals.py``; ``FitResult.interval`` names the one used). Losses are in nats per target
+Intervals are in ``fit_bootstrap.py``. Losses are in nats per target
 token. Every fit says when it is underdetermined instead of returning numbers that only look like an answer.
 """
 
@@ -13,7 +12,7 @@ import functools
 import itertools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +22,6 @@ import numpy as np
 # on a busy 2-core machine. Takes effect if scipy's BLAS is not loaded yet; an explicit setting is respected.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from scipy.optimize import least_squares, minimize  # noqa: E402
-
-from pipeline.scaling.intervals import bca_interval, group_bootstrap, studentized_power_law  # noqa: E402
 
 HUBER_DELTA = 1e-3
 # Hoffmann et al. 2022, appendix D.2: the grid of initialisations for (alpha, beta, e, a, b).
@@ -100,18 +97,18 @@ def _finite(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-def _underdetermined(form: str, names: Sequence[str], n_points: int, reason: str) -> FitResult:
+def underdetermined(form: str, names: Sequence[str], n_points: int, reason: str) -> FitResult:
     nan = dict.fromkeys(names, math.nan)
     return FitResult(form, nan, n_points, len(names), underdetermined=True, reason=reason)
 
 
 # ---------------------------------------------------------------- L(x) = E + (x_c / x)^alpha
-def _e_residuals(p: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+def e_residuals(p: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
     alpha, lxc, e = p
     return np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx)) - ly
 
 
-def _e_jacobian(p: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+def e_jacobian(p: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
     """Analytic: finite differences were ~1/3 of bootstrap time."""
     alpha, lxc, e = p
     s = np.logaddexp(np.log(max(e, 1e-300)), alpha * (lxc - lx))
@@ -128,7 +125,7 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False, starts: Sequence[np.n
     n_distinct = len(np.unique(x))
     if n_distinct < len(names):
         why = f"{n_distinct} distinct x for {len(names)} free parameters ({', '.join(names)})"
-        return _underdetermined("power_law", names, n_distinct, why)
+        return underdetermined("power_law", names, n_distinct, why)
     lx, ly = np.log(x), np.log(loss)
     if not with_e:
         slope, intercept = np.polyfit(lx, ly, 1)
@@ -151,14 +148,14 @@ def fit_power_law(x: Any, loss: Any, with_e: bool = False, starts: Sequence[np.n
         inits.append([alpha0, lxc0, e0])
     inits += [[p[0], p[1], min(max(p[2], 0.0), e_max)] for p in starts]
     for p0 in inits:
-        sol = least_squares(_e_residuals, p0, jac=_e_jacobian, bounds=bounds, x_scale="jac", args=(lx, ly))
+        sol = least_squares(e_residuals, p0, jac=e_jacobian, bounds=bounds, x_scale="jac", args=(lx, ly))
         if best is None or sol.cost < best.cost:
             best = sol
     alpha, lxc, e = best.x
     params = {"alpha": float(alpha), "x_c": float(np.exp(min(lxc, 700))), "E": float(e)}
     result = FitResult("power_law", params, n_distinct, 3, objective=2 * float(best.cost), theta=best.x)
     if len(x) > 3:  # Gauss-Newton standard errors of (alpha, log x_c, E), for the studentized bootstrap
-        jac = _e_jacobian(best.x, lx, ly)
+        jac = e_jacobian(best.x, lx, ly)
         cov = np.linalg.pinv(jac.T @ jac) * (2 * best.cost / (len(x) - 3))
         result.se = dict(zip(("alpha", "log_x_c", "E"), np.sqrt(np.abs(np.diag(cov))).tolist(), strict=True))
     return result
@@ -215,7 +212,7 @@ def fit_chinchilla(
     n_dn, n_dd = len(np.unique(n)), len(np.unique(d))
     if n_dn < 3 or n_dd < 3 or n_points < 5:
         reason = f"{n_dn} distinct N, {n_dd} distinct D, {n_points} points; needs >= 3, >= 3 and >= 5"
-        return _underdetermined("chinchilla", CHINCHILLA_PARAMS, n_points, reason)
+        return underdetermined("chinchilla", CHINCHILLA_PARAMS, n_points, reason)
     args = (np.log(n), np.log(d), np.log(loss), delta)
     grid = _hoffmann_grid()
     if n_starts is not None and n_starts < len(grid):
@@ -243,169 +240,5 @@ def fit_chinchilla(
         reason = (
             f"the fit diverged: {', '.join(overflowed)} overflowed (log-space optimum {np.round(best.x, 1)})"
         )
-        return _underdetermined("chinchilla", CHINCHILLA_PARAMS, n_points, reason)
+        return underdetermined("chinchilla", CHINCHILLA_PARAMS, n_points, reason)
     return FitResult("chinchilla", params, n_points, 5, objective=float(best.fun), theta=best.x)
-
-
-# ---------------------------------------------------------------- bootstrap
-Tick = Callable[[], None]
-
-
-def _no_tick() -> None:
-    return None
-
-
-def bootstrap_groups(
-    fit_on: Callable[[list[np.ndarray]], FitResult],
-    groups: Sequence[np.ndarray],
-    n_boot: int,
-    rng: np.random.Generator,
-    tick: Tick = _no_tick,
-) -> FitResult:
-    """Fit on every point, then on ``n_boot`` two-stage resamples (points, then the seeds inside each); BCa CIs.
-
-    ``groups`` holds one array of run indices per point (its seeds); ``fit_on(draw)`` fits a list of them. A
-    resample that repeats one point and drops another refits on fewer distinct points, which is what makes the
-    interval honest about how few there are. Underdetermined or non-finite resamples are dropped and counted."""
-    result = fit_on(list(groups))
-    if result.underdetermined or n_boot <= 0:
-        return result
-    if len(groups) < 2:  # every resample would be that one point again: a zero-width "interval"
-        return _underdetermined(result.form, list(result.params), result.n_points, (
-            "one point (one size at one budget): a fit to one run's validation curve is a learning curve, "
-            "not a scaling law, and resampling one point gives no interval"))  # fmt: skip
-    names = list(result.params)
-
-    def values(draw: list[np.ndarray]) -> tuple[bool, np.ndarray]:
-        r = fit_on(draw)
-        return not r.underdetermined, np.array([r.params[k] for k in names])
-
-    rows, jack = group_bootstrap(values, groups, n_boot, rng, tick)
-    result.n_boot, result.n_boot_ok = n_boot, len(rows)
-    if len(rows):
-        result.samples = rows
-        lo, hi = bca_interval(np.array([result.params[k] for k in names]), rows, jack)
-        result.ci = {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
-        result.interval = "BCa over points" if jack is not None else "bias-corrected percentile over points"
-    return result
-
-
-def bootstrap(
-    fit_on: Callable[[np.ndarray], FitResult],
-    n_items: int,
-    n_boot: int = 400,
-    seed: int = 0,
-    rng: np.random.Generator | None = None,
-    tick: Tick = _no_tick,
-) -> FitResult:
-    """``bootstrap_groups`` with one run per point: ``fit_on(indices)`` fits a subset of the items."""
-    groups = [np.array([i]) for i in range(n_items)]
-    rng = np.random.default_rng(seed) if rng is None else rng
-    return bootstrap_groups(lambda draw: fit_on(np.concatenate(draw)), groups, n_boot, rng, tick)
-
-
-def _studentized_e(full: FitResult, x: np.ndarray, loss: np.ndarray, n_boot: int, rng, tick: Tick) -> bool:
-    """Studentized residual bootstrap for L = E + (x_c/x)^alpha (see ``intervals.studentized_power_law``), with
-    Gauss-Newton standard errors per resample. Fills ``full``'s CIs; False if the data give no standard errors."""
-    names = ("alpha", "log_x_c", "E")
-    if len(full.se) != 3 or not all(math.isfinite(v) and v > 0 for v in full.se.values()):
-        return False
-    lx, ly = np.log(x), np.log(loss)
-    jac = _e_jacobian(full.theta, lx, ly)
-    lev = np.clip(np.einsum("ij,jk,ik->i", jac, np.linalg.pinv(jac.T @ jac), jac), 0, 0.99)
-    fitted = ly + _e_residuals(full.theta, lx, ly)
-    adj = (ly - fitted) / np.sqrt(1 - lev)
-    adj -= adj.mean()
-    est = np.array(full.theta)
-    t_rows, rows = [], []
-    for _ in range(n_boot):
-        r = fit_power_law(x, np.exp(fitted + adj[rng.integers(0, len(x), len(x))]), True, [full.theta])
-        tick()
-        se = np.array([r.se.get(k, math.nan) for k in names])
-        if not r.underdetermined and np.all(np.isfinite(se)) and np.all(se > 0):
-            t_rows.append((r.theta - est) / se)
-            rows.append([r.params["alpha"], r.params["x_c"], r.params["E"]])
-    if len(rows) < max(2, n_boot // 2):
-        return False
-    t_lo, t_hi = np.percentile(np.array(t_rows), [2.5, 97.5], axis=0)
-    se = np.array([full.se[k] for k in names])
-    lo, hi = est - t_hi * se, est - t_lo * se
-    with np.errstate(over="ignore"):  # an unbounded log x_c interval becomes [.., inf]
-        full.ci = {"alpha": (float(lo[0]), float(hi[0])), "x_c": (float(np.exp(lo[1])), float(np.exp(hi[1]))),
-                   "E": (float(max(lo[2], 0.0)), float(min(hi[2], loss.min())))}  # fmt: skip
-    full.samples, full.n_boot, full.n_boot_ok = np.array(rows), n_boot, len(rows)
-    full.interval = "studentized residual bootstrap"
-    return True
-
-
-def fit_power_law_bootstrap(
-    x: Any,
-    loss: Any,
-    with_e: bool = False,
-    n_boot: int = 400,
-    seed: int = 0,
-    rng: np.random.Generator | None = None,
-    tick: Tick = _no_tick,
-) -> FitResult:
-    """Power law fitted to points (repeated x = several seeds) with a studentized residual bootstrap CI; where the
-    fit leaves no residual degree of freedom, a BCa bootstrap over points instead (``interval`` says which)."""
-    x, loss = np.asarray(x, dtype=float), np.asarray(loss, dtype=float)
-    rng = np.random.default_rng(seed) if rng is None else rng
-    full = fit_power_law(x, loss, with_e)
-    if full.underdetermined or n_boot <= 0:
-        return full
-    if with_e:
-        if _studentized_e(full, x, loss, n_boot, rng, tick):
-            return full
-        tick = _no_tick  # its resamples were counted already
-    if not with_e:
-        st = studentized_power_law(x, loss, n_boot, rng)
-        for _ in range(n_boot):
-            tick()
-        if st["ok"]:
-            full.ci, full.se, full.samples = st["ci"], st["se"], st["samples"]
-            full.n_boot, full.n_boot_ok = n_boot, len(full.samples)
-            full.interval = "studentized residual bootstrap"
-            return full
-    return bootstrap(lambda i: fit_power_law(x[i], loss[i], with_e), len(x), n_boot, rng=rng, tick=tick)
-
-
-def fit_chinchilla_bootstrap(
-    n: Any,
-    d: Any,
-    loss: Any,
-    n_boot: int = 400,
-    seed: int = 0,
-    n_starts: int | None = 64,
-    boot_starts: int = 4,
-    groups: Sequence[np.ndarray] | None = None,
-    rng: np.random.Generator | None = None,
-    tick: Tick = _no_tick,
-) -> FitResult:
-    """Chinchilla fit plus BCa bootstrap over points (``groups``: run indices per (N, D) point, default one run
-    each; a point's loss is the mean over its drawn seeds). Each resample starts from the full-data optimum and its
-    ``boot_starts`` best grid points (a full grid per resample would cost n_starts/boot_starts times more for the
-    same optimum)."""
-    n, d, loss = (np.asarray(v, dtype=float) for v in (n, d, loss))
-    groups = [np.array([i]) for i in range(len(n))] if groups is None else list(groups)
-    rng = np.random.default_rng(seed) if rng is None else rng
-
-    def points(draw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        first = np.array([g[0] for g in draw])
-        return n[first], d[first], np.array([loss[g].mean() for g in draw])
-
-    full = fit_chinchilla(*points(groups), n_starts=n_starts)
-    if full.underdetermined:
-        return full
-    starts = [full.theta]
-
-    def fit_on(draw: list[np.ndarray]) -> FitResult:
-        if (
-            draw is not None
-            and len(draw) == len(groups)
-            and all(a is b for a, b in zip(draw, groups, strict=True))
-        ):
-            return full
-        return fit_chinchilla(*points(draw), n_starts=boot_starts, extra_starts=starts)
-
-    return bootstrap_groups(fit_on, groups, n_boot, rng, tick)

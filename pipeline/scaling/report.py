@@ -28,13 +28,8 @@ import numpy as np
 
 from pipeline.scaling.compare import Crossing, compare_curves
 from pipeline.scaling.compute_axes import COMPUTE_AXES, FrontierPoint, flops_per_token, frontier, mean_curve
-from pipeline.scaling.fit import (
-    FitResult,
-    bootstrap_groups,
-    fit_chinchilla_bootstrap,
-    fit_power_law,
-    fit_power_law_bootstrap,
-)
+from pipeline.scaling.fit import FitResult, fit_power_law
+from pipeline.scaling.fit_bootstrap import bootstrap_groups, fit_chinchilla_bootstrap, fit_power_law_bootstrap
 from pipeline.scaling.intervals import fit_rng
 from pipeline.scaling.isoflop import IsoFlopResult, isoflop
 from pipeline.scaling.learned_nothing import split_learned_nothing

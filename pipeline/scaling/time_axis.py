@@ -28,7 +28,8 @@ from pipeline.cost.projection import LABEL, model_config_of, shape_from_run_conf
 from pipeline.cost.step_time import DeviceModel, StepCost
 from pipeline.cost.structure import step_depth
 from pipeline.scaling.compare import compare_curves, compute_frontier
-from pipeline.scaling.fit import FitResult, fit_power_law_bootstrap
+from pipeline.scaling.fit import FitResult
+from pipeline.scaling.fit_bootstrap import fit_power_law_bootstrap
 from pipeline.scaling.records import RunRecord
 
 REFERENCE_ARCH = "transformer"

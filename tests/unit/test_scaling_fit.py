@@ -9,13 +9,8 @@ import pytest
 from scipy.optimize import curve_fit
 
 from pipeline.scaling.compare import compare_curves, compute_frontier
-from pipeline.scaling.fit import (
-    bootstrap_groups,
-    fit_chinchilla,
-    fit_chinchilla_bootstrap,
-    fit_power_law,
-    fit_power_law_bootstrap,
-)
+from pipeline.scaling.fit import fit_chinchilla, fit_power_law
+from pipeline.scaling.fit_bootstrap import bootstrap_groups, fit_chinchilla_bootstrap, fit_power_law_bootstrap
 from pipeline.scaling.records import RunRecord, load_record, load_records, load_sweep, save_record
 from pipeline.scaling.report import run_fit
 from pipeline.scaling.report_markdown import write_report

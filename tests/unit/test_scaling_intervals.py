@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from pipeline.scaling.fit import fit_chinchilla_bootstrap, fit_power_law_bootstrap
+from pipeline.scaling.fit_bootstrap import fit_chinchilla_bootstrap, fit_power_law_bootstrap
 from pipeline.scaling.intervals import bca_interval, fit_rng, percentile_interval, two_stage_draw
 
 ALPHA = 0.1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.scaling.compare import compare_curves
-from pipeline.scaling.fit import bootstrap_groups
+from pipeline.scaling.fit_bootstrap import bootstrap_groups
 from pipeline.scaling.intervals import fit_rng
 from pipeline.scaling.paired_fits import match_points, paired_compare
 from pipeline.scaling.records import RunRecord
