@@ -45,9 +45,9 @@ def _project_error_types() -> tuple[type[BaseException], ...]:
 
 def user_error(err: BaseException) -> tuple[str, int] | None:
     """(message, exit status) for an error the user caused, None for a bug (re-raise it)."""
-    from pipeline.training.nonfinite import NonFiniteLossError
-
-    if isinstance(err, NonFiniteLossError):
+    # looked up, not imported: importing it loads Lightning (~5 s), which a config error never needs
+    nonfinite = sys.modules.get("pipeline.training.nonfinite")
+    if nonfinite is not None and isinstance(err, nonfinite.NonFiniteLossError):
         return str(err), EXIT_DIVERGED
     if isinstance(err, _project_error_types()):
         return str(err), EXIT_USER_ERROR
