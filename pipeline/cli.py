@@ -80,6 +80,12 @@ SCALING_SUBCOMMANDS = {
         "run_compare_command",
         "the points two sweeps share, side by side (a rerun against the sweep it replaces)",
     ),
+    "coverage": (
+        "pipeline.scaling.ratio_coverage",
+        "add_coverage_arguments",
+        "run_coverage_command",
+        "how often the report's L_A / L_B interval covers the truth, on simulated copies of the sweep",
+    ),
 }
 
 

@@ -136,7 +136,7 @@ def surface_law_n(chin: FitResult) -> FitResult:
     return out
 
 
-def _lc_fitter(points: list[Point], axis: str, with_e: bool):
+def lc_fitter(points: list[Point], axis: str, with_e: bool):
     runs = [r for p in points for r in p.runs]
     fpt = [flops_per_token(r, axis) for r in runs]
     groups, i = [], 0
@@ -195,7 +195,7 @@ def fit_arch(
     points = group_points(kept)
     for axis in COMPUTE_AXES:
         suffix = "" if axis == "model" else f"_{axis}"
-        fit_on, groups, runs, fpt = _lc_fitter(points, axis, False)
+        fit_on, groups, runs, fpt = lc_fitter(points, axis, False)
         if any(f is None for f in fpt):
             why = f"compute axis {axis!r} unknown for some runs (no d_model/vocab_size in their config)"
             for key in (f"L_C{suffix}", f"L_C{suffix}_E"):
@@ -210,7 +210,7 @@ def fit_arch(
         for with_e in (False, True):
             key = f"L_C{suffix}" + ("_E" if with_e else "")
             stage(f"{arch} {key}")
-            fit_on = _lc_fitter(points, axis, with_e)[0]
+            fit_on = lc_fitter(points, axis, with_e)[0]
             fits[key] = bootstrap_groups(fit_on, groups, n_boot, fit_rng(seed, arch, key), tick)
             fits[key].note = f"C = {COMPUTE_AXES[axis]}; frontier of every validation point"
     stage(f"{arch} chinchilla")

@@ -1,0 +1,203 @@
+"""`pipeline scaling coverage SWEEP A B`: does the report's L_A / L_B interval cover the truth as often as it says?
+
+The report compares two architectures by the ratio of their fitted L(C) frontier laws at the largest compute both
+reached, with a 95 % interval from resampling each side independently (points, then seeds inside points). The unit
+tests check the power-law intervals on a synthetic 5 x 3 grid; this checks the ratio on the sweep's own design: the
+same kept runs (best rate, learned something), sizes, budgets, validation points and seed layout. Each replicate
+draws new losses from a known truth, refits both frontiers with the report's fitter and bootstrap, and asks whether
+the interval holds the truth's ratio. A parametric bootstrap of the study, written by hand: no library runs a
+sweep's fitting pipeline on simulated sweeps.
+
+- Truth: each architecture's Chinchilla surface L(N, D) fitted to its kept final losses, evaluated at every
+  validation point of every run. The estimand is the ratio the same fitter gives on noise-free data (the
+  pseudo-true value: a power law fitted to a frontier is not the surface, and coverage is of what it estimates).
+- Noise: one multiplicative offset per run, drawn from the sweep's own seed deviations (log loss minus its point's
+  mean, rescaled by sqrt(k / (k - 1)), over points with >= 2 seeds), so heavy tails stay heavy. The whole curve of
+  a run moves together, as a run that leaves the unigram plateau late sits high at every later validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.scaling.compare import compare_curves
+from pipeline.scaling.fit import FitResult, fit_chinchilla
+from pipeline.scaling.fit_bootstrap import bootstrap_groups
+from pipeline.scaling.intervals import fit_rng
+from pipeline.scaling.learned_nothing import split_learned_nothing
+from pipeline.scaling.records import RunRecord, load_records, save_json_atomic
+from pipeline.scaling.report import EXTRAPOLATE, lc_fitter
+from pipeline.scaling.seeds_lr import group_points, select_best_lr, snap_budgets
+
+LEVEL = 0.95
+
+
+def kept_runs(
+    records: Sequence[RunRecord], arch: str, unigram_entropy: float | None = None
+) -> list[RunRecord]:
+    """The runs the report fits for ``arch``: each size's best rate, without the runs that learned nothing."""
+    own = snap_budgets([r for r in records if r.arch == arch])
+    if not own:
+        raise ValueError(f"no records of arch {arch!r}; the sweep has {sorted({r.arch for r in records})}")
+    best, _ = select_best_lr(own)
+    learned, _, _ = split_learned_nothing(best, unigram_entropy)
+    if not learned:
+        raise ValueError(f"arch {arch!r}: every run at its best rate learned nothing; nothing to fit")
+    return learned
+
+
+def seed_deviations(kept: Sequence[RunRecord]) -> np.ndarray:
+    """Each run's log final loss minus its point's mean, over points with >= 2 seeds (unbiased scale)."""
+    out = []
+    for p in group_points(kept):
+        if len(p.runs) >= 2:
+            logs = np.log(p.losses)
+            out += list((logs - logs.mean()) * math.sqrt(len(logs) / (len(logs) - 1)))
+    if not out:
+        raise ValueError(
+            f"arch {kept[0].arch!r}: no point has 2 or more seeds, so there is no seed noise to draw"
+        )
+    return np.array(out)
+
+
+def _with_losses(r: RunRecord, truth: FitResult, offset: float) -> RunRecord:
+    """``r`` with every validation loss (and the final one) replaced by the truth times exp(offset)."""
+    scale = math.exp(offset)
+
+    def loss(tokens: float) -> float:
+        return float(truth.predict(float(r.non_embedding_params), float(tokens))) * scale
+
+    curve = [{**p, "loss": loss(p["tokens"])} for p in r.valid_curve]
+    final = loss(r.tokens)
+    return dataclasses.replace(r, valid_curve=curve, final_valid_loss=final, best_valid_loss=final)
+
+
+def _simulated_fit(
+    kept: Sequence[RunRecord], truth: FitResult, offsets: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> FitResult:
+    runs = [_with_losses(r, truth, o) for r, o in zip(kept, offsets, strict=True)]
+    fit_on, groups, _, _ = lc_fitter(group_points(runs), "model", False)
+    return bootstrap_groups(fit_on, groups, n_boot, rng) if n_boot > 0 else fit_on(list(groups))
+
+
+def _covers(ci: Any, value: float) -> bool | None:
+    if ci is None or not all(math.isfinite(v) for v in ci):
+        return None
+    return bool(ci[0] <= value <= ci[1])
+
+
+def coverage(
+    records: Sequence[RunRecord],
+    arch_a: str,
+    arch_b: str,
+    reps: int = 200,
+    n_boot: int = 200,
+    seed: int = 0,
+    unigram_entropy: float | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Coverage of the L_a / L_b interval (and of each side's L(C) alpha interval) over ``reps`` simulated sweeps."""
+    kept = {a: kept_runs(records, a, unigram_entropy) for a in (arch_a, arch_b)}
+    truth = {a: fit_chinchilla([r.non_embedding_params for r in k], [r.tokens for r in k],
+                               [r.final_valid_loss for r in k]) for a, k in kept.items()}  # fmt: skip
+    devs = {a: seed_deviations(k) for a, k in kept.items()}
+    hi = {a: max(r.compute for r in k) for a, k in kept.items()}
+    lo = {a: min(r.compute for r in k) for a, k in kept.items()}
+    at = min(hi.values())
+    search = (min(lo.values()) / EXTRAPOLATE, max(hi.values()) * EXTRAPOLATE)
+    exact = {a: _simulated_fit(kept[a], truth[a], np.zeros(len(kept[a])), 0, np.random.default_rng(0))
+             for a in kept}  # fmt: skip
+    true_ratio = float(exact[arch_a].predict(at) / exact[arch_b].predict(at))
+    rng = np.random.default_rng(seed)
+    hits: dict[str, list[bool]] = {"ratio": [], f"alpha_{arch_a}": [], f"alpha_{arch_b}": []}
+    widths, undefined, start = [], 0, time.monotonic()
+    for i in range(reps):
+        fits = {}
+        for a in kept:
+            offsets = rng.choice(devs[a], size=len(kept[a]), replace=True)
+            fits[a] = _simulated_fit(kept[a], truth[a], offsets, n_boot, fit_rng(seed, f"rep{i}", a))
+        cmp = compare_curves(arch_a, fits[arch_a], arch_b, fits[arch_b], at, search)
+        hit = _covers(cmp.loss_ratio_ci, true_ratio)
+        if hit is None:
+            undefined += 1
+        else:
+            hits["ratio"].append(hit)
+            widths.append(cmp.loss_ratio_ci[1] - cmp.loss_ratio_ci[0])
+        for a in kept:
+            h = _covers(fits[a].ci.get("alpha") if fits[a].ci else None, exact[a].params["alpha"])
+            if h is not None:
+                hits[f"alpha_{a}"].append(h)
+        if progress is not None:
+            progress(i + 1, reps, time.monotonic() - start)
+    summary = {k: _rate(v) for k, v in hits.items()}
+    return {
+        "arch_a": arch_a, "arch_b": arch_b, "nominal": LEVEL, "reps": reps, "n_boot": n_boot, "seed": seed,
+        "at_compute": at, "true_ratio": true_ratio, "coverage": summary,
+        "ratio_ci_mean_width": float(np.mean(widths)) if widths else math.nan, "ratio_undefined_reps": undefined,
+        "kept_runs": {a: len(k) for a, k in kept.items()},
+        "seed_deviations": {a: {"n": len(d), "sd": float(d.std(ddof=1)), "max_abs": float(np.abs(d).max())}
+                            for a, d in devs.items()},
+        "truth": {a: t.params for a, t in truth.items()},
+        "pseudo_true_alpha": {a: e.params["alpha"] for a, e in exact.items()},
+        "elapsed_s": round(time.monotonic() - start, 1),
+    }  # fmt: skip
+
+
+def _rate(hits: list[bool]) -> dict[str, float]:
+    n = len(hits)
+    p = sum(hits) / n if n else math.nan
+    return {"rate": p, "n": n, "binomial_se": math.sqrt(p * (1 - p) / n) if n else math.nan}
+
+
+def add_coverage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory holding <run>/result.json records")
+    parser.add_argument("arch_a", metavar="ARCH_A", help="numerator architecture of the ratio, e.g. lstm")
+    parser.add_argument("arch_b", metavar="ARCH_B", help="denominator architecture, e.g. transformer")
+    parser.add_argument("--reps", type=int, default=200, help="simulated sweeps (binomial SE ~0.015 at 200)")
+    parser.add_argument(
+        "--n-boot", type=int, default=200, help="bootstrap resamples per fit, as in the report"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed")
+    parser.add_argument("--unigram-entropy", type=float, default=None, metavar="NATS",
+                        help="for records that do not carry their own (as in `pipeline scaling report`)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON to write (default: SWEEP_DIR/coverage-ARCH_A-ARCH_B.json)")  # fmt: skip
+
+
+def run_coverage_command(args: argparse.Namespace) -> int:
+    if args.reps < 1 or args.n_boot < 20:
+        print("pipeline scaling coverage: error: --reps must be >= 1 and --n-boot >= 20", file=sys.stderr)
+        return 2
+    try:
+        records = load_records(args.sweep_dir)
+    except (OSError, ValueError) as err:
+        print(f"pipeline scaling coverage: error: {err}", file=sys.stderr)
+        return 2
+    every = max(1, args.reps // 20)
+
+    def progress(done: int, total: int, elapsed: float) -> None:
+        if done % every == 0 or done == total:
+            print(f"coverage: {done}/{total} simulated sweeps, {elapsed:.0f} s elapsed, "
+                  f"~{elapsed / done * (total - done):.0f} s left", file=sys.stderr, flush=True)  # fmt: skip
+
+    try:
+        result = coverage(records, args.arch_a, args.arch_b, args.reps, args.n_boot, args.seed,
+                          args.unigram_entropy, progress)  # fmt: skip
+    except ValueError as err:
+        print(f"pipeline scaling coverage: error: {args.sweep_dir}: {err}", file=sys.stderr)
+        return 2
+    out = args.out or Path(args.sweep_dir) / f"coverage-{args.arch_a}-{args.arch_b}.json"
+    save_json_atomic(out, result)
+    c = result["coverage"]["ratio"]
+    print(f"L_{args.arch_a} / L_{args.arch_b} at {result['at_compute']:.3g} FLOPs: the 95 % interval covered the "
+          f"truth in {c['rate']:.3f} of {c['n']} simulated sweeps (binomial SE {c['binomial_se']:.3f}); wrote {out}")  # fmt: skip
+    return 0
