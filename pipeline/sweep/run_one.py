@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     cfg = load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
     clock = RunClock(progress)
-    summary = pipeline.training.trainer.fit(cfg, resume="auto", extra_callbacks=[clock])
+    summary = pipeline.training.trainer.fit(cfg, resume=_resume_mode(run_dir), extra_callbacks=[clock])
     if summary.get("rank", 0) != 0:
         return None
     if summary.get("preempted"):  # checkpointed on SIGTERM/SIGUSR1: the sweep must stop too, not go on
@@ -138,6 +139,23 @@ def mask_sparse_positions(losses: list[float], counts: list[int]) -> list[float]
     return [
         float(x) if t < len(counts) and counts[t] >= max(least, 1) else math.nan for t, x in enumerate(losses)
     ]
+
+
+def _resume_mode(run_dir: Path) -> str:
+    """`auto`, or `fresh` for a run directory that holds an earlier attempt's files but no `checkpoints/`.
+
+    That happens when a sweep directory is committed or copied mid-run (checkpoints are not: they are large and
+    gitignored). `pipeline train` refuses such a directory, so as not to restart a user's run silently; a sweep run
+    has nothing to resume from and a plan to finish, so it starts again at step 0, and `--resume fresh` keeps the
+    old files in `<run>/previous-<time>/`."""
+    from pipeline.training.checkpoint_files import checkpoint_dir, previous_state
+
+    stale = previous_state(run_dir)
+    if not stale or checkpoint_dir(run_dir).is_dir():
+        return "auto"
+    print(f"{run_dir}: an earlier attempt's files ({', '.join(stale)}) but no checkpoints/ to resume from: "
+          "starting it again at step 0, the old files moved to previous-<time>/", file=sys.stderr, flush=True)  # fmt: skip
+    return "fresh"
 
 
 def validate_checkpoint(cfg: Any) -> dict[str, Any]:

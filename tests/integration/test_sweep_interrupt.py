@@ -55,3 +55,23 @@ def test_sigterm_stops_the_sweep_and_the_rerun_resumes(
     assert "3 trained, 0 already finished, 0 failed" in capsys.readouterr().out
     for name in ("lstm-d16-1500", "residual_lstm-d16-1500", "transformer-d16-1500"):
         assert (out / name / "result.json").is_file()
+
+
+def test_a_run_dir_without_its_checkpoints_starts_again_and_keeps_the_old_files(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep committed or copied mid-run arrives without `checkpoints/` (gitignored): the run cannot resume, so
+    the sweep trains it from step 0 instead of stopping with `pipeline train`'s refusal, and moves the old files
+    aside rather than deleting them."""
+    grid = write_grid(tmp_path / "grid.yaml", tiny_data)
+    out = tmp_path / "s"
+    stale = out / "lstm-d16-1500"
+    stale.mkdir(parents=True)
+    (stale / "valid_token_losses.npz").write_bytes(b"from an attempt that never finished")
+    assert cli(["sweep", "--grid", str(grid), "--out", str(out), "--only", "^lstm-d16"]) == 0
+    captured = capsys.readouterr()
+    assert "1 trained, 0 already finished, 0 failed" in captured.out
+    assert "no checkpoints/ to resume from" in captured.err and "valid_token_losses.npz" in captured.err
+    assert (stale / "result.json").is_file()
+    [kept] = stale.glob("previous-*/valid_token_losses.npz")
+    assert kept.read_bytes() == b"from an attempt that never finished"
