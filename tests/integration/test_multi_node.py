@@ -173,9 +173,9 @@ def test_sigkill_of_one_node_requeues_and_resumes_to_the_same_weights(
     # both attempts wrote to the one W&B run (before `drop_borrowed_wandb_service`, the attempt after the requeue
     # joined pytest's W&B service, which still held the killed attempt's stream: "run ID ... is in use")
     attempts = [read_offline_run(f) for f in offline_run_files(run_dir)]
-    assert len(attempts) == 2 and all(
-        a.run_ids == [(run_dir / "wandb_id").read_text().strip()] for a in attempts
-    )
+    run_id = (run_dir / "wandb_id").read_text().strip()
+    assert len(attempts) == 2 and attempts[-1].run_ids == [run_id]
+    assert attempts[0].run_ids in ([], [run_id])  # the killed attempt's file may end before its run record
     assert max(attempts[-1].steps) == STEPS - 1
 
 
