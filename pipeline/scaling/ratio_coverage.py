@@ -120,6 +120,7 @@ def coverage(
     rng = np.random.default_rng(seed)
     hits: dict[str, list[bool]] = {"ratio": [], f"alpha_{arch_a}": [], f"alpha_{arch_b}": []}
     widths, undefined, start = [], 0, time.monotonic()
+    alphas: dict[str, list[tuple[float, float]]] = {a: [] for a in kept}  # (estimate, CI width) per replicate
     for i in range(reps):
         fits = {}
         for a in kept:
@@ -133,9 +134,11 @@ def coverage(
             hits["ratio"].append(hit)
             widths.append(cmp.loss_ratio_ci[1] - cmp.loss_ratio_ci[0])
         for a in kept:
-            h = _covers(fits[a].ci.get("alpha") if fits[a].ci else None, exact[a].params["alpha"])
+            ci = fits[a].ci.get("alpha") if fits[a].ci else None
+            h = _covers(ci, exact[a].params["alpha"])
             if h is not None:
                 hits[f"alpha_{a}"].append(h)
+                alphas[a].append((fits[a].params["alpha"], ci[1] - ci[0]))
         if progress is not None:
             progress(i + 1, reps, time.monotonic() - start)
     summary = {k: _rate(v) for k, v in hits.items()}
@@ -148,6 +151,9 @@ def coverage(
                             for a, d in devs.items()},
         "truth": {a: t.params for a, t in truth.items()},
         "pseudo_true_alpha": {a: e.params["alpha"] for a, e in exact.items()},
+        # bias (mean - pseudo-true) against spread (sd) tells an off-centre interval from a narrow one
+        "alpha_estimates": {a: {"mean": float(np.mean([e for e, _ in v])), "sd": float(np.std([e for e, _ in v], ddof=1)),
+                                "ci_mean_width": float(np.mean([w for _, w in v]))} for a, v in alphas.items() if len(v) > 1},
         "elapsed_s": round(time.monotonic() - start, 1),
     }  # fmt: skip
 
