@@ -159,7 +159,8 @@ def test_residual_lstm_trains_under_zero3_and_export_matches_sharded_validation(
 @pytest.mark.slow
 def test_zero3_resume_continues_the_loss_curve(runs, tiny_data: Path, tmp_path: Path) -> None:
     """4 straight steps == 2 steps, stop, resume from the sharded checkpoint, 2 more (same losses)."""
-    straight = runs("zero3-lstm", "lstm", *zero(3, "train.bleu_samples=2"))
+    # the same run (and cache key) as test_zero_stage_matches_ddp's ZeRO-3 LSTM case: trained once per module
+    straight = runs("zero3-lstm-train.bleu_samples=2", "lstm", *zero(3, "train.bleu_samples=2"))
     split = tmp_path / "split"
     launch(tiny_data, split, "lstm", *zero(3), "train.max_steps=2")
     assert (split / "checkpoints/last.ckpt").is_dir(), "ZeRO checkpoints are directories"
