@@ -131,7 +131,11 @@ def surface_law_n(chin: FitResult) -> FitResult:
         chin.interval, chin.n_boot, chin.n_boot_ok  # fmt: skip
     if chin.samples is not None:
         out.samples = np.array([law(p) for p in chin.sample_params()])
-        lo, hi = np.nanpercentile(out.samples[:, 1], [2.5, 97.5])
+        # in log space: x_c = A^(1/alpha) overflows to inf for small alpha, and percentiles between two infs are
+        # inf - inf (numpy's "invalid value encountered in subtract"); a bound that is still undefined is NaN
+        with np.errstate(all="ignore"):
+            log_xc = np.array([np.log(p["A"]) / p["alpha"] for p in chin.sample_params()])
+            lo, hi = np.exp(np.nanpercentile(log_xc, [2.5, 97.5]))
         out.ci = {"alpha": chin.ci["alpha"], "x_c": (float(lo), float(hi)), "E": chin.ci["E"]}
     return out
 

@@ -245,3 +245,23 @@ def test_report_gains_gradient_reach_section_from_runs_that_measured_it(tmp_path
     (sweep / "lstm-200000-400000" / "grad_by_position.jsonl").write_text('{"step": 1, "src"\n')
     with pytest.raises(ValueError, match=r"lstm-200000-400000/grad_by_position.jsonl: line 1 is not JSON"):
         load_grad_reach(sweep)  # what write_report reads it with (a second whole report took ~12 s)
+
+
+def test_surface_law_n_interval_survives_resamples_whose_x_c_overflows():
+    """x_c = A^(1/alpha) is inf for a resample with a tiny alpha; its percentile interval used to compute inf - inf
+    (numpy's RuntimeWarning in every study report). Now it is taken in log space, without a warning."""
+    import warnings
+
+    from pipeline.scaling.fit import FitResult
+    from pipeline.scaling.report import surface_law_n
+
+    params = {"E": 1.0, "A": 10.0, "B": 50.0, "alpha": 0.3, "beta": 0.3}
+    chin = FitResult("chinchilla", params, 20, 5)
+    rows = [[1.0, 10.0, 50.0, a, 0.3] for a in np.linspace(0.2, 0.4, 38)] + [[1.0, 10.0, 50.0, 1e-3, 0.3]] * 2
+    chin.samples = np.array(rows)
+    chin.ci = {"alpha": (0.2, 0.4), "E": (0.9, 1.1)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        law = surface_law_n(chin)
+    lo, hi = law.ci["x_c"]
+    assert 10.0 ** (1 / 0.4) <= lo < 10.0 ** (1 / 0.35) and hi > 10.0 ** (1 / 0.2)
