@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from pipeline.scaling.records import RunRecord
+from pipeline.scaling.seeds_lr import LrScan, select_best_lr, snap_budgets
 
 
 def unigram_entropy(token_counts: Mapping[int, int] | Sequence[int] | np.ndarray | Iterable[int]) -> float:
@@ -47,3 +48,18 @@ def split_learned_nothing(
         (flagged if learned_nothing(r, fallback) else keep).append(r)
     unknown = sum(entropy_of(r, fallback) is None for r in records)
     return keep, flagged, unknown
+
+
+def fitted_runs(records: Sequence[RunRecord], fallback: float | None = None) -> tuple[
+    list[RunRecord], list[RunRecord], list[RunRecord], list[RunRecord], int, LrScan
+]:  # fmt: skip
+    """The one rule for which runs a fit uses: (every run with budgets snapped, kept, learned nothing, other rates,
+    runs of unknown entropy, the rate scan). Kept = at its size's best rate and learned something; the rate is chosen
+    on every run (one that learned nothing simply loses), then such runs leave the fits."""
+    records = snap_budgets(records)  # one budget's seeds train a few tokens apart
+    learned, nothing, unknown = split_learned_nothing(records, fallback)
+    best, scan = select_best_lr(records)
+    is_learned, is_best = {id(r) for r in learned}, {id(r) for r in best}
+    kept = [r for r in best if id(r) in is_learned]
+    other_lr = [r for r in learned if id(r) not in is_best]
+    return records, kept, nothing, other_lr, unknown, scan

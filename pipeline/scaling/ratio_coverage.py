@@ -33,10 +33,10 @@ from pipeline.scaling.compare import compare_curves
 from pipeline.scaling.fit import FitResult, fit_chinchilla
 from pipeline.scaling.fit_bootstrap import bootstrap_groups
 from pipeline.scaling.intervals import fit_rng
-from pipeline.scaling.learned_nothing import split_learned_nothing
+from pipeline.scaling.learned_nothing import fitted_runs
 from pipeline.scaling.records import RunRecord, load_records, save_json_atomic
 from pipeline.scaling.report import EXTRAPOLATE, lc_fitter
-from pipeline.scaling.seeds_lr import group_points, select_best_lr, snap_budgets
+from pipeline.scaling.seeds_lr import group_points
 
 LEVEL = 0.95
 
@@ -45,14 +45,13 @@ def kept_runs(
     records: Sequence[RunRecord], arch: str, unigram_entropy: float | None = None
 ) -> list[RunRecord]:
     """The runs the report fits for ``arch``: each size's best rate, without the runs that learned nothing."""
-    own = snap_budgets([r for r in records if r.arch == arch])
+    own = [r for r in records if r.arch == arch]
     if not own:
         raise ValueError(f"no records of arch {arch!r}; the sweep has {sorted({r.arch for r in records})}")
-    best, _ = select_best_lr(own)
-    learned, _, _ = split_learned_nothing(best, unigram_entropy)
-    if not learned:
+    kept = fitted_runs(own, unigram_entropy)[1]  # the report's own rule (``report.fit_arch``)
+    if not kept:
         raise ValueError(f"arch {arch!r}: every run at its best rate learned nothing; nothing to fit")
-    return learned
+    return kept
 
 
 def seed_deviations(kept: Sequence[RunRecord]) -> np.ndarray:

@@ -32,12 +32,12 @@ from pipeline.scaling.fit import FitResult, fit_power_law
 from pipeline.scaling.fit_bootstrap import bootstrap_groups, fit_chinchilla_bootstrap, fit_power_law_bootstrap
 from pipeline.scaling.intervals import fit_rng
 from pipeline.scaling.isoflop import IsoFlopResult, isoflop
-from pipeline.scaling.learned_nothing import split_learned_nothing
+from pipeline.scaling.learned_nothing import fitted_runs
 from pipeline.scaling.paired_fits import match_points, paired_compare
 from pipeline.scaling.plateau import Plateau, position_plateau
 from pipeline.scaling.progress import ProgressLines
 from pipeline.scaling.records import RunRecord, load_sweep, save_json_atomic
-from pipeline.scaling.seeds_lr import LrScan, Point, group_points, select_best_lr, snap_budgets
+from pipeline.scaling.seeds_lr import LrScan, Point, group_points
 
 PLAN_FILE = "plan.json"  # `pipeline sweep` lists every run of the grid here
 REFERENCE_ARCH = "transformer"  # the curve the recurrent architectures are compared against
@@ -175,13 +175,7 @@ def fit_arch(
     arch = records[0].arch
     tick = progress.tick if progress else (lambda: None)
     stage = progress.set_stage if progress else (lambda s: None)
-    records = snap_budgets(records)  # one budget's seeds train a few tokens apart
-    learned, nothing, unknown = split_learned_nothing(records, unigram_entropy)
-    # rates are chosen on every run (one that learned nothing simply loses), then such runs leave the fits
-    best, scan = select_best_lr(records)
-    is_learned, is_best = {id(r) for r in learned}, {id(r) for r in best}
-    kept = [r for r in best if id(r) in is_learned]
-    other_lr = [r for r in learned if id(r) not in is_best]
+    records, kept, nothing, other_lr, unknown, scan = fitted_runs(records, unigram_entropy)
     fits: dict[str, FitResult] = {}
     frontiers: dict[str, list[FrontierPoint]] = {}
     if not kept:
