@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.scaling.ratio_coverage import coverage, kept_runs, seed_deviations
+from pipeline.scaling.ratio_coverage import (
+    bias_check,
+    coverage,
+    frontier_fit,
+    kept_runs,
+    seed_deviations,
+)
 from pipeline.scaling.records import RunRecord, save_record
 
 SIZES = (2e4, 6e4, 2e5, 6e5)
@@ -96,3 +102,24 @@ def test_cli_writes_the_json_and_names_a_missing_arch(tmp_path: Path, capsys: py
     result = json.loads((tmp_path / "coverage-lstm-transformer.json").read_text())
     assert result["reps"] == 2 and result["coverage"]["ratio"]["n"] == 2
     assert "covered the truth in" in capsys.readouterr().out
+
+
+def test_bias_check_subtracts_the_simulated_bias_from_the_observed_estimate():
+    got = bias_check(observed=0.15, pseudo_true=0.115, simulated=[0.13, 0.14, 0.15])
+    assert got["simulated_mean"] == pytest.approx(0.14) and got["bias"] == pytest.approx(0.025)
+    assert got["bias_corrected"] == pytest.approx(0.125) and got["bias_in_sd"] == pytest.approx(2.5)
+
+
+def test_noisy_seeds_bias_the_frontier_alpha_up_and_the_json_says_by_how_much():
+    rng = np.random.default_rng(5)
+    records = sweep("lstm", 40.0, 0.08, rng) + sweep("transformer", 20.0, 0.0, rng)
+    quiet = coverage(records, "lstm", "transformer", reps=8, n_boot=20, seed=1)["alpha_estimates"]
+    # the noise-free side has no seed deviations to draw beyond zeros: its estimates sit on the pseudo-true value
+    assert quiet["transformer"]["bias"] == pytest.approx(0.0, abs=1e-6)
+    lstm = quiet["lstm"]
+    # the lower envelope keeps the runs noise pushed down: the frontier falls faster than the truth's
+    assert lstm["bias"] > 0 and lstm["bias_corrected"] == pytest.approx(lstm["observed"] - lstm["bias"])
+    # the observed estimate is the fit to the real records, not to a replicate
+    assert lstm["observed"] == pytest.approx(
+        frontier_fit(kept_runs(records, "lstm"), 0, None).params["alpha"]
+    )
