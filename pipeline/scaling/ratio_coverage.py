@@ -35,7 +35,7 @@ from pipeline.scaling.fit_bootstrap import bootstrap_groups
 from pipeline.scaling.intervals import fit_rng
 from pipeline.scaling.learned_nothing import fitted_runs
 from pipeline.scaling.records import RunRecord, load_records, save_json_atomic
-from pipeline.scaling.report import EXTRAPOLATE, lc_fitter
+from pipeline.scaling.report import comparison_window, lc_fitter
 from pipeline.scaling.seeds_lr import group_points
 
 LEVEL = 0.95
@@ -129,10 +129,9 @@ def coverage(
     truth = {a: fit_chinchilla([r.non_embedding_params for r in k], [r.tokens for r in k],
                                [r.final_valid_loss for r in k]) for a, k in kept.items()}  # fmt: skip
     devs = {a: seed_deviations(k) for a, k in kept.items()}
-    hi = {a: max(r.compute for r in k) for a, k in kept.items()}
-    lo = {a: min(r.compute for r in k) for a, k in kept.items()}
-    at = min(hi.values())
-    search = (min(lo.values()) / EXTRAPOLATE, max(hi.values()) * EXTRAPOLATE)
+    at, search = comparison_window(
+        *[(min(r.compute for r in k), max(r.compute for r in k)) for k in kept.values()]
+    )
     exact = {a: _simulated_fit(kept[a], truth[a], np.zeros(len(kept[a])), 0, np.random.default_rng(0))
              for a in kept}  # fmt: skip
     true_ratio = float(exact[arch_a].predict(at) / exact[arch_b].predict(at))

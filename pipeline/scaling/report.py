@@ -45,6 +45,15 @@ REFERENCE_ARCH = "transformer"  # the curve the recurrent architectures are comp
 EXTRAPOLATE = 10.0
 
 
+def comparison_window(
+    range_a: tuple[float, float], range_b: tuple[float, float]
+) -> tuple[float, tuple[float, float]]:
+    """Where two L(C) laws are compared (the largest compute both reached: neither is extrapolated there) and the
+    range their crossing is searched in; one rule for the report and for `pipeline scaling coverage`."""
+    (lo_a, hi_a), (lo_b, hi_b) = range_a, range_b
+    return min(hi_a, hi_b), (min(lo_a, lo_b) / EXTRAPOLATE, max(hi_a, hi_b) * EXTRAPOLATE)
+
+
 LAWS_PER_ARCH = 10  # bootstrap loops per architecture (for the progress count)
 
 
@@ -282,12 +291,11 @@ def fit_sweep(
             fa, fb = archs[a].fits.get("L_C"), archs[b].fits.get("L_C")
             if fa is None or fb is None or fa.underdetermined or fb.underdetermined:
                 continue
-            (lo_a, hi_a), (lo_b, hi_b) = archs[a].compute_range, archs[b].compute_range
-            rng = (min(lo_a, lo_b) / EXTRAPOLATE, max(hi_a, hi_b) * EXTRAPOLATE)
-            sweep.comparisons.append(compare_curves(a, fa, b, fb, min(hi_a, hi_b), rng))
+            at, rng = comparison_window(archs[a].compute_range, archs[b].compute_range)
+            sweep.comparisons.append(compare_curves(a, fa, b, fb, at, rng))
             matched = match_points(archs[a].points, archs[b].points)
             paired = paired_compare(
-                a, b, matched, lc_fit_points, min(hi_a, hi_b), rng, n_boot, fit_rng(seed, a, b, "paired")
+                a, b, matched, lc_fit_points, at, rng, n_boot, fit_rng(seed, a, b, "paired")
             )
             if paired is not None:
                 sweep.comparisons.append(paired)
