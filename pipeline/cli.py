@@ -84,7 +84,8 @@ SCALING_SUBCOMMANDS = {
         "pipeline.scaling.ratio_coverage",
         "add_coverage_arguments",
         "run_coverage_command",
-        "how often the report's L_A / L_B interval covers the truth, on simulated copies of the sweep",
+        "how often the report's L_A / L_B interval covers the truth on simulated copies of the sweep,"
+        " and the estimates' bias there",
     ),
 }
 
