@@ -22,11 +22,13 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	OMP_NUM_THREADS=1 $(VENV)/bin/pipeline demo  # one core: sweep + report; the showcase has the other
 
+# Two pytest-xdist workers (one per core here); tests on the local SLURM cluster share one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -ra --durations=15 tests
+	$(PY) -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup tests
 
 test-fast: setup
-	$(PY) -m pytest -q -ra -m "not slow and not slurm" tests
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not slurm" tests
 
 lint: setup
 	$(VENV)/bin/ruff check .
