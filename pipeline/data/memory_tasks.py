@@ -23,8 +23,8 @@ Candidates come in fixed-size chunks, so the first n examples of a split do not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -121,7 +121,9 @@ def _collect(
         total += int(keep.sum())
         empty = 0 if keep.any() else empty + 1
         if empty == 20:
-            raise ValueError(f"split={split!r}: the task's settings allow too few distinct examples to fill it")
+            raise ValueError(
+                f"split={split!r}: the task's settings allow too few distinct examples to fill it"
+            )
     return tuple(np.concatenate(parts)[:n] for parts in zip(*kept, strict=True))
 
 
@@ -138,7 +140,9 @@ def check_mqar(vocab_size: int, n_pairs: int, seq_len: int, power_a: float, fill
             f"values from V/2..V-1): at least {2 * n_pairs + 2}",
         )
     if not _is_int(seq_len) or seq_len < 4 * n_pairs:
-        _fail("mqar", "seq_len", seq_len, f"an int >= 4 * n_pairs = {4 * n_pairs} (pairs, then one query each)")
+        _fail(
+            "mqar", "seq_len", seq_len, f"an int >= 4 * n_pairs = {4 * n_pairs} (pairs, then one query each)"
+        )
     if not isinstance(power_a, int | float) or isinstance(power_a, bool) or not power_a > 0:
         _fail("mqar", "power_a", power_a, "a number > 0 (1 = uniform gaps)")
     if filler not in FILLERS:

@@ -113,7 +113,9 @@ def test_deterministic_per_seed_and_prefix_stable() -> None:
     short = mqar(100, **CELL, seed=5, split="validation")
     np.testing.assert_array_equal(short.tokens, a.tokens[:100])
     x = copy_task(50, min_len=1, max_len=5, seq_len=13, seed=2, split="test")
-    np.testing.assert_array_equal(x.tokens, copy_task(50, min_len=1, max_len=5, seq_len=13, seed=2, split="test").tokens)
+    np.testing.assert_array_equal(
+        x.tokens, copy_task(50, min_len=1, max_len=5, seq_len=13, seed=2, split="test").tokens
+    )
 
 
 def _contents(ex, n_pairs: int | None) -> set[bytes]:
@@ -167,6 +169,8 @@ def test_copy_and_split_bad_input() -> None:
         mqar(4, **CELL, seed=0, split="dev")
     with pytest.raises(ValueError, match="n=0"):
         mqar(0, **CELL, seed=0, split="train")
-    with pytest.raises(ValueError, match="too few distinct examples"):  # one string in all: two splits get none
+    with pytest.raises(
+        ValueError, match="too few distinct examples"
+    ):  # one string in all: two splits get none
         for split in SPLITS:
             copy_task(4, min_len=1, max_len=1, seq_len=5, seed=0, split=split, alphabet_size=1)
