@@ -135,6 +135,25 @@ class Seq2SeqModel(nn.Module):
         """Training FLOPs (forward + backward = 3 x forward) per target token; see docs/flops.md."""
         raise NotImplementedError
 
+    def state_floats(self, seq_len: int, src_len: int = 0) -> int:
+        """Floats the model carries from one position to the next after reading `src_len` source and `seq_len`
+        target tokens: what bounds how much context it can recall (issue 31; Arora et al. 2024, Thm 3.1). The
+        recurrent state of every layer for the LSTM family (independent of seq_len), the KV cache for attention."""
+        raise NotImplementedError
+
+    def state_bits(self, seq_len: int, src_len: int = 0, bits_per_float: int | None = None) -> int:
+        """`state_floats` x the bits of one float: by default the parameters' dtype (32 for fp32 training)."""
+        if bits_per_float is None:
+            bits_per_float = torch.finfo(next(self.parameters()).dtype).bits
+        return self.state_floats(seq_len, src_len) * bits_per_float
+
+    def check_state_lengths(self, seq_len: int, src_len: int) -> None:
+        if not (is_int(seq_len) and seq_len >= 0 and is_int(src_len) and src_len >= 0):
+            raise ValueError(
+                f"state_floats(seq_len={seq_len!r}, src_len={src_len!r}): lengths must be ints >= 0"
+            )
+        self.check_lm_src_len(src_len)
+
     def init_uniform(self) -> None:
         """Sutskever et al. 2014 init: every parameter uniform in [-init_range, init_range]."""
         r = self.config.init_range

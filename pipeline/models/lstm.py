@@ -204,6 +204,16 @@ class LSTMSeq2Seq(Seq2SeqModel):
             out = self.attention(out, t["memory"], t["src_mask"])
         return self.out_proj(self.drop(out))[:, 0], state.replace(h=h.transpose(0, 1), c=c.transpose(0, 1))
 
+    state_vectors: ClassVar[int] = 2  # width-d vectors a layer carries through time: h and c
+
+    def state_floats(self, seq_len: int, src_len: int = 0) -> int:
+        """`state_vectors` x d per layer (h and c here; the same under recurrence=newton, which solves the same
+        recurrence), whatever seq_len; with attention, plus the encoder outputs it reads (src_len x d)."""
+        self.check_state_lengths(seq_len, src_len)
+        c = self.config
+        memory = src_len * c.d_model if c.attention else 0
+        return self.state_vectors * c.n_layers * c.d_model + memory
+
     def flops_per_token(
         self, src_len: int, tgt_len: int, newton_iters: tuple[float, float] | None = None
     ) -> float:

@@ -13,6 +13,7 @@ final c is handed to the decoder but unused by it (c_t does not read c_{t-1}). R
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -31,6 +32,8 @@ class LSTMNoCellResidualConfig(LSTMConfig):
 
 class LSTMNoCellResidualSeq2Seq(LSTMSeq2Seq):
     config: LSTMNoCellResidualConfig
+    # h alone: c_t = i_t * g_t does not read c_{t-1}, so the c the decoding state carries holds nothing
+    state_vectors: ClassVar[int] = 1
 
     def _build_stacks(self) -> None:
         c = self.config

@@ -19,6 +19,7 @@ encoder hands the decoder each layer's final h, kept in log space as (h, log h).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +115,8 @@ class MinLSTMConfig(LSTMConfig):
 
 class MinLSTMSeq2Seq(LSTMSeq2Seq):
     config: MinLSTMConfig
+    # h alone: the decoding state also keeps log h, a function of h, so it adds no capacity
+    state_vectors: ClassVar[int] = 1
 
     def _build_stacks(self) -> None:
         c = self.config

@@ -231,6 +231,14 @@ class TransformerSeq2Seq(Seq2SeqModel):
             )
         return self.out_proj(self.dec_norm(x))[:, 0], state.replace(**grown)
 
+    def state_floats(self, seq_len: int, src_len: int = 0) -> int:
+        """The KV cache after seq_len target tokens: a key and a value of width d (all heads) per position and
+        layer, 2 d seq_len per layer; seq2seq adds the cross-attention keys and values of the source, 2 d src_len
+        per layer. What `decode_step` carries."""
+        self.check_state_lengths(seq_len, src_len)
+        c = self.config
+        return c.n_layers * 2 * c.d_model * (seq_len + src_len)
+
     def flops_per_token(self, src_len: int, tgt_len: int) -> float:
         """3 x forward FLOPs per target token; derivation in docs/flops.md. Attention counts the full
         score matrix (as the math kernel computes it; a causal flash kernel skips about half of T x T).
