@@ -10,7 +10,9 @@ absolute and home paths, and what commands write (`OUTPUTS`).
 
 from __future__ import annotations
 
+import ast
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ EXTENSION = re.compile(r"\.(py|md|ya?ml|json|jsonl|sbatch|sh|txt|toml|png|pdf|np
 PLACEHOLDER = re.compile(r"[<>{}*$…]|\.\.\.|^[A-Z][A-Z0-9_]*(/|$)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 SPAN = re.compile(r"`([^`\n]+)`")
+DOTTED = re.compile(r"^pipeline(\.[A-Za-z_]\w*)+$")
 LINK = re.compile(r"\]\(([^)\s]+)\)|^\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
 
 
@@ -72,10 +75,46 @@ def doc_files() -> list[Path]:
     return [*files, *sorted((REPO / "slurm").glob("*.sbatch"))]
 
 
+@cache
+def _top_level_names(module: Path) -> frozenset[str]:
+    """Names a module defines or imports at top level, read from its source (importing it would load torch)."""
+    names = set()
+    for node in ast.parse(module.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
+def dotted_names(text: str) -> list[str]:
+    """`pipeline.a.b` references in backtick spans and fenced code (`python -m pipeline.x`, `pipeline.x.func`)."""
+    spans = [*FENCE.findall(text), *SPAN.findall(FENCE.sub("", text))]
+    return [w for span in spans for w in _words(span.strip("`").replace("(", " ")) if DOTTED.match(w)]
+
+
+def resolves(dotted: str) -> bool:
+    """The longest module prefix exists, and what follows it is at most a name it defines (plus one attribute)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        base = REPO.joinpath(*parts[:cut])
+        module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        if module.is_file():
+            rest = parts[cut:]
+            return not rest or (len(rest) <= 2 and rest[0] in _top_level_names(module))
+    return False
+
+
 def missing_paths(doc: Path) -> list[str]:
     text = doc.read_text()
     paths = sbatch_paths(text) if doc.suffix == ".sbatch" else markdown_paths(text)
-    return sorted({p for p in paths if not (REPO / p).exists() and not (doc.parent / p).exists()})
+    missing = {p for p in paths if not (REPO / p).exists() and not (doc.parent / p).exists()}
+    if doc.suffix == ".md":
+        missing.update(d for d in dotted_names(text) if not resolves(d))
+    return sorted(missing)
 
 
 @pytest.mark.parametrize("doc", doc_files(), ids=lambda p: str(p.relative_to(REPO)))
@@ -102,8 +141,11 @@ def test_a_stale_path_is_reported(tmp_path: Path) -> None:
     doc = tmp_path / "README.md"
     doc.write_text(
         "The strategy is `pipeline/deepspeed_strategy.py`; the trainer `pipeline/training/trainer.py`.\n"
+        "`pipeline.models.build_model(arch)`, `pipeline.models.no_such_function`, `python -m pipeline.nowhere`.\n"
     )
-    assert missing_paths(doc) == ["pipeline/deepspeed_strategy.py"]
+    assert missing_paths(doc) == [
+        "pipeline.models.no_such_function", "pipeline.nowhere", "pipeline/deepspeed_strategy.py",
+    ]  # fmt: skip
 
 
 def test_the_docs_name_paths_at_all() -> None:
