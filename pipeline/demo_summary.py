@@ -88,8 +88,8 @@ def write_summary(out: Path, sweep_dir: Path, report: Path | None, showcase: dic
         "each point has one seed and one learning rate, the targets are at most 64 tokens and attention hands every "
         "decoder the source, so nothing here has to travel far through a recurrence. With three sizes and one "
         "budget an exponent's interval is wide and a Chinchilla surface is barely identified; treat every number "
-        "above as a hint. `results/cpu-study` and `results/context-cpu` are the larger CPU studies (translation; "
-        "language modelling at 512 tokens of context); `configs/sweeps/gpu-scale.yaml` and "
+        "above as a hint. `results/translation-cpu` and `results/context-cpu` are the larger CPU studies (translation "
+        "within one pass; language modelling at 512 tokens of context); `configs/sweeps/gpu-scale.yaml` and "
         "`configs/sweeps/context-gpu.yaml` the grids a cluster should run.",
         "",
     ]
