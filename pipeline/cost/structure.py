@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.cost.recurrent import cells_and_chain
+
 SEQUENTIAL_LSTMS = ("lstm", "residual_lstm", "lstm_no_cell_residual")
 SCANS = ("minlstm",)
 PARALLEL = ("transformer",)
@@ -85,6 +87,15 @@ def forward_depth(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len
     if recurrence != "sequential":
         raise ValueError(f"model.recurrence={recurrence!r}: the cost model knows 'sequential' and 'newton'")
     return n_layers * (src_len + tgt_len) + HEAD_DEPTH
+
+
+def recurrent_cells(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len: int) -> tuple[int, int]:
+    """(cells, chain) of the per-step recurrent GEMMs of a sequential LSTM (`pipeline.cost.recurrent`); (0, 0) for
+    the parallel architectures and the Newton recurrence, whose steps the depth alone describes."""
+    cfg = _model_keys(arch, model_cfg)
+    if arch not in SEQUENTIAL_LSTMS or cfg.get("recurrence", "sequential") != "sequential":
+        return 0, 0
+    return cells_and_chain(arch, int(cfg["n_layers"]), src_len, tgt_len)
 
 
 def step_depth(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len: int) -> int:
