@@ -63,7 +63,7 @@ class StepFigure:
 
     @property
     def key(self) -> str:
-        return f"{self.model} {self.gpus}x{self.accelerator} {self.precision}"
+        return f"{self.model} {self.gpus}x{self.accelerator} {self.precision} ({self.machine.split(' (')[0]})"
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ STEP_FIGURES: list[StepFigure] = [
     ),  # fmt: skip
 ]
 # the one multi-GPU row the all-reduce bandwidth is fitted on; every other multi-GPU row is held out
-MULTI_GPU_FIT = "gnmt_v2 4xa100-sxm-40gb 16-mixed"
+MULTI_GPU_FIT = "gnmt_v2 4xa100-sxm-40gb 16-mixed (DGX A100)"
 
 _MT = "16-mixed"
 # DeepBench V100, "Recurrent Layers - LSTM": (hidden, N, timesteps, fwd ms, bwd inputs ms, bwd weights ms)
