@@ -37,7 +37,7 @@ from pipeline.cost.published import (
 )
 from pipeline.cost.recurrent import cell_flops
 from pipeline.cost.step_time import StepCost
-from pipeline.cost.structure import StepShape
+from pipeline.cost.structure import StepShape, step_cost
 
 SIDE_LEN = round(
     MEAN_PAIR_TOKENS / 2
@@ -66,8 +66,6 @@ class Check:
 @functools.lru_cache(maxsize=8)
 def _figure_cost(model: str, batch_per_gpu: int) -> tuple[StepCost, float]:
     """(the step's cost, tokens per step per GPU as the source counts them)."""
-    from pipeline.cost.projection import step_cost  # builds the model (meta device): torch
-
     if model == "gnmt_v2":
         cfg = {k: v for k, v in GNMT_V2.items() if k != "arch"}
         shape = StepShape(batch_per_gpu, SIDE_LEN, SIDE_LEN)

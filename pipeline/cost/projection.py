@@ -20,38 +20,12 @@ from typing import Any
 
 from pipeline.cost.accelerators import device_model
 from pipeline.cost.multi_gpu import allreduce_s, data_parallel_tokens_per_s
-from pipeline.cost.step_time import DeviceModel, StepCost
-from pipeline.cost.structure import (
-    KNOWN_ARCHS,
-    StepShape,
-    num_params,
-    recurrent_cells,
-    step_depth,
-    step_flops,
-)
+from pipeline.cost.step_time import DeviceModel
+from pipeline.cost.structure import KNOWN_ARCHS, StepShape, step_cost
+
+__all__ = ["LABEL", "Projection", "model_config_of", "project", "shape_from_run_config", "step_cost"]
 
 LABEL = "projection (cost model, not a measurement)"
-
-
-def step_cost(
-    arch: str,
-    model_cfg: Mapping[str, Any],
-    shape: StepShape,
-    flops: float | None = None,
-    params: int | None = None,
-) -> StepCost:
-    """What one step of `shape` asks for, the recurrent cells included (a GPU's `DeviceModel` times them with its
-    cell model). `flops`/`params` override the model's formula (a run record already holds them)."""
-    cells, chain = recurrent_cells(arch, model_cfg, shape.src_len, shape.tgt_len)
-    return StepCost(
-        flops=step_flops(arch, model_cfg, shape) if flops is None else flops,
-        depth=step_depth(arch, model_cfg, shape.src_len, shape.tgt_len),
-        params=num_params(arch, model_cfg) if params is None else params,
-        cells=cells,
-        chain=chain,
-        cell_batch=shape.batch if cells else 0,
-        cell_width=int(model_cfg["d_model"]) if cells else 0,
-    )
 
 
 @dataclass(frozen=True)
