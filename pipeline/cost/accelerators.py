@@ -1,11 +1,12 @@
-"""Named accelerators for projections: peak FLOP/s, step latency, memory bandwidth (sources cited per entry).
+"""Named accelerators for projections: peak FLOP/s per precision, memory and NVLink bandwidth (sources cited).
 
-A Python table rather than YAML: the values carry their sources and assumptions next to them, and this package
-needs no YAML parser. Peaks are NVIDIA datasheet figures *without* structured sparsity (the datasheets print the
-2:4-sparse figure first, which no dense training run reaches). Efficiency and step latency are not datasheet
-numbers: they are stated assumptions until `benchmarks/gpu_check.py` measures them on a real GPU
-(`device_model(..., calibration=...)` then uses the measured values). The `cpu` entry has no published peak:
-its numbers come only from calibration (`benchmarks/bench_cost.py` -> benchmarks/results/cost_cpu.json).
+A Python table rather than YAML: the values carry their sources next to them, and this package needs no YAML
+parser. Peaks are NVIDIA datasheet figures *without* structured sparsity (the datasheets print the 2:4-sparse figure
+first, which no dense training run reaches). Efficiencies, latencies and the per-step overhead are not datasheet
+numbers: `device_model` takes them from the profile fitted on published GPU measurements (`gpu_profile.json`,
+`pipeline.cost.gpu_fit`), or from a `benchmarks/gpu_check.py` calibration of a real GPU. NVIDIA's GNMT and
+Transformer tables were measured on A100 **40GB** (DGX A100): `a100-sxm-40gb`. The `cpu` entry has no published
+peak: its numbers come only from calibration (`benchmarks/bench_cost.py` -> benchmarks/results/cost_cpu.json).
 """
 
 from __future__ import annotations

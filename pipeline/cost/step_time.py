@@ -10,6 +10,10 @@ per-step host overhead.
 `form="sum"` (compute + latency instead of the max) is the alternative for hardware that cannot overlap the two,
 such as one CPU thread, where a small per-step op costs its dispatch time *and* its arithmetic.
 
+On a GPU with a cuDNN cell model (`DeviceModel.cell`, `pipeline.cost.recurrent`) a step with recurrent `cells`
+costs its parallel FLOPs (all but the cells' GEMMs) at the sustained rate *plus* the cells: each its GEMM time, and
+each cell on the chain its latency. cuDNN runs the cells between the parallel GEMMs, so the two add.
+
 Calibration is a 3-parameter least-squares fit in log space (scipy): each step counts by its relative error, which
 is what "fit error" reports (median and max of |predicted / measured - 1|). Written here because no library fits
 this particular form; scipy does the optimisation.
