@@ -13,7 +13,7 @@ FLOP per byte in fp16), so it is bound by memory bandwidth, and at small d its f
 
 `latency` is the fixed cost of the step's kernels (GEMM launch, the fused pointwise gate kernel). Cells of a chain
 run one after another; cuDNN's multi-layer `nn.LSTM` overlaps layer l at step t with layer l+1 at step t-1 (the
-"wavefront", NVIDIA developer blog, Appleyard 2016, "Optimizing Recurrent Neural Networks in cuDNN 5"), which
+"wavefront": Appleyard, Kocisky & Blunsom 2016, arXiv:1604.01946, the network-level optimization of cuDNN 5), which
 hides latency but not bandwidth: the chain pays `latency` per wavefront step, the cells pay their throughput term
 each. Separate single-layer `nn.LSTM`s (`residual_lstm`, NVIDIA's GNMT) get no wavefront.
 
