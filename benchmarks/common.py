@@ -214,6 +214,13 @@ LOSSES = {
 }
 
 
+AUTOCAST: dict[str, torch.dtype | None] = {
+    "32-true": None,
+    "bf16-mixed": torch.bfloat16,
+    "16-mixed": torch.float16,
+}
+
+
 class PlainLoop:
     """The hand-written PyTorch training step (see the module docstring): the baseline for the trainer."""
 
@@ -232,22 +239,27 @@ class PlainLoop:
         ]
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, optim, max_steps))
-        self.bf16 = precision == "bf16-mixed"
+        if precision not in AUTOCAST:
+            raise ValueError(f"precision={precision!r}: the plain loop runs {', '.join(AUTOCAST)}")
+        self.autocast_dtype = AUTOCAST[precision]
+        # fp16 needs loss scaling (Lightning's 16-mixed does the same); bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
     def step(self, batch: Batch) -> None:
         batch = {
             k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
         }
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        )
+        dtype = self.autocast_dtype
+        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with autocast:
             logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])
             loss = self.loss_fn(logits, batch["tgt_out"], self.optim.label_smoothing)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.optim.grad_clip:
+            self.scaler.unscale_(self.opt)
             torch.nn.utils.clip_grad_norm_(self.params, self.optim.grad_clip)
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
 

@@ -27,6 +27,7 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ import torch
 from benchmarks.bench_cost import ARCHS, cost_of, measure_point, model_cfg
 from pipeline.cost.accelerators import ACCELERATORS, device_model, match_accelerator
 from pipeline.cost.precision import check_lstm_precision, cudnn_version, run_recurrence_in
-from pipeline.cost.step_time import DeviceModel, calibrate, fit_error
-from pipeline.cost.structure import StepShape
+from pipeline.cost.step_time import DeviceModel, StepCost, calibrate, fit_error
+from pipeline.cost.structure import StepShape, recurrent_cells
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROFILES: dict[str, dict[str, Any]] = {
@@ -92,8 +93,15 @@ def scan_vs_sequential(p: dict[str, Any], device: torch.device, repeats: int) ->
     return rows
 
 
+def cost_with_cells(row: dict[str, Any]) -> StepCost:
+    """A measured row's cost with its recurrent cells, which a GPU's cell model times (pipeline.cost.recurrent)."""
+    cells, chain = recurrent_cells(row["arch"], {"n_layers": row["n_layers"]}, row["src_len"], row["seq_len"])
+    return replace(cost_of(row), cells=cells, chain=chain, cell_batch=row["batch"] if cells else 0,
+                   cell_width=row["d_model"] if cells else 0)  # fmt: skip
+
+
 def projection_check(rows: list[dict[str, Any]], model: DeviceModel, key: str) -> dict[str, Any]:
-    costs = [cost_of(r) for r in rows]
+    costs = [cost_with_cells(r) for r in rows]
     measured = [r["seconds"]["device_wall"]["median"] for r in rows]
     per_point = [{"arch": r["arch"], "d_model": r["d_model"], "seq_len": r["seq_len"], "measured_s": m,
                   "projected_s": model.predict(c), "bound": model.bound(c)}
@@ -108,6 +116,10 @@ def run(device: torch.device, quick: bool, precision: str, budget_s: float = 420
     name = device_name(device)
     cudnn = cudnn_version() if device.type == "cuda" else None
     lstm_dtype = check_lstm_precision("lstm", precision, cudnn, device.type)  # ValueError only if told to
+    key = match_accelerator(name) if device.type == "cuda" else None
+    peak = (
+        ACCELERATORS[key].peak(precision) if key else None
+    )  # before the window is spent: a bad precision fails now
     grid = {"warmup": p["warmup"], "steps": p["steps"], "repeats": p["repeats"]}
     rows, failed, started = [], [], time.perf_counter()
     for d in p["widths"]:
@@ -129,8 +141,6 @@ def run(device: torch.device, quick: bool, precision: str, budget_s: float = 420
                 row["tokens_per_s"] = shape.tokens / row["seconds"]["device_wall"]["median"]
                 rows.append(row)
                 log(f"{point:>34} {row['tokens_per_s']:>12,.0f} tok/s")
-    key = match_accelerator(name) if device.type == "cuda" else None
-    peak = ACCELERATORS[key].peak(precision) if key else None
     for row in rows:
         achieved = row["flops"] / row["seconds"]["device_wall"]["median"]
         row["achieved_flops_per_s"] = achieved
@@ -164,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: the test of this script")
-    ap.add_argument("--precision", default=None, help="default bf16-mixed on cuda, 32-true on cpu")
+    ap.add_argument("--precision", default=None, choices=("bf16-mixed", "16-mixed", "32-true"),
+                    help="default bf16-mixed on cuda, 32-true on cpu (peaks: pipeline/cost/accelerators.py)")  # fmt: skip
     ap.add_argument("--budget-s", type=float, default=420.0,
                     help="stop starting new grid points after this many seconds (default 420: a 10-min window)")  # fmt: skip
     ap.add_argument("--out", default=None, help="default benchmarks/results/gpu_<device>.json (cuda only)")

@@ -10,6 +10,10 @@ per-step host overhead.
 `form="sum"` (compute + latency instead of the max) is the alternative for hardware that cannot overlap the two,
 such as one CPU thread, where a small per-step op costs its dispatch time *and* its arithmetic.
 
+On a GPU with a cuDNN cell model (`DeviceModel.cell`, `pipeline.cost.recurrent`) a step with recurrent `cells`
+costs its parallel FLOPs (all but the cells' GEMMs) at the sustained rate *plus* the cells: each its GEMM time, and
+each cell on the chain its latency. cuDNN runs the cells between the parallel GEMMs, so the two add.
+
 Calibration is a 3-parameter least-squares fit in log space (scipy): each step counts by its relative error, which
 is what "fit error" reports (median and max of |predicted / measured - 1|). Written here because no library fits
 this particular form; scipy does the optimisation.
@@ -24,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from pipeline.cost.recurrent import CellModel, cell_flops
+
 # AdamW in fp32: read param, grad, m, v and write param, m, v (7 x 4 bytes), plus zeroing the grad (4 bytes).
 OPTIMIZER_BYTES_PER_PARAM = 32.0
 FORMS = ("max", "sum")
@@ -36,6 +42,12 @@ class StepCost:
     flops: float
     depth: int
     params: int = 0
+    cells: int = (
+        0  # cuDNN recurrent cells (layer x step, forward + backward wrt inputs); 0: no cuDNN recurrence
+    )
+    chain: int = 0  # of those, cells on the critical path (fewer under cuDNN's layer wavefront)
+    cell_batch: int = 0  # the cells' GEMM shape: batch x 4 width x width
+    cell_width: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,11 @@ class DeviceModel:
         None  # memory bandwidth for the optimizer's traffic; None = folded into overhead
     )
     form: str = "max"
+    cell: CellModel | None = None  # a GPU's cuDNN cell model: costs with `cells` take the recurrent path
 
     def __post_init__(self) -> None:
+        if isinstance(self.cell, dict):  # from JSON
+            object.__setattr__(self, "cell", CellModel(**self.cell))
         if self.form not in FORMS:
             raise ValueError(f"DeviceModel.form={self.form!r}: must be one of {FORMS}")
         for key in ("flops_per_s", "step_latency_s"):
@@ -60,10 +75,22 @@ class DeviceModel:
         if self.overhead_s < 0:
             raise ValueError(f"DeviceModel.overhead_s={self.overhead_s!r}: must be >= 0")
 
+    def _recurrent(self, cost: StepCost) -> bool:
+        return self.cell is not None and cost.cells > 0
+
     def compute_s(self, cost: StepCost) -> float:
+        """The parallel work: every FLOP outside the recurrent cells' GEMMs at the sustained rate."""
+        if self._recurrent(cost):
+            rest = cost.flops - cost.cells * cell_flops(cost.cell_batch, cost.cell_width)
+            return max(0.0, rest) / self.flops_per_s
         return cost.flops / self.flops_per_s
 
     def latency_s(self, cost: StepCost) -> float:
+        """The dependent chain: layer steps x step latency, or on the recurrent path the cells' own time."""
+        if self._recurrent(cost):
+            assert self.cell is not None
+            return (cost.cells * self.cell.throughput_s(cost.cell_batch, cost.cell_width)
+                    + cost.chain * self.cell.latency_s)  # fmt: skip
         return cost.depth * self.step_latency_s
 
     def optimizer_s(self, cost: StepCost) -> float:
@@ -73,7 +100,9 @@ class DeviceModel:
 
     def predict(self, cost: StepCost) -> float:
         c, lat = self.compute_s(cost), self.latency_s(cost)
-        core = max(c, lat) if self.form == "max" else c + lat
+        # cuDNN runs the recurrent cells between the parallel GEMMs, not under them: their times add
+        overlap = self.form == "max" and not self._recurrent(cost)
+        core = max(c, lat) if overlap else c + lat
         return core + self.optimizer_s(cost) + self.overhead_s
 
     def bound(self, cost: StepCost) -> str:

@@ -25,6 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.cost.recurrent import cells_and_chain
+from pipeline.cost.step_time import StepCost
+
 SEQUENTIAL_LSTMS = ("lstm", "residual_lstm", "lstm_no_cell_residual")
 SCANS = ("minlstm",)
 PARALLEL = ("transformer",)
@@ -85,6 +88,15 @@ def forward_depth(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len
     if recurrence != "sequential":
         raise ValueError(f"model.recurrence={recurrence!r}: the cost model knows 'sequential' and 'newton'")
     return n_layers * (src_len + tgt_len) + HEAD_DEPTH
+
+
+def recurrent_cells(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len: int) -> tuple[int, int]:
+    """(cells, chain) of the per-step recurrent GEMMs of a sequential LSTM (`pipeline.cost.recurrent`); (0, 0) for
+    the parallel architectures and the Newton recurrence, whose steps the depth alone describes."""
+    cfg = _model_keys(arch, model_cfg)
+    if arch not in SEQUENTIAL_LSTMS or cfg.get("recurrence", "sequential") != "sequential":
+        return 0, 0
+    return cells_and_chain(arch, int(cfg["n_layers"]), src_len, tgt_len)
 
 
 def step_depth(arch: str, model_cfg: Mapping[str, Any], src_len: int, tgt_len: int) -> int:
@@ -150,3 +162,24 @@ def _num_params(arch: str, frozen_cfg: tuple[tuple[str, Any], ...]) -> int:
 def num_params(arch: str, model_cfg: Mapping[str, Any]) -> int:
     """Parameter count (the optimizer's memory traffic per step scales with it)."""
     return _num_params(arch, _frozen(_model_keys(arch, model_cfg)))
+
+
+def step_cost(
+    arch: str,
+    model_cfg: Mapping[str, Any],
+    shape: StepShape,
+    flops: float | None = None,
+    params: int | None = None,
+) -> StepCost:
+    """What one step of `shape` asks for, the recurrent cells included (a GPU's `DeviceModel` times them with its
+    cell model). `flops`/`params` override the model's formula (a run record already holds them)."""
+    cells, chain = recurrent_cells(arch, model_cfg, shape.src_len, shape.tgt_len)
+    return StepCost(
+        flops=step_flops(arch, model_cfg, shape) if flops is None else flops,
+        depth=step_depth(arch, model_cfg, shape.src_len, shape.tgt_len),
+        params=num_params(arch, model_cfg) if params is None else params,
+        cells=cells,
+        chain=chain,
+        cell_batch=shape.batch if cells else 0,
+        cell_width=int(model_cfg["d_model"]) if cells else 0,
+    )
