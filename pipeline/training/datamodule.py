@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 
 from pipeline.config import RunConfig
-from pipeline.data.loader import POSITION_KEY, ShardLoader, build_loader
+from pipeline.data.stream.loader import POSITION_KEY, ShardLoader, build_loader
 from pipeline.training.checkpoint_callbacks import gather_objects
 from pipeline.training.run_data import loader_max_len, prepare_run_data
 
@@ -50,7 +50,7 @@ class StreamingDataModule(L.LightningDataModule):
         """Every rank checks the prepared data before its first batch (manifest, tokenizer hash, split counts,
         shard list; shard hashes are checked as each shard is opened): `prepare_data` runs on one rank only, and a
         node may see another file system than the one that prepared the data."""
-        from pipeline.data.verify import verify_prepared
+        from pipeline.data.stream.verify import verify_prepared
 
         verify_prepared(self.cfg.data.dir)
 
