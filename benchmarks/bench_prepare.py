@@ -1,4 +1,4 @@
-"""Preparation throughput and peak memory: streaming (``stream_prepare.py``) vs the in-memory path, same run.
+"""Preparation throughput and peak memory: streaming (``pipeline/data/prepare/``) vs the in-memory path, same run.
 
     python -m benchmarks.bench_prepare                         # 100k, 400k, 1.6M pairs (long: the in-memory path
                                                                # needs ~15 min at 1.6M on 2 cores)

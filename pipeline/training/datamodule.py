@@ -5,7 +5,7 @@ training length is set by `train.max_steps` alone.
 
 Resume position. Each rank's loader knows how far it got (`ShardLoader.state_dict()`); this module saves *every*
 rank's state in the checkpoint (Lightning would save only rank 0's) and hands each rank its own on resume, or lets
-the loader re-split the rest of the epoch when the world size changed (`pipeline/data/reshard.py`). Lightning
+the loader re-split the rest of the epoch when the world size changed (`pipeline/data/stream/reshard.py`). Lightning
 fetches one batch *ahead* of the step it trains, so a position is recorded only once its batch has been trained on
 (`LoaderPositionCallback`): a resumed run continues at exactly the batch the interrupted run would have trained next.
 """
