@@ -137,27 +137,58 @@ def checked_args(source: CorpusSource, vocab_size: int, max_len: int, shard_size
 def ensure_prepared(
     data_dir: str | Path, corpus: str = DEFAULT_CORPUS, vocab_size: int = 8000, max_len: int = 128, **kwargs
 ) -> dict:
-    """Return ``data_dir``'s manifest, preparing ``corpus`` there first if it holds none (used by ``make demo``).
+    """Return ``data_dir``'s manifest, preparing ``corpus`` there first if it holds none (a run's ``data.dir``).
 
-    A manifest made with another corpus, vocab size or max length is an error rather than silently rebuilt, and
-    so is a dir with shards but no manifest. The returned manifest has passed ``verify_prepared``.
+    A prepared dir is reused only if its manifest records the keys asked for (``reuse_mismatch``): one that
+    differs, e.g. ``data.limit``, is an error naming it, never silently reused or rebuilt; so is a dir with shards
+    but no manifest. The returned manifest has passed ``verify_prepared``.
     """
     data_dir = Path(data_dir)
     if not (data_dir / MANIFEST).is_file() and not (data_dir.is_dir() and has_shards(data_dir)):
         return prepare(corpus, data_dir, vocab_size=vocab_size, max_len=max_len, **kwargs)
     manifest = verify_prepared(data_dir)
-    task = kwargs.get("task", "translation")
-    length = {"passages": kwargs.get("passage_len"), "lm": kwargs.get("context")}.get(task, max_len)
-    wanted = {"corpus": parse_source(corpus).spec, "task": task, "vocab_size": vocab_size, "max_len": length}
-    found = {
-        "corpus": manifest["corpus"],
-        "task": manifest.get("task", "translation"),
-        "vocab_size": manifest["args"]["vocab_size"],
-        "max_len": manifest["max_len"],
-    }
-    if wanted != found:
+    problem = reuse_mismatch(manifest, corpus=corpus, vocab_size=vocab_size, max_len=max_len, **kwargs)
+    if problem:
         raise ValueError(
-            f"{data_dir} was prepared with {found}, but {wanted} was asked for: "
-            "use another data dir or re-run `pipeline data prepare`"
+            f"{data_dir} was prepared with {problem}: delete {data_dir} to prepare it again with these keys, "
+            "or point data.dir elsewhere"
         )
     return manifest
+
+
+# The keys that shape prepared data, by their run-config names (others by their ``prepare`` argument names).
+_CONFIG_KEYS = {"task": "data.task", "corpus": "data.corpus", "vocab_size": "data.vocab_size",
+                "max_len": "data.max_len", "passage_len": "data.passage_len", "context": "data.context",
+                "limit": "data.limit"}  # fmt: skip
+
+
+def reuse_mismatch(manifest: dict, corpus: str, vocab_size: int, max_len: int, **kwargs: object) -> str:
+    """'' if ``manifest`` was prepared with the keys asked for, else what differs (found, then asked for).
+
+    The corpus is compared by its spec (the files need not be at hand to reuse their shards); ``limit`` None and 0
+    both mean all pairs; ``shard_size``, ``seed`` and ``overlong`` only when given (a run config has no such keys).
+    """
+    args = manifest.get("args", {})
+    task = kwargs.get("task", "translation")
+    length_key = {"passages": "passage_len", "lm": "context"}.get(str(task), "max_len")
+    wanted = {"task": task, "corpus": parse_source(corpus).spec, "vocab_size": vocab_size,
+              length_key: kwargs.get(length_key, max_len), "limit": kwargs.get("limit") or None}  # fmt: skip
+    found = {"task": manifest.get("task", "translation"), "corpus": manifest.get("corpus"),
+             "vocab_size": args.get("vocab_size"), length_key: manifest.get("max_len"),
+             "limit": args.get("limit") or None}  # fmt: skip
+    if wanted["task"] != found["task"]:
+        del wanted[length_key], found[length_key]  # another task's length means something else
+    for key in ("shard_size", "seed", "overlong"):
+        if key in kwargs:
+            wanted[key], found[key] = kwargs[key], args.get(key)
+    differ = [key for key in wanted if wanted[key] != found[key]]
+    if not differ:
+        return ""
+
+    def shown(key: str, value: object) -> str:
+        return "0 (all pairs)" if key == "limit" and value is None else str(value)
+
+    def keys(values: dict) -> str:
+        return ", ".join(f"{_CONFIG_KEYS.get(k, k)}={shown(k, values[k])}" for k in differ)
+
+    return f"{keys(found)}, not the {keys(wanted)} asked for"
