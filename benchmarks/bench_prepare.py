@@ -1,4 +1,4 @@
-"""Preparation throughput and peak memory: streaming (``stream_prepare.py``) vs the in-memory path, same run.
+"""Preparation throughput and peak memory: streaming (``pipeline/data/prepare/``) vs the in-memory path, same run.
 
     python -m benchmarks.bench_prepare                         # 100k, 400k, 1.6M pairs (long: the in-memory path
                                                                # needs ~15 min at 1.6M on 2 cores)
@@ -34,7 +34,7 @@ REFERENCE_COMMIT = "514eee0"  # the last commit before the data-layer changes of
 
 _CHILD = """
 import json, resource, sys, time
-from pipeline.data.prepare import prepare
+from pipeline.data.prepare.build import prepare
 src, tgt, out, stream, workers = sys.argv[1:6]
 t0 = time.perf_counter()
 kw = {} if stream == "old" else {"stream": stream == "1"}  # the old code has no `stream` argument
@@ -50,7 +50,7 @@ print(json.dumps({"wall_s": wall, "peak_rss_mb": use.ru_maxrss / 1024, "worker_p
 
 def write_corpus(root: Path, n_pairs: int, seed: int = 0) -> tuple[Path, Path]:
     """N line-aligned pairs: the bible's verse pairs repeated in seeded random order."""
-    from pipeline.data.corpus import CorpusSource, load_splits
+    from pipeline.data.sources.corpus import CorpusSource, load_splits
 
     src, tgt = root / f"synthetic-{n_pairs}.en", root / f"synthetic-{n_pairs}.fr"
     if src.is_file() and tgt.is_file():
@@ -96,8 +96,8 @@ def run_one(src: Path, tgt: Path, out: Path, mode: str, pythonpath: Path | None 
 
 def verify_cost(data_dir: Path) -> dict[str, Any]:
     """Seconds to hash every shard up front vs one loader pass over train (which hashes each shard it opens)."""
-    from pipeline.data.loader import build_loader
-    from pipeline.data.verify import verify_prepared
+    from pipeline.data.stream.loader import build_loader
+    from pipeline.data.stream.verify import verify_prepared
 
     t0 = time.perf_counter()
     verify_prepared(data_dir)

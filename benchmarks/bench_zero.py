@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipeline.config import load_config
-    from pipeline.data.prepare import ensure_prepared
+    from pipeline.data.prepare.build import ensure_prepared
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

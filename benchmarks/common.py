@@ -109,7 +109,7 @@ def real_batches(
     data_dir: str | Path, batch_tokens: int, n: int, max_len: int = 64, seed: int = 1234
 ) -> list[Batch]:
     """The first `n` train batches the real loader gives (bucketed, padded): realistic shapes for both loops."""
-    from pipeline.data.loader import build_loader
+    from pipeline.data.stream.loader import build_loader
 
     loader = build_loader(
         data_dir,

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from benchmarks.common import BenchSettings, spread
-from pipeline.data.loader import build_loader
+from pipeline.data.stream.loader import build_loader
 
 GOAL = 10.0
 

@@ -1,4 +1,4 @@
-"""CPU time per pair of each phase of the streamed preparation (``stream_prepare.py``), single-threaded.
+"""CPU time per pair of each phase of the streamed preparation (``pipeline/data/prepare/``), single-threaded.
 
     python -m benchmarks.prepare_profile                 # 50,000 pairs of the bench_prepare corpus
     python -m benchmarks.prepare_profile --pairs 20000
@@ -31,12 +31,13 @@ def profile(n_pairs: int, work: Path) -> dict:
     from rich.progress import Progress
 
     from benchmarks.bench_prepare import write_corpus
-    from pipeline.data.corpus import CorpusSource
-    from pipeline.data.merge_split import render_unit, write_units
-    from pipeline.data.range_parts import PartBuffer, load_part
-    from pipeline.data.readers import Malformed
-    from pipeline.data.shard_writer import write_split
-    from pipeline.data.stream_prepare import CHUNK, pairs_of
+    from pipeline.data.prepare.encode import CHUNK
+    from pipeline.data.prepare.merge_split import render_unit, write_units
+    from pipeline.data.prepare.plan import pairs_of
+    from pipeline.data.prepare.range_parts import PartBuffer, load_part
+    from pipeline.data.prepare.shard_writer import write_split
+    from pipeline.data.sources.corpus import CorpusSource
+    from pipeline.data.sources.readers import Malformed
     from pipeline.data.tokenizer import train_tokenizer
 
     src, tgt = write_corpus(work, n_pairs)

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare_data(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """Prepare (once) the data of configs/demo (or configs/tiny with --quick) -> (data dir, vocab_size/max_len)."""
     from pipeline.config import load_config
-    from pipeline.data.prepare import ensure_prepared
+    from pipeline.data.prepare.build import ensure_prepared
 
     configs = Path("configs/tiny" if args.quick else "configs/demo")
     cfg = load_config([configs / "base.yaml", configs / "lstm.yaml"])

@@ -60,9 +60,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 DATA_SUBCOMMANDS = {
     "prepare": (
-        "pipeline.slurm.data_prepare",  # pipeline.data.prepare's command, plus --slurm
-        "add_prepare_arguments",
-        "run_prepare",
+        "pipeline.slurm.data_prepare",  # pipeline.data.prepare.command's parser, plus --slurm
+        "add_data_prepare_arguments",
+        "run_data_prepare",
         "tokenize a corpus into shards",
     ),
 }

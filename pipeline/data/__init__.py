@@ -1,6 +1,14 @@
-"""Data: text pairs -> joint BPE -> webdataset tar shards (``prepare``) -> length-bucketed batches (``loader``).
+"""Data: text pairs -> joint BPE -> webdataset tar shards (``prepare/``) -> length-bucketed batches (``stream/``).
 
-No model, Lightning or DeepSpeed imports here. Names are loaded lazily so ``pipeline --help`` stays fast.
+Layers, bottom up (a test checks that the loader reaches no preparation code and that there is no import circle):
+
+- leaves: ``text.py`` (splits, cleaning, split blocks), ``manifest.py`` (the prepared dir's one description:
+  format version, read, validate, write), ``location.py`` (local or remote data dirs), ``tokenizer.py``;
+- ``sources/``: the corpora and the tasks' records (bible, parallel files, TSV, text, passages, LM windows);
+- ``prepare/``: plan -> encode ranges -> merge, the shard writer, the one ``pipeline data prepare`` parser;
+- ``stream/``: the loader, resharding, shard reads and the start-of-run verification (leaves only).
+
+No model, Lightning, DeepSpeed or SLURM imports here. Names are loaded lazily so ``pipeline --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -9,17 +17,16 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "build_loader": "pipeline.data.loader",
-    "ShardError": "pipeline.data.verify",
-    "verify_prepared": "pipeline.data.verify",
-    "prepare": "pipeline.data.prepare",
-    "ensure_prepared": "pipeline.data.prepare",
-    "read_manifest": "pipeline.data.prepare",
-    "add_prepare_arguments": "pipeline.data.prepare",
-    "run_prepare": "pipeline.data.prepare",
-    "TASKS": "pipeline.data.prepare",
+    "build_loader": "pipeline.data.stream.loader",
+    "ShardError": "pipeline.data.manifest",
+    "verify_prepared": "pipeline.data.stream.verify",
+    "ensure_prepared": "pipeline.data.prepare.build",
+    "read_manifest": "pipeline.data.manifest",
+    "add_prepare_arguments": "pipeline.data.prepare.command",
+    "run_prepare": "pipeline.data.prepare.command",
+    "TASKS": "pipeline.data.prepare.build",
     "load_tokenizer": "pipeline.data.tokenizer",
-    "CorpusSource": "pipeline.data.corpus",
+    "CorpusSource": "pipeline.data.sources.corpus",
 }
 __all__ = sorted(_EXPORTS)
 

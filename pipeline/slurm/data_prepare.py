@@ -1,7 +1,7 @@
-"""`pipeline data prepare`: the data layer's command (`pipeline.data.prepare`), plus `--slurm`, which splits a
-parallel-file / TSV preparation over a SLURM job array.
+"""`pipeline data prepare`: the data layer's command and its one parser (`pipeline.data.prepare.command`), plus
+`--slurm`, which splits a parallel-file / TSV preparation over a SLURM job array.
 
-With `--slurm`, phase 1 of the streamed preparation (`pipeline.data.stream_prepare`: one counting pass, BPE on a
+With `--slurm`, phase 1 of the streamed preparation (`pipeline.data.prepare.plan`: one counting pass, BPE on a
 bounded sample) runs here, on the submitting node, or with `--plan-job` as a first job (the options and input files
 are checked here either way), and writes the plan into the output's temporary dir (`.<out>.tmp-staged/`, which must
 be on a file system the compute nodes share). Then:
@@ -29,10 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from pipeline.data import prepare as data_prepare
-from pipeline.data import staged_prepare as staged
-from pipeline.data.prepare import merge_prepared
-from pipeline.data.stream_prepare import SCRATCH, encode_range
+from pipeline.data.prepare import command as data_command
+from pipeline.data.prepare import staged
 
 if TYPE_CHECKING:
     from pipeline.slurm.render import JobSpec
@@ -40,8 +38,9 @@ if TYPE_CHECKING:
 TEMPLATE = "data_prepare.sbatch"
 
 
-def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    data_prepare.add_prepare_arguments(parser)
+def add_data_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data layer's parser (`pipeline.data.prepare.command`) plus the SLURM submission's flags."""
+    data_command.add_prepare_arguments(parser)
     group = parser.add_argument_group("SLURM (--slurm; parallel files / TSV)")
     group.add_argument("--slurm", action="store_true",
                        help="plan, encode the input's ranges as a job array, merge in a job after it")  # fmt: skip
@@ -57,38 +56,23 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpus-per-task", type=int, help="cores per job (the encoder's threads)")
     group.add_argument("--account", help="SLURM account to charge (default: cluster file, if any)")
     group.add_argument("--dry-run", action="store_true", help="print the scripts; plan and submit nothing")
-    # The stages the jobs run (slurm/data_prepare.sbatch), on the out dir's staged temp dir:
-    parser.add_argument("--plan", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--encode-range", type=int, metavar="R", help=argparse.SUPPRESS)
-    parser.add_argument("--merge", action="store_true", help=argparse.SUPPRESS)
 
 
-def run_prepare(args: argparse.Namespace) -> int:
+def run_data_prepare(args: argparse.Namespace) -> int:
+    """`--slurm` submits the jobs; anything else (a local preparation, or one job's stage) is the data command's."""
     from pipeline.slurm.render import LaunchError
 
-    try:
-        if args.plan:
-            plan = staged.plan_request(args.out)
-            print(
-                f"planned {plan['pairs']:,} pairs in {plan['n_ranges']} ranges in {staged.staged_dir(args.out)}"
-            )
-            return 0
-        if args.encode_range is not None:
-            print(f"wrote {encode_range(staged.staged_dir(args.out) / SCRATCH, args.encode_range)}")
-            return 0
-        if args.merge:
-            # in a job, its own cores (SLURM_CPUS_PER_TASK, unset without --cpus-per-task: one), not the node's
-            in_job = "SLURM_JOB_ID" in os.environ
-            workers = int(os.environ.get("SLURM_CPUS_PER_TASK", 1)) if in_job else args.workers
-            manifest = merge_prepared(staged.staged_dir(args.out), workers)
-            print(f"prepared {manifest['corpus']} in {args.out}; dataset hash {manifest['dataset_hash']}")
-            return 0
-        if args.slurm:
+    staging = args.plan or args.encode_range is not None or args.merge
+    if args.merge and "SLURM_JOB_ID" in os.environ:
+        # in a job, its own cores (SLURM_CPUS_PER_TASK, unset without --cpus-per-task: one), not the node's
+        args.workers = int(os.environ.get("SLURM_CPUS_PER_TASK", 1))
+    if args.slurm and not staging:
+        try:
             return submit_prepare(args)
-    except (LaunchError, ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"pipeline data prepare: error: {err}", file=sys.stderr)
-        return 2
-    return data_prepare.run_prepare(args)
+        except (LaunchError, ValueError, FileNotFoundError, FileExistsError) as err:
+            print(f"pipeline data prepare: error: {err}", file=sys.stderr)
+            return 2
+    return data_command.run_prepare(args)
 
 
 def submit_prepare(args: argparse.Namespace) -> int:
@@ -121,7 +105,7 @@ def submit_prepare(args: argparse.Namespace) -> int:
             print(text, end="")
         print(f"# scripts for {out}; not planned or submitted (--dry-run)", file=sys.stderr)
         return 0
-    source = data_prepare.source_from_args(args)
+    source = data_command.source_from_args(args)
     plan = staged.plan_staged(source, out, args.ranges, vocab_size=args.vocab_size, max_len=args.max_len,
                               shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
                               force=args.force, defer=args.plan_job)  # fmt: skip

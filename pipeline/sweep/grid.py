@@ -331,7 +331,7 @@ def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: _Token
 def mean_tokens_per_batch(cfg: Any) -> float:
     """Mean target tokens (EOS included) per batch over one epoch of the run's own train loader, preparing the
     data first if needed. Counted, not estimated: bucketing makes the padding share depend on the length mix."""
-    from pipeline.data.loader import build_loader
+    from pipeline.data.stream.loader import build_loader
     from pipeline.training.run_data import loader_max_len, prepare_run_data
 
     d = cfg.data

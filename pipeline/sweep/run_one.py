@@ -20,7 +20,7 @@ import lightning as L
 
 import pipeline.training.trainer
 from pipeline.config import load_config, to_dict
-from pipeline.data.prepare import read_manifest
+from pipeline.data.manifest import read_manifest
 from pipeline.data.tokenizer import PAD_ID
 from pipeline.scaling.learned_nothing import unigram_entropy
 from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
@@ -118,7 +118,7 @@ def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
     target position, and how often each token id occurs (for the unigram entropy)."""
     import torch
 
-    from pipeline.data.loader import build_loader
+    from pipeline.data.stream.loader import build_loader
     from pipeline.training.run_data import loader_max_len, target_width
 
     d = cfg.data

@@ -5,7 +5,7 @@ training length is set by `train.max_steps` alone.
 
 Resume position. Each rank's loader knows how far it got (`ShardLoader.state_dict()`); this module saves *every*
 rank's state in the checkpoint (Lightning would save only rank 0's) and hands each rank its own on resume, or lets
-the loader re-split the rest of the epoch when the world size changed (`pipeline/data/reshard.py`). Lightning
+the loader re-split the rest of the epoch when the world size changed (`pipeline/data/stream/reshard.py`). Lightning
 fetches one batch *ahead* of the step it trains, so a position is recorded only once its batch has been trained on
 (`LoaderPositionCallback`): a resumed run continues at exactly the batch the interrupted run would have trained next.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 
 from pipeline.config import RunConfig
-from pipeline.data.loader import POSITION_KEY, ShardLoader, build_loader
+from pipeline.data.stream.loader import POSITION_KEY, ShardLoader, build_loader
 from pipeline.training.checkpoint_callbacks import gather_objects
 from pipeline.training.run_data import loader_max_len, prepare_run_data
 
@@ -50,7 +50,7 @@ class StreamingDataModule(L.LightningDataModule):
         """Every rank checks the prepared data before its first batch (manifest, tokenizer hash, split counts,
         shard list; shard hashes are checked as each shard is opened): `prepare_data` runs on one rank only, and a
         node may see another file system than the one that prepared the data."""
-        from pipeline.data.verify import verify_prepared
+        from pipeline.data.stream.verify import verify_prepared
 
         verify_prepared(self.cfg.data.dir)
 

@@ -26,7 +26,7 @@ def translate_and_score(
     `train.beam`); returns BLEU, chrF, BLEU by source length and a few examples. Prints progress every ~10 s (decoding a few hundred pairs on a CPU takes minutes)."""
     import sacrebleu
 
-    from pipeline.data.loader import build_loader
+    from pipeline.data.stream.loader import build_loader
     from pipeline.data.tokenizer import load_tokenizer
     from pipeline.models import beam_decode, greedy_decode
 

@@ -18,7 +18,7 @@ __all__ = ["loader_max_len", "prepare_run_data", "sequence_len", "target_width"]
 
 def prepare_run_data(data: DataConfig) -> dict[str, Any]:
     """`data.dir`'s manifest, preparing `data.corpus` there first if needed (a mismatch is a ValueError)."""
-    from pipeline.data.prepare import ensure_prepared
+    from pipeline.data.prepare.build import ensure_prepared
 
     return ensure_prepared(
         data.dir,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError
-from pipeline.data.verify import ShardError
+from pipeline.data.manifest import ShardError
 from pipeline.training.checkpoint_files import ResumeError
 
 DEBUG_ENV = "PIPELINE_DEBUG"

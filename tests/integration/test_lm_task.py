@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, ConfigWarning, load_config
-from pipeline.data.corpus import bible_db_path, clean_text
+from pipeline.data.sources.bible import bible_db_path
+from pipeline.data.text import clean_text
 from pipeline.training.logged_metrics import read_metric
 from pipeline.training.run_data import prepare_run_data, target_width
 from pipeline.training.trainer import fit

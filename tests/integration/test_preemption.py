@@ -188,8 +188,8 @@ def test_truncated_newest_checkpoint_is_reported_and_previous_used(
 
 
 def test_ddp_checkpoint_resumes_on_one_rank_with_every_sample_once(tiny_data: Path, tmp_path: Path):
-    from pipeline.data.loader import build_loader
-    from pipeline.data.reshard import consumed_keys
+    from pipeline.data.stream.loader import build_loader
+    from pipeline.data.stream.reshard import consumed_keys
 
     run = tmp_path / "run"
     common = ("optim.schedule=constant", "model.dropout=0.0")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.data.corpus import CorpusSource
-from pipeline.data.prepare import prepare
-from pipeline.data.staged_prepare import staged_dir
+from pipeline.data.prepare.build import prepare
+from pipeline.data.prepare.staged import staged_dir
+from pipeline.data.sources.corpus import CorpusSource
 from pipeline.slurm import submit
 from tests.integration.slurm_cluster import LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 from tests.unit.data_fixtures import write_parallel

@@ -124,7 +124,7 @@ def test_an_internal_bug_keeps_its_traceback(
 
 
 def test_value_error_is_a_user_error_only_from_input_code() -> None:
-    from pipeline.data.corpus import parse_bible_spec
+    from pipeline.data.sources.bible import parse_bible_spec
 
     with pytest.raises(ValueError) as from_data:
         parse_bible_spec("4-4")

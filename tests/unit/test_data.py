@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.data import corpus as corpus_mod
-from pipeline.data import prepare as prepare_mod
-from pipeline.data.corpus import CorpusSource, book_of, load_splits
-from pipeline.data.loader import ShardError, build_loader
-from pipeline.data.prepare import add_prepare_arguments, ensure_prepared, prepare, read_manifest, run_prepare
+from pipeline.data import text as text_mod
+from pipeline.data.manifest import read_manifest, sha256_file
+from pipeline.data.prepare import output as output_mod
+from pipeline.data.prepare.build import ensure_prepared, prepare
+from pipeline.data.prepare.command import add_prepare_arguments, run_prepare
+from pipeline.data.sources import bible as bible_mod
+from pipeline.data.sources.bible import book_of
+from pipeline.data.sources.corpus import CorpusSource, load_splits
+from pipeline.data.stream.loader import ShardError, build_loader
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizer, train_tokenizer
 from tests.unit.data_fixtures import write_parallel
 
@@ -81,7 +85,7 @@ def test_manifest_counts_and_hashes_match_shards(data_dir: Path) -> None:
         assert sum(b["n_src_tokens"] for b in batches) == info["src_tokens"]
         assert sum(b["n_tokens"] for b in batches) == info["tgt_tokens"] + info["samples"]  # + one EOS each
         for shard in info["shards"]:
-            assert prepare_mod.sha256_file(data_dir / shard["path"]) == shard["sha256"]
+            assert sha256_file(data_dir / shard["path"]) == shard["sha256"]
 
 
 def test_batches_padding_masks_and_budget(data_dir: Path) -> None:
@@ -259,16 +263,16 @@ def test_bible_codes_split_and_cleaning() -> None:
         CorpusSource(bible="bible:english-french")
     splits = load_splits(CorpusSource(bible="bible:4-l"))
     books = {name: {book_of(k) for k, _, _ in ex} for name, ex in splits.items()}
-    assert books["valid"] == set(corpus_mod.VALID_BOOKS) and books["test"] == set(corpus_mod.TEST_BOOKS)
+    assert books["valid"] == set(bible_mod.VALID_BOOKS) and books["test"] == set(bible_mod.TEST_BOOKS)
     assert not (
         books["train"] & books["valid"] or books["train"] & books["test"] or books["valid"] & books["test"]
     )
     texts = [t for ex in splits.values() for _, s, t in ex for t in (s, t)]
     assert all(
-        t and "\u00ad" not in t and "(*)" not in t and not corpus_mod._VERSE_MARKER.search(t) for t in texts
+        t and "\u00ad" not in t and "(*)" not in t and not text_mod._VERSE_MARKER.search(t) for t in texts
     )
     assert sum(map(len, splits.values())) > 30_000
-    assert corpus_mod.clean_text("(3:2) Et\u00adil dit:  (*) oui ") == "Etil dit: oui"
+    assert text_mod.clean_text("(3:2) Et\u00adil dit:  (*) oui ") == "Etil dit: oui"
 
 
 def test_real_corpus_prepare_subset_is_idempotent_and_atomic(
@@ -293,7 +297,7 @@ def test_real_corpus_prepare_subset_is_idempotent_and_atomic(
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(prepare_mod, "_write_split", crash)
+    monkeypatch.setattr(output_mod, "_write_split", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         prepare("bible:4-l", tmp_path / "fresh", vocab_size=320, max_len=64, limit=40)
     assert not (tmp_path / "fresh").exists() and list(tmp_path.iterdir()) == [out]

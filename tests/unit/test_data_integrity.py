@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data.corpus import CorpusSource, sha256_file
-from pipeline.data.loader import ShardError, build_loader
-from pipeline.data.prepare import ensure_prepared, prepare
-from pipeline.data.verify import dataset_hash, verify_prepared
+from pipeline.data.manifest import dataset_hash, sha256_file
+from pipeline.data.prepare.build import ensure_prepared, prepare
+from pipeline.data.sources.corpus import CorpusSource
+from pipeline.data.stream.loader import ShardError, build_loader
+from pipeline.data.stream.verify import verify_prepared
 from tests.unit.data_fixtures import write_parallel
 
 pytestmark = pytest.mark.timeout(120)
@@ -294,7 +295,7 @@ def test_cli_prepare_with_an_empty_split_exits_2_naming_it(
 ) -> None:
     import argparse
 
-    from pipeline.data.prepare import add_prepare_arguments, run_prepare
+    from pipeline.data.prepare.command import add_prepare_arguments, run_prepare
 
     parser = argparse.ArgumentParser()
     add_prepare_arguments(parser)

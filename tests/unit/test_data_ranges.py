@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import stream_prepare
-from pipeline.data.corpus import CorpusSource
-from pipeline.data.prepare import merge_prepared, prepare
-from pipeline.data.staged_prepare import plan_request, plan_staged, staged_dir
-from pipeline.data.stream_prepare import SCRATCH, bucket_of, encode_range
+from pipeline.data.prepare import encode
+from pipeline.data.prepare import plan as plan_mod
+from pipeline.data.prepare.build import prepare
+from pipeline.data.prepare.encode import bucket_of, encode_range
+from pipeline.data.prepare.merge import merge_prepared
+from pipeline.data.prepare.output import SCRATCH
+from pipeline.data.prepare.staged import plan_request, plan_staged, staged_dir
+from pipeline.data.sources.corpus import CorpusSource
 from tests.unit.data_fixtures import write_parallel
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,7 +44,7 @@ def tree(out: Path) -> dict[str, bytes]:
 def reference(corpus: CorpusSource, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("ref") / "one"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(stream_prepare, "BUCKET_PAIRS", 500)  # ~5 train buckets
+        patch.setattr(plan_mod, "BUCKET_PAIRS", 500)  # ~5 train buckets
         manifest = prepare(corpus, out, **ARGS, workers=1)
     assert manifest["splits"]["train"]["shards"] and len(manifest["splits"]["train"]["shards"]) > 3
     return tree(out)
@@ -50,17 +53,17 @@ def reference(corpus: CorpusSource, tmp_path_factory: pytest.TempPathFactory) ->
 def test_two_workers_give_the_same_shards_and_manifest(
     corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
-    monkeypatch.setattr(stream_prepare, "MIN_RANGE_PAIRS", 100)  # 3,000 pairs -> 2 ranges, one per worker
+    monkeypatch.setattr(plan_mod, "BUCKET_PAIRS", 500)
+    monkeypatch.setattr(plan_mod, "MIN_RANGE_PAIRS", 100)  # 3,000 pairs -> 2 ranges, one per worker
     plans: list[int] = []
-    make_plan = stream_prepare.make_plan
+    make_plan = plan_mod.make_plan
 
     def spy(*args: object, **kwargs: object) -> dict:
         plan = make_plan(*args, **kwargs)
         plans.append(plan["n_ranges"])
         return plan
 
-    monkeypatch.setattr("pipeline.data.prepare.make_plan", spy)
+    monkeypatch.setattr("pipeline.data.prepare.plan.make_plan", spy)
     prepare(corpus, tmp_path / "two", **ARGS, workers=2)
     assert plans == [2]
     assert tree(tmp_path / "two") == reference  # manifest.json, tokenizer.json and every shard, byte for byte
@@ -69,9 +72,9 @@ def test_two_workers_give_the_same_shards_and_manifest(
 def test_any_range_split_in_any_order_with_a_rerun_gives_the_same_shards(
     corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
-    monkeypatch.setattr(stream_prepare, "CHUNK", 256)  # many encode chunks per range
-    monkeypatch.setattr(stream_prepare, "SEGMENT_PAIRS", 300)  # several part files per bucket and range
+    monkeypatch.setattr(plan_mod, "BUCKET_PAIRS", 500)
+    monkeypatch.setattr(encode, "CHUNK", 256)  # many encode chunks per range
+    monkeypatch.setattr(encode, "SEGMENT_PAIRS", 300)  # several part files per bucket and range
     out = tmp_path / "staged"
     plan = plan_staged(corpus, out, n_ranges=5, **ARGS)
     assert plan["n_ranges"] == 5 and plan["pairs"] < N  # the blank lines were skipped
@@ -88,7 +91,7 @@ def test_any_range_split_in_any_order_with_a_rerun_gives_the_same_shards(
 def test_a_deferred_plan_gives_the_same_shards(
     corpus: CorpusSource, reference: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
+    monkeypatch.setattr(plan_mod, "BUCKET_PAIRS", 500)
     out = tmp_path / "deferred"
     request = plan_staged(corpus, out, n_ranges=2, **ARGS, defer=True)  # what `--slurm --plan-job` submits
     assert request["n_ranges"] == 2 and not (staged_dir(out) / SCRATCH / "plan.json").exists()  # checked only
@@ -113,9 +116,9 @@ def test_merge_with_a_missing_range_names_it_and_writes_nothing(corpus: CorpusSo
 
 
 def test_bucket_of_pair_does_not_depend_on_the_split() -> None:
-    n = 5 * stream_prepare.DRAW_BLOCK + 123
+    n = 5 * encode.DRAW_BLOCK + 123
     whole = bucket_of(7, 0, n, 11)
-    cuts = [0, 1, 999, stream_prepare.DRAW_BLOCK, 3 * stream_prepare.DRAW_BLOCK + 5, n]
+    cuts = [0, 1, 999, encode.DRAW_BLOCK, 3 * encode.DRAW_BLOCK + 5, n]
     pieces = np.concatenate([bucket_of(7, a, b, 11) for a, b in zip(cuts, cuts[1:], strict=False)])
     assert np.array_equal(whole, pieces) and len(whole) == n
     assert not np.array_equal(whole, bucket_of(8, 0, n, 11))  # the seed matters
@@ -140,7 +143,7 @@ def test_ranges_of_a_tsv_directory_with_a_gzip_part_give_the_same_shards(
     """Ranges start mid-file and inside the compressed file: the same pairs, keys and shards as the line files."""
     import gzip
 
-    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 500)
+    monkeypatch.setattr(plan_mod, "BUCKET_PAIRS", 500)
     assert corpus.src is not None and corpus.tgt is not None
     lines = [f"{s}\t{t}\n" for s, t in zip(corpus.src.read_text().splitlines(), corpus.tgt.read_text().splitlines(),
                                             strict=True)]  # fmt: skip
@@ -169,9 +172,9 @@ def test_parallel_merge_writes_what_write_split_writes(
 
     from rich.progress import Progress
 
-    from pipeline.data.merge_split import write_units
-    from pipeline.data.range_parts import PartBuffer, load_part
-    from pipeline.data.shard_writer import write_split
+    from pipeline.data.prepare.merge_split import write_units
+    from pipeline.data.prepare.range_parts import PartBuffer, load_part
+    from pipeline.data.prepare.shard_writer import write_split
 
     rng = random.Random(0)
     paths = []

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.loader import ShardError, build_loader
-from pipeline.data.prepare import prepare
-from pipeline.data.verify import verify_prepared
+from pipeline.data.prepare.build import prepare
+from pipeline.data.stream.loader import ShardError, build_loader
+from pipeline.data.stream.verify import verify_prepared
 from tests.unit.data_fixtures import write_parallel
 
 pytestmark = [

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import prepare as prepare_mod
-from pipeline.data import stream_prepare
-from pipeline.data.corpus import CorpusSource
-from pipeline.data.loader import build_loader
-from pipeline.data.prepare import add_prepare_arguments, prepare, run_prepare
+from pipeline.data.manifest import read_manifest
+from pipeline.data.prepare import plan as plan_mod
+from pipeline.data.prepare.build import prepare
+from pipeline.data.prepare.command import add_prepare_arguments, run_prepare
+from pipeline.data.sources.corpus import CorpusSource
+from pipeline.data.stream.loader import build_loader
 from tests.unit.data_fixtures import write_parallel
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,8 +63,8 @@ def test_every_format_gives_the_same_shards(files: dict[str, Path], tmp_path: Pa
 def test_bounded_shuffle_keeps_splits_and_sees_each_pair_once(
     files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stream_prepare, "BUCKET_PAIRS", 16)  # 160 train pairs -> 10 buckets on disk
-    monkeypatch.setattr(prepare_mod, "TOKENIZER_SAMPLE", 50)
+    monkeypatch.setattr(plan_mod, "BUCKET_PAIRS", 16)  # 160 train pairs -> 10 buckets on disk
+    monkeypatch.setattr(plan_mod, "TOKENIZER_SAMPLE", 50)
     source = CorpusSource(src=files["src"], tgt=files["tgt"], valid_frac=0.1, test_frac=0.1)
     manifest = prepare(source, tmp_path / "d", **{**ARGS, "max_len": 10_000})
     # a 50-pair reservoir over all 200 pairs, of which only the train ones (about 40) train the BPE
@@ -102,7 +103,7 @@ def test_malformed_lines_are_counted_with_file_and_line(
         "3 malformed input lines skipped" in err
         and f"{bad}:5: expected 2 tab-separated fields, found 1" in err
     )
-    manifest = prepare_mod.read_manifest(tmp_path / "o")
+    manifest = read_manifest(tmp_path / "o")
     assert manifest["malformed"]["count"] == 3
     assert manifest["malformed"]["first"] == [
         f"{bad}:5: expected 2 tab-separated fields, found 1",
@@ -133,7 +134,7 @@ def test_fast_tar_writer_matches_webdataset_byte_for_byte(tmp_path: Path) -> Non
     import numpy as np
     import webdataset as wds
 
-    from pipeline.data.fast_tar import FastShardWriter
+    from pipeline.data.prepare.fast_tar import FastShardWriter
 
     samples = [
         {

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import corpus as corpus_mod
-from pipeline.data.corpus import CorpusSource, book_of
-from pipeline.data.lm import load_documents
-from pipeline.data.loader import build_loader
-from pipeline.data.passages import join_passages, passage_lengths
-from pipeline.data.prepare import add_prepare_arguments, prepare, read_manifest, run_prepare
+from pipeline.data import text as text_mod
+from pipeline.data.manifest import read_manifest
+from pipeline.data.prepare.build import prepare
+from pipeline.data.prepare.command import add_prepare_arguments, run_prepare
+from pipeline.data.sources import bible as bible_mod
+from pipeline.data.sources.bible import book_of
+from pipeline.data.sources.corpus import CorpusSource
+from pipeline.data.sources.lm import load_documents
+from pipeline.data.sources.passages import join_passages, passage_lengths
+from pipeline.data.stream.loader import build_loader
 from pipeline.data.tokenizer import EOS_ID, load_tokenizer, train_tokenizer
 from tests.unit.data_fixtures import write_parallel
 
@@ -95,7 +99,7 @@ def test_lm_windows_are_the_contiguous_token_stream(text_file: Path, tmp_path: P
     manifest = prepare(source, tmp_path / "lm", vocab_size=300, shard_size=8, task="lm", context=64)
     assert manifest["task"] == "lm" and manifest["max_len"] == 64
     tok = load_tokenizer(tmp_path / "lm")
-    lines = [corpus_mod.clean_text(x) for x in text_file.read_text().splitlines()]
+    lines = [text_mod.clean_text(x) for x in text_file.read_text().splitlines()]
     blocks = {"train": lines[:320], "valid": lines[320:360], "test": lines[360:]}
     for split, block in blocks.items():
         batches = all_batches(tmp_path / "lm", split, batch_tokens=64 * 5)
@@ -139,12 +143,12 @@ def test_lm_bad_context_and_max_len_are_one_line(text_file: Path, tmp_path: Path
 
 def test_lm_bible_holds_out_the_same_books_in_every_translation() -> None:
     docs = load_documents(CorpusSource(bible="bible:4+k+3"))
-    for split, books in (("valid", corpus_mod.VALID_BOOKS), ("test", corpus_mod.TEST_BOOKS)):
+    for split, books in (("valid", bible_mod.VALID_BOOKS), ("test", bible_mod.TEST_BOOKS)):
         names = {name for name, _ in docs[split]}
         assert names == {f"t{c}b{b:02d}" for c in "4k3" for b in books}
     train_books = {int(name[3:]) for name, _ in docs["train"]}
     assert len(docs["train"]) == 3 * 58 and not train_books & set(
-        corpus_mod.VALID_BOOKS + corpus_mod.TEST_BOOKS
+        bible_mod.VALID_BOOKS + bible_mod.TEST_BOOKS
     )
     ruth = dict(docs["valid"])["t4b08"]
     assert ruth.count("\n") == 3 and len(ruth.split()) > 2000  # 4 chapters, whole book in one document

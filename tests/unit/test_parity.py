@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from pipeline.data.loader import build_loader
+from pipeline.data.stream.loader import build_loader
 from pipeline.training.module import Seq2SeqModule
 from pipeline.training.schedule import lr_multiplier
 from tests.conftest import tiny_config

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.loader import build_loader
-from pipeline.data.prepare import prepare
+from pipeline.data.prepare.build import prepare
+from pipeline.data.stream.loader import build_loader
 from tests.unit.data_fixtures import write_parallel
 
 BT = 200

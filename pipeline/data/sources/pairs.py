@@ -1,16 +1,17 @@
 """The in-memory path of ``prepare``: translation pairs (bible verses, plain text) loaded whole, shuffled with
 ``seed`` and tokenized, one pair per verse/line or consecutive verses joined into passages (``passages.py``).
 
-The corpora that take it are small (the bible: 31k verses); parallel files and TSV stream (``stream_prepare.py``).
+The corpora that take it are small (the bible: 31k verses); parallel files and TSV stream (``prepare/plan.py``).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
-from pipeline.data.corpus import SPLITS, CorpusSource, load_splits
-from pipeline.data.passages import check_passage_len, join_passages, passage_lengths
-from pipeline.data.shard_writer import tokenized
+from pipeline.data.sources.corpus import CorpusSource, load_splits
+from pipeline.data.sources.passages import check_passage_len, join_passages, passage_lengths
+from pipeline.data.text import SPLITS, Example, Record
 from pipeline.data.tokenizer import TextTokenizer, train_tokenizer
 
 
@@ -37,3 +38,12 @@ def pair_records(source: CorpusSource, vocab_size: int, seed: int, limit: int | 
         random.Random(seed).shuffle(splits["train"])
     records = {split: tokenized(tokenizer, splits[split]) for split in SPLITS}
     return tokenizer, records, {split: len(splits[split]) for split in SPLITS}, extra
+
+
+def tokenized(tokenizer: TextTokenizer, examples: list[Example]) -> Iterator[list[Record]]:
+    """Chunks of (key, src text, tgt text, src ids, tgt ids), encoded in batches (multi-threaded in Rust)."""
+    for start in range(0, len(examples), 4096):
+        chunk = examples[start : start + 4096]
+        src_ids = tokenizer.encode_batch([s for _, s, _ in chunk])
+        tgt_ids = tokenizer.encode_batch([t for _, _, t in chunk])
+        yield [(k, s, t, a, b) for (k, s, t), a, b in zip(chunk, src_ids, tgt_ids, strict=True)]

@@ -12,7 +12,7 @@ leading space with it), so a passage's length is the first verse's length plus i
 
 from __future__ import annotations
 
-from pipeline.data.corpus import Example
+from pipeline.data.text import Example
 from pipeline.data.tokenizer import TextTokenizer
 
 

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
-from pipeline.data.corpus import clean_text
+from pipeline.data.text import clean_text
 
 MAX_REPORTED = 20
 

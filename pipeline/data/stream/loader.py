@@ -37,12 +37,12 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.data.corpus import SPLITS
-from pipeline.data.prepare import read_manifest
-from pipeline.data.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
-from pipeline.data.shard_io import is_remote, join, read_verified, tar_samples
+from pipeline.data.location import is_remote, join
+from pipeline.data.manifest import ShardError, check_splits_not_empty, read_manifest
+from pipeline.data.stream.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
+from pipeline.data.stream.shard_io import read_verified, tar_samples
+from pipeline.data.text import SPLITS
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from pipeline.data.verify import ShardError, check_splits_not_empty
 
 __all__ = ["POSITION_KEY", "ShardDataset", "ShardError", "ShardLoader", "build_loader"]
 
@@ -51,7 +51,7 @@ STATE_VERSION = 1
 POSITION_KEY = "_position"
 
 
-# Token ids are raw little-endian int32 (see prepare.py); .txt goes through webdataset's default utf-8 handler.
+# Token ids are raw little-endian int32 (prepare/shard_writer.py); .txt: webdataset's default utf-8 handler.
 _DECODE = wds.decode(wds.handle_extension("i32", lambda data: np.frombuffer(data, dtype="<i4")))
 
 
@@ -80,7 +80,7 @@ class ShardDataset(IterableDataset):
             raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-        self.location = str(data_dir)  # a local dir or a remote location (shard_io.py)
+        self.location = str(data_dir)  # a local dir or a remote location (location.py)
         self.data_dir = self.location if is_remote(data_dir) else Path(data_dir)
         self.manifest = read_manifest(self.data_dir)
         self.lm = self.manifest.get("task") == "lm"

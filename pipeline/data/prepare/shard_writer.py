@@ -8,28 +8,15 @@ and identical to what ``webdataset.ShardWriter(mtime=0)`` writes (``fast_tar.py`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
 
-from pipeline.data.corpus import Example, sha256_file
-from pipeline.data.fast_tar import FastShardWriter
-from pipeline.data.tokenizer import TextTokenizer
-
-Record = tuple[
-    str, str, str, "list[int] | np.ndarray", "list[int] | np.ndarray"
-]  # key, src/tgt text, src/tgt ids
-
-
-def tokenized(tokenizer: TextTokenizer, examples: list[Example]) -> Iterator[list[Record]]:
-    """Chunks of (key, src text, tgt text, src ids, tgt ids), encoded in batches (multi-threaded in Rust)."""
-    for start in range(0, len(examples), 4096):
-        chunk = examples[start : start + 4096]
-        src_ids = tokenizer.encode_batch([s for _, s, _ in chunk])
-        tgt_ids = tokenizer.encode_batch([t for _, _, t in chunk])
-        yield [(k, s, t, a, b) for (k, s, t), a, b in zip(chunk, src_ids, tgt_ids, strict=True)]
+from pipeline.data.manifest import sha256_file
+from pipeline.data.prepare.fast_tar import FastShardWriter
+from pipeline.data.text import Record
 
 
 def write_split(chunks: Iterable[list[Record]], n_pairs: int, root: Path, split: str, max_len: int,

@@ -2,8 +2,9 @@
 
 Its temporary dir (``staged_dir``) outlives the submitting process and must be on a file system every job sees:
 ``plan_staged`` (or, deferred to a job, ``plan_request``) writes the plan there, one ``encode_range`` per range adds
-its parts, and ``prepare.merge_prepared`` writes shards and manifest and renames it onto the out dir. The phases
-themselves are ``stream_prepare.py``'s; the SLURM side is ``pipeline/slurm/data_prepare.py``.
+its parts, and ``merge.merge_prepared`` writes shards and manifest and renames it onto the out dir. The phases
+themselves are ``plan.py``'s, ``encode.py``'s and ``merge.py``'s; the SLURM side is
+``pipeline/slurm/data_prepare.py``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline.data.corpus import CorpusSource, parse_source
-from pipeline.data.out_dir import check_replaceable
-from pipeline.data.prepare import checked_args, plan_streamed
-from pipeline.data.stream_prepare import SCRATCH, is_streamed, source_fields, source_from_fields
+from pipeline.data.prepare.build import checked_args
+from pipeline.data.prepare.output import SCRATCH, check_replaceable
+from pipeline.data.prepare.plan import is_streamed, plan_streamed, source_fields, source_from_fields
+from pipeline.data.sources.corpus import CorpusSource, parse_source
 
 PLAN_REQUEST = "request.json"  # what a deferred plan (a SLURM job) is to do
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.shard_writer import Record
+from pipeline.data.text import Record
 
 
 class PartBuffer:

@@ -20,61 +20,21 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pipeline.data.corpus import SPLITS, sha256_file
+from pipeline.data.location import is_remote, join, read_bytes
+from pipeline.data.manifest import (
+    MANIFEST,
+    SHARD_GLOB,
+    ShardError,
+    check_format,
+    check_splits_not_empty,
+    dataset_hash,
+    read_manifest,
+    rebuild_hint,
+    sha256_file,
+)
+from pipeline.data.text import SPLITS
 
-MANIFEST = "manifest.json"
-SHARD_GLOB = "shard-*.tar"
-
-
-class ShardError(RuntimeError):
-    """A shard or tokenizer is missing, unreadable or does not match the manifest."""
-
-
-def rebuild_hint(data_dir: str | Path) -> str:
-    return (
-        f"rebuild it with `pipeline data prepare --out {data_dir} --force` plus the corpus options it was made "
-        "with (e.g. --corpus bible:4-l --vocab-size 8000 --max-len 128)"
-    )
-
-
-def has_shards(data_dir: Path) -> bool:
-    """True when ``data_dir`` holds what ``prepare`` writes besides the manifest (tokenizer or shards)."""
-    return (data_dir / "tokenizer.json").is_file() or any(
-        any((data_dir / split).glob(SHARD_GLOB)) for split in SPLITS if (data_dir / split).is_dir()
-    )
-
-
-def dataset_hash(manifest: dict) -> str:
-    """One hash over the tokenizer and every shard's path and hash (what identifies a preparation)."""
-    digest = hashlib.sha256(manifest["tokenizer_sha256"].encode())
-    for split in SPLITS:
-        for shard in manifest["splits"][split]["shards"]:
-            digest.update(f"{shard['path']}:{shard['sha256']}".encode())
-    return digest.hexdigest()
-
-
-def empty_split_reason(stats: dict, max_len: int) -> str:
-    """Why a split ended with no samples, from its manifest counts."""
-    pairs, dropped = stats.get("pairs"), stats.get("dropped_overlong", 0)
-    if pairs == 0:
-        return "the corpus gives it no pairs (a zero fraction, or too few lines for a held-out block)"
-    if pairs is not None and dropped == pairs:
-        return f"all {pairs:,} pairs longer than max_len={max_len}"
-    if pairs is not None:
-        return (
-            f"{dropped:,} of {pairs:,} pairs longer than max_len={max_len}, the rest empty after tokenization"
-        )
-    return f"{dropped:,} pairs longer than max_len={max_len} were dropped"
-
-
-def check_splits_not_empty(manifest: dict, where: str) -> None:
-    for split in SPLITS:
-        stats = manifest["splits"][split]
-        if stats["samples"] == 0:
-            raise ValueError(
-                f"{split} split of corpus {manifest['corpus']} in {where} is empty: "
-                f"{empty_split_reason(stats, manifest['max_len'])}"
-            )
+__all__ = ["ShardError", "verify_prepared"]
 
 
 def verify_prepared(data_dir: str | Path, *, hash_shards: bool = False) -> dict:
@@ -83,18 +43,11 @@ def verify_prepared(data_dir: str | Path, *, hash_shards: bool = False) -> dict:
     Raises ``FileNotFoundError`` (nothing prepared, or no manifest), ``ValueError`` (an empty split, a manifest
     of another format) or ``ShardError`` (tokenizer or shards not those of this manifest).
     """
-    from pipeline.data.prepare import FORMAT_VERSION, read_manifest  # prepare imports this module
-    from pipeline.data.shard_io import is_remote
-
     if is_remote(data_dir):
         return _verify_remote(str(data_dir), read_manifest(data_dir))
     root = Path(data_dir)
     manifest = read_manifest(root)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{root / MANIFEST} has format_version={manifest.get('format_version')!r}, this code reads "
-            f"{FORMAT_VERSION}: {rebuild_hint(root)}"
-        )
+    check_format(manifest, str(root / MANIFEST), rebuild_hint(root))
     tokenizer = root / "tokenizer.json"
     if not tokenizer.is_file():
         raise ShardError(f"tokenizer missing: {tokenizer} (listed in the manifest); {rebuild_hint(root)}")
@@ -139,11 +92,7 @@ def _verify_remote(location: str, manifest: dict) -> dict:
 
     Each shard's size and sha256 are checked by the loader as it reads it (``shard_io.read_verified``).
     """
-    from pipeline.data.prepare import FORMAT_VERSION
-    from pipeline.data.shard_io import join, read_bytes
-
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{join(location, MANIFEST)} has format_version={manifest.get('format_version')!r}")
+    check_format(manifest, join(location, MANIFEST))
     url = join(location, "tokenizer.json")
     try:
         data = read_bytes(url)

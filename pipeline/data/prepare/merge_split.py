@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from pipeline.data.corpus import sha256_file
-from pipeline.data.fast_tar import FastShardWriter, render_sample
-from pipeline.data.range_parts import load_part
-from pipeline.data.shard_writer import Record, write_split
+from pipeline.data.manifest import sha256_file
+from pipeline.data.prepare.fast_tar import FastShardWriter, render_sample
+from pipeline.data.prepare.range_parts import load_part
+from pipeline.data.prepare.shard_writer import write_split
+from pipeline.data.text import Record
 
 Unit = tuple[
     list[Path], "str | None"

@@ -1,62 +1,28 @@
 """Language-modelling data (``data.task: lm``): contiguous windows of ``context`` tokens from long documents.
 
 Documents. From the embedded corpus, ``bible:4+k+3`` (any public-domain codes joined by ``+``): each translation's
-book is one document (its verses joined by spaces, chapters by newlines). Translations share their content, so the
-*same* books are held out in every translation (valid = ``VALID_BOOKS``, test = ``TEST_BOOKS``, as for translation).
-From a user's text (``text:FILE``, a file or a directory of files, gzip/xz allowed): its non-empty lines are cut into contiguous train / valid / test blocks (by
-``valid_frac`` / ``test_frac``, never interleaved) and each block is one document.
+book is one document, and the same books are held out in every translation (``bible.py``). From a user's text
+(``text:FILE``, a file or a directory of files, gzip/xz allowed): its non-empty lines are cut into contiguous
+train / valid / test blocks (by ``valid_frac`` / ``test_frac``, never interleaved) and each block is one document.
 
 Windows. Each split's documents are tokenized and concatenated, each followed by EOS, and cut into windows of
 ``context + 1`` tokens with stride ``context``: every token after the first is a target exactly once, and the
 window's last token is the next window's first input. The tail shorter than a window is dropped (counted in the
 manifest). A sample stores the window as ``tgt.i32`` with an empty ``src.i32``; the loader turns it into
-``tgt_in = window[:-1]``, ``tgt_out = window[1:]`` (see ``loader.py``).
+``tgt_in = window[:-1]``, ``tgt_out = window[1:]`` (``stream/loader.py``).
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
 from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline.data.corpus import (
-    BIBLE_TRANSLATIONS,
-    SPLITS,
-    TEST_BOOKS,
-    VALID_BOOKS,
-    CorpusSource,
-    _block_bounds,
-    bible_db_path,
-    clean_text,
-)
-from pipeline.data.readers import Malformed, decode_line, expand, raw_lines
-from pipeline.data.shard_writer import Record
+from pipeline.data.sources.bible import DEFAULT_LM_CORPUS, Document, bible_documents, parse_bible_lm_spec
+from pipeline.data.sources.corpus import CorpusSource
+from pipeline.data.sources.readers import Malformed, decode_line, expand, raw_lines
+from pipeline.data.text import SPLITS, Record, block_bounds, clean_text
 from pipeline.data.tokenizer import EOS_ID, TextTokenizer
-
-DEFAULT_LM_CORPUS = "bible:4+k+3"  # English WEB, KJV, BBE
-Document = tuple[str, str]  # (name without dots, text)
-
-
-def parse_bible_lm_spec(spec: str) -> tuple[str, ...]:
-    """``bible:4+k+3`` -> ("4", "k", "3"); codes must be public domain and distinct."""
-    match = re.fullmatch(r"bible:(\w(?:\+\w)*)", spec)
-    if match is None:
-        raise ValueError(
-            f"bad language-modelling corpus {spec!r}: expected 'bible:CODE+CODE+...' (e.g. {DEFAULT_LM_CORPUS}) "
-            "or 'text:FILE'"
-        )
-    codes = tuple(match.group(1).split("+"))
-    for code in codes:
-        if code not in BIBLE_TRANSLATIONS:
-            allowed = ", ".join(f"{c}={n}" for c, n in BIBLE_TRANSLATIONS.items())
-            raise ValueError(
-                f"bible translation code {code!r} is not allowed (not public domain); use one of: {allowed}"
-            )
-    if len(set(codes)) != len(codes):
-        raise ValueError(f"{spec!r} lists a translation twice")
-    return codes
 
 
 def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> dict[str, list[Document]]:
@@ -71,7 +37,7 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
             f"--corpus {DEFAULT_LM_CORPUS} (codes joined by '+') or --text FILE"
         )
     if source.bible is not None:
-        return _bible_documents(parse_bible_lm_spec(source.bible))
+        return bible_documents(parse_bible_lm_spec(source.bible))
     if source.text is not None:
         malformed = malformed if malformed is not None else Malformed()
         lines = [
@@ -79,7 +45,7 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
             for path, number, data in raw_lines(expand(source.text))
             if (text := decode_line(path, number, data, malformed)) is not None and (line := clean_text(text))
         ]
-        bounds = _block_bounds(len(lines), source.valid_frac, source.test_frac)
+        bounds = block_bounds(len(lines), source.valid_frac, source.test_frac)
         return {
             name: [(f"{name}block", "\n".join(lines[a:b]))] if b > a else []
             for name, (a, b) in zip(SPLITS, bounds, strict=True)
@@ -88,23 +54,6 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
         f"data.task=lm reads monolingual text, not the parallel corpus {source.spec}: use "
         f"--corpus {DEFAULT_LM_CORPUS} or --text FILE"
     )
-
-
-def _bible_documents(codes: tuple[str, ...]) -> dict[str, list[Document]]:
-    query = "SELECT bNumber, cNumber, vText FROM bible WHERE bbName = ? ORDER BY bNumber, cNumber, vNumber"
-    docs: dict[str, list[Document]] = {name: [] for name in SPLITS}
-    with sqlite3.connect(f"file:{bible_db_path()}?mode=ro", uri=True) as conn:
-        for code in codes:
-            books: dict[int, dict[int, list[str]]] = {}
-            for book, chapter, text in conn.execute(query, (code,)):
-                verse = clean_text(text or "")
-                if verse:
-                    books.setdefault(book, {}).setdefault(chapter, []).append(verse)
-            for book, chapters in books.items():
-                split = "valid" if book in VALID_BOOKS else "test" if book in TEST_BOOKS else "train"
-                text = "\n".join(" ".join(verses) for verses in chapters.values())
-                docs[split].append((f"t{code}b{book:02d}", text))
-    return docs
 
 
 def token_stream(tokenizer: TextTokenizer, documents: list[Document]) -> np.ndarray:

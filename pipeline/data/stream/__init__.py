@@ -1,0 +1,7 @@
+"""Reading prepared data at train time: the loader (``loader.py``), resuming on another slot count
+(``reshard.py``), one shard read and checked (``shard_io.py``), and the start-of-run check of a prepared dir
+(``verify.py``).
+
+May import: ``pipeline.data``'s leaves (``text``, ``manifest``, ``location``, ``tokenizer``), never ``prepare/``
+or ``sources/`` (a training run reads shards; it never prepares them). A test checks this from the source.
+"""
