@@ -30,28 +30,32 @@ class UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     """A safe loader that refuses a mapping key given twice (1-based lines of both in the error)."""
 
     def construct_document(self, node: yaml.Node) -> Any:
-        _check_unique_keys(node, "")
+        _check_unique_keys(node)
         return super().construct_document(node)
 
 
-def _check_unique_keys(node: yaml.Node, prefix: str) -> None:
-    """Walk the composed document; scalar keys compare by resolved tag and text (`1` and `'1'` differ)."""
-    if isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_unique_keys(item, f"{prefix}{i}.")
-        return
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: dict[tuple[str, str], int] = {}
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+def _check_unique_keys(root: yaml.Node) -> None:
+    """Walk the composed document once; scalar keys compare by resolved tag and text (`1` and `'1'` differ).
+
+    Iterative, and each node visited once: an alias shares its anchor's node, and may even contain it."""
+    todo: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen_nodes: set[int] = set()
+    while todo:
+        node, prefix = todo.pop()
+        if id(node) in seen_nodes:
             continue
-        line = key_node.start_mark.line + 1
-        ident = (key_node.tag, key_node.value)
-        if ident in seen:
-            raise DuplicateKeyError(f"{prefix}{key_node.value}", seen[ident], line)
-        seen[ident] = line
-        _check_unique_keys(value_node, f"{prefix}{key_node.value}.")
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend((item, f"{prefix}{i}.") for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    line, ident = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
+                    if ident in lines:
+                        raise DuplicateKeyError(f"{prefix}{key_node.value}", lines[ident], line)
+                    lines[ident] = line
+                todo.append((value_node, f"{prefix}{getattr(key_node, 'value', '?')}."))
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:

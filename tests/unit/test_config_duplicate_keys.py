@@ -57,6 +57,12 @@ def test_same_key_in_different_mappings_and_distinct_keys_are_fine() -> None:
     }
 
 
+def test_aliases_are_walked_once_even_when_they_contain_their_anchor() -> None:
+    assert load_yaml("a: &x {b: 1}\nc: *x\n") == {"a": {"b": 1}, "c": {"b": 1}}
+    looped = load_yaml("&A {x: *A}\n")
+    assert looped["x"] is looped
+
+
 def test_a_duplicate_inside_a_list_item_names_its_index() -> None:
     with pytest.raises(Exception, match=r"key 'tasks\.1\.lr' given twice \(line 3 and line 4\)"):
         load_yaml("tasks:\n- {lr: 1}\n- lr: 1\n  lr: 2\n")
