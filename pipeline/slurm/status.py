@@ -12,8 +12,10 @@ starts; a running job's nodes missing from that file are named in the state colu
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -225,3 +227,21 @@ def print_status(rows: list[StatusRow]) -> None:
     if not console.is_terminal:  # piped into a file or a test: rich's 80 columns would crush the run paths
         console = Console(width=200)
     console.print(table)
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="RUN_DIR|SWEEP_DIR",
+                        help="runs or sweeps to show; default: every directory under runs/ with a slurm/jobs.txt")  # fmt: skip
+
+
+def run_status(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths] or default_paths(Path("runs"))
+    missing = [p for p in paths if not p.is_dir()]
+    if missing:
+        print(f"pipeline status: error: not a directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    if not paths:
+        print("pipeline status: no runs with a slurm/jobs.txt under runs/", file=sys.stderr)
+        return 0
+    print_status(status_rows(paths))
+    return 0

@@ -1,12 +1,12 @@
-"""`pipeline submit` and `pipeline status`: render an sbatch script into the run directory, hand it to `sbatch`,
-and show what the cluster is doing with it.
+"""`pipeline submit`: render an sbatch script into the run directory and hand it to `sbatch` (what the cluster does
+with it: `pipeline status`, pipeline/slurm/status.py).
 
 The script lands in `<run_dir>/slurm/job.sbatch` (arrays: in the sweep directory, next to `array_configs.txt`), the
 job id in `<run_dir>/slurm/jobs.txt`. The job runs `srun <python> -m pipeline train --config ... --resume auto
 train.num_nodes=N train.devices=G ...`; on USR1 the trainer checkpoints at a step boundary and exits with 75, the
 sbatch template answers with `scontrol requeue` (Lightning's own requeue is off: `SLURMEnvironment(auto_requeue=
-False)`, see pipeline/training/preemption.py), and the next start resumes. Rendering: `pipeline.slurm.render`; state and
-metrics: `pipeline.slurm.status`. Only `check_run_config` imports torch (the model registry checks the model keys).
+False)`, see pipeline/training/preemption.py), and the next start resumes. Rendering: `pipeline.slurm.render`.
+Only `check_run_config` imports torch (the model registry checks the model keys).
 """
 
 from __future__ import annotations
@@ -66,11 +66,6 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=10"
     )
-
-
-def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", metavar="RUN_DIR|SWEEP_DIR",
-                        help="runs or sweeps to show; default: every directory under runs/ with a slurm/jobs.txt")  # fmt: skip
 
 
 def submit_script(script: Path, *sbatch_args: str) -> str:
@@ -164,19 +159,4 @@ def run_submit(args: argparse.Namespace) -> int:
         return 2
     record_job(script.parent, job_id, script)
     print(job_id)
-    return 0
-
-
-def run_status(args: argparse.Namespace) -> int:
-    from pipeline.slurm.status import default_paths, print_status, status_rows
-
-    paths = [Path(p) for p in args.paths] or default_paths(Path("runs"))
-    missing = [p for p in paths if not p.is_dir()]
-    if missing:
-        print(f"pipeline status: error: not a directory: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 2
-    if not paths:
-        print("pipeline status: no runs with a slurm/jobs.txt under runs/", file=sys.stderr)
-        return 0
-    print_status(status_rows(paths))
     return 0

@@ -17,8 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown, shipped_path
-from pipeline.config_checks import ConfigWarning
+from pipeline.config import (
+    ConfigError,
+    ConfigWarning,
+    load_config,
+    load_mapping,
+    reject_unknown,
+    shipped_path,
+)
 from pipeline.scaling.records import RESULT_FILE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",

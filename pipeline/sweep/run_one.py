@@ -19,13 +19,14 @@ from typing import Any
 import lightning as L
 
 import pipeline.training.trainer
-from pipeline.config import load_config, to_dict
+from pipeline.config import RunConfig, load_config, to_dict
 from pipeline.data.manifest import read_manifest
 from pipeline.data.tokenizer import PAD_ID
 from pipeline.scaling.learned_nothing import unigram_entropy
 from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
 from pipeline.sweep.grid import ERROR_FILE
 from pipeline.training.logged_metrics import by_steps_trained, read_metric
+from pipeline.training.process_exit import TrainProcess
 from pipeline.training.run_model import run_model
 
 MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
@@ -40,12 +41,17 @@ class RunInterrupted(Exception):
 
 
 def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool = False,
-              progress: Any = None) -> RunRecord | None:  # fmt: skip
-    """Train (or resume) one run and write its result.json; returns the record (None on ranks other than 0)."""
-    cfg = load_config(configs, overrides)
+              progress: Any = None, *, cfg: RunConfig | None = None,
+              process: TrainProcess | None = None) -> RunRecord | None:  # fmt: skip
+    """Train (or resume) one run and write its result.json; returns the record (None on ranks other than 0).
+
+    `cfg`: the run's config already loaded from `configs` + `overrides` (not loaded again); `process`: see `fit`."""
+    cfg = cfg or load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
     clock = RunClock(progress)
-    summary = pipeline.training.trainer.fit(cfg, resume=_resume_mode(run_dir), extra_callbacks=[clock])
+    summary = pipeline.training.trainer.fit(
+        cfg, resume=_resume_mode(run_dir), extra_callbacks=[clock], process=process
+    )
     if summary.get("rank", 0) != 0:
         return None
     if summary.get("preempted"):  # checkpointed on SIGTERM/SIGUSR1: the sweep must stop too, not go on

@@ -19,11 +19,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from pipeline.config import ConfigError, load_config
 from pipeline.scaling.records import RESULT_FILE
 from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs, write_plan
+from pipeline.training.process_exit import TrainProcess, exit_process
 
 if TYPE_CHECKING:  # run_one imports Lightning: only when a run trains
     from pipeline.sweep.run_one import RunInterrupted
@@ -78,10 +79,19 @@ def sweep_dir_of(grid: Grid, out: str | None) -> Path:
     return Path(out or grid.out or f"runs/sweeps/{grid.name}")
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def main_sweep(args: argparse.Namespace) -> NoReturn:
+    """`pipeline sweep` as the console script runs it: its runs train in this process, so it ends the way a
+    training process must (`exit_process`)."""
+    process = TrainProcess()
+    process.status = run_sweep(args, process)
+    exit_process(process)
+
+
+def run_sweep(args: argparse.Namespace, process: TrainProcess | None = None) -> int:
+    """The sweep's exit status; `process` (if given) learns whether a run took part in a process group."""
     try:
         if args.run_one:
-            return _run_one(args)
+            return _run_one(args, process)
         if not args.grid:
             raise SweepError("--grid is required (a grid file, e.g. configs/sweeps/tiny.yaml)")
         grid = load_grid(args.grid)
@@ -91,7 +101,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
             return finish_plan(grid, sweep_dir.resolve(), args.world)
         if not (args.dry_run or args.slurm):
-            return _run_local_until_planned(grid, sweep_dir, args.only)
+            return _run_local_until_planned(grid, sweep_dir, args.only, process)
         world = (args.nodes or 1) * (args.gpus_per_node or args.ntasks_per_node or 1) if args.slurm else 1
         # --slurm measures in its plan job, on a compute node
         runs = _selected(plan_runs(grid, sweep_dir.resolve() if args.slurm else sweep_dir, world, measure=False),
@@ -120,7 +130,9 @@ def _say_waiting(waiting: list[PlannedRun], then: str) -> None:
               f"{then} once those runs have finished")  # fmt: skip
 
 
-def _run_local_until_planned(grid: Grid, sweep_dir: Path, only: list[re.Pattern[str]] | None) -> int:
+def _run_local_until_planned(
+    grid: Grid, sweep_dir: Path, only: list[re.Pattern[str]] | None, process: TrainProcess | None = None
+) -> int:
     """Train every ready run; then, while that made waiting runs ready (`replicate_best_lr`: the first seed chose
     their rate), plan again and train those. Stops on an interrupt, and when a pass readies nothing new."""
     status, waiting_before = 0, None
@@ -132,21 +144,21 @@ def _run_local_until_planned(grid: Grid, sweep_dir: Path, only: list[re.Pattern[
         if waiting_before is not None and len(waiting) >= waiting_before:
             _say_waiting(waiting, "run the sweep again")  # e.g. a choosing run failed, or --only left it out
             return status
-        status = run_local(grid, sweep_dir, [r for r in runs if not r.waiting])
+        status = run_local(grid, sweep_dir, [r for r in runs if not r.waiting], process)
         if not waiting or status not in (0, 1):  # done, or interrupted (75/143): stop
             return status
         waiting_before = len(waiting)
 
 
-def _run_one(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+def _run_one(args: argparse.Namespace, process: TrainProcess | None = None) -> int:
+    cfg = load_config(args.config, args.overrides)  # loaded once: train_run uses it as is
     if (cfg.resolved_run_dir / RESULT_FILE).is_file():
         print(f"{cfg.resolved_run_dir}: finished already ({RESULT_FILE} exists)")
         return 0
     from pipeline.sweep.run_one import RunInterrupted, train_run
 
     try:
-        train_run(args.config, args.overrides, args.delete_checkpoints)
+        train_run(args.config, args.overrides, args.delete_checkpoints, cfg=cfg, process=process)
     except RunInterrupted as err:  # checkpointed on a signal: the status the array script requeues on
         print(f"pipeline sweep: {err}", file=sys.stderr)
         return _signal_status(err)
@@ -180,7 +192,9 @@ def print_plan(runs: list[PlannedRun], sweep_dir: Path) -> None:
         print("  (? = steps are measured from the prepared data when the sweep first runs)")
 
 
-def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
+def run_local(
+    grid: Grid, sweep_dir: Path, runs: list[PlannedRun], process: TrainProcess | None = None
+) -> int:
     """Every run, one after another in this process; finished runs are skipped, failures recorded and listed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -206,7 +220,8 @@ def run_local(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> int:
             task = bar.add_task(f"  {run.name}", total=run.max_steps, note="")
             start = time.perf_counter()
             try:
-                record = train_run(run.configs, run.overrides, grid.delete_checkpoints, (bar, task))
+                record = train_run(run.configs, run.overrides, grid.delete_checkpoints, (bar, task),
+                                   process=process)  # fmt: skip
                 done += 1
                 if record is not None:  # None on the other ranks of a multi-device run
                     console.log(f"{run.name}: valid loss {record.final_valid_loss:.4f}, {record.tokens:,} tokens, "

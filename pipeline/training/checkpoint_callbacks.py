@@ -20,8 +20,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from pipeline.config import to_dict
-from pipeline.config_identity import config_hash
+from pipeline.config import config_hash, to_dict
 from pipeline.training.checkpoint_files import atomic_write_bytes, meta_path, write_metadata
 
 

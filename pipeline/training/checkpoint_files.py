@@ -37,8 +37,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import ConfigError, RunConfig, to_dict
-from pipeline.config_identity import config_hash, identity_mismatch
+from pipeline.config import ConfigError, RunConfig, config_hash, identity_mismatch, to_dict
 
 META_SUFFIX = ".meta.json"
 FRESH = ("fresh", "never")  # --resume values that start at step 0, moving a previous state aside

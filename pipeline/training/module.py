@@ -50,13 +50,17 @@ def seq2seq_loss(
 
 
 class Seq2SeqModule(L.LightningModule):
-    """Wraps `run_model(cfg)` (pipeline.models.build_model of cfg.model); hyper-parameters are the whole resolved run config."""
+    """Wraps `run_model(cfg)`; hyper-parameters are the whole resolved run config (as a dict, so a checkpoint
+    restores without this package's classes).
+
+    A run passes its `RunConfig`, already validated by `load_config`, and it is used as is. Lightning's
+    `load_from_checkpoint` passes the saved dict, which is read back once (`config_from_dict`).
+    """
 
     def __init__(self, config: dict[str, Any] | RunConfig) -> None:
         super().__init__()
-        cfg_dict = to_dict(config) if isinstance(config, RunConfig) else config
-        self.save_hyperparameters({"config": cfg_dict})
-        self.cfg = config_from_dict(cfg_dict)
+        self.cfg = config if isinstance(config, RunConfig) else config_from_dict(config, "checkpoint config")
+        self.save_hyperparameters({"config": to_dict(self.cfg)})
         self.model = run_model(self.cfg)
         self._val_nll = torch.zeros(())
         self._val_tokens = torch.zeros(())

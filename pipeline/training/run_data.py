@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.config import DataConfig
-from pipeline.config_checks import sequence_len
+from pipeline.config import DataConfig, sequence_len
 
 __all__ = ["loader_max_len", "prepare_run_data", "sequence_len", "target_width"]
 

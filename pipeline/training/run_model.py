@@ -1,17 +1,20 @@
-"""The model a run config describes: `cfg.model` plus the data's vocabulary size and the pad id.
+"""The model a run config describes: the architecture's config validated with the run (`model_spec`: `cfg.model`
+plus the data's vocabulary size and task), built as is.
 
-The model's `task` follows `data.task` (lm: decoder only). One place, because the LightningModule, the exporter
-and the sweep's parameter count must build the same model.
+One place, because the LightningModule, the exporter and the sweep's parameter count must build the same model.
 """
 
 from __future__ import annotations
 
-from pipeline.config import RunConfig, model_task
+import dataclasses
+
+from pipeline.config import RunConfig, model_spec
 from pipeline.data.tokenizer import PAD_ID
-from pipeline.models import Seq2SeqModel, build_model
+from pipeline.models import MODEL_REGISTRY, Seq2SeqModel
 
 
 def run_model(cfg: RunConfig) -> Seq2SeqModel:
-    return build_model(
-        **{**cfg.model, "vocab_size": cfg.data.vocab_size, "pad_id": PAD_ID, "task": model_task(cfg.data)}
-    )
+    spec = model_spec(cfg)  # validated by load_config; not parsed again
+    if spec.pad_id != PAD_ID:  # the config layer leaves pad_id at its default, which is the data's <pad> id
+        spec = dataclasses.replace(spec, pad_id=PAD_ID)
+    return MODEL_REGISTRY[cfg.model["arch"]][1](spec)

@@ -10,12 +10,12 @@ import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.config import RunConfig, load_config, save_config
+from pipeline.config import RunConfig, describe_keys, format_config, load_config, save_config
+from pipeline.training.process_exit import TrainProcess, exit_process, release_process_group
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +38,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides", nargs="*", metavar="KEY=VALUE",
         help="dotted overrides applied after the files, e.g. train.max_steps=200 model.d_model=256 train.devices=2",
     )  # fmt: skip
-    from pipeline.config import describe_keys
-
     parser.epilog = (
         "config keys (in a --config YAML or as KEY=VALUE; model.* keys depend on model.arch, see "
         "docs/interfaces.md):\n" + describe_keys()
@@ -47,28 +45,43 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """`pipeline train` called in-process (tests, `main`): the exit status."""
+    return train(args).status
+
+
+def main_train(args: argparse.Namespace) -> NoReturn:
+    """`pipeline train` as the console script runs it: train, then end the process the way a training process
+    must (`exit_process`: no interpreter teardown after a distributed run)."""
+    exit_process(train(args))
+
+
+def train(args: argparse.Namespace) -> TrainProcess:
+    """Load the config once, fit, print the summary; the exit status and whether this process was distributed."""
     from pipeline.training.user_errors import report_user_error
 
+    process = TrainProcess()
     try:
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
-            from pipeline.config import format_config
-
             print(format_config(cfg), end="")
-            return 0
-        summary = fit(cfg, resume=args.resume)
+            return process
+        summary = fit(cfg, resume=args.resume, process=process)
     except Exception as err:
         # bad input (config, corpus, data dir, checkpoint, a non-finite loss): one clear line and exit 2 (1 for a
         # non-finite loss); a bug keeps its traceback, and PIPELINE_DEBUG=1 shows it for all (user_errors.py)
         status = report_user_error(err, prog="pipeline train: ")
         if status is None:
             raise
-        return status
+        process.status = status
+        return process
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2))
     from pipeline.training.preemption import exit_code
 
-    return exit_code(summary.get("preempted"))  # 75 after SIGUSR1: the sbatch script requeues the job
+    process.status = exit_code(
+        summary.get("preempted")
+    )  # 75 after SIGUSR1: the sbatch script requeues the job
+    return process
 
 
 def _strategy(cfg: RunConfig, accelerator: str) -> Any:
@@ -288,8 +301,16 @@ def build_trainer(
     )
 
 
-def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Train to `train.max_steps`, evaluate, and return a summary dict (also written to run_dir/summary.json)."""
+def fit(
+    cfg: RunConfig,
+    resume: str = "auto",
+    extra_callbacks: list[Any] | None = None,
+    process: TrainProcess | None = None,
+) -> dict[str, Any]:
+    """Train to `train.max_steps`, evaluate, and return a summary dict (also written to run_dir/summary.json).
+
+    `cfg` is used as given (validated by `load_config`); `process.distributed` is set if this process took part
+    in a process group, which `exit_process` must know."""
     import lightning as L
 
     from pipeline.training.checkpoint_files import resume_checkpoint
@@ -339,41 +360,5 @@ def fit(cfg: RunConfig, resume: str = "auto", extra_callbacks: list[Any] | None 
     finally:
         if trainer.global_rank == 0:
             finish_wandb(trainer.loggers)
-        release_process_group()
-
-
-def release_process_group() -> None:
-    """Destroy the process group (if this run made one) while the interpreter is still whole.
-
-    Lightning leaves it alive after `fit` (its atexit clean-up covers NCCL only). Left to interpreter shutdown,
-    gloo's worker threads can still hold work objects whose tensors need the GIL, and the process dies with SIGABRT
-    ("terminate called without an active exception") after a successful run: seen in CI after a ZeRO-3 run, and
-    the reason PyTorch asks programs to call `destroy_process_group()` before exit."""
-    import torch.distributed as dist
-
-    global _RAN_DISTRIBUTED
-    if dist.is_available() and dist.is_initialized():
-        _RAN_DISTRIBUTED = True
-        dist.destroy_process_group()
-
-
-_RAN_DISTRIBUTED = False  # this process took part in a process group (see exit_process)
-
-
-def exit_process(status: int) -> NoReturn:
-    """End a `pipeline train` process with `status`. After a distributed run, skip the interpreter's teardown.
-
-    Even with the process group destroyed, a finished ZeRO-3 run on gloo still died now and then with SIGABRT
-    ("terminate called without an active exception") while the interpreter destroyed C++ objects at exit (seen in
-    CI and in this project's full test runs, about one ZeRO-3 run in a dozen): the run's work was complete, but the
-    job ended FAILED with status -6. By then every checkpoint, log row and W&B record is written (fit has returned),
-    so after flushing Python's own streams and logging the process leaves with `os._exit`, as torchrun's workers
-    effectively do. Single-process runs exit normally."""
-    import logging
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    if _RAN_DISTRIBUTED:
-        os._exit(status)
-    sys.exit(status)
+        if release_process_group() and process is not None:
+            process.distributed = True

@@ -3,7 +3,7 @@
 `pipeline train/evaluate` used to catch every ValueError, which turned internal bugs into one misleading line,
 and too few other types, which showed tracebacks for a read-only run directory or a data dir that is a file.
 The rule here: the project's own error types; an OSError that names a file (the user's path); and a ValueError
-or an OSError only when our input-checking code raised it (`pipeline/data/`, `pipeline/config*.py`: corpus
+or an OSError only when our input-checking code raised it (`pipeline/data/`, `pipeline/config/`: corpus
 specs, prepared data), never one from torch, Lightning or the trainer. `PIPELINE_DEBUG=1` shows the traceback
 of all of them.
 """
@@ -22,7 +22,7 @@ DEBUG_ENV = "PIPELINE_DEBUG"
 EXIT_USER_ERROR = 2  # bad input: fix it and run again
 EXIT_DIVERGED = 1  # the run itself failed (a non-finite loss): not the command line's fault
 _PACKAGE = Path(__file__).resolve().parents[1]
-_INPUT_CODE = (_PACKAGE / "data", _PACKAGE / "config.py", _PACKAGE / "config_checks.py")
+_INPUT_CODE = (_PACKAGE / "data", _PACKAGE / "config")
 
 
 def _raised_in_input_code(err: BaseException) -> bool:

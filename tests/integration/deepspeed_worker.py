@@ -16,7 +16,8 @@ import lightning as L
 import torch
 
 from pipeline.config import load_config
-from pipeline.training.trainer import exit_process, fit
+from pipeline.training.process_exit import TrainProcess, exit_process
+from pipeline.training.trainer import fit
 
 
 def _tensor_bytes(values: Any) -> int:
@@ -65,7 +66,7 @@ class RecordState(L.Callback):
         }
 
 
-def main() -> None:
+def main() -> TrainProcess:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", action="append", default=[])
     parser.add_argument("--resume", default="never")
@@ -75,8 +76,9 @@ def main() -> None:
     run_dir = cfg.resolved_run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RecordState()
-    fit(cfg, resume=args.resume, extra_callbacks=[record])
-    # a process group left alive past `fit` can abort the interpreter at exit (see train.release_process_group)
+    process = TrainProcess()
+    fit(cfg, resume=args.resume, extra_callbacks=[record], process=process)
+    # a process group left alive past `fit` can abort the interpreter at exit (see process_exit.release_process_group)
     record.info["process_group_left"] = torch.distributed.is_initialized()
     (run_dir / f"rank{record.rank}.json").write_text(json.dumps(record.info))
     if (
@@ -86,8 +88,8 @@ def main() -> None:
         files = [run_dir / f"rank{r}.json" for r in range(record.info.get("world_size", 1))]
         while not all(f.exists() for f in files) and time.monotonic() < deadline:
             time.sleep(0.1)
+    return process
 
 
 if __name__ == "__main__":
-    main()
-    exit_process(0)  # the way `pipeline train` ends: no interpreter teardown after a distributed run
+    exit_process(main())  # the way `pipeline train` ends: no interpreter teardown after a distributed run

@@ -115,7 +115,7 @@ def test_an_internal_bug_keeps_its_traceback(
 ) -> None:
     import pipeline.training.trainer as trainer
 
-    def broken_fit(cfg, resume="auto"):
+    def broken_fit(cfg, resume="auto", **kwargs):
         raise bug
 
     monkeypatch.setattr(trainer, "fit", broken_fit)

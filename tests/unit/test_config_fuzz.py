@@ -1,8 +1,8 @@
 """Generated malformed configs: every key x hostile values x (YAML file, override), plus typos of every key name.
 
 The cases come from `config_keys()` (the dataclass fields) and each key's bounds, which are data on the fields
-(`pipeline/config.py`). The oracle below decides validity from those bounds by its own arithmetic, so a check
-missing from `pipeline/config_checks.py` fails here: an invalid value that loads, a valid one that is refused, or any
+(`pipeline/config/schema.py`). The oracle below decides validity from those bounds by its own arithmetic, so a check
+missing from `pipeline/config/` fails here: an invalid value that loads, a valid one that is refused, or any
 exception other than a one-line ConfigError naming the key. Only configs are loaded (no data, no training).
 """
 
@@ -19,8 +19,7 @@ from typing import Any, NamedTuple, get_type_hints
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, ConfigWarning, config_keys, load_config
-from pipeline.config_checks import KeySpec
+from pipeline.config import ConfigError, ConfigWarning, KeySpec, config_keys, load_config
 from pipeline.models import MODEL_REGISTRY
 from tests.conftest import ROOT
 

@@ -1,6 +1,6 @@
 """Which config keys make a checkpoint belong to a run: a resumed run must match them, and `--resume auto` refuses a
-checkpoint whose config hash differs, naming the keys (training/checkpoint_files.py). Split from config.py (same
-layer) so that file stays about the schema and its loading."""
+checkpoint whose config hash differs, naming the keys (training/checkpoint_files.py). It reads the config as a plain dict (a checkpoint's
+saved one or `to_dict` of the current run), so it needs nothing else of the package."""
 
 from __future__ import annotations
 

@@ -1,0 +1,130 @@
+"""Checks across keys and against this machine: combinations that cannot run, contradictions that still run (a key
+unused in this mode: a `ConfigWarning`), a Transformer position table too short for the data, files the config
+names, and the GPU it asks for. Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config.errors import ConfigError
+from pipeline.config.yaml_files import load_mapping
+
+if TYPE_CHECKING:
+    from pipeline.config.schema import RunConfig
+
+
+def contradictions(cfg: RunConfig) -> list[str]:
+    """Keys that do nothing in this mode, and intervals longer than the run: legal, but probably not meant."""
+    t, o, log = cfg.train, cfg.optim, cfg.logging
+    out = []
+    if t.strategy != "deepspeed":
+        for name, unused in (
+            ("zero_stage", t.zero_stage != 2),
+            ("offload_optimizer", t.offload_optimizer),
+            ("deepspeed_config", t.deepspeed_config is not None),
+        ):
+            if unused:
+                value = getattr(t, name)
+                out.append(f"train.{name}={value!r} does nothing without train.strategy=deepspeed")
+    if o.schedule == "halving":
+        if o.warmup_steps:
+            out.append(f"optim.warmup_steps={o.warmup_steps} does nothing with optim.schedule=halving")
+        if not o.halve_every:
+            out.append("optim.schedule=halving with optim.halve_every=0 never halves: the lr stays constant")
+    elif o.halve_after or o.halve_every:
+        out.append(f"optim.halve_after/halve_every do nothing with optim.schedule={o.schedule}")
+    if o.schedule != "cosine" and o.min_lr_ratio != 0.1:
+        out.append(f"optim.min_lr_ratio={o.min_lr_ratio} does nothing with optim.schedule={o.schedule}")
+    if o.schedule != "halving" and o.warmup_steps >= t.max_steps:
+        out.append(
+            f"optim.warmup_steps={o.warmup_steps} >= train.max_steps={t.max_steps}: the run ends inside the warmup"
+        )
+    if o.name == "adamw" and o.momentum:
+        out.append(f"optim.momentum={o.momentum} does nothing with optim.name=adamw (betas apply)")
+    if o.name == "sgd" and o.betas != (0.9, 0.98):
+        out.append(f"optim.betas={list(o.betas)} does nothing with optim.name=sgd")
+    for name in ("val_every", "ckpt_every", "log_every", "grad_reach_every"):
+        every = getattr(t, name)
+        if every > t.max_steps:
+            out.append(
+                f"train.{name}={every} > train.max_steps={t.max_steps}: it never happens during the run"
+            )
+    d = cfg.data
+    if d.context != 512 and d.task != "lm":
+        out.append(
+            f"data.context={d.context} does nothing with data.task={d.task} (it is the lm window length)"
+        )
+    if d.passage_len != 256 and d.task != "passages":
+        out.append(f"data.passage_len={d.passage_len} does nothing with data.task={d.task}")
+    pair = d.corpus.startswith(("parallel:", "tsv:")) or (d.corpus.startswith("bible:") and "-" in d.corpus)
+    if d.task == "lm" and pair:
+        out.append(f"data.corpus={d.corpus} is parallel text, but data.task=lm reads monolingual text (preparing "
+                   "it fails): use data.corpus=bible:4+k+3 (translations joined by '+') or text:FILE")  # fmt: skip
+    if d.task == "lm" and cfg.train.bleu_samples:
+        out.append(
+            f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task=lm (no translation)"
+        )
+    if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
+        out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")
+    return out
+
+
+def check_cross_keys(cfg: RunConfig) -> None:
+    """Combinations that cannot run anywhere."""
+    if cfg.train.precision == "16-mixed" and cfg.train.accelerator == "cpu":
+        raise ConfigError(
+            "train.precision=16-mixed needs a GPU but train.accelerator=cpu; use 32-true or bf16-mixed"
+        )
+
+
+def sequence_len(data: Any) -> int:
+    """Longest target of the task in tokens: the LM window, the passage side, or `data.max_len`."""
+    if data.task == "lm":
+        return int(data.context)
+    return int(data.passage_len) if data.task == "passages" else int(data.max_len)
+
+
+def check_position_table(data: Any, model_max_len: int | None) -> None:
+    """A Transformer's position table must hold the longest decoder input (LM: the window; passages: BOS + side).
+
+    Translation keeps its old behaviour (sequences past the table are an error at the first long batch)."""
+    if model_max_len is None or data.task == "translation":
+        return
+    need = sequence_len(data) + (data.task != "lm")  # seq2seq targets are fed with BOS in front
+    length = (
+        f"data.context={data.context}"
+        if data.task == "lm"
+        else f"data.passage_len={data.passage_len} (+ BOS)"
+    )
+    if model_max_len < need:
+        raise ConfigError(
+            f"model.max_len={model_max_len} is shorter than {length}: the Transformer's position table needs "
+            f"model.max_len >= {need}"
+        )
+
+
+def check_machine(cfg: RunConfig, gpu: bool = True) -> None:
+    """Files the config names exist, and (if `gpu`) the GPU it asks for is here; torch is imported only then.
+
+    `gpu=False` where a config is planned on one machine to run on another (a login node rendering a GPU job).
+    """
+    if cfg.train.deepspeed_config is not None:
+        load_mapping(Path(cfg.train.deepspeed_config), "train.deepspeed_config")
+    t = cfg.train
+    wants_gpu = t.accelerator in ("gpu", "cuda") or (t.precision == "16-mixed" and t.accelerator == "auto")
+    if not gpu or not wants_gpu:
+        return
+    import torch
+
+    why = f"train.accelerator={t.accelerator}" if t.accelerator != "auto" else "train.precision=16-mixed"
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"{why} needs a GPU but this machine has none (torch.cuda.is_available() is False); "
+            "use train.accelerator=cpu and train.precision=32-true or bf16-mixed"
+        )
+    if t.devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"train.devices={t.devices} but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
