@@ -34,9 +34,19 @@ def test_no_k_star_on_a_continuing_gain() -> None:
 
 
 def test_null_false_plateau_rate_at_level() -> None:
-    rate = false_plateau_rate(12, 36, HALF_OCTAVES, n_positions=64, n_sims=400, n_boot=199, seed=0)
+    rate = false_plateau_rate(12, 36, HALF_OCTAVES, n_positions=64, n_sims=400, n_boot=499, seed=0)
     assert rate.rate <= rate.alpha + 2 * rate.mc_se, rate.describe()
     assert rate.design["n_clusters"] == 12 and "12 clusters, 36 sequences, 64 positions" in rate.describe()
+
+
+def test_four_clusters_cannot_reject_with_sign_flips() -> None:
+    """2^4 = 16 sign patterns: the observed one ties itself, so p >= 2 / 17 > 0.05 however strong the bend; the
+    resampling null, which treats 4 clusters' spread as known, rejects (and is liberal there: measured 0.126 at
+    alpha 0.05 on null curves with 4 clusters and 74 sequences, against 0.000 for the sign flips)."""
+    loss, ids = simulate_truncation(np.random.default_rng(0), 4, 36, HALF_OCTAVES, 64, 0.1, 45)
+    flipped = k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499)
+    assert flipped.k_star is None and flipped.test.p_value >= 2 / 17
+    assert k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499, null="bootstrap").k_star is not None
 
 
 def test_errors() -> None:
@@ -45,5 +55,7 @@ def test_errors() -> None:
         k_star(loss, (8, 16), [0, 0, 1, 1], "book")
     with pytest.raises(ValueError, match="contexts must increase"):
         k_star(loss, (8, 32, 16), [0, 0, 1, 1], "book")
+    with pytest.raises(ValueError, match="null='perm': must be one of"):
+        k_star(loss, (8, 16, 32), [0, 0, 1, 1], "book", null="perm")
     with pytest.raises(ValueError, match="need 2 <= n_clusters <= n_sequences"):
         false_plateau_rate(10, 5)
