@@ -74,6 +74,9 @@ def test_paired_difference_cancels_shared_difficulty() -> None:
     assert sums.shape == (48, 2) and counts[0].tolist() == [60, 64]
     two = cluster_bootstrap(sums, ids, "book", counts, n_boot=99)
     assert two.estimate.shape == (2,) and two.samples.shape == (99, 2)
+    # two models' truncation losses [k, n, T]: one paired interval per context length
+    by_k = paired_difference(np.stack([a, a + 0.1]), np.stack([b, b]), ids, "book", n_boot=99)
+    assert by_k.estimate == pytest.approx([0.05, 0.15], abs=0.01)
 
 
 def test_errors_name_the_problem() -> None:
