@@ -1,0 +1,61 @@
+"""K* from truncation curves (issue 32 item 2): a planted bend is found; the null false-plateau rate is at level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.scaling.k_star import HALF_OCTAVES, false_plateau_rate, k_star, simulate_truncation
+
+
+@pytest.mark.parametrize("planted", [32, 91])
+def test_recovers_a_planted_k_star(planted: int) -> None:
+    loss, ids = simulate_truncation(np.random.default_rng(planted), 12, 36, HALF_OCTAVES, 64, 0.1, planted)
+    books = np.array([f"book{i}" for i in ids])
+    got = k_star(loss, HALF_OCTAVES, books, "book", n_boot=499)
+    assert got.k_star is not None, got.reason
+    assert abs(HALF_OCTAVES.index(got.k_star) - HALF_OCTAVES.index(planted)) <= 1, (
+        got.reason
+    )  # within a grid step
+    assert got.ci is not None and got.ci[0] <= planted <= got.ci[1]
+    assert got.test.slope_before < -0.05 and abs(got.test.slope_after) < 0.03
+    assert (got.unit, got.n_clusters) == ("book", 12) and f"K* = {got.k_star}" in got.reason
+    # L(K) falls to the plateau, then is flat: the curve and its per-K cluster intervals
+    curve = np.array(got.curve)
+    assert curve[0] - curve[HALF_OCTAVES.index(planted)] > 0.1
+    assert np.all(np.array(got.lo) <= curve) and np.all(curve <= np.array(got.hi))
+
+
+def test_no_k_star_on_a_continuing_gain() -> None:
+    loss, ids = simulate_truncation(np.random.default_rng(5), 12, 36, HALF_OCTAVES, 64, gain=0.1)
+    got = k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499)
+    assert got.k_star is None and got.ci is None and "no bend detectable" in got.reason
+    assert got.curve[0] - got.curve[-1] > 0.3  # the gain is there, it just does not stop
+
+
+def test_null_false_plateau_rate_at_level() -> None:
+    rate = false_plateau_rate(12, 36, HALF_OCTAVES, n_positions=64, n_sims=400, n_boot=499, seed=0)
+    assert rate.rate <= rate.alpha + 2 * rate.mc_se, rate.describe()
+    assert rate.design["n_clusters"] == 12 and "12 clusters, 36 sequences, 64 positions" in rate.describe()
+
+
+def test_four_clusters_cannot_reject_with_sign_flips() -> None:
+    """2^4 = 16 sign patterns: the observed one ties itself, so p >= 2 / 17 > 0.05 however strong the bend; the
+    resampling null, which treats 4 clusters' spread as known, rejects (and is liberal there: measured 0.126 at
+    alpha 0.05 on null curves with 4 clusters and 74 sequences, against 0.000 for the sign flips)."""
+    loss, ids = simulate_truncation(np.random.default_rng(0), 4, 36, HALF_OCTAVES, 64, 0.1, 45)
+    flipped = k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499)
+    assert flipped.k_star is None and flipped.test.p_value >= 2 / 17
+    assert k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499, null="bootstrap").k_star is not None
+
+
+def test_errors() -> None:
+    loss = np.ones((3, 4, 5))
+    with pytest.raises(ValueError, match=r"must be \[2 contexts, windows, positions\]"):
+        k_star(loss, (8, 16), [0, 0, 1, 1], "book")
+    with pytest.raises(ValueError, match="contexts must increase"):
+        k_star(loss, (8, 32, 16), [0, 0, 1, 1], "book")
+    with pytest.raises(ValueError, match="null='perm': must be one of"):
+        k_star(loss, (8, 16, 32), [0, 0, 1, 1], "book", null="perm")
+    with pytest.raises(ValueError, match="need 2 <= n_clusters <= n_sequences"):
+        false_plateau_rate(10, 5)
