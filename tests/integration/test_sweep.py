@@ -146,9 +146,9 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(
     ]
     assert cli(argv) == 1
     out = capsys.readouterr().out
-    assert (
-        "2 trained, 0 already finished, 1 failed" in out
-    )  # lstm-d16 failed; residual_lstm-, transformer-d16 ran and "lstm-d16-1500: RuntimeError: simulated crash" in out
+    # lstm-d16 failed; residual_lstm-d16 and transformer-d16 ran
+    assert "2 trained, 0 already finished, 1 failed" in out
+    assert "lstm-d16-1500: RuntimeError: simulated crash" in out
     assert "simulated crash" in (tmp_path / "s/lstm-d16-1500/error.txt").read_text()
     assert (tmp_path / "s/transformer-d16-1500/result.json").is_file()
     assert (tmp_path / "s/residual_lstm-d16-1500/result.json").is_file()
