@@ -102,3 +102,19 @@ def test_good_set_forms_are_accepted(tmp_path: Path) -> None:
     sets = {"train.max_steps": 4, "optim": {"lr": 1e-3}, "model.dropout": 0.0, "logging.wandb": False}
     grid = load_grid(_tiny_grid(tmp_path, lambda g: g["set"].update(sets)))
     assert grid.overrides["optim"] == {"lr": 1e-3} and grid.overrides["model.dropout"] == 0.0
+
+
+def test_every_shipped_yaml_is_read_by_a_test() -> None:
+    """configs/**.yaml: grids are planned above, run configs parsed by tests/unit/test_config.py (base files
+    through the overlays beside them), and the cluster file loads; a YAML of a new kind must join one of these."""
+    from pipeline.slurm.render import load_cluster_defaults
+    from tests.unit.test_config import CONFIG_FILES
+
+    clusters = sorted((ROOT / "configs/cluster").glob("*.yaml"))
+    for path in clusters:
+        assert load_cluster_defaults(path).partition
+    bases = {
+        p for p in (ROOT / "configs").rglob("base.yaml") if set(p.parent.glob("*.yaml")) & set(CONFIG_FILES)
+    }
+    covered = {*GRIDS, *CONFIG_FILES, *bases, *clusters}
+    assert sorted(set((ROOT / "configs").rglob("*.yaml")) - covered) == []
