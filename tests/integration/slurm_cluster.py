@@ -36,7 +36,8 @@ SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 INSTALL = ROOT / "scripts" / "install_slurm.sh"
 SKIP_ENV = "PIPELINE_SKIP_SLURM"  # =1: skip the SLURM tests (the only way they skip)
 INSTALL_ENV = "PIPELINE_SLURM_INSTALL"  # the install command, default INSTALL
-INSTALL_LOCK = Path(tempfile.gettempdir()) / "pipeline-install-slurm.lock"  # one installer per machine at a time
+# one installer per machine at a time: every xdist worker and every concurrent session takes this lock
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "pipeline-install-slurm.lock"
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "setpriv")
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 _FIELD = re.compile(r"(\w[\w/:]*)=(\S*)")
@@ -98,7 +99,8 @@ def install_once(lock_path: Path | None = None) -> str | None:
     if not _missing():
         return None
     install = os.environ.get(INSTALL_ENV) or str(INSTALL)
-    with open(lock_path or INSTALL_LOCK, "a") as lock:  # flock'd, released when closed (or when this process dies)
+    # flock'd; released when closed, or when this process dies
+    with open(lock_path or INSTALL_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _missing():
             return None
