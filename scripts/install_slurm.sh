@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install Debian's SLURM and munge packages for the local test cluster (scripts/slurm_local.sh).
-# Idempotent: does nothing when the programs are already there. Needs root; used by `make setup` and CI.
+# Idempotent: does nothing when the programs are already there. Needs root; used by `make setup` and CI, and by the
+# SLURM test fixture (tests/integration/slurm_cluster.py), which runs it once per machine under its own file lock.
+# An apt/dpkg run outside the tests (unattended upgrades) is waited for (DPkg::Lock::Timeout) rather than lost to.
 set -euo pipefail
 
 need=()
@@ -15,4 +17,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q slurmctld slurmd slurm-client munge
+apt-get install -y -q -o DPkg::Lock::Timeout=300 slurmctld slurmd slurm-client munge

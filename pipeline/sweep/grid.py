@@ -10,6 +10,7 @@ the steps) and validation interval are set from that length.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import warnings
@@ -20,11 +21,15 @@ from typing import Any
 from pipeline.config import (
     ConfigError,
     ConfigWarning,
+    coerce,
+    config_keys,
     load_config,
     load_mapping,
     reject_unknown,
     shipped_path,
 )
+from pipeline.config.keys import check_value
+from pipeline.config.model_section import check_model
 from pipeline.scaling.records import RESULT_FILE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
@@ -113,6 +118,46 @@ def _count(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and x > 0 and float(x) == int(x)
 
 
+def _check_model_keys(arch: str, model: dict[str, Any], where: str) -> None:
+    """Model keys (an arm's `model`, a size's keys) against `arch`'s config dataclass, when the grid is read: a
+    typo would otherwise surface only when planning reaches that run, as that one run's error."""
+    try:
+        check_model({**model, "arch": arch})
+    except ConfigError as err:
+        raise SweepError(f"{where}: {str(err).removeprefix('model: ')}") from err
+
+
+def _check_set(values: dict[str, Any], where: str, arch: str) -> None:
+    """`set` overrides (dotted keys, or nested mappings of them) against the run-config schema: each key known,
+    its value of the key's type and in its range; `model.*` keys against `arch`."""
+    specs = {s.name: s for s in config_keys() if s.name != "model"}
+    sections = {name.rpartition(".")[0] for name in specs} - {""}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, value in node.items():
+            dotted = f"{prefix}{name}"
+            if dotted == "model" or dotted.startswith("model."):
+                keys = value if dotted == "model" else {dotted.partition(".")[2]: value}
+                _check_model_keys(arch, _mapping(keys, f"{where}.{dotted}"), where)
+            elif dotted in sections and isinstance(value, dict):
+                walk(value, f"{dotted}.")
+            elif dotted not in specs:
+                close = difflib.get_close_matches(dotted, list(specs), n=1)
+                hint = (
+                    f"; did you mean '{close[0]}'?" if close else "; `pipeline train --help` lists the keys"
+                )
+                raise SweepError(f"{where}: unknown config key '{dotted}'{hint}")
+            else:
+                try:
+                    typed = coerce(value, specs[dotted].hint, f"{where}: key '{dotted}'")
+                    if typed is not None:
+                        check_value(specs[dotted].bounds, typed, dotted, where)
+                except ConfigError as err:
+                    raise SweepError(str(err)) from err
+
+    walk(values, "")
+
+
 def load_grid(path: str | Path) -> Grid:
     """Parse and check a grid file; every error names the file and the key."""
     path = Path(path)
@@ -151,14 +196,21 @@ def load_grid(path: str | Path) -> Grid:
         sizes = _mapping(spec.get("sizes"), f"{where}.sizes")
         if not sizes:
             raise SweepError(f"{where}.sizes: at least one size (name: {{model keys}}) is needed")
+        model = _mapping(spec.get("model"), f"{where}.model")
+        _check_model_keys(arch, model, f"{path}: key 'archs.{label}.model'")
+        arm_set = _mapping(spec.get("set"), f"{where}.set")
+        _check_set(arm_set, f"{path}: key 'archs.{label}.set'", arch)
         for size, keys in sizes.items():
-            _mapping(keys, f"{where}.sizes.{size}")
-        archs[label] = {"arch": arch, "model": _mapping(spec.get("model"), f"{where}.model"),
-                       "set": _mapping(spec.get("set"), f"{where}.set"), "sizes": sizes,
+            size_where = f"{path}: key 'archs.{label}.sizes.{size}'"
+            _check_model_keys(arch, _mapping(keys, size_where), size_where)
+        archs[label] = {"arch": arch, "model": model, "set": arm_set, "sizes": sizes,
                        "lrs": _numbers(spec.get("lrs"), f"{where}.lrs", float)}  # fmt: skip
+    overrides = _mapping(raw.get("set"), f"{path}: key 'set'")
+    for spec in archs.values():  # grid-wide `model.*` keys must suit every architecture they reach
+        _check_set(overrides, f"{path}: key 'set'", spec["arch"])
     grid = Grid(
         name=str(raw.get("name") or path.stem), path=path, base=base, archs=archs,
-        token_budgets=[int(b) for b in budgets], overrides=_mapping(raw.get("set"), f"{path}: key 'set'"),
+        token_budgets=[int(b) for b in budgets], overrides=overrides,
         out=raw.get("out"), warmup_frac=float(raw.get("warmup_frac", 0.05)),
         evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
         seeds=_numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=_numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),

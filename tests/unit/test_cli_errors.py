@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,15 +92,37 @@ def test_bad_directories_are_named(case: str, tmp_path: Path, capsys: pytest.Cap
         assert sorted(p.name for p in target.iterdir()) == ["holiday.jpg"], "the user's folder was changed"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_read_only_run_dir_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@contextmanager
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory this process cannot create entries in, root included (CI runs as root).
+
+    Not root: mode 0555. Root ignores modes but not the immutable flag (`chattr +i`, ext4/xfs/btrfs; tmpfs from
+    Linux 6.0). Dropping the effective uid instead does not work here: the interpreter lives under /root, so
+    `nobody` cannot import the stdlib modules the command loads lazily.
+    """
     parent = tmp_path / "ro"
     parent.mkdir()
-    parent.chmod(0o555)
+    if os.geteuid() != 0:
+        parent.chmod(0o555)
+        try:
+            yield parent
+        finally:
+            parent.chmod(0o755)
+        return
+    flagged = subprocess.run(["chattr", "+i", str(parent)], capture_output=True, text=True)
+    if flagged.returncode != 0:
+        pytest.fail(f"running as root needs `chattr +i` on {parent}'s filesystem: {flagged.stderr.strip()}")
     try:
-        assert cli(["train", *CONFIGS, f"run_dir={parent / 'run'}"]) == 2
+        yield parent
     finally:
-        parent.chmod(0o755)
+        subprocess.run(["chattr", "-i", str(parent)], check=True)
+
+
+def test_read_only_run_dir_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with read_only_dir(tmp_path) as parent:
+        with pytest.raises(OSError):  # the directory really refuses a new entry, for this user too
+            (parent / "probe").mkdir()
+        assert cli(["train", *CONFIGS, f"run_dir={parent / 'run'}"]) == 2
     one_error_line(capsys, str(parent / "run"))
 
 
