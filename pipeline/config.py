@@ -39,11 +39,19 @@ from pipeline.config_checks import (
     section,
     type_hints,
 )
+from pipeline.config_memory import (
+    MEMORY_TASKS,
+    CopyConfig,
+    MemoryConfig,
+    MqarConfig,
+    check_memory,
+    model_vocab_size,
+)
 
 __all__ = ["ConfigError", "ConfigWarning", "RunConfig", "describe_keys", "format_config", "load_config"]
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
-TASKS = ("translation", "passages", "lm")  # data.task (pipeline/data/prepare.py TASKS)
+TASKS = ("translation", "passages", "lm", *MEMORY_TASKS)  # data.task (prepare.py TASKS, memory_batches.py)
 # libyaml's loader where PyYAML was built with it: same YAML, ~10x faster than the pure-Python one
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -61,7 +69,8 @@ class DataConfig:
         "translation",
         "translation: a pair per verse/line; passages: consecutive verses of a chapter joined up to "
         "data.passage_len tokens; lm: decoder-only language model over data.context-token windows "
-        "(model.task follows)",
+        "(model.task follows); mqar, copy: generated known-truth memory tasks, decoder-only, scored on the "
+        "answers only (keys data.mqar.*, data.copy.*, data.memory.*)",
         choices=TASKS,
     )
     context: int = key(512, "data.task=lm: tokens per window; a Transformer needs model.max_len >= it", gt=0)
@@ -71,6 +80,9 @@ class DataConfig:
     batch_tokens: int = key(4096, "padded tokens per batch per rank (the longer of src and tgt)", gt=0)
     num_workers: int = key(1, "DataLoader worker processes per rank (0 = load in the main process)", ge=0)
     bucket_size: int = key(2048, "samples sorted by length together, to cut padding", gt=0)
+    mqar: MqarConfig = section(MqarConfig, "data.task=mqar: multi-query associative recall (Zoology)")
+    copy: CopyConfig = section(CopyConfig, "data.task=copy: `$x|x.` string copying (Jelassi et al. 2024)")
+    memory: MemoryConfig = section(MemoryConfig, "data.task=mqar/copy: split sizes and seed")
 
 
 @dataclass
@@ -332,16 +344,19 @@ def validate(cfg: RunConfig) -> None:
 
     task = model_task(cfg.data)
     try:
-        built = model_config(**{**cfg.model, "vocab_size": cfg.data.vocab_size, "task": task})
+        built = model_config(**{**cfg.model, "vocab_size": model_vocab_size(cfg.data), "task": task})
     except (TypeError, ValueError) as err:
-        why = " (data.task=lm builds a decoder-only model: no source side)" if task == "lm" else ""
+        why = f" (data.task={cfg.data.task} builds a decoder-only model: no source side)" if task == "lm" else ""
         raise ConfigError(f"model: {err}{why}") from err
+    if cfg.data.task in MEMORY_TASKS:
+        check_memory(cfg.data, getattr(built, "max_len", None))
+        return
     check_position_table(cfg.data, getattr(built, "max_len", None))
 
 
 def model_task(data: DataConfig) -> str:
     """The model's `task` follows the data's: one key (`data.task`) chooses it."""
-    return "lm" if data.task == "lm" else "seq2seq"
+    return "lm" if data.task in ("lm", *MEMORY_TASKS) else "seq2seq"
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

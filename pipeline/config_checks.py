@@ -313,9 +313,9 @@ def contradictions(cfg: RunConfig) -> list[str]:
     if d.task == "lm" and pair:
         out.append(f"data.corpus={d.corpus} is parallel text, but data.task=lm reads monolingual text (preparing "
                    "it fails): use data.corpus=bible:4+k+3 (translations joined by '+') or text:FILE")  # fmt: skip
-    if d.task == "lm" and cfg.train.bleu_samples:
+    if d.task in ("lm", "mqar", "copy") and cfg.train.bleu_samples:
         out.append(
-            f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task=lm (no translation)"
+            f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task={d.task} (no translation)"
         )
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
         out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")
@@ -334,6 +334,10 @@ def sequence_len(data: Any) -> int:
     """Longest target of the task in tokens: the LM window, the passage side, or `data.max_len`."""
     if data.task == "lm":
         return int(data.context)
+    if data.task in ("mqar", "copy"):
+        from pipeline.config_memory import memory_seq_len
+
+        return memory_seq_len(data)
     return int(data.passage_len) if data.task == "passages" else int(data.max_len)
 
 

@@ -38,6 +38,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.data.corpus import SPLITS
+from pipeline.data.memory_batches import MEMORY_TASKS, collate_memory, sample_extra
 from pipeline.data.prepare import read_manifest
 from pipeline.data.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.shard_io import is_remote, join, read_verified, tar_samples
@@ -63,9 +64,12 @@ class _Sample:
     src_text: str
     tgt_text: str
     lm: bool = False  # an LM window: tgt holds context + 1 tokens, no source
+    extra: dict | None = None  # a memory task's answers and meta arrays (memory_batches.py); tgt = its tokens
 
     @property
     def width(self) -> int:
+        if self.extra is not None:
+            return len(self.tgt)
         return len(self.tgt) - 1 if self.lm else max(len(self.src), len(self.tgt) + 1)
 
 
@@ -84,12 +88,15 @@ class ShardDataset(IterableDataset):
         self.data_dir = self.location if is_remote(data_dir) else Path(data_dir)
         self.manifest = read_manifest(self.data_dir)
         self.lm = self.manifest.get("task") == "lm"
+        self.memory = self.manifest.get("task") if self.manifest.get("task") in MEMORY_TASKS else None
         if self.lm and max_len is not None and max_len < self.manifest["max_len"]:
             raise ValueError(
                 f"max_len={max_len} is below the LM context {self.manifest['max_len']} of {self.data_dir}: every "
                 "window would be dropped (pass max_len=None or the context for data.task=lm)"
             )
-        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (not self.lm)
+        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (
+            not self.lm and not self.memory
+        )
         if batch_tokens < longest:
             raise ValueError(
                 f"batch_tokens={batch_tokens} is below the widest possible sample ({longest} tokens)"
@@ -272,7 +279,8 @@ class ShardDataset(IterableDataset):
         try:
             for raw in _DECODE(tar_samples(data, path)):
                 sample = _Sample(
-                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm
+                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm,
+                    sample_extra(raw, self.memory) if self.memory else None,
                 )
                 count += 1
                 for side in (sample.src, sample.tgt):
@@ -294,6 +302,9 @@ class ShardDataset(IterableDataset):
         """Right-pad with PAD_ID; tgt_in = BOS + tgt, tgt_out = tgt + EOS (LM windows: see ``_collate_lm``)."""
         if self.lm:
             return self._collate_lm(batch)
+        if self.memory:  # decoder-only, answers in tgt_out (memory_batches.py)
+            out = collate_memory([x.tgt for x in batch], [x.extra for x in batch])
+            return {**out, "keys": [x.key for x in batch]} if self.with_text else out
         n, s_len, t_len = len(batch), max(len(x.src) for x in batch), max(len(x.tgt) for x in batch) + 1
         src = torch.full((n, s_len), PAD_ID, dtype=torch.long)
         tgt_in = torch.full((n, t_len), PAD_ID, dtype=torch.long)

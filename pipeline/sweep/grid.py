@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.config import ConfigError, load_config, load_mapping, reject_unknown, shipped_path
 from pipeline.config_checks import ConfigWarning
+from pipeline.config_memory import memory_spec_of
 from pipeline.scaling.records import RESULT_FILE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
@@ -303,6 +304,8 @@ class _TokenCache:
     def get(self, cfg: Any, measure: bool) -> float | None:
         d = cfg.data
         length = [d.max_len] if d.task == "translation" else [d.max_len, d.task, d.context, d.passage_len]
+        if d.task in ("mqar", "copy"):  # the generated task's keys set its lengths
+            length.append(memory_spec_of(d))
         key = json.dumps([str(d.dir), d.batch_tokens, *length, d.bucket_size, cfg.seed])
         if key not in self.values and measure:
             self.values[key] = mean_tokens_per_batch(cfg)

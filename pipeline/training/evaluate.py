@@ -140,7 +140,10 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
         "hardware": hardware_descriptor(module.device, trainer.world_size, str(trainer.precision)),
         "run_dir": str(cfg.resolved_run_dir),
     }
-    decodes = cfg.data.task != "lm"  # a language model has no source to translate: loss/perplexity only
+    if getattr(module, "answer_metrics", None):  # data.task=mqar/copy: answer accuracy, buckets, state size
+        summary["answer_metrics"] = module.answer_metrics
+    # a language model (or a memory task) has no source to translate: loss/perplexity only
+    decodes = cfg.data.task not in ("lm", "mqar", "copy")
     if trainer.global_rank == 0 and decodes and cfg.train.bleu_samples > 0 and not trainer.interrupted:
         start = time.perf_counter()
         summary.update(translate_and_score(model, cfg, cfg.train.bleu_samples))

@@ -12,12 +12,17 @@ from typing import Any
 
 from pipeline.config import DataConfig
 from pipeline.config_checks import sequence_len
+from pipeline.config_memory import MEMORY_TASKS, memory_spec_of
 
 __all__ = ["loader_max_len", "prepare_run_data", "sequence_len", "target_width"]
 
 
 def prepare_run_data(data: DataConfig) -> dict[str, Any]:
     """`data.dir`'s manifest, preparing `data.corpus` there first if needed (a mismatch is a ValueError)."""
+    if data.task in MEMORY_TASKS:  # generated, not read from a corpus
+        from pipeline.data.memory_shards import ensure_memory_prepared
+
+        return ensure_memory_prepared(data.dir, memory_spec_of(data))
     from pipeline.data.prepare import ensure_prepared
 
     return ensure_prepared(
@@ -38,5 +43,6 @@ def loader_max_len(data: DataConfig) -> int:
 
 
 def target_width(data: DataConfig) -> int:
-    """Target positions of a batch's `tgt_out`: the LM window (no EOS), else the longest target + EOS."""
-    return sequence_len(data) + (data.task != "lm")
+    """Target positions of a batch's `tgt_out`: the LM window (no EOS), a memory task's longest sequence, else the
+    longest target + EOS."""
+    return sequence_len(data) + (data.task not in ("lm", *MEMORY_TASKS))
