@@ -222,3 +222,18 @@ def ensure_memory_prepared(data_dir: str | Path, spec: dict[str, Any]) -> dict:
             f"{data_dir} was prepared for another memory task ({why}): use another data.dir or delete it"
         )
     return manifest
+
+
+def spec_from_flags(task: str, pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` flags of ``pipeline data prepare`` -> the spec (values read as JSON: 8, 0.01, "zeros"
+    or zeros)."""
+    keys: dict[str, Any] = {}
+    for text in pairs:
+        name, sep, raw = text.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. n_pairs=8")
+        try:
+            keys[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            keys[name] = raw
+    return memory_spec(task, **keys)

@@ -32,6 +32,7 @@ from rich.progress import Progress
 
 from pipeline.data.corpus import SPLITS, CorpusSource, parse_source, sha256_file
 from pipeline.data.lm import DEFAULT_LM_CORPUS, lm_records
+from pipeline.data.memory_batches import MEMORY_TASKS
 from pipeline.data.merge_split import write_units
 from pipeline.data.out_dir import check_replaceable, swap_in
 from pipeline.data.pair_records import pair_records
@@ -330,8 +331,11 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical manifest exists")
     task = parser.add_argument_group("task (data.task)")
-    task.add_argument("--task", choices=TASKS, default="translation",
-                      help="translation: a pair per verse/line; passages: consecutive verses joined; lm: windows")  # fmt: skip
+    task.add_argument("--task", choices=TASKS + MEMORY_TASKS, default="translation",
+                      help="translation: a pair per verse/line; passages: consecutive verses joined; lm: windows; "
+                      "mqar, copy: generated memory tasks (keys with --set)")  # fmt: skip
+    task.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="task_keys",
+                      help="mqar/copy: a task key, e.g. n_pairs=8 (pipeline/data/memory_shards.py; repeat)")  # fmt: skip
     task.add_argument(
         "--passage-len", type=int, default=None, help="passages: max tokens per side (e.g. 256)"
     )
@@ -355,10 +359,18 @@ def run_prepare(args: argparse.Namespace) -> int:
     try:
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        manifest = prepare(source_from_args(args), args.out, vocab_size=args.vocab_size, max_len=args.max_len,
-                           shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
-                           force=args.force, task=args.task, passage_len=args.passage_len, context=args.context,
-                           workers=args.workers)  # fmt: skip
+        if args.task in MEMORY_TASKS:  # generated: no corpus, no tokenizer
+            from pipeline.data.memory_shards import prepare_memory, spec_from_flags
+
+            spec = spec_from_flags(args.task, args.task_keys)
+            manifest = prepare_memory(args.out, spec, shard_size=args.shard_size, force=args.force)
+        elif args.task_keys:
+            raise ValueError(f"--set is for --task mqar or copy, not --task {args.task}")
+        else:
+            manifest = prepare(source_from_args(args), args.out, vocab_size=args.vocab_size, max_len=args.max_len,
+                               shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
+                               force=args.force, task=args.task, passage_len=args.passage_len, context=args.context,
+                               workers=args.workers)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
