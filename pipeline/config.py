@@ -346,7 +346,11 @@ def validate(cfg: RunConfig) -> None:
     try:
         built = model_config(**{**cfg.model, "vocab_size": model_vocab_size(cfg.data), "task": task})
     except (TypeError, ValueError) as err:
-        why = f" (data.task={cfg.data.task} builds a decoder-only model: no source side)" if task == "lm" else ""
+        why = (
+            f" (data.task={cfg.data.task} builds a decoder-only model: no source side)"
+            if task == "lm"
+            else ""
+        )
         raise ConfigError(f"model: {err}{why}") from err
     if cfg.data.task in MEMORY_TASKS:
         check_memory(cfg.data, getattr(built, "max_len", None))

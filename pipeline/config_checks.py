@@ -334,10 +334,10 @@ def sequence_len(data: Any) -> int:
     """Longest target of the task in tokens: the LM window, the passage side, or `data.max_len`."""
     if data.task == "lm":
         return int(data.context)
-    if data.task in ("mqar", "copy"):
-        from pipeline.config_memory import memory_seq_len
-
-        return memory_seq_len(data)
+    if data.task == "mqar":
+        return int(data.mqar.seq_len)
+    if data.task == "copy":  # `$x|x.` of the longest train or eval string
+        return 2 * max(int(data.copy.max_len), int(data.copy.eval_max_len)) + 3
     return int(data.passage_len) if data.task == "passages" else int(data.max_len)
 
 

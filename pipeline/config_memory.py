@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config_checks import ConfigError, key
+from pipeline.config_checks import ConfigError, key, sequence_len
 
 if TYPE_CHECKING:
     from pipeline.config import DataConfig
@@ -36,11 +36,15 @@ class MqarConfig:
 
 @dataclass
 class CopyConfig:
-    alphabet_size: int = key(26, "letters x is drawn from (`$x|x.`, Jelassi et al. 2024); vocab = 4 + this", gt=0)
+    alphabet_size: int = key(
+        26, "letters x is drawn from (`$x|x.`, Jelassi et al. 2024); vocab = 4 + this", gt=0
+    )
     min_len: int = key(1, "shortest string of the train split", gt=0)
     max_len: int = key(50, "longest string of the train split (a sequence holds 2 max_len + 3 tokens)", gt=0)
     eval_min_len: int = key(1, "shortest string of the validation and test splits", gt=0)
-    eval_max_len: int = key(60, "longest string of the validation and test splits (length generalisation)", gt=0)
+    eval_max_len: int = key(
+        60, "longest string of the validation and test splits (length generalisation)", gt=0
+    )
 
 
 @dataclass
@@ -69,9 +73,7 @@ def model_vocab_size(data: DataConfig) -> int:
 
 def memory_seq_len(data: DataConfig) -> int:
     """The longest sequence of the task: L for MQAR, `$x|x.` of the longest train or eval string for copy."""
-    if data.task == "mqar":
-        return int(data.mqar.seq_len)
-    return 2 * max(data.copy.max_len, data.copy.eval_max_len) + 3
+    return sequence_len(data)
 
 
 def check_memory(data: DataConfig, model_max_len: int | None) -> None:

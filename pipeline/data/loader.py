@@ -279,7 +279,12 @@ class ShardDataset(IterableDataset):
         try:
             for raw in _DECODE(tar_samples(data, path)):
                 sample = _Sample(
-                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm,
+                    raw["__key__"],
+                    raw["src.i32"],
+                    raw["tgt.i32"],
+                    raw["src.txt"],
+                    raw["tgt.txt"],
+                    self.lm,
                     sample_extra(raw, self.memory) if self.memory else None,
                 )
                 count += 1

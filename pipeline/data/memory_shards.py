@@ -42,7 +42,9 @@ from pipeline.data.memory_tasks import (
 from pipeline.data.out_dir import check_replaceable, swap_in
 from pipeline.data.verify import MANIFEST, ShardError, dataset_hash, verify_prepared
 
-FORMAT_VERSION = 2  # = prepare.FORMAT_VERSION (verify.py checks it); not imported: prepare imports this module
+FORMAT_VERSION = (
+    2  # = prepare.FORMAT_VERSION (verify.py checks it); not imported: prepare imports this module
+)
 TASK_KEYS = {
     "mqar": {"vocab_size": 8192, "n_pairs": 8, "seq_len": 128, "power_a": 0.01, "filler": "random"},
     "copy": {"alphabet_size": 26, "min_len": 1, "max_len": 50, "eval_min_len": 1, "eval_max_len": 60},
@@ -101,7 +103,11 @@ def generate(spec: dict[str, Any], split: str) -> TaskExamples:
     if spec["task"] == "mqar":
         return mqar(n, vocab_size=spec["vocab_size"], n_pairs=spec["n_pairs"], seq_len=spec["seq_len"],
                     seed=spec["seed"], split=gen_split, power_a=spec["power_a"], filler=spec["filler"])  # fmt: skip
-    lo, hi = (spec["min_len"], spec["max_len"]) if split == "train" else (spec["eval_min_len"], spec["eval_max_len"])
+    lo, hi = (
+        (spec["min_len"], spec["max_len"])
+        if split == "train"
+        else (spec["eval_min_len"], spec["eval_max_len"])
+    )
     return copy_task(n, min_len=lo, max_len=hi, seq_len=seq_len(spec), seed=spec["seed"], split=gen_split,
                      alphabet_size=spec["alphabet_size"])  # fmt: skip
 
@@ -117,10 +123,14 @@ def symbol_table(spec: dict[str, Any]) -> dict[str, Any]:
             "letters": letters}  # fmt: skip
 
 
-def _write_split(examples: TaskExamples, task: str, root: Path, split: str, shard_size: int) -> dict[str, Any]:
+def _write_split(
+    examples: TaskExamples, task: str, root: Path, split: str, shard_size: int
+) -> dict[str, Any]:
     """Shard one split: tokens, answers (IGNORE -> pad) and meta per sample; returns its manifest entry."""
     if bool((examples.targets[examples.mask] == PAD_ID).any()):
-        raise ValueError(f"{task}: an answer is the pad id {PAD_ID}; it could not be told from an unscored position")
+        raise ValueError(
+            f"{task}: an answer is the pad id {PAD_ID}; it could not be told from an unscored position"
+        )
     (root / split).mkdir()
     answers = np.where(examples.mask, examples.targets, PAD_ID).astype("<i4")
     tokens = examples.tokens.astype("<i4")
@@ -163,7 +173,9 @@ def describe(spec: dict[str, Any]) -> str:
     return f"{spec['task']}:{keys}"
 
 
-def prepare_memory(out_dir: str | Path, spec: dict[str, Any], shard_size: int = 2000, force: bool = False) -> dict:
+def prepare_memory(
+    out_dir: str | Path, spec: dict[str, Any], shard_size: int = 2000, force: bool = False
+) -> dict:
     """Generate every split of ``spec`` into ``out_dir`` (written to a temp dir, renamed when whole); returns the
     manifest. An existing preparation of the same spec is verified and returned as it is."""
     check_spec(spec)
@@ -193,8 +205,10 @@ def prepare_memory(out_dir: str | Path, spec: dict[str, Any], shard_size: int = 
             "max_len": seq_len(spec),
             "ignore_index": IGNORE,
             "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"),
-            "splits": {split: _write_split(generate(spec, split), spec["task"], tmp, split, shard_size)
-                       for split in SPLITS},  # fmt: skip
+            "splits": {
+                split: _write_split(generate(spec, split), spec["task"], tmp, split, shard_size)
+                for split in SPLITS
+            },  # fmt: skip
         }
         manifest["dataset_hash"] = dataset_hash(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -237,3 +251,18 @@ def spec_from_flags(task: str, pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             keys[name] = raw
     return memory_spec(task, **keys)
+
+
+def run_memory_prepare(task: str, flags: list[str], out: Path, shard_size: int, force: bool) -> int:
+    """``pipeline data prepare --task mqar|copy --set KEY=VALUE ...``: bad input one line on stderr, status 2."""
+    import sys
+
+    try:
+        manifest = prepare_memory(out, spec_from_flags(task, flags), shard_size=shard_size, force=force)
+    except (FileExistsError, ValueError) as err:
+        print(f"pipeline data prepare: error: {err}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{s}={manifest['splits'][s]['samples']}" for s in SPLITS)
+    print(f"prepared {manifest['corpus']} in {out}: {counts}; vocab {manifest['vocab_size']}; "
+          f"dataset hash {manifest['dataset_hash']}")  # fmt: skip
+    return 0

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.data import prepare as data_prepare
 from pipeline.data import staged_prepare as staged
+from pipeline.data.memory_batches import MEMORY_TASKS
 from pipeline.data.prepare import merge_prepared
 from pipeline.data.stream_prepare import SCRATCH, encode_range
 
@@ -85,6 +86,10 @@ def run_prepare(args: argparse.Namespace) -> int:
             return 0
         if args.slurm:
             return submit_prepare(args)
+        if args.task in MEMORY_TASKS:  # generated, not read: no corpus, tokenizer or ranges
+            from pipeline.data.memory_shards import run_memory_prepare
+
+            return run_memory_prepare(args.task, args.task_keys, args.out, args.shard_size, args.force)
     except (LaunchError, ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"pipeline data prepare: error: {err}", file=sys.stderr)
         return 2

@@ -89,7 +89,9 @@ class AnswerTally:
             "loss": nll / answers if answers else None,
         }
         if self.task == "copy":
-            out.update(strings=int(strings), exact=int(exact), exact_match=exact / strings if strings else None)
+            out.update(
+                strings=int(strings), exact=int(exact), exact_match=exact / strings if strings else None
+            )
         rows = []
         for b, (n, k, s, m, e) in enumerate(c.tolist()):
             if n == 0:

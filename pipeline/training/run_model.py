@@ -14,5 +14,10 @@ from pipeline.models import Seq2SeqModel, build_model
 
 def run_model(cfg: RunConfig) -> Seq2SeqModel:
     return build_model(
-        **{**cfg.model, "vocab_size": model_vocab_size(cfg.data), "pad_id": PAD_ID, "task": model_task(cfg.data)}
+        **{
+            **cfg.model,
+            "vocab_size": model_vocab_size(cfg.data),
+            "pad_id": PAD_ID,
+            "task": model_task(cfg.data),
+        }
     )

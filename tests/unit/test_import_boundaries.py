@@ -39,6 +39,7 @@ LAYER = {
 SAME_PART = {
     "pipeline.config_checks": "pipeline.config",
     "pipeline.config_identity": "pipeline.config",
+    "pipeline.config_memory": "pipeline.config",
 }  # split for length
 LEAVES = ("pipeline.models", "pipeline.data", "pipeline.scaling", "pipeline.cost")  # no Lightning etc.
 FORBIDDEN_IN_LEAVES = ("lightning", "pytorch_lightning", "deepspeed", "wandb", "pipeline.slurm")

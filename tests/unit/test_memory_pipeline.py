@@ -76,7 +76,9 @@ def test_task_keys_enter_the_run_identity_only_for_their_task() -> None:
     base = to_dict(load_config(MQAR))
     other = to_dict(load_config(MQAR, ["data.mqar.n_pairs=3"]))
     assert config_hash(base) != config_hash(other)
-    text = to_dict(load_config([*TINY, ROOT / "configs/tiny/transformer.yaml"]))  # translation: the memory sections do not change its hash
+    text = to_dict(
+        load_config([*TINY, ROOT / "configs/tiny/transformer.yaml"])
+    )  # translation: the memory sections do not change its hash
     moved = json.loads(json.dumps(text))
     moved["data"]["mqar"]["n_pairs"] = 3
     assert config_hash(text) == config_hash(moved)
@@ -125,7 +127,9 @@ def test_copy_samples_are_cut_to_their_string_and_answers_are_the_next_token(tmp
         assert torch.equal(b["tgt_out"][real], shifted[real])
     assert lengths == set(range(1, 7))  # valid draws from the eval range, beyond the train range
     train = {n for b in build_loader(tmp_path / "c", "train", batch_tokens=15 * 8) for n in b["meta"]["length"].max(1).values.tolist()}  # fmt: skip
-    assert max(train) == 4 and train <= set(range(1, 5))  # (few strings of length 1 exist: all may be held out)
+    assert max(train) == 4 and train <= set(
+        range(1, 5)
+    )  # (few strings of length 1 exist: all may be held out)
 
 
 @pytest.mark.parametrize("task", ["mqar", "copy"])
@@ -168,7 +172,9 @@ CASES = {
 @pytest.fixture(scope="module")
 def mqar_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     data = tmp_path_factory.mktemp("mqar") / "m"
-    prepare_run_data(load_config(MQAR, [f"data.dir={data}", *[f"data.memory.{k}={v}" for k, v in SMALL.items()]]).data)
+    prepare_run_data(
+        load_config(MQAR, [f"data.dir={data}", *[f"data.memory.{k}={v}" for k, v in SMALL.items()]]).data
+    )
     return data, next(iter(build_loader(data, "train", batch_tokens=16 * 12, seed=1)))
 
 
@@ -207,15 +213,28 @@ def test_tally_counts_buckets_and_exact_copies_by_hand() -> None:
     s = tally.summary()
     assert (s["answers"], s["correct"], s["strings"], s["exact"]) == (5, 4, 2, 1)
     assert s["accuracy"] == 0.8 and s["exact_match"] == 0.5 and s["loss"] == 1.0
-    assert [(r["length"], r["answers"], r["correct"], r["exact"]) for r in s["by_length"]] == [(1, 2, 1, 0), (2, 3, 3, 1)]
+    assert [(r["length"], r["answers"], r["correct"], r["exact"]) for r in s["by_length"]] == [
+        (1, 2, 1, 0),
+        (2, 3, 3, 1),
+    ]
     # mqar: distances 2, 3, 4, 9 -> log2 buckets [2, 3], [4, 7], [8, 15]
     dist = torch.tensor([[-1, 2, -1, 3, 4, 9]])
     batch = {"tgt_out": (dist > 0).long() * 20, "meta": {"distance": dist, "pair": dist}}
     where = dist > 0
     tally = AnswerTally("mqar", 16)
-    tally.update(batch, where, F.one_hot(torch.tensor([20, 1, 20, 20]), 32).float(), torch.full((4,), 20), torch.zeros(4))
+    tally.update(
+        batch,
+        where,
+        F.one_hot(torch.tensor([20, 1, 20, 20]), 32).float(),
+        torch.full((4,), 20),
+        torch.zeros(4),
+    )
     rows = tally.summary()["by_distance"]
-    assert [(r["distance"], r["answers"], r["correct"]) for r in rows] == [([2, 3], 2, 1), ([4, 7], 1, 1), ([8, 15], 1, 1)]
+    assert [(r["distance"], r["answers"], r["correct"]) for r in rows] == [
+        ([2, 3], 2, 1),
+        ([4, 7], 1, 1),
+        ([8, 15], 1, 1),
+    ]
 
 
 def test_validation_nll_is_zero_off_the_answers(mqar_batch: tuple[Path, dict]) -> None:
@@ -228,3 +247,24 @@ def test_validation_nll_is_zero_off_the_answers(mqar_batch: tuple[Path, dict]) -
                            ignore_index=0, reduction="none").view_as(nll)  # fmt: skip
     torch.testing.assert_close(nll, full)
     assert tally.summary()["answers"] == int((batch["tgt_out"] != 0).sum())
+
+
+def test_data_prepare_command_generates_a_task_and_names_bad_keys(tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    out = tmp_path / "m"
+    flags = ["--set", "vocab_size=32", "--set", "n_pairs=2", "--set", "seq_len=16", "--set", "filler=zeros"]
+    assert main(["data", "prepare", "--task", "mqar", "--out", str(out), *flags]) == 0
+    assert json.loads((out / "manifest.json").read_text())["memory_task"] == mqar_spec(
+        filler="zeros", train_examples=10000, valid_examples=1000, test_examples=1000
+    )
+    assert "prepared mqar:" in capsys.readouterr().out
+    assert (
+        main(["data", "prepare", "--task", "mqar", "--out", str(tmp_path / "bad"), "--set", "n_pair=2"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "unknown key 'n_pair'" in err and err.count("\n") == 1
+    assert (
+        main(["data", "prepare", "--task", "copy", "--out", str(tmp_path / "bad"), "--set", "max_len=0"]) == 2
+    )
+    assert "copy.max_len=0" in capsys.readouterr().err
