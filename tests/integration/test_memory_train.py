@@ -5,12 +5,18 @@ A few seconds each on one CPU core."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli import main
+from pipeline.config import RunConfig, load_config
 from pipeline.scaling.records import load_record
 from pipeline.sweep.run_one import train_run
 from pipeline.training.logged_metrics import read_metric
+from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY
 
 
@@ -50,3 +56,38 @@ def test_tiny_copy_sweep_run_writes_exact_match_by_length(tmp_path: Path) -> Non
     assert sum(r["strings"] for r in rows) == m["strings"]
     assert all(r["answers"] == r["strings"] * (r["length"] + 1) for r in rows)  # the copy and the '.'
     assert record.final_valid_loss == m["loss"] or abs(record.final_valid_loss - m["loss"]) < 1e-5
+
+
+def _mqar(data: Path, run: Path, *extra: str) -> RunConfig:
+    files = [*TINY, ROOT / "configs/tiny/mqar.yaml", ROOT / "configs/tiny/lstm.yaml"]
+    return load_config(files, [f"data.dir={data}", f"run_dir={run}", "model.attention=false", *extra])
+
+
+def test_mqar_resume_continues_exactly(tmp_path: Path) -> None:
+    """6 straight steps == 3 steps, stop, resume to 6: the same answer-only losses (data position carried)."""
+    extra = ("train.val_every=3", "train.deterministic=true", "train.max_steps=6", "optim.schedule=constant",
+             "optim.warmup_steps=0")  # fmt: skip
+    data = tmp_path / "data"
+    fit(_mqar(data, tmp_path / "straight", *extra))
+    fit(_mqar(data, tmp_path / "split", *extra, "train.max_steps=3"))
+    assert fit(_mqar(data, tmp_path / "split", *extra), resume="auto")["steps"] == 6
+    la, lb = read_metric(tmp_path / "straight", "train/loss"), read_metric(tmp_path / "split", "train/loss")
+    assert la and sorted(la) == sorted(lb)
+    for step in la:
+        assert lb[step] == pytest.approx(la[step], rel=1e-6, abs=1e-7), f"train loss differs at step {step}"
+
+
+@pytest.mark.slow
+def test_mqar_under_deepspeed_zero2_sums_the_answers_of_both_ranks(tmp_path: Path) -> None:
+    """Two CPU ranks under ZeRO-2: each validates half of the split; the record counts every answer once."""
+    from tests.integration.test_deepspeed import WORKER, _env
+
+    run = tmp_path / "zero"
+    files = [*TINY, ROOT / "configs/tiny/mqar.yaml"]
+    overrides = [f"data.dir={tmp_path / 'data'}", f"run_dir={run}", "train.devices=2", "train.strategy=deepspeed",
+                 "train.zero_stage=2", "train.max_steps=2", "train.val_every=2", "optim.warmup_steps=1"]  # fmt: skip
+    cmd = [sys.executable, str(WORKER), "--resume=never", *[f"--config={p}" for p in files], *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    m = json.loads((run / "summary.json").read_text())["answer_metrics"]
+    assert m["answers"] == 256 * 2 and sum(b["answers"] for b in m["by_distance"]) == m["answers"]
