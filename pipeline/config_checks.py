@@ -317,6 +317,9 @@ def contradictions(cfg: RunConfig) -> list[str]:
         out.append(
             f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task={d.task} (no translation)"
         )
+    from pipeline.config_memory import unused_sections
+
+    out += unused_sections(d)
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
         out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")
     return out

@@ -100,3 +100,14 @@ def check_memory(data: DataConfig, model_max_len: int | None) -> None:
             f"model.max_len={model_max_len} is shorter than {what}: the Transformer's position table needs "
             f"model.max_len >= {need}"
         )
+
+
+def unused_sections(data: DataConfig) -> list[str]:
+    """Warnings: a memory task's section set away from its defaults while data.task does not read it."""
+    used = {"mqar": ("mqar", "memory"), "copy": ("copy", "memory")}.get(data.task, ())
+    defaults = {"mqar": MqarConfig(), "copy": CopyConfig(), "memory": MemoryConfig()}
+    return [
+        f"data.{name}.* does nothing with data.task={data.task}"
+        for name, default in defaults.items()
+        if name not in used and getattr(data, name) != default
+    ]

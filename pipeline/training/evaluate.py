@@ -40,9 +40,10 @@ def translate_and_score(
     src_lens: list[int] = []
     from pipeline.training.run_data import loader_max_len
 
-    if cfg.data.task == "lm":
+    if cfg.data.task in ("lm", "mqar", "copy"):
         raise ConfigError(
-            f"{cfg.data.dir}: data.task=lm has no translations to score (BLEU/chrF); see valid/loss"
+            f"{cfg.data.dir}: data.task={cfg.data.task} has no translations to score (BLEU/chrF); see valid/loss"
+            + (" and the summary's answer_metrics" if cfg.data.task != "lm" else "")
         )
     loader = build_loader(
         cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=loader_max_len(cfg.data)

@@ -268,3 +268,12 @@ def test_data_prepare_command_generates_a_task_and_names_bad_keys(tmp_path: Path
         main(["data", "prepare", "--task", "copy", "--out", str(tmp_path / "bad"), "--set", "max_len=0"]) == 2
     )
     assert "copy.max_len=0" in capsys.readouterr().err
+
+
+def test_a_memory_section_the_task_does_not_read_is_a_warning() -> None:
+    from pipeline.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match=r"data\.mqar\.\* does nothing with data\.task=translation"):
+        load_config([*TINY, ROOT / "configs/tiny/transformer.yaml"], ["data.mqar.n_pairs=3"])
+    with pytest.warns(ConfigWarning, match=r"data\.copy\.\* does nothing with data\.task=mqar"):
+        load_config(MQAR, ["data.copy.max_len=3"])
