@@ -94,9 +94,8 @@ class ShardDataset(IterableDataset):
                 f"max_len={max_len} is below the LM context {self.manifest['max_len']} of {self.data_dir}: every "
                 "window would be dropped (pass max_len=None or the context for data.task=lm)"
             )
-        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (
-            not self.lm and not self.memory
-        )
+        whole = self.lm or self.memory is not None  # stored as fed: no BOS/EOS added
+        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (not whole)
         if batch_tokens < longest:
             raise ValueError(
                 f"batch_tokens={batch_tokens} is below the widest possible sample ({longest} tokens)"
@@ -279,14 +278,9 @@ class ShardDataset(IterableDataset):
         try:
             for raw in _DECODE(tar_samples(data, path)):
                 sample = _Sample(
-                    raw["__key__"],
-                    raw["src.i32"],
-                    raw["tgt.i32"],
-                    raw["src.txt"],
-                    raw["tgt.txt"],
-                    self.lm,
-                    sample_extra(raw, self.memory) if self.memory else None,
+                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm
                 )
+                sample.extra = sample_extra(raw, self.memory) if self.memory else None
                 count += 1
                 for side in (sample.src, sample.tgt):
                     if len(side) and (int(side.max()) >= self.vocab_size or int(side.min()) < 0):
