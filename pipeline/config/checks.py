@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config.errors import ConfigError
+from pipeline.config.memory import MEMORY_TASKS, memory_seq_len, unused_sections
 from pipeline.config.yaml_files import load_mapping
 
 if TYPE_CHECKING:
@@ -62,10 +63,11 @@ def contradictions(cfg: RunConfig) -> list[str]:
     if d.task == "lm" and pair:
         out.append(f"data.corpus={d.corpus} is parallel text, but data.task=lm reads monolingual text (preparing "
                    "it fails): use data.corpus=bible:4+k+3 (translations joined by '+') or text:FILE")  # fmt: skip
-    if d.task == "lm" and cfg.train.bleu_samples:
+    if d.task in ("lm", *MEMORY_TASKS) and cfg.train.bleu_samples:
         out.append(
-            f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task=lm (no translation)"
+            f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task={d.task} (no translation)"
         )
+    out += unused_sections(d)
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
         out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")
     return out
@@ -80,9 +82,12 @@ def check_cross_keys(cfg: RunConfig) -> None:
 
 
 def sequence_len(data: Any) -> int:
-    """Longest target of the task in tokens: the LM window, the passage side, or `data.max_len`."""
+    """Longest target of the task in tokens: the LM window, a memory task's sequence, the passage side, or
+    `data.max_len`."""
     if data.task == "lm":
         return int(data.context)
+    if data.task in MEMORY_TASKS:
+        return memory_seq_len(data)
     return int(data.passage_len) if data.task == "passages" else int(data.max_len)
 
 

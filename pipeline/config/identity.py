@@ -20,16 +20,27 @@ IDENTITY_KEYS = (
     "data.task",
     "data.context",
     "data.passage_len",
+    "data.mqar",
+    "data.copy",
+    "data.memory",
 )
 # Keys added after runs were saved without them: each enters the identity only where its task uses it, so the hash
 # of every translation run (and so its resume) is what it was before the keys existed.
-TASK_KEYS = {"data.task": ("passages", "lm"), "data.context": ("lm",), "data.passage_len": ("passages",)}
+TASK_KEYS = {
+    "data.task": ("passages", "lm", "mqar", "copy"),
+    "data.context": ("lm",),
+    "data.passage_len": ("passages",),
+    "data.mqar": ("mqar",),
+    "data.copy": ("copy",),
+    "data.memory": ("mqar", "copy"),
+}
+SECTIONS_KEPT_WHOLE = ("model", "mqar", "copy", "memory")  # compared as one value each
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key_, value in values.items():
-        if isinstance(value, dict) and key_ != "model":
+        if isinstance(value, dict) and key_ not in SECTIONS_KEPT_WHOLE:
             out.update(flatten(value, f"{prefix}{key_}."))
         else:
             out[f"{prefix}{key_}"] = value

@@ -25,6 +25,7 @@ from pipeline.config.keys import (
     reject_unknown,
     type_hints,
 )
+from pipeline.config.memory import MEMORY_TASKS, check_memory
 from pipeline.config.model_section import model_spec
 from pipeline.config.schema import RunConfig
 from pipeline.config.yaml_files import load_mapping, load_yaml, shipped_path, yaml_problem
@@ -131,7 +132,11 @@ def validate(cfg: RunConfig) -> None:
     check_cross_keys(cfg)
     if "arch" not in cfg.model:
         raise ConfigError("model.arch is missing (one of the registered architectures)")
-    check_position_table(cfg.data, getattr(model_spec(cfg), "max_len", None))
+    max_len = getattr(model_spec(cfg), "max_len", None)
+    if cfg.data.task in MEMORY_TASKS:  # the generator's keys, and the position table against its sequences
+        check_memory(cfg.data, max_len)
+    else:
+        check_position_table(cfg.data, max_len)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config.errors import ConfigError
 from pipeline.config.keys import type_hints
+from pipeline.config.memory import MEMORY_TASKS, model_vocab_size
 
 if TYPE_CHECKING:
     from pipeline.config.schema import DataConfig, RunConfig
     from pipeline.models import Seq2SeqConfig
 
 SET_BY_DATA = {
-    "vocab_size": "data.vocab_size",
+    "vocab_size": "data.vocab_size (mqar/copy: the task's vocabulary)",
     "pad_id": "the data (<pad> is id 0)",
-    "task": "data.task (lm: a decoder-only model; translation/passages: seq2seq)",
+    "task": "data.task (lm, mqar, copy: a decoder-only model; translation/passages: seq2seq)",
 }  # model keys the run fills in
 
 
@@ -76,16 +77,17 @@ def _model_value_problem(value: Any, text: str) -> str | None:
 
 def model_task(data: DataConfig) -> str:
     """The model's `task` follows the data's: one key (`data.task`) chooses it."""
-    return "lm" if data.task == "lm" else "seq2seq"
+    return "lm" if data.task in ("lm", *MEMORY_TASKS) else "seq2seq"
 
 
 def model_spec(cfg: RunConfig) -> Seq2SeqConfig:
     """`cfg.model` with the keys the data sets, as the architecture's validated config (its dataclass).
 
-    Built once and kept on `cfg`; built again only if `cfg.model`, `data.vocab_size` or `data.task` changed since
-    (benchmarks edit a loaded config in place). `pad_id` is the dataclass default, 0: the data's <pad> id.
+    Built once and kept on `cfg`; built again only if `cfg.model`, the model's vocabulary (`data.vocab_size`, or a
+    memory task's) or `data.task` changed since (benchmarks edit a loaded config in place). `pad_id` is the dataclass default, 0: the data's <pad> id.
     """
-    inputs = (repr(sorted(cfg.model.items(), key=str)), cfg.data.vocab_size, cfg.data.task)
+    vocab = model_vocab_size(cfg.data)
+    inputs = (repr(sorted(cfg.model.items(), key=str)), vocab, cfg.data.task)
     cached = cfg.__dict__.get("_model_spec")
     if cached is not None and cached[0] == inputs:
         return cached[1]
@@ -94,9 +96,13 @@ def model_spec(cfg: RunConfig) -> Seq2SeqConfig:
 
     task = model_task(cfg.data)
     try:
-        built = model_config(**{**cfg.model, "vocab_size": cfg.data.vocab_size, "task": task})
+        built = model_config(**{**cfg.model, "vocab_size": vocab, "task": task})
     except (TypeError, ValueError) as err:
-        why = " (data.task=lm builds a decoder-only model: no source side)" if task == "lm" else ""
+        why = (
+            f" (data.task={cfg.data.task} builds a decoder-only model: no source side)"
+            if task == "lm"
+            else ""
+        )
         raise ConfigError(f"model: {err}{why}") from err
     cfg.__dict__["_model_spec"] = (inputs, built)
     return built

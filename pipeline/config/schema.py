@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.keys import key, section
+from pipeline.config.memory import MEMORY_TASKS, CopyConfig, MemoryConfig, MqarConfig
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
-TASKS = ("translation", "passages", "lm")  # data.task (pipeline/data/prepare/build.py TASKS)
+# data.task (pipeline/data/prepare/build.py TASKS, then the generated ones: pipeline/data/memory_spec.py)
+TASKS = ("translation", "passages", "lm", *MEMORY_TASKS)
 
 
 @dataclass
@@ -32,7 +34,8 @@ class DataConfig:
         "translation",
         "translation: a pair per verse/line; passages: consecutive verses of a chapter joined up to "
         "data.passage_len tokens; lm: decoder-only language model over data.context-token windows "
-        "(model.task follows)",
+        "(model.task follows); mqar, copy: generated known-truth memory tasks, decoder-only, scored on the "
+        "answers only (keys data.mqar.*, data.copy.*, data.memory.*)",
         choices=TASKS,
     )
     context: int = key(512, "data.task=lm: tokens per window; a Transformer needs model.max_len >= it", gt=0)
@@ -42,6 +45,9 @@ class DataConfig:
     batch_tokens: int = key(4096, "padded tokens per batch per rank (the longer of src and tgt)", gt=0)
     num_workers: int = key(1, "DataLoader worker processes per rank (0 = load in the main process)", ge=0)
     bucket_size: int = key(2048, "samples sorted by length together, to cut padding", gt=0)
+    mqar: MqarConfig = section(MqarConfig, "data.task=mqar: multi-query associative recall (Zoology)")
+    copy: CopyConfig = section(CopyConfig, "data.task=copy: `$x|x.` string copying (Jelassi et al. 2024)")
+    memory: MemoryConfig = section(MemoryConfig, "data.task=mqar/copy: split sizes and seed")
 
 
 @dataclass

@@ -3,10 +3,13 @@
 Layers, bottom up (a test checks that the loader reaches no preparation code and that there is no import circle):
 
 - leaves: ``text.py`` (splits, cleaning, split blocks), ``manifest.py`` (the prepared dir's one description:
-  format version, read, validate, write), ``location.py`` (local or remote data dirs), ``tokenizer.py``;
+  format version, read, validate, write), ``location.py`` (local or remote data dirs), ``tokenizer.py``,
+  ``memory_tasks.py`` (the MQAR and copy generators) and ``memory_spec.py`` (a memory task's spec and members);
 - ``sources/``: the corpora and the tasks' records (bible, parallel files, TSV, text, passages, LM windows);
-- ``prepare/``: plan -> encode ranges -> merge, the shard writer, the one ``pipeline data prepare`` parser;
-- ``stream/``: the loader, resharding, shard reads and the start-of-run verification (leaves only).
+- ``prepare/``: plan -> encode ranges -> merge, the shard writer, the one ``pipeline data prepare`` parser, and
+  the memory tasks' generated shards (``memory_shards.py``);
+- ``stream/``: the loader, resharding, shard reads, the memory tasks' batches and the start-of-run verification
+  (leaves only).
 
 No model, Lightning, DeepSpeed or SLURM imports here. Names are loaded lazily so ``pipeline --help`` stays fast.
 """

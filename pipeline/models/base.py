@@ -88,6 +88,11 @@ class Seq2SeqModel(nn.Module):
 
     def lm_forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """task="lm": tokens Long[B,T] -> next-token logits Float[B,T,V]; logit t depends on tokens[:, :t+1] only."""
+        return self.out_proj(self.lm_hidden(tokens))
+
+    def lm_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """task="lm": tokens Long[B,T] -> the states Float[B,T,d] the output projection reads (`lm_forward` is
+        `out_proj(lm_hidden)`), so a loss scored at a few positions projects only those (issue 31)."""
         raise NotImplementedError
 
     def lm_call(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

@@ -180,9 +180,9 @@ class LSTMSeq2Seq(Seq2SeqModel):
         zeros = x.new_zeros(self.config.n_layers, x.size(0), self.config.d_model)
         return zeros, zeros
 
-    def lm_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def lm_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.tgt_embed(tokens))
-        return self.out_proj(self.drop(self._run_decoder(x, self.initial_state(x))))
+        return self.drop(self._run_decoder(x, self.initial_state(x)))
 
     def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
         """Encode once; the state is the decoder's (h, c) per layer (batch-first) plus the attention memory."""

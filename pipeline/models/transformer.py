@@ -196,11 +196,11 @@ class TransformerSeq2Seq(Seq2SeqModel):
             x = layer(x, memory, src_mask)
         return self.out_proj(self.dec_norm(x))
 
-    def lm_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def lm_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self._embed(tokens, self.tgt_embed, self.tgt_pos, "tokens")
         for layer in self.decoder:
             x = layer(x, None, None)
-        return self.out_proj(self.dec_norm(x))
+        return self.dec_norm(x)
 
     def start_decoding(self, src: torch.Tensor, src_mask: torch.Tensor) -> DecodeState:
         """Encode once and project the memory's cross-attention keys/values once per layer; the self-attention

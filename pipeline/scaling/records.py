@@ -51,6 +51,9 @@ class RunRecord:
     # where it ran: {"device": "cpu" | "NVIDIA H100 80GB HBM3", "device_type": "cpu" | "h100" | ..., "count": int,
     #                "precision": "32-true" | "bf16-mixed", "threads": int}
     hardware: dict[str, Any] = field(default_factory=dict)
+    # data.task=mqar/copy (issue 31): answer accuracy and loss, by bucket, with the task's N/L/V and the model's
+    # state size (pipeline/training/answer_metrics.py); {} for the text tasks
+    answer_metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,7 +178,7 @@ def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
             )
         _positive_number(source, f"valid_curve[{i}].loss", point["loss"])
     out["valid_curve"] = curve
-    for key in ("timing", "hardware"):
+    for key in ("timing", "hardware", "answer_metrics"):
         value = d.get(key, {})
         if not isinstance(value, dict):
             raise ValueError(f"{source}: key {key!r} must be an object, got {type(value).__name__}")

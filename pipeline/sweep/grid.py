@@ -25,6 +25,7 @@ from pipeline.config import (
     config_keys,
     load_config,
     load_mapping,
+    memory_spec_of,
     reject_unknown,
     shipped_path,
 )
@@ -361,6 +362,8 @@ class _TokenCache:
     def get(self, cfg: Any, measure: bool) -> float | None:
         d = cfg.data
         length = [d.max_len] if d.task == "translation" else [d.max_len, d.task, d.context, d.passage_len]
+        if d.task in ("mqar", "copy"):  # the generated task's keys set its lengths
+            length.append(memory_spec_of(d))
         key = json.dumps([str(d.dir), d.batch_tokens, *length, d.bucket_size, cfg.seed])
         if key not in self.values and measure:
             self.values[key] = mean_tokens_per_batch(cfg)

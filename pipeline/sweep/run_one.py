@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 
 import pipeline.training.trainer
-from pipeline.config import RunConfig, load_config, to_dict
+from pipeline.config import RunConfig, load_config, model_vocab_size, to_dict
 from pipeline.data.manifest import read_manifest
 from pipeline.data.tokenizer import PAD_ID
 from pipeline.scaling.learned_nothing import unigram_entropy
@@ -88,6 +88,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
                 "loss_by_position_min_share": MIN_POSITION_SHARE},
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
+        answer_metrics=summary.get("answer_metrics") or {},
     )  # fmt: skip
     save_record(run_dir / RESULT_FILE, record)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
@@ -104,6 +105,8 @@ def mean_lengths(cfg: Any, train: dict[str, Any]) -> tuple[int, int, int]:
     samples = max(1, int(train["samples"]))
     if cfg.data.task == "lm":
         return 0, int(cfg.data.context), samples * int(cfg.data.context)
+    if cfg.data.task in ("mqar", "copy"):  # decoder-only sequences, stored whole (no EOS added)
+        return 0, round(train["tgt_tokens"] / samples), int(train["tgt_tokens"])
     src, tgt = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
     return src, tgt, int(train["tgt_tokens"]) + samples
 
@@ -129,12 +132,13 @@ def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
 
     d = cfg.data
     counts = [0] * target_width(d)
-    ids = torch.zeros(d.vocab_size, dtype=torch.long)
+    vocab = model_vocab_size(d)
+    ids = torch.zeros(vocab, dtype=torch.long)
     for batch in build_loader(d.dir, "valid", batch_tokens=d.batch_tokens, max_len=loader_max_len(d)):
         real = batch["tgt_out"] != PAD_ID
         for t, n in enumerate(real.sum(0).tolist()[: len(counts)]):
             counts[t] += n
-        ids += torch.bincount(batch["tgt_out"][real], minlength=d.vocab_size)[: d.vocab_size]
+        ids += torch.bincount(batch["tgt_out"][real], minlength=vocab)[:vocab]
     return counts, ids.tolist()
 
 
@@ -178,6 +182,7 @@ def validate_checkpoint(cfg: Any) -> dict[str, Any]:
     return {
         "valid_loss": float(trainer.callback_metrics["valid/loss"]),
         "loss_by_position": module.val_loss_by_position,
+        "answer_metrics": module.answer_metrics,
     }
 
 

@@ -40,9 +40,10 @@ def translate_and_score(
     src_lens: list[int] = []
     from pipeline.training.run_data import loader_max_len
 
-    if cfg.data.task == "lm":
+    if cfg.data.task in ("lm", "mqar", "copy"):
         raise ConfigError(
-            f"{cfg.data.dir}: data.task=lm has no translations to score (BLEU/chrF); see valid/loss"
+            f"{cfg.data.dir}: data.task={cfg.data.task} has no translations to score (BLEU/chrF); see valid/loss"
+            + (" and the summary's answer_metrics" if cfg.data.task != "lm" else "")
         )
     loader = build_loader(
         cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=loader_max_len(cfg.data)
@@ -140,7 +141,10 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
         "hardware": hardware_descriptor(module.device, trainer.world_size, str(trainer.precision)),
         "run_dir": str(cfg.resolved_run_dir),
     }
-    decodes = cfg.data.task != "lm"  # a language model has no source to translate: loss/perplexity only
+    if getattr(module, "answer_metrics", None):  # data.task=mqar/copy: answer accuracy, buckets, state size
+        summary["answer_metrics"] = module.answer_metrics
+    # a language model (or a memory task) has no source to translate: loss/perplexity only
+    decodes = cfg.data.task not in ("lm", "mqar", "copy")
     if trainer.global_rank == 0 and decodes and cfg.train.bleu_samples > 0 and not trainer.interrupted:
         start = time.perf_counter()
         summary.update(translate_and_score(model, cfg, cfg.train.bleu_samples))

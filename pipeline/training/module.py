@@ -13,8 +13,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import RunConfig, config_from_dict, to_dict
+from pipeline.config import MEMORY_TASKS, RunConfig, config_from_dict, to_dict
 from pipeline.data.tokenizer import PAD_ID
+from pipeline.training.answer_metrics import AnswerTally, answer_loss, run_facts, validation_nll
 from pipeline.training.run_data import target_width
 from pipeline.training.run_model import run_model
 from pipeline.training.schedule import lr_multiplier
@@ -71,14 +72,21 @@ class Seq2SeqModule(L.LightningModule):
             torch.Tensor
         ] = []  # this rank's per-token losses, one row per validation sequence
         self._val_src_lens: list[torch.Tensor] = []
+        # data.task=mqar/copy: only answers are scored (and projected); the last validation's answer metrics
+        self.memory_task = self.cfg.data.task if self.cfg.data.task in MEMORY_TASKS else None
+        self._answers: Any = None
+        self.answer_metrics: dict[str, Any] | None = None
 
     # --- forward / loss -------------------------------------------------------------------------------------
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.model(src, src_mask, tgt_in)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
-        loss = seq2seq_train_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
+        if self.memory_task:
+            loss = answer_loss(self.model, batch, self.cfg.optim.label_smoothing)
+        else:
+            logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
+            loss = seq2seq_train_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
         bs = batch["src"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
@@ -90,14 +98,17 @@ class Seq2SeqModule(L.LightningModule):
             self.log_dict({k: float(v) for k, v in stats.items()}, rank_zero_only=True)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
         tgt = batch["tgt_out"]
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(),
-            tgt.reshape(-1),
-            ignore_index=PAD_ID,
-            reduction="none",
-        ).view_as(tgt)
+        if self.memory_task:  # the answers' NLL, 0 elsewhere (as ignore_index gives)
+            nll = validation_nll(self._answers, self.model, batch)
+        else:
+            logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
+            nll = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(),
+                tgt.reshape(-1),
+                ignore_index=PAD_ID,
+                reduction="none",
+            ).view_as(tgt)
         real = tgt != PAD_ID
         self._val_nll = self._val_nll.to(nll.device) + nll.sum()
         self._val_tokens = self._val_tokens.to(nll.device) + real.sum()
@@ -121,6 +132,8 @@ class Seq2SeqModule(L.LightningModule):
         self._val_tokens = torch.zeros((), device=self.device)
         self._val_pos_nll = self._val_pos_count = None
         self._val_rows, self._val_src_lens = [], []
+        if self.memory_task:
+            self._answers = AnswerTally(self.memory_task, target_width(self.cfg.data), self.device)
 
     def on_validation_epoch_end(self) -> None:
         # Token-weighted mean over *all* ranks: ranks may hold different numbers of validation batches, so we
@@ -142,6 +155,17 @@ class Seq2SeqModule(L.LightningModule):
         self.log("valid/ppl", math.exp(min(loss, 50.0)), rank_zero_only=True)
         self.log("valid/tokens", float(tokens), rank_zero_only=True)
         self._write_token_losses()
+        if self.memory_task:
+            self._finish_answers()
+
+    def _finish_answers(self) -> None:
+        """Sum the answer tally over ranks; log valid/accuracy (and valid/exact_match); keep the record's metrics."""
+        counts = self.all_gather(self._answers.flat())
+        metrics = self._answers.summary(counts.sum(0) if counts.dim() == 2 else counts)
+        self.answer_metrics = {**run_facts(self.cfg.data, self.model), **metrics}
+        for name in ("accuracy", "exact_match"):
+            if metrics.get(name) is not None:
+                self.log(f"valid/{name}", metrics[name], rank_zero_only=True)
 
     def _write_token_losses(self) -> None:
         """`<run_dir>/valid_token_losses.npz` (pipeline/scaling/positions.py reads it): `loss` [sequences,

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.config import DataConfig, sequence_len
+from pipeline.config import MEMORY_TASKS, DataConfig, memory_spec_of, sequence_len
 
 __all__ = ["loader_max_len", "prepare_run_data", "sequence_len", "target_width"]
 
 
 def prepare_run_data(data: DataConfig) -> dict[str, Any]:
     """`data.dir`'s manifest, preparing `data.corpus` there first if needed (a mismatch is a ValueError)."""
+    if data.task in MEMORY_TASKS:  # generated, not read from a corpus
+        from pipeline.data.prepare.memory_shards import ensure_memory_prepared
+
+        return ensure_memory_prepared(data.dir, memory_spec_of(data))
     from pipeline.data.prepare.build import ensure_prepared
 
     return ensure_prepared(
@@ -37,5 +41,6 @@ def loader_max_len(data: DataConfig) -> int:
 
 
 def target_width(data: DataConfig) -> int:
-    """Target positions of a batch's `tgt_out`: the LM window (no EOS), else the longest target + EOS."""
-    return sequence_len(data) + (data.task != "lm")
+    """Target positions of a batch's `tgt_out`: the LM window (no EOS), a memory task's longest sequence, else the
+    longest target + EOS."""
+    return sequence_len(data) + (data.task not in ("lm", *MEMORY_TASKS))

@@ -269,7 +269,10 @@ def _typo_cases() -> list[tuple[str, str, str]]:
             specs, key=lambda s: s.name.rsplit(".", 1)[0] if "." in s.name else ""
         )
     }
-    top = by_section[""] + [sec for sec in by_section if sec]
+    top = by_section[""] + [sec for sec in by_section if sec and "." not in sec]
+    for sec in [s for s in by_section if "." in s]:  # a nested section (data.mqar) is a key of its parent
+        parent, child = sec.rsplit(".", 1)
+        by_section[parent].append(child)
     out = []
     for sec, names in by_section.items():
         for real in top if sec == "" else names:

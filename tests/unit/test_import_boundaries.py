@@ -3,7 +3,8 @@
 Layers, bottom to top (a module may import its own layer's package and any layer below, never one above):
   0  pipeline.models, pipeline.data   (neither imports the other)
   1  pipeline.config (checks model keys against the model registry), pipeline.cost (costs the models' structure)
-     inside pipeline.config, each module imports only those before it in CONFIG_ORDER
+     inside pipeline.config, each module imports only those before it in CONFIG_ORDER, and of the pipeline only
+     the model registry and pipeline.data.memory_spec (CONFIG_MAY_IMPORT)
   2  pipeline.scaling (fits records; draws the time axis with the cost model)
   3  pipeline.training
   4  pipeline.slurm, pipeline.sweep
@@ -40,9 +41,11 @@ LAYER = {
 }
 SAME_PART: dict[str, str] = {}  # a module that belongs to another part than its name says
 # pipeline.config's modules bottom up (its __init__ docstring): each may import only those before it, and the package
-# may import nothing of the pipeline but the model registry
-CONFIG_ORDER = ("errors", "yaml_files", "keys", "schema", "model_section", "checks", "loading", "identity")
-CONFIG_MAY_IMPORT = ("pipeline.models",)
+# may import nothing of the pipeline but the model registry and a memory task's spec (its checks, vocabulary, length)
+CONFIG_ORDER = (
+    "errors", "yaml_files", "keys", "memory", "schema", "model_section", "checks", "loading", "identity"
+)  # fmt: skip
+CONFIG_MAY_IMPORT = ("pipeline.models", "pipeline.data.memory_spec")
 LEAVES = ("pipeline.models", "pipeline.data", "pipeline.scaling", "pipeline.cost")  # no Lightning etc.
 FORBIDDEN_IN_LEAVES = ("lightning", "pytorch_lightning", "deepspeed", "wandb", "pipeline.slurm")
 # (importer, imported prefix): the few sideways or downward-exception edges that are part of the design

@@ -7,7 +7,8 @@ argument parser is ``command.py``'s (``pipeline data prepare``; ``pipeline/slurm
 Two paths, the same files:
 
 - in memory (the bible, plain text, ``data.task`` passages and lm): ``sources/`` give every split's records,
-  ``output.write_prepared`` shards them (``shard_writer.py``, ``fast_tar.py``);
+  ``output.write_prepared`` shards them (``shard_writer.py``, ``fast_tar.py``); the memory tasks (``data.task``
+  mqar and copy) are generated from their spec instead, by ``memory_shards.py``;
 - streamed (parallel files and TSV, in bounded memory), in three phases so that the middle one can run in many
   processes or SLURM array tasks: *plan* (``plan.py``: one counting pass, BPE on a bounded sample) -> *encode
   ranges* (``encode.py``: each contiguous input range tokenized into its own part files, ``range_parts.py``) ->
@@ -22,6 +23,7 @@ Encoding dominates, so throughput is bounded by cores / encode cost: ~10k pairs/
 path's 2,000-2,400 pairs/s), less the serial plan pass and merge appending (~40 us per pair). More cores
 (``workers``, SLURM ranges) are the only way past it.
 
-May import: ``pipeline.data``'s leaves (``text``, ``manifest``, ``location``, ``tokenizer``), ``sources/``, and
-``stream.verify`` (an existing dir is checked before it is reused). Nothing here is imported by ``stream/``.
+May import: ``pipeline.data``'s leaves (``text``, ``manifest``, ``location``, ``tokenizer``, ``memory_tasks``,
+``memory_spec``), ``sources/``, and ``stream.verify`` (an existing dir is checked before it is reused). Nothing
+here is imported by ``stream/``.
 """

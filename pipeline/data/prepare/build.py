@@ -33,6 +33,7 @@ from pipeline.data.sources.pairs import pair_records
 from pipeline.data.stream.verify import verify_prepared
 from pipeline.data.text import SPLITS
 
+# read from a corpus; the memory tasks (mqar, copy) are generated instead, by memory_shards.py
 TASKS = ("translation", "passages", "lm")
 
 

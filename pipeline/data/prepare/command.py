@@ -3,7 +3,8 @@
 The flags name everything that shapes the prepared data (the corpus, ``--vocab-size``, ``--max-len``, the task...);
 the hidden stage flags (``--plan``, ``--encode-range R``, ``--merge``) run one phase of a preparation split across
 jobs (``staged.py``), as the SLURM jobs do. ``pipeline/slurm/data_prepare.py`` adds ``--slurm`` (submitting those
-jobs) on top of this parser; the data layer itself never imports SLURM code.
+jobs) on top of this parser; the data layer itself never imports SLURM code. ``--task mqar|copy`` generates a
+memory task from its ``--set KEY=VALUE`` keys instead (``memory_shards.py``): no corpus, tokenizer or ranges.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.data.memory_spec import MEMORY_TASKS, spec_from_flags
 from pipeline.data.prepare import staged
 from pipeline.data.prepare.build import TASKS, prepare
 from pipeline.data.prepare.encode import encode_range
+from pipeline.data.prepare.memory_shards import prepare_memory
 from pipeline.data.prepare.merge import merge_prepared
 from pipeline.data.prepare.output import SCRATCH
 from pipeline.data.sources.bible import DEFAULT_CORPUS, DEFAULT_LM_CORPUS
@@ -58,8 +61,11 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical manifest exists")
     task = parser.add_argument_group("task (data.task)")
-    task.add_argument("--task", choices=TASKS, default="translation",
-                      help="translation: a pair per verse/line; passages: consecutive verses joined; lm: windows")  # fmt: skip
+    task.add_argument("--task", choices=TASKS + MEMORY_TASKS, default="translation",
+                      help="translation: a pair per verse/line; passages: consecutive verses joined; lm: windows; "
+                      "mqar, copy: generated memory tasks (keys with --set)")  # fmt: skip
+    task.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="task_keys",
+                      help="mqar/copy: a task key, e.g. n_pairs=8 (pipeline/data/memory_spec.py; repeat)")  # fmt: skip
     task.add_argument(
         "--passage-len", type=int, default=None, help="passages: max tokens per side (e.g. 256)"
     )
@@ -89,6 +95,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     try:
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        if args.task in MEMORY_TASKS:  # generated from a seed: no corpus, tokenizer or ranges
+            spec = spec_from_flags(args.task, args.task_keys)
+            manifest = prepare_memory(args.out, spec, shard_size=args.shard_size, force=args.force)
+            return _report(manifest, args.out)
+        if args.task_keys:
+            raise ValueError(f"--set is for --task mqar or copy, not --task {args.task}")
         manifest = prepare(source_from_args(args), args.out, vocab_size=args.vocab_size, max_len=args.max_len,
                            shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
                            force=args.force, task=args.task, passage_len=args.passage_len, context=args.context,
@@ -100,8 +112,13 @@ def run_prepare(args: argparse.Namespace) -> int:
     if bad.get("count"):
         print(f"warning: {bad['count']} malformed input lines skipped; first: {'; '.join(bad['first'][:5])}",
               file=sys.stderr)  # fmt: skip
+    return _report(manifest, args.out)
+
+
+def _report(manifest: dict, out: Path) -> int:
+    """The one line a finished preparation prints; status 0."""
     counts = ", ".join(f"{s}={manifest['splits'][s]['samples']}" for s in SPLITS)
-    print(f"prepared {manifest['corpus']} in {args.out}: {counts}; vocab {manifest['vocab_size']}; "
+    print(f"prepared {manifest['corpus']} in {out}: {counts}; vocab {manifest['vocab_size']}; "
           f"dataset hash {manifest['dataset_hash']}")  # fmt: skip
     return 0
 

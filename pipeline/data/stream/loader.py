@@ -39,6 +39,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.data.location import is_remote, join
 from pipeline.data.manifest import ShardError, check_splits_not_empty, read_manifest
+from pipeline.data.memory_spec import MEMORY_TASKS
+from pipeline.data.stream.memory_batches import collate_memory, sample_extra
 from pipeline.data.stream.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.stream.shard_io import read_verified, tar_samples
 from pipeline.data.text import SPLITS
@@ -63,9 +65,12 @@ class _Sample:
     src_text: str
     tgt_text: str
     lm: bool = False  # an LM window: tgt holds context + 1 tokens, no source
+    extra: dict | None = None  # a memory task's answers and meta arrays (memory_batches.py); tgt = its tokens
 
     @property
     def width(self) -> int:
+        if self.extra is not None:
+            return len(self.tgt)
         return len(self.tgt) - 1 if self.lm else max(len(self.src), len(self.tgt) + 1)
 
 
@@ -84,12 +89,14 @@ class ShardDataset(IterableDataset):
         self.data_dir = self.location if is_remote(data_dir) else Path(data_dir)
         self.manifest = read_manifest(self.data_dir)
         self.lm = self.manifest.get("task") == "lm"
+        self.memory = self.manifest.get("task") if self.manifest.get("task") in MEMORY_TASKS else None
         if self.lm and max_len is not None and max_len < self.manifest["max_len"]:
             raise ValueError(
                 f"max_len={max_len} is below the LM context {self.manifest['max_len']} of {self.data_dir}: every "
                 "window would be dropped (pass max_len=None or the context for data.task=lm)"
             )
-        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (not self.lm)
+        whole = self.lm or self.memory is not None  # stored as fed: no BOS/EOS added
+        longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (not whole)
         if batch_tokens < longest:
             raise ValueError(
                 f"batch_tokens={batch_tokens} is below the widest possible sample ({longest} tokens)"
@@ -274,6 +281,7 @@ class ShardDataset(IterableDataset):
                 sample = _Sample(
                     raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm
                 )
+                sample.extra = sample_extra(raw, self.memory) if self.memory else None
                 count += 1
                 for side in (sample.src, sample.tgt):
                     if len(side) and (int(side.max()) >= self.vocab_size or int(side.min()) < 0):
@@ -294,6 +302,9 @@ class ShardDataset(IterableDataset):
         """Right-pad with PAD_ID; tgt_in = BOS + tgt, tgt_out = tgt + EOS (LM windows: see ``_collate_lm``)."""
         if self.lm:
             return self._collate_lm(batch)
+        if self.memory:  # decoder-only, answers in tgt_out (memory_batches.py)
+            out = collate_memory([x.tgt for x in batch], [x.extra for x in batch])
+            return {**out, "keys": [x.key for x in batch]} if self.with_text else out
         n, s_len, t_len = len(batch), max(len(x.src) for x in batch), max(len(x.tgt) for x in batch) + 1
         src = torch.full((n, s_len), PAD_ID, dtype=torch.long)
         tgt_in = torch.full((n, t_len), PAD_ID, dtype=torch.long)
