@@ -75,13 +75,13 @@ SCALING_SUBCOMMANDS = {
         "plots + report.md of a sweep",
     ),
     "compare": (
-        "pipeline.scaling.rerun_compare",
+        "pipeline.scaling.cli",
         "add_compare_arguments",
         "run_compare_command",
         "the points two sweeps share, side by side (a rerun against the sweep it replaces)",
     ),
     "coverage": (
-        "pipeline.scaling.ratio_coverage",
+        "pipeline.scaling.cli",
         "add_coverage_arguments",
         "run_coverage_command",
         "how often the report's L_A / L_B interval covers the truth on simulated copies of the sweep,"

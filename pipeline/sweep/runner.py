@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, load_config
-from pipeline.scaling.records import RESULT_FILE
+from pipeline.scaling.records.run_record import RESULT_FILE
 from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs, write_plan
 
 if TYPE_CHECKING:  # run_one imports Lightning: only when a run trains

@@ -157,7 +157,7 @@ class Seq2SeqModule(L.LightningModule):
         )
         parts = gather_objects(local)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            from pipeline.scaling.positions import save_token_losses
+            from pipeline.scaling.records.token_losses import save_token_losses
 
             save_token_losses(
                 self.cfg.resolved_run_dir,
