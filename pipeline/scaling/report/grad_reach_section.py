@@ -18,6 +18,8 @@ from pipeline.scaling.report.figure_style import (
     view_grid,
 )
 
+NORM_LABEL = "||dL/dx_t|| (loss of the last target token)"
+
 
 def draw_norms_by_position(axes: Any, results: dict[str, dict[str, list[float]]], **style: Any) -> None:
     """On two axes (target, source): log-scale gradient norm against position, one line per label."""
@@ -25,7 +27,7 @@ def draw_norms_by_position(axes: Any, results: dict[str, dict[str, list[float]]]
         for label, norms in results.items():
             ax.semilogy(range(len(norms[key])), norms[key], label=label, **style)
         ax.set_xlabel(f"{'target' if key == 'tgt' else 'source'} position t")
-        ax.set_ylabel("||dL/dx_t|| (loss of the last target token)")
+        ax.set_ylabel(NORM_LABEL)
 
 
 def draw_grad_reach(reach: dict[str, GradReach], path: Path) -> str:
@@ -39,18 +41,20 @@ def draw_grad_reach(reach: dict[str, GradReach], path: Path) -> str:
     for i, arch in enumerate(archs):
         r = reach[arch]
         if ref is not None and arch != REFERENCE_ARCH:
-            draw_norms_by_position((tgt[i], src[i]), {f"{REFERENCE_ARCH} ({ref.run})": {"tgt": ref.tgt[-1],
+            draw_norms_by_position((tgt[i], src[i]), {f"{REFERENCE_ARCH} ({ref.run}), reference": {"tgt": ref.tgt[-1],
                                    "src": ref.src[-1]}}, color=REFERENCE_COLOR, ls="--")  # fmt: skip
             over[i].semilogy(ref.steps, [first_over_last(t) for t in ref.tgt], color=REFERENCE_COLOR, ls="--",
-                             marker="o", ms=3, label=f"{REFERENCE_ARCH} ({ref.run})")  # fmt: skip
-        draw_norms_by_position((tgt[i], src[i]), {"this architecture's run": {"tgt": r.tgt[-1], "src": r.src[-1]}},
+                             marker="o", ms=3, label=f"{REFERENCE_ARCH} ({ref.run}), reference")  # fmt: skip
+        draw_norms_by_position((tgt[i], src[i]), {f"{arch} ({r.run})": {"tgt": r.tgt[-1], "src": r.src[-1]}},
                                color=colors[arch])  # fmt: skip
         over[i].semilogy(r.steps, [first_over_last(t) for t in r.tgt], color=colors[arch], marker="o", ms=3,
-                         label="this architecture's run")  # fmt: skip
-        tgt[i].set_title(f"{arch} ({r.run}): target side, last measurement")
-        src[i].set_title(f"{arch}: source side, last measurement")
-        over[i].set(title=f"{arch}: how far back the signal reaches", xlabel="training step",
-                    ylabel="target ||dL/dx_0|| / ||dL/dx_last||")  # fmt: skip
+                         label=f"{arch} ({r.run})")  # fmt: skip
+        tgt[i].set_title(f"{arch}\ntarget side, last measurement")
+        src[i].set_title(f"{arch}\nsource side, last measurement")
+        over[i].set(title=f"{arch}\nhow far back the signal reaches, over training", xlabel="training step")
+    for axes, label in ((tgt, NORM_LABEL), (src, NORM_LABEL), (over, "target ||dL/dx_0|| / ||dL/dx_last||")):
+        for i, ax in enumerate(axes):
+            ax.set_ylabel(label if i % 3 == 0 else "")
     legend_below(fig, [*tgt, *over])
     fig.tight_layout()
     return save(fig, path)

@@ -36,7 +36,7 @@ def draw_time_figure(ta: TimeAxis, path: Path) -> str:
     first = ta.first_projection
     views = [(f"measured: {dev}", curves, "device-seconds") for dev, curves in ta.measured.items()]
     if first is not None:
-        views.append((f"PROJECTED ({first['device']['name']}, cost model)", first["curves"], "GPU-hours"))
+        views.append((f"PROJECTED: {first['device']['name']}", first["curves"], "GPU-hours (cost model)"))
     archs = sorted({a for _, curves, _ in views for a in curves})
     colors = arch_colors(archs)
     plt = setup_matplotlib()
@@ -45,16 +45,18 @@ def draw_time_figure(ta: TimeAxis, path: Path) -> str:
         ref = curves.get(REFERENCE_ARCH)
         for ax, arch in zip(axes, archs, strict=True):
             c = curves.get(arch)
-            ax.set(title=f"{arch}: {title}", xlabel=unit)
+            ax.set(title=f"{arch}\n{title}", xlabel=unit)
             if c is None or not c["x"]:
                 ax.text(0.5, 0.5, "no runs with a time", ha="center", va="center", transform=ax.transAxes)
                 continue
             ax.scatter(
                 c["x"], c["loss"], color=colors[arch], alpha=0.3, s=9, lw=0, zorder=2, label="every run"
             )
-            _frontier(ax, c, colors[arch], "frontier (best loss within the budget)")
+            _frontier(ax, c, colors[arch], f"{arch} frontier (best loss within the budget)")
             if ref is not None and ref["x"] and arch != REFERENCE_ARCH:
-                _frontier(ax, ref, REFERENCE_COLOR, f"{REFERENCE_ARCH} frontier", ls="--", zorder=1)
+                _frontier(
+                    ax, ref, REFERENCE_COLOR, f"{REFERENCE_ARCH} frontier (reference)", ls="--", zorder=1
+                )
             ax.set(xscale="log", yscale="log")
             ax.grid(True, which="major", alpha=0.3, lw=0.5)
         for ax in axes[:: min(3, len(axes))]:
