@@ -93,6 +93,7 @@ def compare_curves(
             first.append(c[0])
         ratios.append(float(fit_a.predict(at_compute, params=pa) / fit_b.predict(at_compute, params=pb)))
     ci = tuple(float(v) for v in np.exp(np.percentile(np.log(first), [2.5, 97.5]))) if first else None
-    ratio_ci = tuple(float(v) for v in np.percentile(ratios, [2.5, 97.5])) if ratios else None
+    with np.errstate(invalid="ignore"):  # a resample whose law overflows gives an inf ratio; inf - inf is NaN
+        ratio_ci = tuple(float(v) for v in np.percentile(ratios, [2.5, 97.5])) if ratios else None
     frac = len(first) / len(pairs) if pairs else math.nan
     return Crossing(arch_a, arch_b, (lo, hi), cross, ci, frac, at_compute, ratio, ratio_ci)

@@ -152,7 +152,12 @@ def studentized_power_law(
     t_lo, t_hi = np.percentile(t_star, [q, 100 - q])
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         xc_star = np.exp(i_star[ok] / alpha_star)
-    xc_lo, xc_hi = np.nanpercentile(xc_star, [q, 100 - q]) if np.isfinite(xc_star).any() else (math.nan,) * 2
+    with np.errstate(
+        invalid="ignore"
+    ):  # x_c overflows to inf in some resamples: inf - inf between two is NaN
+        xc_lo, xc_hi = (
+            np.nanpercentile(xc_star, [q, 100 - q]) if np.isfinite(xc_star).any() else (math.nan,) * 2
+        )
     return {
         "ok": True,
         "se": {"alpha": float(se)},

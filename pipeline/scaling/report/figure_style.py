@@ -72,9 +72,9 @@ def view_grid(plt, n_views: int, n: int, sharey: bool | str = True, sharex: bool
     return fig, views
 
 
-# candidate tick mantissas, coarse to fine: the first that puts enough ticks in range is used
-TICK_MANTISSAS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0, 7.0), tuple(np.arange(1.0, 10.0)),
-                  tuple(np.arange(1.0, 10.0, 0.5)), tuple(np.arange(1.0, 10.0, 0.1)))  # fmt: skip
+# candidate tick mantissas, coarse to fine: the first that puts enough ticks in range is used; a range too narrow
+# for all of them (under about a factor 2) gets evenly spaced ticks instead
+TICK_MANTISSAS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0, 7.0), tuple(np.arange(1.0, 10.0)))
 
 
 def tick_label(v: float) -> str:
@@ -88,26 +88,29 @@ def tick_label(v: float) -> str:
     return f"$10^{{{k}}}$" if m == "1" else f"${m}{{\\times}}10^{{{k}}}$"
 
 
-def log_ticks(axis, lo: float, hi: float, min_ticks: int = 4) -> None:
+def log_ticks(axis, lo: float, hi: float, min_ticks: int = 3) -> None:
     """Labelled ticks on a log axis over [lo, hi] (data units): the coarsest mantissa set of ``TICK_MANTISSAS``
-    that puts >= ``min_ticks`` ticks in range, labelled by `tick_label`; minor ticks stay unlabelled."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    that puts >= ``min_ticks`` ticks in range, else about four evenly spaced round values; labelled by
+    `tick_label`, minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
         return
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
     for subs in TICK_MANTISSAS:
         if sum(lo <= s * 10.0**k <= hi for k in decades for s in subs) >= min_ticks:
+            axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=100))
             break
-    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=100))
+    else:
+        axis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick_label(v)))
     axis.set_minor_formatter(NullFormatter())
 
 
 def log_axes(ax, x: bool = True, y: bool = True) -> None:
-    """`log_ticks` on the log axes of ``ax`` over their current limits (x: >= 3 ticks, y: >= 4)."""
+    """`log_ticks` on the log axes of ``ax`` over their current limits."""
     if x and ax.get_xscale() == "log":
-        log_ticks(ax.xaxis, *ax.get_xlim(), min_ticks=3)
+        log_ticks(ax.xaxis, *ax.get_xlim())
     if y and ax.get_yscale() == "log":
         log_ticks(ax.yaxis, *ax.get_ylim())
 

@@ -66,7 +66,7 @@ def _law_figure(
     for ax in axes[:: min(3, len(axes))]:
         ax.set_ylabel(y_label)
     log_ticks(axes[0].yaxis, *axes[0].get_ylim())  # shared y: one locator for every panel
-    log_ticks(axes[0].xaxis, *axes[0].get_xlim(), min_ticks=3)  # shared x likewise
+    log_ticks(axes[0].xaxis, *axes[0].get_xlim())  # shared x likewise
     legend_below(fig, axes)
     fig.tight_layout()
     return fig

@@ -42,7 +42,7 @@ def draw_source_length(found: list[Bucketed], out_dir: Path) -> str:
         ax.grid(True, which="major", alpha=0.3, lw=0.5)
     for ax in axes[:: min(3, len(axes))]:
         ax.set_ylabel("valid loss per target token")
-    log_ticks(axes[0].xaxis, *axes[0].get_xlim(), min_ticks=3)
+    log_ticks(axes[0].xaxis, *axes[0].get_xlim())
     legend_below(fig, axes)
     fig.tight_layout()
     return save(fig, out_dir / "loss_by_source_length.png")

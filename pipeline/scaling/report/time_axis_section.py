@@ -31,12 +31,13 @@ def _frontier(ax, c: dict[str, Any], color: Any, label: str, ls: str = "-", zord
 
 
 def draw_time_figure(ta: TimeAxis, path: Path) -> str:
-    """Rows: measured device-seconds per device type, then the first projection (labelled PROJECTED); one panel
-    per architecture, every run faint, its frontier, and the reference's frontier in grey dashed."""
+    """Rows: measured device-seconds per device type, then the first projection (labelled PROJECTED), each view
+    with a timed run; one panel per architecture: every run faint, its frontier, the reference's in grey dashed."""
     first = ta.first_projection
     views = [(f"measured: {dev}", curves, "device-seconds") for dev, curves in ta.measured.items()]
     if first is not None:
         views.append((f"PROJECTED: {first['device']['name']}", first["curves"], "GPU-hours (cost model)"))
+    views = [v for v in views if any(c["x"] for c in v[1].values())]  # a view with no timed run: left out
     archs = sorted({a for _, curves, _ in views for a in curves})
     colors = arch_colors(archs)
     plt = setup_matplotlib()
@@ -108,7 +109,10 @@ def time_axis_lines(ta: TimeAxis, figure: str | None) -> list[str]:
 def draw_time_axis(ta: TimeAxis, out_dir: Path) -> str | None:
     """``time_vs_loss.png`` (+ PDF) into ``out_dir`` when there is anything to draw; its file name, else None."""
     first = ta.first_projection
-    if ta.note or first is None or not (ta.measured or first["curves"]):
+    timed = [
+        c for cs in [*ta.measured.values(), first["curves"] if first else {}] for c in cs.values() if c["x"]
+    ]
+    if ta.note or first is None or not timed:
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     return draw_time_figure(ta, out_dir / "time_vs_loss.png")
