@@ -66,7 +66,7 @@ def grad_reach_lines(reach: dict[str, GradReach], figure: str) -> list[str]:
         "## Gradient reach through time",
         "",
         "||dL/dx_t|| at the token embedding fed in at position t, for the loss of each row's last target token, "
-        "on a training batch every `train.grad_reach_every` steps (`pipeline/grad_reach.py`); one run per "
+        "on a training batch every `train.grad_reach_every` steps (`pipeline/training/grad_reach.py`); one run per "
         "architecture (its largest-compute run that measured it). first/last = the norm at position 0 over the norm "
         "at the last position: ~1 means the signal reaches the start of the sequence, << 1 means it vanishes on the "
         "way (the logged `grad_reach/tgt_first_over_last`); min/max is the weakest norm at any position "

@@ -33,7 +33,7 @@ def report_lines(study: Study, out_dir: Path) -> list[str]:
         *matched_runs_lines(study.matched_runs),
         *source_length_report(study.source_lengths, out_dir),
         *context_gain_lines(study.context_gains),
-        *time_axis_lines(study.time_axis, draw_time_axis(study.time_axis, out_dir))[:-1],
+        *time_axis_lines(study.time_axis, draw_time_axis(study.time_axis, out_dir)),
         *grad_reach_report(study.grad_reach, out_dir),
         *CAVEATS,
     ]
