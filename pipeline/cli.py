@@ -86,13 +86,13 @@ def _scaling_report() -> Command:
 
 
 def _scaling_compare() -> Command:
-    from pipeline.scaling.rerun_compare import add_compare_arguments, run_compare_command
+    from pipeline.scaling.cli import add_compare_arguments, run_compare_command
 
     return Command(add_compare_arguments, run_compare_command)
 
 
 def _scaling_coverage() -> Command:
-    from pipeline.scaling.ratio_coverage import add_coverage_arguments, run_coverage_command
+    from pipeline.scaling.cli import add_coverage_arguments, run_coverage_command
 
     return Command(add_coverage_arguments, run_coverage_command)
 

@@ -99,7 +99,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _report(sweep_dir: Path, out: Path, n_boot: int) -> tuple[Path | None, str | None]:
     """Fits and figures of the sweep -> (report path, None), or (None, why) when nothing could be fitted."""
     print("[demo] fitting scaling laws (bootstrap CIs) and drawing the report", flush=True)
-    from pipeline.scaling.report_markdown import write_report
+    from pipeline.scaling.report.write import write_report
 
     try:
         return write_report(sweep_dir, out, n_boot=n_boot), None

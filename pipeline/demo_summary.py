@@ -103,7 +103,7 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 def _unfitted(sweep_dir: Path, total_s: float, why: str | None) -> list[str]:
     """The page's head when nothing could be fitted: every run's final loss against its unigram entropy."""
-    from pipeline.scaling.records import load_records
+    from pipeline.scaling.records.sweep_dir import load_records
 
     rows = [
         f"| {r.run} | {r.non_embedding_params:,} | {r.tokens:,} | {r.final_valid_loss:.3f} | "

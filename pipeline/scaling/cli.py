@@ -1,14 +1,18 @@
-"""`pipeline scaling fit SWEEP_DIR` and `pipeline scaling report SWEEP_DIR`: the command-line face of the fitter.
+"""The four `pipeline scaling` commands: their argument parsers and run functions.
 
-`fit` writes `fit.json` and prints one line per architecture and law; `report` also draws the plots and writes
-`report.md`; both write into `--out` (default: SWEEP_DIR). Both read every `SWEEP_DIR/<run>/result.json` and skip run
-directories without one (unfinished or failed runs), saying how many.
+`fit SWEEP_DIR` writes `fit.json` and prints one line per architecture and law; `report SWEEP_DIR` writes the same
+`fit.json` plus the figures and `report.md`; both write into `--out` (default: SWEEP_DIR). Both read every
+`SWEEP_DIR/<run>/result.json` and skip run directories without one (unfinished or failed runs), saying how many.
+`compare BASELINE_DIR SWEEP_DIR` prints the points two sweeps share (`tools.sweep_compare`); `coverage SWEEP_DIR A B`
+simulates the report's L_A / L_B interval on copies of the sweep (`tools.coverage`). Everything heavy is imported
+inside the run functions, so `pipeline --help` loads none of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -60,7 +64,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
 
 def run_fit_command(args: argparse.Namespace) -> int:
-    from pipeline.scaling.report import run_fit
+    from pipeline.scaling.report.fit_json import run_fit
 
     try:
         result = run_fit(
@@ -75,7 +79,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
-    from pipeline.scaling.report_markdown import write_report
+    from pipeline.scaling.report.write import write_report
 
     try:
         path = write_report(
@@ -85,4 +89,92 @@ def run_report_command(args: argparse.Namespace) -> int:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path} (and its plots), {path.parent}/fit.json")
+    return 0
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "baseline", metavar="BASELINE_DIR", help="the earlier sweep directory (<run>/result.json)"
+    )
+    parser.add_argument("sweep", metavar="SWEEP_DIR", help="the new sweep directory")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="largest relative difference in trained tokens for two points to match")  # fmt: skip
+    parser.add_argument("--out", metavar="FILE", help="also write the tables to this markdown file")
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from pipeline.scaling.records.sweep_dir import load_records
+    from pipeline.scaling.tools.sweep_compare import match_shared_points, shared_points_markdown
+
+    if not 0 <= args.tolerance < 1:
+        print(
+            f"pipeline scaling compare: error: --tolerance must be in [0, 1), got {args.tolerance}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        matches = match_shared_points(load_records(args.baseline), load_records(args.sweep), args.tolerance)
+        text = shared_points_markdown(matches, args.baseline, args.sweep)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"pipeline scaling compare: error: {err}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def add_coverage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory holding <run>/result.json records")
+    parser.add_argument("arch_a", metavar="ARCH_A", help="numerator architecture of the ratio, e.g. lstm")
+    parser.add_argument("arch_b", metavar="ARCH_B", help="denominator architecture, e.g. transformer")
+    parser.add_argument("--reps", type=int, default=200, help="simulated sweeps (binomial SE ~0.015 at 200)")
+    parser.add_argument(
+        "--n-boot", type=int, default=200, help="bootstrap resamples per fit, as in the report"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed")
+    parser.add_argument("--unigram-entropy", type=float, default=None, metavar="NATS",
+                        help="for records that do not carry their own (as in `pipeline scaling report`)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON to write (default: SWEEP_DIR/coverage-ARCH_A-ARCH_B.json)")  # fmt: skip
+
+
+def run_coverage_command(args: argparse.Namespace) -> int:
+    from pipeline.scaling.records.json_file import save_json_atomic
+    from pipeline.scaling.records.sweep_dir import load_records
+    from pipeline.scaling.tools.coverage import coverage
+
+    if args.reps < 1 or args.n_boot < 20:
+        print("pipeline scaling coverage: error: --reps must be >= 1 and --n-boot >= 20", file=sys.stderr)
+        return 2
+    try:
+        records = load_records(args.sweep_dir)
+    except (OSError, ValueError) as err:
+        print(f"pipeline scaling coverage: error: {err}", file=sys.stderr)
+        return 2
+    every = max(1, args.reps // 20)
+
+    def progress(done: int, total: int, elapsed: float) -> None:
+        if done % every == 0 or done == total:
+            print(f"coverage: {done}/{total} simulated sweeps, {elapsed:.0f} s elapsed, "
+                  f"~{elapsed / done * (total - done):.0f} s left", file=sys.stderr, flush=True)  # fmt: skip
+
+    try:
+        result = coverage(records, args.arch_a, args.arch_b, args.reps, args.n_boot, args.seed,
+                          args.unigram_entropy, progress)  # fmt: skip
+    except ValueError as err:
+        print(f"pipeline scaling coverage: error: {args.sweep_dir}: {err}", file=sys.stderr)
+        return 2
+    out = args.out or Path(args.sweep_dir) / f"coverage-{args.arch_a}-{args.arch_b}.json"
+    save_json_atomic(out, result)
+    c = result["coverage"]["ratio"]
+    print(f"L_{args.arch_a} / L_{args.arch_b} at {result['at_compute']:.3g} FLOPs: the 95 % interval covered the "
+          f"truth in {c['rate']:.3f} of {c['n']} simulated sweeps (binomial SE {c['binomial_se']:.3f}); wrote {out}")  # fmt: skip
+    estimates = {"ratio": result["ratio_estimates"]} | {
+        f"alpha_C {a}": e for a, e in result["alpha_estimates"].items()
+    }
+    for name, e in estimates.items():
+        print(f"  {name}: observed {e['observed']:.4g}, simulated bias {e['bias']:+.3g} ({e['bias_in_sd']:+.2f} sd), "
+              f"bias-corrected {e['bias_corrected']:.4g}")  # fmt: skip
     return 0

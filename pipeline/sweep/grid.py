@@ -31,7 +31,7 @@ from pipeline.config import (
 )
 from pipeline.config.keys import check_value
 from pipeline.config.model_section import check_model
-from pipeline.scaling.records import RESULT_FILE
+from pipeline.scaling.records.run_record import RESULT_FILE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
              "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr"}  # fmt: skip
@@ -297,11 +297,11 @@ def _run_name(grid: Grid, arch: str, size: str, budget: int, lr: float | None, s
 
 
 def _best_first_seed_lr(grid: Grid, arch: str, size: str, lrs: list[float], sweep_dir: Path) -> float | None:
-    """The rate `pipeline.scaling.seeds_lr.select_best_lr` (the fits' own rule) picks from the first-seed runs
+    """The rate `pipeline.scaling.analyses.lr_scan.select_best_lr` (the fits' own rule) picks from the first-seed runs
     of (arch, size) at the grid's largest budget, or None while any of those runs has no record. The records are
     read by name: no search."""
-    from pipeline.scaling.records import load_record
-    from pipeline.scaling.seeds_lr import select_best_lr
+    from pipeline.scaling.analyses.lr_scan import select_best_lr
+    from pipeline.scaling.records.run_record import load_record
 
     records, budget, seed = [], max(grid.token_budgets), grid.seeds[0]
     for lr in lrs:
@@ -319,8 +319,8 @@ def _best_first_seed_lr(grid: Grid, arch: str, size: str, lrs: list[float], swee
 
 def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
     """`SWEEP_DIR/plan.json`: every run of the grid with its steps (the report's "N of M runs")."""
-    from pipeline.scaling.records import save_json_atomic
-    from pipeline.scaling.report import PLAN_FILE
+    from pipeline.scaling.records.json_file import save_json_atomic
+    from pipeline.scaling.records.sweep_dir import PLAN_FILE
 
     plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps,
              "seed": r.seed, "lr": r.lr, **({"waiting": r.waiting} if r.waiting else {})} for r in runs]  # fmt: skip

@@ -22,8 +22,8 @@ import pipeline.training.trainer
 from pipeline.config import RunConfig, load_config, model_vocab_size, to_dict
 from pipeline.data.manifest import read_manifest
 from pipeline.data.tokenizer import PAD_ID
-from pipeline.scaling.learned_nothing import unigram_entropy
-from pipeline.scaling.records import RESULT_FILE, RunRecord, save_record
+from pipeline.scaling.analyses.learned_nothing import unigram_entropy
+from pipeline.scaling.records.run_record import RESULT_FILE, RunRecord, save_record
 from pipeline.sweep.grid import ERROR_FILE
 from pipeline.training.logged_metrics import by_steps_trained, read_metric
 from pipeline.training.process_exit import TrainProcess

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from pipeline.config import ConfigError, load_config
-from pipeline.scaling.records import RESULT_FILE
+from pipeline.scaling.records.run_record import RESULT_FILE
 from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs, write_plan
 from pipeline.training.process_exit import TrainProcess, exit_process
 

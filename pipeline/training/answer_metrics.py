@@ -6,7 +6,7 @@ work saved (a [B, T, V] logit tensor becomes [answers, V]). The tally keeps, per
 (argmax == target) and the summed NLL; for copy also strings and exactly copied strings. Buckets: MQAR by query
 distance (query position minus its key's position), log2-spaced [2^b, 2^(b+1)); copy by string length. Its
 counts are one flat tensor so ranks can sum them with one all-gather, and they are counts (not rates), as the
-capacity-law fit resamples answers (`pipeline/scaling/capacity_law.py`).
+capacity-law fit resamples answers (`pipeline/scaling/fits/capacity_law.py`).
 """
 
 from __future__ import annotations

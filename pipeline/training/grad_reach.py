@@ -18,7 +18,8 @@ from typing import Any
 import lightning as L
 
 from pipeline.models.grad_by_position import RECURRENT_ARCHS, grad_norm_by_position, measure_archs
-from pipeline.scaling.grad_reach_report import draw_norms_by_position, first_over_last
+from pipeline.scaling.analyses.grad_reach import first_over_last
+from pipeline.scaling.report.grad_reach_section import draw_norms_by_position
 
 
 class GradReachCallback(L.Callback):

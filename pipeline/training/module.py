@@ -168,7 +168,7 @@ class Seq2SeqModule(L.LightningModule):
                 self.log(f"valid/{name}", metrics[name], rank_zero_only=True)
 
     def _write_token_losses(self) -> None:
-        """`<run_dir>/valid_token_losses.npz` (pipeline/scaling/positions.py reads it): `loss` [sequences,
+        """`<run_dir>/valid_token_losses.npz` (pipeline/scaling/records/token_losses.py reads it): `loss` [sequences,
         positions] (NaN where padded) and `src_len`, from every rank, so the report can bootstrap over validation
         sequences. Rows are in the validation loader's order, the same for every run on the same data and world
         size (how runs are paired). Overwritten at each validation; the last one is the final model's. A
@@ -185,7 +185,7 @@ class Seq2SeqModule(L.LightningModule):
         )
         parts = gather_objects(local)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            from pipeline.scaling.positions import save_token_losses
+            from pipeline.scaling.records.token_losses import save_token_losses
 
             save_token_losses(
                 self.cfg.resolved_run_dir,

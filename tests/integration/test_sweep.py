@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main as cli
-from pipeline.scaling.records import load_sweep
+from pipeline.scaling.records.sweep_dir import load_sweep
 from tests.conftest import ROOT
 from tests.integration.slurm_cluster import LocalSlurm, slurm_cluster_fixture  # noqa: F401  (the fixture)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.scaling.capacity_law import (
+from pipeline.scaling.fits.capacity_law import (
     INTERPOLATED,
     LOWER_BOUND,
     UPPER_BOUND,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.scaling.cluster_bootstrap import (
+from pipeline.scaling.fits.cluster_bootstrap import (
     cluster_bootstrap,
     cluster_weights,
     paired_difference,

@@ -19,8 +19,9 @@ from pipeline.cost.projection import project, shape_from_run_config
 from pipeline.cost.step_time import DeviceModel, StepCost, calibrate, fit_error
 from pipeline.cost.structure import HEAD_DEPTH, StepShape, step_depth, step_flops
 from pipeline.models import build_model
-from pipeline.scaling.records import RunRecord
-from pipeline.scaling.time_axis import first_behind, measured_curves, projected_seconds, time_axis_section
+from pipeline.scaling.analyses.time_axis import first_behind, measured_curves, projected_seconds
+from pipeline.scaling.records.run_record import RunRecord
+from pipeline.scaling.report.time_axis_section import time_axis_section
 
 CFG = {"vocab_size": 100, "d_model": 32, "n_layers": 3}
 TF = {**CFG, "n_heads": 4}
@@ -243,7 +244,7 @@ def test_time_axis_section_on_synthetic_records(tmp_path):
 
 
 def test_time_axis_imports_no_torch():
-    code = "import sys, pipeline.scaling.time_axis; print('torch' in sys.modules)"
+    code = "import sys, pipeline.scaling.analyses.time_axis; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

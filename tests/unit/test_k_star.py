@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.scaling.k_star import HALF_OCTAVES, false_plateau_rate, k_star, simulate_truncation
+from pipeline.scaling.analyses.k_star import HALF_OCTAVES, false_plateau_rate, k_star, simulate_truncation
 
 
 @pytest.mark.parametrize("planted", [32, 91])

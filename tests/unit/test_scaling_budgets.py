@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scaling.records import save_record
-from pipeline.scaling.report import fit_sweep
-from pipeline.scaling.report_markdown import _runs_table
-from pipeline.scaling.report_sections import lr_section
-from pipeline.scaling.seeds_lr import group_points, snap_budgets
+from pipeline.scaling.analyses.sweep_fit import fit_sweep
+from pipeline.scaling.fits.points import group_points, snap_budgets
+from pipeline.scaling.records.run_record import save_record
+from pipeline.scaling.report.analysis_sections import lr_section
+from pipeline.scaling.report.core_sections import _runs_table
 from tests.unit.test_scaling_seeds_lr import rec
 
 

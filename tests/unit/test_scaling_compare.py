@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.scaling.records import save_record
+from pipeline.scaling.records.run_record import save_record
 from tests.unit.test_scaling_seeds_lr import rec
 
 

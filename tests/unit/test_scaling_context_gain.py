@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from pipeline.scaling.context_gain import context_gain, context_gain_section
-from pipeline.scaling.positions import save_token_losses
+from pipeline.scaling.analyses.context_gain import context_gain
+from pipeline.scaling.records.token_losses import save_token_losses
+from pipeline.scaling.report.context_gain_section import context_gain_section
 
 
 def synthetic(drop: float, seed: int, n_seq: int = 60, width: int = 512) -> np.ndarray:

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from pipeline.scaling.compare import compare_curves, compute_frontier
-from pipeline.scaling.fit import fit_chinchilla, fit_power_law
-from pipeline.scaling.fit_bootstrap import bootstrap_groups, fit_chinchilla_bootstrap, fit_power_law_bootstrap
-from pipeline.scaling.grad_reach_report import load_grad_reach
-from pipeline.scaling.records import RunRecord, load_record, load_records, load_sweep, save_record
-from pipeline.scaling.report import run_fit
-from pipeline.scaling.report_markdown import write_report
+from pipeline.scaling.analyses.grad_reach import load_grad_reach
+from pipeline.scaling.fits.bootstrap import (
+    bootstrap_groups,
+    fit_chinchilla_bootstrap,
+    fit_power_law_bootstrap,
+)
+from pipeline.scaling.fits.crossing import compare_curves
+from pipeline.scaling.fits.frontier import compute_frontier
+from pipeline.scaling.fits.laws import fit_chinchilla, fit_power_law
+from pipeline.scaling.records.run_record import RunRecord, load_record, save_record
+from pipeline.scaling.records.sweep_dir import load_records, load_sweep
+from pipeline.scaling.report.fit_json import run_fit
+from pipeline.scaling.report.write import write_report
 
 TRUE = {"E": 1.8, "A": 300.0, "alpha": 0.35, "B": 800.0, "beta": 0.3}
 
@@ -252,8 +258,8 @@ def test_surface_law_n_interval_survives_resamples_whose_x_c_overflows():
     (numpy's RuntimeWarning in every study report). Now it is taken in log space, without a warning."""
     import warnings
 
-    from pipeline.scaling.fit import FitResult
-    from pipeline.scaling.report import surface_law_n
+    from pipeline.scaling.fits.laws import FitResult
+    from pipeline.scaling.fits.surface_law import surface_law_n
 
     params = {"E": 1.0, "A": 10.0, "B": 50.0, "alpha": 0.3, "beta": 0.3}
     chin = FitResult("chinchilla", params, 20, 5)

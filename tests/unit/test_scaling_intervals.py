@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from pipeline.scaling.fit_bootstrap import fit_chinchilla_bootstrap, fit_power_law_bootstrap
-from pipeline.scaling.intervals import bca_interval, fit_rng, percentile_interval, two_stage_draw
+from pipeline.scaling.fits.bootstrap import fit_chinchilla_bootstrap, fit_power_law_bootstrap
+from pipeline.scaling.fits.intervals import bca_interval, fit_rng, percentile_interval, two_stage_draw
 
 ALPHA = 0.1
 
@@ -89,9 +89,9 @@ def test_chinchilla_bootstrap_over_seed_groups_is_bca_and_contains_truth():
 def test_two_architectures_with_identical_runs_are_resampled_independently():
     # Before issue 17 both sides drew the same indices (same seed, runs in the same order), so identical data gave
     # identical resamples and the comparison's interval was a paired one while it claimed independence.
-    from pipeline.scaling.compare import compare_curves
-    from pipeline.scaling.records import RunRecord
-    from pipeline.scaling.report import fit_arch
+    from pipeline.scaling.analyses.arch_fit import fit_arch
+    from pipeline.scaling.fits.crossing import compare_curves
+    from pipeline.scaling.records.run_record import RunRecord
 
     def runs(arch):
         out = []
@@ -129,7 +129,7 @@ def test_a_size_with_one_seed_beside_sizes_with_three_gets_an_interval_not_a_cra
 
 def test_bca_is_finite_for_parameters_of_astronomical_scale():
     # x_c of a nearly flat power law reaches 1e100 and beyond: d**3 overflowed and the interval came out NaN
-    from pipeline.scaling.intervals import bca_interval
+    from pipeline.scaling.fits.intervals import bca_interval
 
     rng = np.random.default_rng(0)
     samples = 10.0 ** rng.uniform(90, 110, size=(200, 1))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.scaling.isoflop import isoflop, parabola_minimum
+from pipeline.scaling.fits.isoflop import isoflop, parabola_minimum
 
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28  # Hoffmann et al. 2022, eq. 10
 
@@ -64,8 +64,9 @@ def test_isoflop_says_when_budgets_do_not_overlap_enough():
 
 
 def test_isoflop_figure_is_drawn_as_png_and_pdf(tmp_path):
-    from pipeline.scaling.plots_isoflop import draw_isoflop
-    from pipeline.scaling.report import ArchFit, SweepFit
+    from pipeline.scaling.analyses.arch_fit import ArchFit
+    from pipeline.scaling.analyses.sweep_fit import SweepFit
+    from pipeline.scaling.report.isoflop_figure import draw_isoflop
 
     n, d, loss, fpt = surface_runs(noise=0.003, seed=2)
     res = isoflop(n, d, loss, fpt, n_boot=20, rng=np.random.default_rng(0))

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from pipeline.scaling.paired_runs import paired_comparisons, paired_section
-from pipeline.scaling.records import RunRecord
+from pipeline.scaling.analyses.matched_runs import matched_run_ratios as paired_comparisons
+from pipeline.scaling.records.run_record import RunRecord
+from pipeline.scaling.report.matched_runs_section import matched_runs_section as paired_section
 
 
 def record(arch: str, size: str, tokens: int, params: int, final: float, positions: list[float]) -> RunRecord:

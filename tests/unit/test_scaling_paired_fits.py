@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from pipeline.scaling.compare import compare_curves
-from pipeline.scaling.fit_bootstrap import bootstrap_groups
-from pipeline.scaling.intervals import fit_rng
-from pipeline.scaling.paired_fits import match_points, paired_compare
-from pipeline.scaling.records import RunRecord
-from pipeline.scaling.report import lc_fit_points
-from pipeline.scaling.seeds_lr import group_points
+from pipeline.scaling.fits.bootstrap import bootstrap_groups
+from pipeline.scaling.fits.compute_law import lc_fit_points
+from pipeline.scaling.fits.crossing import compare_curves
+from pipeline.scaling.fits.intervals import fit_rng
+from pipeline.scaling.fits.paired_crossing import match_points, paired_compare
+from pipeline.scaling.fits.points import group_points
+from pipeline.scaling.records.run_record import RunRecord
 
 
 def runs(arch: str, offset: float, noise: np.ndarray) -> list[RunRecord]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.scaling.positions import save_token_losses
-from pipeline.scaling.records import RunRecord, save_record
-from pipeline.scaling.report_markdown import write_report
+from pipeline.scaling.records.run_record import RunRecord, save_record
+from pipeline.scaling.records.token_losses import save_token_losses
+from pipeline.scaling.report.write import write_report
 
 T = 48
 
@@ -90,7 +90,7 @@ def test_report_writes_png_and_pdf_figures_and_tests_the_plateau_only_with_token
 
 
 def test_log_axis_over_4_to_7_nats_has_several_labelled_ticks():
-    from pipeline.scaling.plots import log_ticks, setup_matplotlib
+    from pipeline.scaling.report.figure_style import log_ticks, setup_matplotlib
 
     plt = setup_matplotlib()
     fig, ax = plt.subplots()

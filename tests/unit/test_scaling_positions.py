@@ -13,17 +13,15 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from pipeline.scaling.plateau import hinge_bend_test, position_plateau
-from pipeline.scaling.positions import (
-    MIN_SEQS,
+from pipeline.scaling.analyses.plateau import hinge_bend_test, position_plateau
+from pipeline.scaling.analyses.positions import MIN_SEQS, loss_by_position_ci, paired_log_ratio
+from pipeline.scaling.records.run_record import RunRecord
+from pipeline.scaling.records.token_losses import (
     TOKEN_LOSS_FILE,
     TokenLosses,
     load_token_losses,
-    loss_by_position_ci,
-    paired_log_ratio,
     save_token_losses,
 )
-from pipeline.scaling.records import RunRecord
 
 
 def synthetic_pair(rng, n_seq: int, T: int, rho: np.ndarray, sigma: float = 0.45):

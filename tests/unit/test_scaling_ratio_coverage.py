@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.scaling.ratio_coverage import (
+from pipeline.scaling.records.run_record import RunRecord, save_record
+from pipeline.scaling.tools.coverage import (
     bias_check,
     coverage,
     frontier_fit,
     kept_runs,
     seed_deviations,
 )
-from pipeline.scaling.records import RunRecord, save_record
 
 SIZES = (2e4, 6e4, 2e5, 6e5)
 BUDGETS = (50_000, 150_000, 450_000)

@@ -6,13 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.scaling.analyses.learned_nothing import split_learned_nothing, unigram_entropy
+from pipeline.scaling.analyses.lr_scan import select_best_lr
+from pipeline.scaling.analyses.sweep_fit import fit_sweep
 from pipeline.scaling.cli import run_fit_command
-from pipeline.scaling.compute_axes import curve, flops_per_token, frontier, mean_curve
-from pipeline.scaling.learned_nothing import split_learned_nothing, unigram_entropy
-from pipeline.scaling.records import RunRecord, save_record
-from pipeline.scaling.report import fit_sweep, sweep_to_dict
-from pipeline.scaling.report_sections import analysis_sections
-from pipeline.scaling.seeds_lr import group_points, record_lr, select_best_lr
+from pipeline.scaling.fits.compute_axes import curve, flops_per_token, mean_curve
+from pipeline.scaling.fits.frontier import frontier
+from pipeline.scaling.fits.points import group_points, record_lr
+from pipeline.scaling.records.run_record import RunRecord, save_record
+from pipeline.scaling.report.analysis_sections import analysis_sections
+from pipeline.scaling.report.fit_json import sweep_to_dict
 
 V, ENTROPY = 64, 4.0
 
@@ -152,7 +155,7 @@ def test_fit_command_writes_fit_json_into_out(tmp_path: Path, capsys):
 def test_progress_lines_report_count_share_and_stage():
     import io
 
-    from pipeline.scaling.progress import ProgressLines
+    from pipeline.scaling.fits.progress import ProgressLines
 
     out = io.StringIO()
     bar = ProgressLines(4, "scaling fit", every_s=0.0, stream=out)

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.scaling.positions import save_token_losses
-from pipeline.scaling.records import RunRecord
-from pipeline.scaling.source_length import bucket_losses, source_length_section
+from pipeline.scaling.analyses.source_length import bucket_losses
+from pipeline.scaling.records.run_record import RunRecord
+from pipeline.scaling.records.token_losses import save_token_losses
+from pipeline.scaling.report.source_length_section import source_length_section
 
 
 def synthetic(rise: float, n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from pipeline.cli import main as cli
-from pipeline.scaling.records import RunRecord, load_record, save_record
-from pipeline.scaling.seeds_lr import select_best_lr
+from pipeline.scaling.analyses.lr_scan import select_best_lr
+from pipeline.scaling.records.run_record import RunRecord, load_record, save_record
 from pipeline.sweep.grid import SweepError, _budget_label, load_grid, plan_runs
 from tests.conftest import ROOT
 

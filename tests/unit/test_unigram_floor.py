@@ -7,8 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.scaling.learned_nothing import unigram_entropy
-from pipeline.scaling.unigram_floor import train_unigram, train_unigram_cross_entropy, unigram_token_losses
+from pipeline.scaling.analyses.learned_nothing import unigram_entropy
+from pipeline.scaling.analyses.unigram_floor import (
+    train_unigram,
+    train_unigram_cross_entropy,
+    unigram_token_losses,
+)
 
 
 def test_hand_count() -> None:
