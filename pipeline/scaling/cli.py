@@ -32,6 +32,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", help="where fit.json (and report.md, plots) go (default: SWEEP_DIR)"
     )
+    parser.add_argument(
+        "--threshold", type=float, default=0.9,
+        help="memory tasks: the accuracy N* is the crossing of, in (0, 1) (default 0.9)",
+    )  # fmt: skip
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +57,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"{result['sweep_dir']}: {result['n_runs']} runs, {len(result['skipped_runs'])} skipped (no record)"
     ]
+    if "text_fits_skipped" in result:
+        lines.append(f"  text-task laws skipped: {result['text_fits_skipped']}")
     for arch, a in result["archs"].items():
         for law, fit in a["fits"].items():
             if fit["underdetermined"]:
@@ -60,16 +66,25 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                 continue
             keys = ("alpha", "beta", "E") if fit["form"] == "chinchilla" else ("alpha",)
             lines.append(f"  {arch:14} {law:10} " + "  ".join(f"{k}={_ci(fit, k)}" for k in keys))
+    for arch, a in result.get("capacity", {}).get("archs", {}).items():
+        stars = [f"d={d}: N* {_bound(w)}" for d, w in a["widths"].items()]
+        gamma = a["law"]["gamma"]
+        lines.append(f"  {arch:14} capacity   " + "; ".join(stars)
+                     + ("" if gamma is None else f"; gamma={gamma:.3g}"))  # fmt: skip
     return lines
+
+
+def _bound(w: dict[str, Any]) -> str:
+    sign = {"lower_bound": ">= ", "upper_bound": "< "}.get(w["kind"], "")
+    return f"{sign}{w['n_star']:.3g}"
 
 
 def run_fit_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.fit_json import run_fit
 
     try:
-        result = run_fit(
-            args.sweep_dir, args.n_boot, args.seed, out_dir=args.out, unigram_entropy=args.unigram_entropy
-        )
+        result = run_fit(args.sweep_dir, args.n_boot, args.seed, out_dir=args.out,
+                         unigram_entropy=args.unigram_entropy, threshold=args.threshold)  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling fit: error: {err}", file=sys.stderr)
         return 2
@@ -82,9 +97,8 @@ def run_report_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.write import write_report
 
     try:
-        path = write_report(
-            args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed, unigram_entropy=args.unigram_entropy
-        )
+        path = write_report(args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed,
+                            unigram_entropy=args.unigram_entropy, threshold=args.threshold)  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)
         return 2

@@ -5,12 +5,18 @@ A token budget becomes a step count: `max_steps = ceil(budget / tokens_per_step)
 validation interval (so the last step is validated), where `tokens_per_step` is the mean number of target tokens per
 batch over one epoch of the run's own train loader (times ranks and accumulation). The loader is seeded and
 model-independent, so every run of one budget sees the same batches. The cosine schedule, warmup (`warmup_frac` of
-the steps) and validation interval are set from that length.
+the steps) and validation interval are set from that length. For the memory tasks (`data.task: mqar | copy`) a
+batch's tokens are all the tokens of its sequences (not only the scored answers): MQAR's sequences have the fixed
+length L, so a budget is `steps x sequences per batch x L`, the same number of sequences at every N of one L.
+
+`cells:` crosses data settings with archs x sizes x lrs x seeds: `{label: {dotted key: value}}`, e.g.
+`{N4: {data.mqar.n_pairs: 4}, N8: {data.mqar.n_pairs: 8}}`. A cell's keys are checked like `set` and applied
+after it (and after the arm's `set`); each cell gets its own prepared data, `<data.dir>-<label>`, unless it sets
+`data.dir`; its label goes into run names after the size: `lstm-d32-N8-1M-lr0.003-s1`.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import warnings
@@ -21,27 +27,28 @@ from typing import Any
 from pipeline.config import (
     ConfigError,
     ConfigWarning,
-    coerce,
-    config_keys,
     load_config,
     load_mapping,
     memory_spec_of,
     reject_unknown,
-    shipped_path,
 )
-from pipeline.config.keys import check_value
-from pipeline.config.model_section import check_model
 from pipeline.scaling.records.run_record import RESULT_FILE
+from pipeline.sweep.grid_checks import (
+    SweepError,
+    check_model_keys,
+    check_set,
+    config_path,
+    is_count,
+    mapping,
+    numbers,
+    parse_cells,
+)
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
-             "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr"}  # fmt: skip
+             "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr", "cells"}  # fmt: skip
 ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs"}
 TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
 ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
-
-
-class SweepError(ConfigError):
-    """A bad grid file or sweep directory; the message names the file and key."""
 
 
 @dataclass
@@ -61,6 +68,8 @@ class Grid:
     seed_sizes: int | None = None  # extra seeds only at this many of each arch's largest sizes (None: all)
     lrs: list[float] = field(default_factory=list)  # learning rates scanned at every size (per arch: `lrs`)
     replicate_best_lr: bool = False  # later seeds only at each size's best rate (chosen on the first)
+    # data cells crossed with archs x sizes x lrs x seeds: label -> {dotted key: value} (grid_checks.parse_cells)
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,88 +84,7 @@ class PlannedRun:
     seed: int | None = None
     lr: float | None = None
     waiting: str = ""  # why it cannot be planned yet (its rate is chosen by unfinished runs); "" when it can
-
-
-# ------------------------------------------------------------------------------------------------- grid file
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SweepError(f"{where} must be a mapping, got {value!r}")
-    return value
-
-
-def _config_path(grid_path: Path, name: str) -> str:
-    """A `base:` file: relative to the grid file's directory, else to the current directory, else to the
-    repository (the shipped grids name repo-relative paths, so `--grid /abs/path/grid.yaml` works anywhere)."""
-    candidates = [Path(name)] if Path(name).is_absolute() else [grid_path.parent / name, shipped_path(name)]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
-    tried = ", ".join(str(c) for c in candidates)
-    raise SweepError(f"{grid_path}: key 'base': config file {name!r} not found (tried {tried})")
-
-
-def _numbers(raw: Any, where: str, kind: type) -> list:
-    """A list of positive ints (seeds: >= 0) or finite positive floats; one-line errors naming the key."""
-    if raw is None:
-        return []
-    values = raw if isinstance(raw, list) else [raw]
-    out = []
-    for v in values:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        ok = ok and (float(v) == int(v) and v >= 0 if kind is int else v > 0)
-        if not ok:
-            what = "integers >= 0" if kind is int else "positive numbers"
-            raise SweepError(f"{where} holds {v!r}; expected a list of {what}")
-        out.append(kind(v))
-    if len(set(out)) != len(out):
-        raise SweepError(f"{where} repeats a value: {values!r}")
-    return out
-
-
-def _count(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and x > 0 and float(x) == int(x)
-
-
-def _check_model_keys(arch: str, model: dict[str, Any], where: str) -> None:
-    """Model keys (an arm's `model`, a size's keys) against `arch`'s config dataclass, when the grid is read: a
-    typo would otherwise surface only when planning reaches that run, as that one run's error."""
-    try:
-        check_model({**model, "arch": arch})
-    except ConfigError as err:
-        raise SweepError(f"{where}: {str(err).removeprefix('model: ')}") from err
-
-
-def _check_set(values: dict[str, Any], where: str, arch: str) -> None:
-    """`set` overrides (dotted keys, or nested mappings of them) against the run-config schema: each key known,
-    its value of the key's type and in its range; `model.*` keys against `arch`."""
-    specs = {s.name: s for s in config_keys() if s.name != "model"}
-    sections = {name.rpartition(".")[0] for name in specs} - {""}
-
-    def walk(node: dict[str, Any], prefix: str) -> None:
-        for name, value in node.items():
-            dotted = f"{prefix}{name}"
-            if dotted == "model" or dotted.startswith("model."):
-                keys = value if dotted == "model" else {dotted.partition(".")[2]: value}
-                _check_model_keys(arch, _mapping(keys, f"{where}.{dotted}"), where)
-            elif dotted in sections and isinstance(value, dict):
-                walk(value, f"{dotted}.")
-            elif dotted not in specs:
-                close = difflib.get_close_matches(dotted, list(specs), n=1)
-                hint = (
-                    f"; did you mean '{close[0]}'?" if close else "; `pipeline train --help` lists the keys"
-                )
-                raise SweepError(f"{where}: unknown config key '{dotted}'{hint}")
-            else:
-                try:
-                    typed = coerce(value, specs[dotted].hint, f"{where}: key '{dotted}'")
-                    if typed is not None:
-                        check_value(specs[dotted].bounds, typed, dotted, where)
-                except ConfigError as err:
-                    raise SweepError(str(err)) from err
-
-    walk(values, "")
+    cell: str | None = None  # the `cells:` label, None for a grid without cells
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -173,19 +101,19 @@ def load_grid(path: str | Path) -> Grid:
     base = [raw["base"]] if isinstance(raw.get("base"), str) else raw.get("base") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
         raise SweepError(f"{path}: key 'base' must list config files, got {base!r}")
-    base = [_config_path(path, b) for b in base]
+    base = [config_path(path, b) for b in base]
     budgets = raw["token_budgets"]
-    if not isinstance(budgets, list) or not budgets or not all(_count(b) for b in budgets):
-        bad = next((b for b in budgets if not _count(b)), budgets) if isinstance(budgets, list) else budgets
+    if not isinstance(budgets, list) or not budgets or not all(is_count(b) for b in budgets):
+        bad = next((b for b in budgets if not is_count(b)), budgets) if isinstance(budgets, list) else budgets
         raise SweepError(f"{path}: key 'token_budgets' holds {bad!r}; expected a list of positive integers")
-    archs = _mapping(raw["archs"], f"{path}: key 'archs'")
+    archs = mapping(raw["archs"], f"{path}: key 'archs'")
     if not archs:
         raise SweepError(f"{path}: key 'archs' is empty")
     from pipeline.models import MODEL_REGISTRY  # torch: imported only when a grid is read, not for --help
 
     for label, spec in archs.items():
         where = f"{path}: key 'archs.{label}'"
-        spec = _mapping(spec, where)
+        spec = mapping(spec, where)
         reject_unknown(spec, sorted(ARCH_KEYS), where, error=SweepError)
         arch = spec.get("arch", label)  # an arm: two entries of one architecture under their own labels
         if arch not in MODEL_REGISTRY:
@@ -194,33 +122,34 @@ def load_grid(path: str | Path) -> Grid:
                              + ("" if "arch" in spec else f" (or set archs.{label}.arch to one)"))  # fmt: skip
         if not isinstance(label, str) or not label.replace("_", "").replace("-", "").isalnum():
             raise SweepError(f"{where}: an arm label is letters, digits, '_' and '-' (it starts run names)")
-        sizes = _mapping(spec.get("sizes"), f"{where}.sizes")
+        sizes = mapping(spec.get("sizes"), f"{where}.sizes")
         if not sizes:
             raise SweepError(f"{where}.sizes: at least one size (name: {{model keys}}) is needed")
-        model = _mapping(spec.get("model"), f"{where}.model")
-        _check_model_keys(arch, model, f"{path}: key 'archs.{label}.model'")
-        arm_set = _mapping(spec.get("set"), f"{where}.set")
-        _check_set(arm_set, f"{path}: key 'archs.{label}.set'", arch)
+        model = mapping(spec.get("model"), f"{where}.model")
+        check_model_keys(arch, model, f"{path}: key 'archs.{label}.model'")
+        arm_set = mapping(spec.get("set"), f"{where}.set")
+        check_set(arm_set, f"{path}: key 'archs.{label}.set'", arch)
         for size, keys in sizes.items():
             size_where = f"{path}: key 'archs.{label}.sizes.{size}'"
-            _check_model_keys(arch, _mapping(keys, size_where), size_where)
+            check_model_keys(arch, mapping(keys, size_where), size_where)
         archs[label] = {"arch": arch, "model": model, "set": arm_set, "sizes": sizes,
-                       "lrs": _numbers(spec.get("lrs"), f"{where}.lrs", float)}  # fmt: skip
-    overrides = _mapping(raw.get("set"), f"{path}: key 'set'")
+                       "lrs": numbers(spec.get("lrs"), f"{where}.lrs", float)}  # fmt: skip
+    overrides = mapping(raw.get("set"), f"{path}: key 'set'")
     for spec in archs.values():  # grid-wide `model.*` keys must suit every architecture they reach
-        _check_set(overrides, f"{path}: key 'set'", spec["arch"])
+        check_set(overrides, f"{path}: key 'set'", spec["arch"])
     grid = Grid(
         name=str(raw.get("name") or path.stem), path=path, base=base, archs=archs,
         token_budgets=[int(b) for b in budgets], overrides=overrides,
         out=raw.get("out"), warmup_frac=float(raw.get("warmup_frac", 0.05)),
         evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
-        seeds=_numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=_numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),
+        seeds=numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),
         seed_sizes=raw.get("seed_sizes"), replicate_best_lr=raw.get("replicate_best_lr", False),
+        cells=parse_cells(raw.get("cells"), path, [spec["arch"] for spec in archs.values()]),
     )  # fmt: skip
     if not isinstance(grid.replicate_best_lr, bool):
         bad = grid.replicate_best_lr
         raise SweepError(f"{path}: key 'replicate_best_lr' must be true or false, got {bad!r}")
-    if grid.seed_sizes is not None and not (_count(grid.seed_sizes) and isinstance(grid.seed_sizes, int)):
+    if grid.seed_sizes is not None and not (is_count(grid.seed_sizes) and isinstance(grid.seed_sizes, int)):
         raise SweepError(f"{path}: key 'seed_sizes' must be a positive integer, got {grid.seed_sizes!r}")
     if not 0 <= grid.warmup_frac < 1:
         raise SweepError(f"{path}: key 'warmup_frac' must be in [0, 1), got {grid.warmup_frac}")
@@ -258,54 +187,63 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
     runs = []
     cache = _TokenCache(sweep_dir / TOKENS_CACHE)
     max_sizes = max(len(a["sizes"]) for a in grid.archs.values())
-    for budget in sorted(grid.token_budgets):
-        for rank in range(max_sizes):
-            for arch, spec in grid.archs.items():
-                sizes = list(spec["sizes"].items())
-                if rank >= len(sizes):
+    cells = list(grid.cells.items()) or [(None, {})]
+    for budget, rank, (cell, cell_set) in (
+        (b, k, c) for b in sorted(grid.token_budgets) for k in range(max_sizes) for c in cells
+    ):
+        for arch, spec in grid.archs.items():
+            sizes = list(spec["sizes"].items())
+            if rank >= len(sizes):
+                continue
+            size, keys = sizes[rank]
+            top = grid.seed_sizes is None or rank >= len(sizes) - grid.seed_sizes
+            seeds = grid.seeds if top else grid.seeds[:1]
+            lrs = spec["lrs"] or grid.lrs
+            replicate = grid.replicate_best_lr and len(lrs) > 1 and len(seeds) > 1
+            best = _best_first_seed_lr(grid, arch, size, cell, lrs, sweep_dir) if replicate else None
+            for lr, seed in [(lr, seed) for lr in lrs or [None] for seed in seeds or [None]]:
+                if replicate and seed != seeds[0] and lr != best:
+                    if best is None and lr == lrs[0]:  # one waiting run per seed, not one per rate
+                        point_name = f"{arch}-{size}" + ("" if cell is None else f"-{cell}")
+                        why = (f"its rate is the best of {point_name}'s first-seed runs at "
+                               f"{max(grid.token_budgets):,} tokens, not all finished")  # fmt: skip
+                        runs.append(PlannedRun(_run_name(grid, arch, size, cell, budget, None, seed, lrs), [],
+                                               [], arch, size, budget, seed=seed, waiting=why, cell=cell))  # fmt: skip
                     continue
-                size, keys = sizes[rank]
-                top = grid.seed_sizes is None or rank >= len(sizes) - grid.seed_sizes
-                seeds = grid.seeds if top else grid.seeds[:1]
-                lrs = spec["lrs"] or grid.lrs
-                replicate = grid.replicate_best_lr and len(lrs) > 1 and len(seeds) > 1
-                best = _best_first_seed_lr(grid, arch, size, lrs, sweep_dir) if replicate else None
-                for lr, seed in [(lr, seed) for lr in lrs or [None] for seed in seeds or [None]]:
-                    if replicate and seed != seeds[0] and lr != best:
-                        if best is None and lr == lrs[0]:  # one waiting run per seed, not one per rate
-                            why = (f"its rate is the best of {arch}-{size}'s first-seed runs at "
-                                   f"{max(grid.token_budgets):,} tokens, not all finished")  # fmt: skip
-                            runs.append(PlannedRun(_run_name(grid, arch, size, budget, None, seed, lrs), [], [],
-                                                   arch, size, budget, seed=seed, waiting=why))  # fmt: skip
-                        continue
-                    name = _run_name(grid, arch, size, budget, lr, seed, lrs)
-                    point = {"seed": seed, "optim.lr": lr, "logging.group": grid.name}
-                    run = _planned(grid, arch, spec, size, keys, budget, name, sweep_dir, point)
-                    run.seed, run.lr = seed, lr
-                    _set_length(run, _run_config(grid, run), grid, world, cache, measure)
-                    runs.append(run)
+                name = _run_name(grid, arch, size, cell, budget, lr, seed, lrs)
+                point = {"seed": seed, "optim.lr": lr, "logging.group": grid.name}
+                run = _planned(grid, arch, spec, size, keys, budget, name, sweep_dir, {**cell_set, **point})
+                run.seed, run.lr, run.cell = seed, lr, cell
+                cfg = _run_config(grid, run)
+                if cell is not None and "data.dir" not in cell_set:  # each cell its own prepared data
+                    run.overrides.insert(-2, f"data.dir={json.dumps(f'{cfg.data.dir}-{cell}')}")
+                    cfg = _run_config(grid, run)
+                _set_length(run, cfg, grid, world, cache, measure)
+                runs.append(run)
     cache.save()
     return runs
 
 
-def _run_name(grid: Grid, arch: str, size: str, budget: int, lr: float | None, seed: int | None,
-              lrs: list[float]) -> str:  # fmt: skip
-    """`arch-size-budget[-lr<rate>][-s<seed>]`; a waiting run's rate is not known yet: `-lrbest`."""
-    name = f"{arch}-{size}-{_budget_label(budget)}"
+def _run_name(grid: Grid, arch: str, size: str, cell: str | None, budget: int, lr: float | None,
+              seed: int | None, lrs: list[float]) -> str:  # fmt: skip
+    """`arch-size[-cell]-budget[-lr<rate>][-s<seed>]`; a waiting run's rate is not known yet: `-lrbest`."""
+    name = f"{arch}-{size}{'' if cell is None else f'-{cell}'}-{_budget_label(budget)}"
     name += ("-lrbest" if lr is None else f"-lr{lr:g}") if len(lrs) > 1 else ""
     return name + (f"-s{seed}" if len(grid.seeds) > 1 else "")
 
 
-def _best_first_seed_lr(grid: Grid, arch: str, size: str, lrs: list[float], sweep_dir: Path) -> float | None:
-    """The rate `pipeline.scaling.analyses.lr_scan.select_best_lr` (the fits' own rule) picks from the first-seed runs
-    of (arch, size) at the grid's largest budget, or None while any of those runs has no record. The records are
+def _best_first_seed_lr(grid: Grid, arch: str, size: str, cell: str | None, lrs: list[float],
+                        sweep_dir: Path) -> float | None:  # fmt: skip
+    """The rate `pipeline.scaling.analyses.lr_scan.select_best_lr` (the fits' own rule: lowest final validation
+    loss, for a memory task the answer loss) picks from the first-seed runs of (arch, size, cell) at the grid's
+    largest budget, or None while any of those runs has no record. The records are
     read by name: no search."""
     from pipeline.scaling.analyses.lr_scan import select_best_lr
     from pipeline.scaling.records.run_record import load_record
 
     records, budget, seed = [], max(grid.token_budgets), grid.seeds[0]
     for lr in lrs:
-        path = sweep_dir / _run_name(grid, arch, size, budget, lr, seed, lrs) / RESULT_FILE
+        path = sweep_dir / _run_name(grid, arch, size, cell, budget, lr, seed, lrs) / RESULT_FILE
         if not path.is_file():
             return None
         try:
@@ -323,7 +261,8 @@ def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
     from pipeline.scaling.records.sweep_dir import PLAN_FILE
 
     plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps,
-             "seed": r.seed, "lr": r.lr, **({"waiting": r.waiting} if r.waiting else {})} for r in runs]  # fmt: skip
+             "seed": r.seed, "lr": r.lr, **({"cell": r.cell} if r.cell is not None else {}),
+             **({"waiting": r.waiting} if r.waiting else {})} for r in runs]  # fmt: skip
     save_json_atomic(sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan})
 
 

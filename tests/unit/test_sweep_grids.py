@@ -30,10 +30,11 @@ def test_every_shipped_grid_loads_and_dry_run_plans(
     assert out.startswith(f"sweep {sweep}: {len(lines)} runs") and lines
     names = [line[0] for line in lines]
     assert len(set(names)) == len(names)
-    # every (arm, size, budget) point of the file is planned, under its own name
+    # every (arm, size, cell, budget) point of the file is planned, under its own name
     raw = yaml.safe_load(path.read_text())
-    points = {f"{arm}-{size}-{_budget_label(b)}" for arm, spec in raw["archs"].items() for size in spec["sizes"]
-              for b in raw["token_budgets"]}  # fmt: skip
+    cells = [f"-{c}" for c in raw.get("cells") or {}] or [""]
+    points = {f"{arm}-{size}{c}-{_budget_label(b)}" for arm, spec in raw["archs"].items() for size in spec["sizes"]
+              for c in cells for b in raw["token_budgets"]}  # fmt: skip
     assert {p for p in points if any(n == p or n.startswith(f"{p}-") for n in names)} == points
     assert grid.archs.keys() == raw["archs"].keys()
     assert len(names) >= len(points)

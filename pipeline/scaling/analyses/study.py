@@ -2,14 +2,19 @@
 
 `fit_with_time_axis` is what ``fit.json`` holds (both `pipeline scaling fit` and `pipeline scaling report` write
 it); `analyse_study` adds the rest of the report's analyses. Each run file is read once (`records.run_files`).
+
+Memory-task records (`data.task: mqar | copy`, issue 31) go to the capacity law (`analyses.capacity`) only: their
+loss is an answer loss, not a text loss, so the text laws (L(C), plateaus, positions, ...) are fitted on the other
+records, and skipped, with `text_skipped` saying why, when there are none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.scaling.analyses.arch_fit import largest_budget_runs
+from pipeline.scaling.analyses.capacity import Capacity, capacity_study, is_memory_record
 from pipeline.scaling.analyses.context_gain import ContextGain, context_gains
 from pipeline.scaling.analyses.grad_reach import GradReach, grad_reach
 from pipeline.scaling.analyses.matched_runs import MatchedRunRatios, matched_run_ratios
@@ -24,10 +29,11 @@ from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep
 
 @dataclass(frozen=True)
 class Study:
-    """Everything `report/` renders; no renderer reads a file of the sweep."""
+    """Everything `report/` renders; no renderer reads a file of the sweep. A memory-only sweep has no text
+    analyses: `fit` and `time_axis` are None and `text_skipped` says why."""
 
-    fit: SweepFit
-    time_axis: TimeAxis
+    fit: SweepFit | None
+    time_axis: TimeAxis | None
     position_curves: dict[
         str, list[tuple[RunRecord, PositionCurve]]
     ]  # arch -> each size's largest-budget run
@@ -35,6 +41,25 @@ class Study:
     source_lengths: list[Bucketed]
     context_gains: list[ContextGain]
     grad_reach: dict[str, GradReach]
+    capacity: Capacity | None = None
+    text_skipped: str = ""
+    unfinished: tuple[str, ...] = ()  # planned runs without a record (what a memory-only report lists)
+
+
+MEMORY_ONLY = (
+    "every run is a memory task (data.task mqar/copy): its loss is an answer loss, so the text-task laws "
+    "(L(N), L(C), L(D), positions, plateaus) are not fitted; see the capacity law"
+)
+
+
+def _split(loaded: LoadedSweep) -> tuple[LoadedSweep, list[RunRecord]]:
+    """(the sweep's text-task records as a LoadedSweep, its memory-task records)."""
+    memory = [r for r in loaded.records if is_memory_record(r)]
+    return replace(loaded, records=[r for r in loaded.records if not is_memory_record(r)]), memory
+
+
+def capacity_of(loaded: LoadedSweep, n_boot: int, seed: int, threshold: float) -> Capacity | None:
+    return capacity_study(_split(loaded)[1], threshold, n_boot, seed)
 
 
 def fit_with_time_axis(
@@ -45,19 +70,41 @@ def fit_with_time_axis(
     loaded: LoadedSweep | None = None,
     files: RunFiles | None = None,
 ) -> tuple[SweepFit, TimeAxis]:
-    """The sweep's fits and its time axis (over the fitted runs): the content of fit.json."""
-    loaded = load_sweep(sweep_dir) if loaded is None else loaded
+    """The sweep's fits and its time axis (over the fitted runs): the content of fit.json. Memory-task records are
+    left out (`_split`); with nothing else the fit raises ValueError (callers check `text_records` first)."""
+    loaded = _split(load_sweep(sweep_dir) if loaded is None else loaded)[0]
     files = RunFiles(sweep_dir) if files is None else files
     sweep = fit_sweep(sweep_dir, n_boot, seed, unigram_entropy=unigram_entropy, loaded=loaded, files=files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     return sweep, time_axis(fitted, n_boot)  # measured seconds + projected GPU-hours
 
 
+def unfinished(loaded: LoadedSweep) -> list[str]:
+    """Planned runs without a record (without a plan.json: run directories without one)."""
+    if loaded.planned is None:
+        return loaded.skipped
+    done = {r.run for r in loaded.records}
+    return [n for n in loaded.planned if n not in done]
+
+
+def memory_only(loaded: LoadedSweep) -> bool:
+    """True when the sweep has finished runs and all of them are memory tasks (no text analyses to run)."""
+    text, memory = _split(loaded)
+    return bool(memory) and not text.records
+
+
 def analyse_study(
-    sweep_dir: str | Path, n_boot: int = 400, seed: int = 0, unigram_entropy: float | None = None
+    sweep_dir: str | Path,
+    n_boot: int = 400,
+    seed: int = 0,
+    unigram_entropy: float | None = None,
+    threshold: float = 0.9,
 ) -> Study:
-    """Read the sweep once and run every analysis of the report on it."""
+    """Read the sweep once and run every analysis of the report on it (``threshold``: the capacity law's)."""
     loaded, files = load_sweep(sweep_dir), RunFiles(sweep_dir)
+    capacity = capacity_of(loaded, n_boot, seed, threshold)
+    if memory_only(loaded):
+        return Study(None, None, {}, [], [], [], {}, capacity, MEMORY_ONLY, tuple(unfinished(loaded)))
     sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy, loaded, files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     curves = {a: [(r, run_position_curve(files, r)) for r in largest_budget_runs(af.records)]
@@ -69,5 +116,6 @@ def analyse_study(
         matched_runs=matched_run_ratios(fitted),
         source_lengths=source_lengths(files, fitted),
         context_gains=context_gains(files, fitted),
-        grad_reach=grad_reach(files, loaded.records),
+        grad_reach=grad_reach(files, _split(loaded)[0].records),
+        capacity=capacity,
     )

@@ -2,6 +2,8 @@
 
 Every fitted number of a sweep (`analyses.sweep_fit.SweepFit`) and its time axis (`analyses.time_axis.TimeAxis`),
 as JSON with null for undetermined values. The figures and report.md are the other renderings of the same fit.
+A sweep with memory-task runs (issue 31) adds `capacity` (`analyses.capacity.Capacity.to_dict`); a memory-only
+sweep has no text fits: `archs` is empty and `text_fits_skipped` says why.
 """
 
 from __future__ import annotations
@@ -12,13 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.scaling.analyses.arch_fit import ArchFit
-from pipeline.scaling.analyses.study import fit_with_time_axis
+from pipeline.scaling.analyses.capacity import Capacity
+from pipeline.scaling.analyses.study import (
+    MEMORY_ONLY,
+    capacity_of,
+    fit_with_time_axis,
+    memory_only,
+    unfinished,
+)
 from pipeline.scaling.analyses.sweep_fit import SweepFit
 from pipeline.scaling.analyses.time_axis import TimeAxis
 from pipeline.scaling.fits.compute_axes import COMPUTE_AXES
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH
 from pipeline.scaling.fits.frontier import FrontierPoint
 from pipeline.scaling.records.json_file import save_json_atomic
+from pipeline.scaling.records.sweep_dir import load_sweep
 
 FIT_FILE = "fit.json"
 
@@ -108,9 +118,29 @@ def sweep_to_dict(sweep: SweepFit, time_axis: TimeAxis | None = None) -> dict[st
     return out
 
 
-def write_fit_json(out_dir: str | Path, sweep: SweepFit, time_axis: TimeAxis) -> dict[str, Any]:
-    """Write ``out_dir/fit.json``; returns the same dict."""
-    out = sweep_to_dict(sweep, time_axis)
+def memory_only_dict(sweep_dir: str | Path, n_runs: int, skipped: list[str], why: str) -> dict[str, Any]:
+    """fit.json's text part for a sweep without text-task runs."""
+    return {"sweep_dir": str(sweep_dir), "n_runs": n_runs, "n_runs_fitted": 0, "skipped_runs": skipped,
+            "archs": {}, "unfitted_archs": {}, "comparisons": [], "text_fits_skipped": why}  # fmt: skip
+
+
+def write_fit_json(
+    out_dir: str | Path,
+    sweep: SweepFit | None,
+    time_axis: TimeAxis | None,
+    capacity: Capacity | None = None,
+    sweep_dir: str | Path = "",
+    skipped: list[str] | None = None,
+    text_skipped: str = MEMORY_ONLY,
+) -> dict[str, Any]:
+    """Write ``out_dir/fit.json``; returns the same dict. ``sweep`` None: a memory-only sweep (``sweep_dir``
+    ``skipped`` and ``text_skipped`` then say which, its unfinished runs and why)."""
+    if sweep is None:
+        out = memory_only_dict(sweep_dir, capacity.n_records if capacity else 0, skipped or [], text_skipped)
+    else:
+        out = sweep_to_dict(sweep, time_axis)
+    if capacity is not None:
+        out["capacity"] = capacity.to_dict()
     save_json_atomic(Path(out_dir) / FIT_FILE, out)
     return out
 
@@ -121,8 +151,14 @@ def run_fit(
     seed: int = 0,
     out_dir: str | Path | None = None,
     unigram_entropy: float | None = None,
+    threshold: float = 0.9,
 ) -> dict[str, Any]:
     """`pipeline scaling fit`: fit a sweep and write ``fit.json`` into ``out_dir`` (default SWEEP_DIR); returns the
     same dict, the same content `pipeline scaling report` writes."""
-    sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy)
-    return write_fit_json(Path(sweep_dir if out_dir is None else out_dir), sweep, times)
+    loaded = load_sweep(sweep_dir)
+    capacity = capacity_of(loaded, n_boot, seed, threshold)
+    sweep, times = (None, None) if memory_only(loaded) else fit_with_time_axis(
+        sweep_dir, n_boot, seed, unigram_entropy, loaded
+    )  # fmt: skip
+    out = Path(sweep_dir if out_dir is None else out_dir)
+    return write_fit_json(out, sweep, times, capacity, sweep_dir, unfinished(loaded))

@@ -1,5 +1,7 @@
 """`pipeline scaling report`: fit a sweep, run every analysis (`analyses.study`), and write report.md, its
-figures and fit.json. Sections are rendered from the one result object, in the order they appear."""
+figures and fit.json. Sections are rendered from the one result object, in the order they appear. A sweep of
+memory-task runs (issue 31) gets the "Capacity law" section; one with no text-task runs gets only that, with one
+line saying why the text-task sections are skipped."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 from pipeline.scaling.analyses.study import Study, analyse_study
 from pipeline.scaling.report.analysis_sections import analysis_sections
+from pipeline.scaling.report.capacity_section import capacity_section
 from pipeline.scaling.report.context_gain_section import context_gain_lines
 from pipeline.scaling.report.core_sections import CAVEATS, main_sections
 from pipeline.scaling.report.fit_json import write_fit_json
@@ -24,11 +27,14 @@ REPORT_FILE = "report.md"
 def report_lines(study: Study, out_dir: Path) -> list[str]:
     """Every line of report.md, drawing each section's figures into ``out_dir`` on the way."""
     sweep = study.fit
+    if sweep is None:
+        return memory_report_lines(study, out_dir)
     plots = draw_law_figures(sweep, out_dir) | draw_position_figures(sweep, study.position_curves, out_dir)
     return [
         *main_sections(sweep, plots),
         *position_section(sweep, plots),
         "",
+        *capacity_section(study.capacity, out_dir),
         *analysis_sections(sweep, out_dir),  # each section below is [] when the sweep has nothing for it
         *matched_runs_lines(study.matched_runs),
         *source_length_report(study.source_lengths, out_dir),
@@ -39,19 +45,37 @@ def report_lines(study: Study, out_dir: Path) -> list[str]:
     ]
 
 
+def memory_report_lines(study: Study, out_dir: Path) -> list[str]:
+    """report.md of a sweep whose runs are all memory tasks: the capacity law, and why nothing else."""
+    cap = study.capacity
+    n = cap.n_records if cap else 0
+    left = f"; not finished yet: {', '.join(study.unfinished)}" if study.unfinished else ""
+    return [
+        "# Scaling-law report",
+        "",
+        f"{n} finished runs{left}.",
+        "",
+        f"Text-task sections skipped: {study.text_skipped}.",
+        "",
+        *capacity_section(cap, out_dir),
+    ]
+
+
 def write_report(
     sweep_dir: str | Path,
     out_dir: str | Path | None = None,
     n_boot: int = 400,
     seed: int = 0,
     unigram_entropy: float | None = None,
+    threshold: float = 0.9,
 ) -> Path:
     """Fit ``sweep_dir``, write fit.json, the figures and report.md into ``out_dir`` (default ``SWEEP_DIR``, next
     to the run directories); returns the report.md path."""
-    study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy)
+    study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy, threshold)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_fit_json(out, study.fit, study.time_axis)  # into --out, not the sweep
+    write_fit_json(out, study.fit, study.time_axis, study.capacity, sweep_dir, list(study.unfinished),
+                   study.text_skipped)  # into --out, not the sweep  # fmt: skip
     path = out / REPORT_FILE
     path.write_text("".join(f"{line}\n" for line in report_lines(study, out)))
     return path
