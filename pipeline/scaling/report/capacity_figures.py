@@ -71,8 +71,14 @@ def _nstar_panel(ax, ac: ArchCapacity, color) -> None:
             up = s.kind == LOWER_BOUND
             ax.scatter([d], [s.value], marker="^" if up else "v", facecolors="none", edgecolors=color, s=36,
                        zorder=3, label="bound (never failed / failed at every N)")  # fmt: skip
-            ax.annotate("", xy=(d, s.value * (1.6 if up else 1 / 1.6)), xytext=(d, s.value),
-                        arrowprops={"arrowstyle": "->", "color": color, "lw": 0.9})  # fmt: skip
+            tip = s.value * (1.8 if up else 1 / 1.8)
+            ax.annotate(
+                "",
+                xy=(d, tip),
+                xytext=(d, s.value),
+                arrowprops={"arrowstyle": "->", "color": color, "lw": 0.9},
+            )
+            ax.plot([d], [tip], alpha=0)  # the arrow inside the axes' limits
     law = ac.law
     if np.isfinite(law.gamma) and law.widths:
         x = np.geomspace(min(ac.widths), max(ac.widths), 100)
