@@ -1,0 +1,76 @@
+"""A grid's `cells:` (issue 31): data overrides crossed with archs x sizes x lrs x seeds, each cell with its own
+data directory and its label in the run names; a bad cell is one error naming the grid file and key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main as cli
+from pipeline.sweep.grid import SweepError, load_grid, plan_runs
+from tests.conftest import ROOT
+
+
+def _grid(tmp_path: Path, cells, **extra) -> Path:
+    raw = yaml.safe_load((ROOT / "configs/sweeps/tiny-mqar.yaml").read_text())
+    raw["base"] = [str(ROOT / b) for b in raw["base"]]
+    raw.update(cells=cells, **extra)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _value(run, key: str):
+    """The last override of `key` in a planned run (later overrides win)."""
+    return json.loads([o for o in run.overrides if o.startswith(f"{key}=")][-1].partition("=")[2])
+
+
+def test_cells_cross_archs_sizes_lrs_seeds_with_own_data_dirs(tmp_path: Path) -> None:
+    cells = {"N2": {"data.mqar.n_pairs": 2}, "N4": {"data": {"mqar": {"n_pairs": 4}}},
+             "L32": {"data.mqar.seq_len": 32, "data.dir": "data/shared-L32"}}  # fmt: skip
+    grid = load_grid(_grid(tmp_path, cells, lrs=[1e-3, 3e-3], seeds=[1, 2]))
+    assert grid.cells["N4"] == {"data.mqar.n_pairs": 4}  # nested mappings become dotted keys
+    runs = plan_runs(grid, tmp_path / "sweep", measure=False)
+    assert len(runs) == 3 * 2 * 2 * 2  # cells x archs x lrs x seeds (one size each)
+    by_name = {r.name: r for r in runs}
+    run = by_name["lstm-d16-N4-16384-lr0.003-s2"]
+    assert run.cell == "N4" and _value(run, "data.mqar.n_pairs") == 4 and _value(run, "seed") == 2
+    assert _value(run, "data.dir") == "data/tiny-mqar-N4"  # `<data.dir>-<label>`
+    assert _value(by_name["transformer-d16-L32-16384-lr0.001-s1"], "data.dir") == "data/shared-L32"  # its own
+    dirs = {_value(r, "data.dir") for r in runs}
+    assert dirs == {"data/tiny-mqar-N2", "data/tiny-mqar-N4", "data/shared-L32"}
+
+
+@pytest.mark.parametrize(
+    ("cells", "key", "message"),
+    [
+        ({"N2": {"data.mqar.n_pair": 2}}, "cells.N2", "unknown config key 'data.mqar.n_pair'; did you mean "
+         "'data.mqar.n_pairs'?"),
+        ({"N2": {"data.mqar.n_pairs": 0}}, "cells.N2", "data.mqar.n_pairs=0 must be > 0"),
+        ({"N2": {"model.n_heads": 2}}, "cells.N2", "unknown key 'model.n_heads' for model arch 'lstm'"),
+        ({"N 2": {"data.mqar.n_pairs": 2}}, "cells.N 2", "a cell label is letters, digits"),
+        ({"N2": {}}, "cells.N2", "a cell sets at least one key"),
+        ({"N2": 2}, "cells.N2", "must be a mapping"),
+        ([1, 2], "cells", "must be a mapping"),
+    ],
+    ids=["typo", "out-of-range", "other-arch-key", "bad-label", "empty", "not-a-mapping", "list"],
+)  # fmt: skip
+def test_a_bad_cell_names_the_grid_file_and_key(
+    cells, key: str, message: str, tmp_path: Path, capsys
+) -> None:
+    path = _grid(tmp_path, cells)
+    with pytest.raises(SweepError) as err:
+        load_grid(path)
+    assert str(err.value).startswith(f"{path}: key '{key}'") and message in str(err.value)
+    assert cli(["sweep", "--grid", str(path), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == f"pipeline sweep: error: {err.value}"
+
+
+def test_a_cell_that_breaks_the_task_layout_is_an_error_naming_the_run(tmp_path: Path) -> None:
+    """L < 4N is caught when the run's config is checked, naming the grid, the run and the key."""
+    grid = load_grid(_grid(tmp_path, {"N8": {"data.mqar.n_pairs": 8}}))
+    with pytest.raises(SweepError, match=r"grid\.yaml: run lstm-d16-N8-16384: .*n_pairs"):
+        plan_runs(grid, tmp_path / "sweep", measure=False)
