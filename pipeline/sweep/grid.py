@@ -9,10 +9,15 @@ the steps) and validation interval are set from that length. For the memory task
 batch's tokens are all the tokens of its sequences (not only the scored answers): MQAR's sequences have the fixed
 length L, so a budget is `steps x sequences per batch x L`, the same number of sequences at every N of one L.
 
+`step_budgets:` instead of `token_budgets:` gives each run that many optimizer steps, measuring nothing: for a
+memory grid whose cells differ in L, the same number of sequences in every cell (Zoology trains every cell on the
+same examples); run names then carry e.g. `20ksteps` where a token grid has `1M`.
+
 `cells:` crosses data settings with archs x sizes x lrs x seeds: `{label: {dotted key: value}}`, e.g.
 `{N4: {data.mqar.n_pairs: 4}, N8: {data.mqar.n_pairs: 8}}`. A cell's keys are checked like `set` and applied
 after it (and after the arm's `set`); each cell gets its own prepared data, `<data.dir>-<label>`, unless it sets
-`data.dir`; its label goes into run names after the size: `lstm-d32-N8-1M-lr0.003-s1`.
+`data.dir`; its label goes into run names after the size: `lstm-d32-N8-1M-lr0.003-s1`. An arm's `cells: [labels]`
+runs it at those cells only (e.g. one solver check at one cell).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pipeline.config import (
 from pipeline.scaling.records.run_record import RESULT_FILE
 from pipeline.sweep.grid_checks import (
     SweepError,
+    arm_cells,
     check_model_keys,
     check_set,
     config_path,
@@ -44,9 +50,9 @@ from pipeline.sweep.grid_checks import (
     parse_cells,
 )
 
-GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
+GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "step_budgets", "warmup_frac", "evals_per_run",
              "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr", "cells"}  # fmt: skip
-ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs"}
+ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs", "cells"}
 TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
 ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
 
@@ -58,7 +64,7 @@ class Grid:
     base: list[str]
     # arm label -> {"arch": registry name, "model": {...}, "set": {...}, "sizes": {name: {model keys}}, "lrs": [...]}
     archs: dict[str, dict[str, Any]]
-    token_budgets: list[int]
+    token_budgets: list[int]  # the budgets: tokens, or optimizer steps where `steps_budget`
     overrides: dict[str, Any] = field(default_factory=dict)
     out: str | None = None
     warmup_frac: float = 0.05
@@ -70,6 +76,7 @@ class Grid:
     replicate_best_lr: bool = False  # later seeds only at each size's best rate (chosen on the first)
     # data cells crossed with archs x sizes x lrs x seeds: label -> {dotted key: value} (grid_checks.parse_cells)
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps_budget: bool = False  # the grid gave `step_budgets:` (each budget a step count, nothing measured)
 
 
 @dataclass
@@ -95,17 +102,19 @@ def load_grid(path: str | Path) -> Grid:
     except ConfigError as err:
         raise SweepError(str(err)) from err
     reject_unknown(raw, sorted(GRID_KEYS), str(path), error=SweepError)
-    for key in ("archs", "token_budgets"):
-        if key not in raw:
-            raise SweepError(f"{path}: missing key {key!r}")
+    if ("token_budgets" in raw) == ("step_budgets" in raw):
+        raise SweepError(f"{path}: give exactly one of the keys 'token_budgets' and 'step_budgets'")
+    budget_key = "token_budgets" if "token_budgets" in raw else "step_budgets"
+    if "archs" not in raw:
+        raise SweepError(f"{path}: missing key 'archs'")
     base = [raw["base"]] if isinstance(raw.get("base"), str) else raw.get("base") or []
     if not isinstance(base, list) or not all(isinstance(b, str) for b in base):
         raise SweepError(f"{path}: key 'base' must list config files, got {base!r}")
     base = [config_path(path, b) for b in base]
-    budgets = raw["token_budgets"]
+    budgets = raw[budget_key]
     if not isinstance(budgets, list) or not budgets or not all(is_count(b) for b in budgets):
         bad = next((b for b in budgets if not is_count(b)), budgets) if isinstance(budgets, list) else budgets
-        raise SweepError(f"{path}: key 'token_budgets' holds {bad!r}; expected a list of positive integers")
+        raise SweepError(f"{path}: key '{budget_key}' holds {bad!r}; expected a list of positive integers")
     archs = mapping(raw["archs"], f"{path}: key 'archs'")
     if not archs:
         raise SweepError(f"{path}: key 'archs' is empty")
@@ -133,7 +142,7 @@ def load_grid(path: str | Path) -> Grid:
             size_where = f"{path}: key 'archs.{label}.sizes.{size}'"
             check_model_keys(arch, mapping(keys, size_where), size_where)
         archs[label] = {"arch": arch, "model": model, "set": arm_set, "sizes": sizes,
-                       "lrs": numbers(spec.get("lrs"), f"{where}.lrs", float)}  # fmt: skip
+                       "lrs": numbers(spec.get("lrs"), f"{where}.lrs", float), "cells": spec.get("cells")}  # fmt: skip
     overrides = mapping(raw.get("set"), f"{path}: key 'set'")
     for spec in archs.values():  # grid-wide `model.*` keys must suit every architecture they reach
         check_set(overrides, f"{path}: key 'set'", spec["arch"])
@@ -145,7 +154,10 @@ def load_grid(path: str | Path) -> Grid:
         seeds=numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),
         seed_sizes=raw.get("seed_sizes"), replicate_best_lr=raw.get("replicate_best_lr", False),
         cells=parse_cells(raw.get("cells"), path, [spec["arch"] for spec in archs.values()]),
+        steps_budget=budget_key == "step_budgets",
     )  # fmt: skip
+    for label, spec in archs.items():  # an arm's `cells:` runs it at those of the grid's cells only
+        spec["cells"] = arm_cells(spec["cells"], grid.cells, f"{path}: key 'archs.{label}.cells'")
     if not isinstance(grid.replicate_best_lr, bool):
         bad = grid.replicate_best_lr
         raise SweepError(f"{path}: key 'replicate_best_lr' must be true or false, got {bad!r}")
@@ -156,6 +168,11 @@ def load_grid(path: str | Path) -> Grid:
     if grid.evals_per_run < 1:
         raise SweepError(f"{path}: key 'evals_per_run' must be >= 1, got {grid.evals_per_run}")
     return grid
+
+
+def grid_unit(grid: Grid) -> str:
+    """What the grid's budgets count: "tokens" or "steps"."""
+    return "steps" if grid.steps_budget else "tokens"
 
 
 def _budget_label(tokens: int) -> str:
@@ -193,7 +210,7 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
     ):
         for arch, spec in grid.archs.items():
             sizes = list(spec["sizes"].items())
-            if rank >= len(sizes):
+            if rank >= len(sizes) or (cell is not None and cell not in spec["cells"]):
                 continue
             size, keys = sizes[rank]
             top = grid.seed_sizes is None or rank >= len(sizes) - grid.seed_sizes
@@ -206,7 +223,7 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
                     if best is None and lr == lrs[0]:  # one waiting run per seed, not one per rate
                         point_name = f"{arch}-{size}" + ("" if cell is None else f"-{cell}")
                         why = (f"its rate is the best of {point_name}'s first-seed runs at "
-                               f"{max(grid.token_budgets):,} tokens, not all finished")  # fmt: skip
+                               f"{max(grid.token_budgets):,} {grid_unit(grid)}, not all finished")  # fmt: skip
                         runs.append(PlannedRun(_run_name(grid, arch, size, cell, budget, None, seed, lrs), [],
                                                [], arch, size, budget, seed=seed, waiting=why, cell=cell))  # fmt: skip
                     continue
@@ -227,7 +244,8 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
 def _run_name(grid: Grid, arch: str, size: str, cell: str | None, budget: int, lr: float | None,
               seed: int | None, lrs: list[float]) -> str:  # fmt: skip
     """`arch-size[-cell]-budget[-lr<rate>][-s<seed>]`; a waiting run's rate is not known yet: `-lrbest`."""
-    name = f"{arch}-{size}{'' if cell is None else f'-{cell}'}-{_budget_label(budget)}"
+    label = _budget_label(budget) + ("steps" if grid.steps_budget else "")
+    name = f"{arch}-{size}{'' if cell is None else f'-{cell}'}-{label}"
     name += ("-lrbest" if lr is None else f"-lr{lr:g}") if len(lrs) > 1 else ""
     return name + (f"-s{seed}" if len(grid.seeds) > 1 else "")
 
@@ -235,9 +253,9 @@ def _run_name(grid: Grid, arch: str, size: str, cell: str | None, budget: int, l
 def _best_first_seed_lr(grid: Grid, arch: str, size: str, cell: str | None, lrs: list[float],
                         sweep_dir: Path) -> float | None:  # fmt: skip
     """The rate `pipeline.scaling.analyses.lr_scan.select_best_lr` (the fits' own rule: lowest final validation
-    loss, for a memory task the answer loss) picks from the first-seed runs of (arch, size, cell) at the grid's
-    largest budget, or None while any of those runs has no record. The records are
-    read by name: no search."""
+    loss) picks from the first-seed runs of (arch, size, cell) at the grid's largest budget (for a memory task the
+    capacity law's: highest answer accuracy, `fits.capacity_law.best_over_rates`), or None while any of those
+    runs has no record. The records are read by name: no search."""
     from pipeline.scaling.analyses.lr_scan import select_best_lr
     from pipeline.scaling.records.run_record import load_record
 
@@ -251,6 +269,13 @@ def _best_first_seed_lr(grid: Grid, arch: str, size: str, cell: str | None, lrs:
             records.append(replace(load_record(path), lr=lr, seed=seed))
         except (OSError, ValueError) as err:
             raise SweepError(f"unreadable record ({err}); delete {path} to rerun that run") from err
+    if records[0].answer_metrics.get("task") in (
+        "mqar",
+        "copy",
+    ):  # a memory task: the capacity law's own rule
+        from pipeline.scaling.fits.capacity_law import best_over_rates
+
+        return best_over_rates({r.lr: r.answer_metrics["accuracy"] for r in records}).best_lr
     _, scan = select_best_lr(records)
     return next(iter(scan.best.values()))
 
@@ -260,7 +285,8 @@ def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
     from pipeline.scaling.records.json_file import save_json_atomic
     from pipeline.scaling.records.sweep_dir import PLAN_FILE
 
-    plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps,
+    budget = "step_budget" if grid.steps_budget else "token_budget"
+    plan = [{"name": r.name, "arch": r.arch, "size": r.size, budget: r.budget, "max_steps": r.max_steps,
              "seed": r.seed, "lr": r.lr, **({"cell": r.cell} if r.cell is not None else {}),
              **({"waiting": r.waiting} if r.waiting else {})} for r in runs]  # fmt: skip
     save_json_atomic(sweep_dir / PLAN_FILE, {"grid": str(grid.path), "runs": plan})
@@ -316,11 +342,15 @@ class _TokenCache:
 
 
 def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: _TokenCache, measure: bool) -> None:
-    """Token budget -> steps, validation interval and warmup, appended to the run's overrides (before run_dir)."""
-    per_batch = cache.get(cfg, measure)
-    if per_batch is None:
-        return  # dry run before the data was measured: steps unknown
-    per_step = per_batch * world * cfg.train.accumulate
+    """Token budget -> steps, validation interval and warmup, appended to the run's overrides (before run_dir).
+    A step budget is the steps themselves (rounded up to a multiple of `evals_per_run`)."""
+    if grid.steps_budget:
+        per_step = 1.0
+    else:
+        per_batch = cache.get(cfg, measure)
+        if per_batch is None:
+            return  # dry run before the data was measured: steps unknown
+        per_step = per_batch * world * cfg.train.accumulate
     val_every = max(1, math.ceil(run.budget / per_step / grid.evals_per_run))
     run.max_steps = val_every * grid.evals_per_run
     extra = {"train.max_steps": run.max_steps, "train.val_every": val_every,

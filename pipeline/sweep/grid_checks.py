@@ -128,3 +128,16 @@ def parse_cells(raw: Any, path: Path, archs: list[str]) -> dict[str, dict[str, A
             check_set(keys, where, arch)
         out[label] = flat_keys(keys)
     return out
+
+
+def arm_cells(raw: Any, cells: dict[str, Any], where: str) -> list[str]:
+    """An arm's `cells:` (labels of the grid's cells it runs at) -> the labels; absent: every cell."""
+    if raw is None:
+        return list(cells)
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
+        raise SweepError(f"{where}: expected a list of cell labels, got {raw!r}")
+    unknown = [c for c in raw if c not in cells]
+    if unknown:
+        known = ", ".join(cells) or "none: the grid has no `cells:`"
+        raise SweepError(f"{where}: unknown cell {unknown[0]!r}; the grid's cells: {known}")
+    return list(raw)

@@ -107,7 +107,7 @@ def run_sweep(args: argparse.Namespace, process: TrainProcess | None = None) -> 
         runs = _selected(plan_runs(grid, sweep_dir.resolve() if args.slurm else sweep_dir, world, measure=False),
                          args.only)  # fmt: skip
         if args.dry_run and not args.slurm:
-            print_plan(runs, sweep_dir)
+            print_plan(runs, sweep_dir, "step budget" if grid.steps_budget else "tokens")
             return 0
         from pipeline.sweep.slurm_plan import submit_array
 
@@ -180,14 +180,14 @@ def _write_error(run_dir: Path, text: str) -> None:
     (run_dir / ERROR_FILE).write_text(text)
 
 
-def print_plan(runs: list[PlannedRun], sweep_dir: Path) -> None:
+def print_plan(runs: list[PlannedRun], sweep_dir: Path, unit: str = "tokens") -> None:
     print(f"sweep {sweep_dir}: {len(runs)} runs")
     for r in runs:
         d = sweep_dir / r.name
         state = "done" if (d / RESULT_FILE).is_file() else "failed" if (d / ERROR_FILE).is_file() else "todo"
         state = f"waiting: {r.waiting}" if r.waiting else state
         steps = f"{r.max_steps:>7}" if r.max_steps else "      -" if r.waiting else "      ?"
-        print(f"  {r.name:40} {r.budget:>12,} tokens {steps} steps  {state}")
+        print(f"  {r.name:40} {r.budget:>12,} {unit} {steps} steps  {state}")
     if any(not r.max_steps and not r.waiting for r in runs):
         print("  (? = steps are measured from the prepared data when the sweep first runs)")
 

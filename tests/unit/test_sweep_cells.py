@@ -74,3 +74,33 @@ def test_a_cell_that_breaks_the_task_layout_is_an_error_naming_the_run(tmp_path:
     grid = load_grid(_grid(tmp_path, {"N8": {"data.mqar.n_pairs": 8}}))
     with pytest.raises(SweepError, match=r"grid\.yaml: run lstm-d16-N8-16384: .*n_pairs"):
         plan_runs(grid, tmp_path / "sweep", measure=False)
+
+
+def test_step_budgets_and_an_arm_restricted_to_one_cell(tmp_path: Path) -> None:
+    """`step_budgets`: each run that many steps, nothing measured, `steps` in the name; an arm's `cells:` list runs
+    it at those cells only (the Newton check of recall-gpu.yaml)."""
+    cells = {"N2": {"data.mqar.n_pairs": 2}, "N4": {"data.mqar.n_pairs": 4}}
+    path = _grid(tmp_path, cells, step_budgets=[30], evals_per_run=4)
+    raw = yaml.safe_load(path.read_text())
+    del raw["token_budgets"]
+    raw["archs"]["lstm_newton"] = {"arch": "lstm", "model": {"recurrence": "newton"}, "cells": ["N4"],
+                                   "sizes": {"d16": {"d_model": 16, "n_layers": 2}}}  # fmt: skip
+    path.write_text(yaml.safe_dump(raw))
+    runs = plan_runs(load_grid(path), tmp_path / "sweep", measure=False)
+    names = {r.name: r for r in runs}
+    assert set(names) == {"lstm-d16-N2-30steps", "lstm-d16-N4-30steps", "transformer-d16-N2-30steps",
+                          "transformer-d16-N4-30steps", "lstm_newton-d16-N4-30steps"}  # fmt: skip
+    assert {r.max_steps for r in runs} == {32}  # rounded up to a multiple of evals_per_run
+    assert _value(names["lstm-d16-N2-30steps"], "train.max_steps") == 32
+    assert not (tmp_path / "sweep" / "tokens_per_batch.json").exists()
+    raw["token_budgets"] = [100]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SweepError, match="exactly one of the keys 'token_budgets' and 'step_budgets'"):
+        load_grid(path)
+    del raw["token_budgets"]
+    raw["archs"]["lstm_newton"]["cells"] = ["N8"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        SweepError, match=r"key 'archs.lstm_newton.cells': unknown cell 'N8'; the grid's cells: N2, N4"
+    ):
+        load_grid(path)

@@ -26,15 +26,18 @@ def test_every_shipped_grid_loads_and_dry_run_plans(
     # planning builds and checks every run's full config (base files + set + arm + size + seed/rate), no data
     assert cli(["sweep", "--grid", str(path), "--out", str(sweep), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    lines = [line.split() for line in out.splitlines()[1:] if line.startswith("  ") and "tokens" in line]
+    lines = [line.split() for line in out.splitlines()[1:]
+             if line.startswith("  ") and ("tokens" in line or "step budget" in line)]  # fmt: skip
     assert out.startswith(f"sweep {sweep}: {len(lines)} runs") and lines
     names = [line[0] for line in lines]
     assert len(set(names)) == len(names)
     # every (arm, size, cell, budget) point of the file is planned, under its own name
     raw = yaml.safe_load(path.read_text())
-    cells = [f"-{c}" for c in raw.get("cells") or {}] or [""]
-    points = {f"{arm}-{size}{c}-{_budget_label(b)}" for arm, spec in raw["archs"].items() for size in spec["sizes"]
-              for c in cells for b in raw["token_budgets"]}  # fmt: skip
+    cells = [f"-{c}" for c in raw.get("cells") or {}] or [""]  # an arm's `cells:` runs at those only
+    unit = "steps" if "step_budgets" in raw else ""
+    points = {f"{arm}-{size}{c}-{_budget_label(b)}{unit}" for arm, spec in raw["archs"].items()
+              for size in spec["sizes"] for c in ([f"-{x}" for x in spec.get("cells", [])] or cells)
+              for b in raw.get("token_budgets") or raw["step_budgets"]}  # fmt: skip
     assert {p for p in points if any(n == p or n.startswith(f"{p}-") for n in names)} == points
     assert grid.archs.keys() == raw["archs"].keys()
     assert len(names) >= len(points)
