@@ -84,7 +84,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
 
     try:
         result = run_fit(args.sweep_dir, args.n_boot, args.seed, out_dir=args.out,
-                         unigram_entropy=args.unigram_entropy, threshold=args.threshold)  # fmt: skip
+                         unigram_entropy=args.unigram_entropy, threshold=getattr(args, "threshold", 0.9))  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling fit: error: {err}", file=sys.stderr)
         return 2
@@ -98,7 +98,7 @@ def run_report_command(args: argparse.Namespace) -> int:
 
     try:
         path = write_report(args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed,
-                            unigram_entropy=args.unigram_entropy, threshold=args.threshold)  # fmt: skip
+                            unigram_entropy=args.unigram_entropy, threshold=getattr(args, "threshold", 0.9))  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)
         return 2

@@ -158,3 +158,23 @@ def test_mixed_tasks_and_bad_threshold_are_one_line_errors(tmp_path: Path, capsy
     save_record(tmp_path / "s" / a.run / "result.json", a)
     assert cli(["scaling", "report", str(tmp_path / "s"), "--threshold", "1.5"]) == 2
     assert "threshold=1.5: must be a number in (0, 1)" in capsys.readouterr().err
+
+
+def test_a_sweep_of_text_and_memory_runs_gets_both_reports(tmp_path: Path) -> None:
+    """The text laws are fitted on the text runs only; the memory runs get the capacity section beside them."""
+    from tests.unit.test_scaling_plots import write_sweep
+
+    sweep = tmp_path / "sweep"
+    write_sweep(sweep)
+    for n in (2, 4, 8):
+        r = record("lstm", 16, n, 1e-3, 1, int(planted(n, 16) * 1000), 1000)
+        save_record(sweep / r.run / "result.json", r)
+    assert cli(["scaling", "report", str(sweep), "--n-boot", "10"]) == 0
+    text = (sweep / "report.md").read_text()
+    assert "## Capacity law" in text and "## Caveats" in text and "Text-task sections skipped" not in text
+    fit = json.loads((sweep / "fit.json").read_text())
+    assert fit["capacity"]["n_runs"] == 3 and all(
+        n.startswith(("lstm", "transformer", "residual")) for n in fit["archs"]
+    )
+    fitted = [run for a in fit["archs"].values() for p in a["points"] for run in p["runs"]]
+    assert fitted and not any("-N" in run for run in fitted)  # no memory run among the text fits
