@@ -178,3 +178,22 @@ def test_a_sweep_of_text_and_memory_runs_gets_both_reports(tmp_path: Path) -> No
     )
     fitted = [run for a in fit["archs"].values() for p in a["points"] for run in p["runs"]]
     assert fitted and not any("-N" in run for run in fitted)  # no memory run among the text fits
+
+
+def test_copy_records_give_n_star_in_string_length() -> None:
+    """Copy: each run's by_length rows are the curve (exact-match strings per length); N* is a length."""
+    records = []
+    for seed in SEEDS:
+        rows = [{"length": n, "answers": 10 * n, "correct": 9 * n, "accuracy": 0.9, "loss": 0.1, "strings": 400,
+                 "exact": int(400 * (0.99 if n <= 8 else 0.5 if n == 16 else 0.0)), "exact_match": None}
+                for n in (4, 8, 16, 32)]  # fmt: skip
+        r = record("lstm", 32, 1, 1e-3, seed, 0, 1)
+        metrics = {"task": "copy", "V": 30, "L": 67, "alphabet_size": 26, "state_floats": 128, "state_bits": 4096,
+                   "answers": 1, "correct": 0, "accuracy": 0.0, "loss": 1.0, "by_length": rows}  # fmt: skip
+        records.append(RunRecord(**{**r.__dict__, "answer_metrics": metrics}))
+    cap = capacity_study(records, n_boot=100)
+    w = cap.archs["lstm"].widths[32]
+    assert cap.task == "copy" and cap.chance == 0.0 and w.n_star.kind == INTERPOLATED
+    assert 8 < w.n_star.value < 16  # 0.99 at 8, 0.5 at 16: 0.9 is crossed in between
+    assert w.bits_per_float == pytest.approx(w.n_star.value * math.log2(26) / 128)
+    assert cap.archs["lstm"].by_distance == [] and cap.pairs_vs_distance == []

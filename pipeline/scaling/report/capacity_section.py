@@ -138,11 +138,12 @@ def capacity_section(cap: Capacity | None, out_dir: Path) -> list[str]:
         f"log2(alphabet) = {cap.value_bits:.3g} bits a letter")  # fmt: skip
     chance = f"chance {cap.chance:.3g} (1/(V/2))" if cap.task == "mqar" else "chance ≈ 0 (exact match)"
     cells = ", ".join(f"({length}, {n})" for length, n in cap.cells)
+    n = "N" if cap.task == "mqar" else "length"
     return [
         "## Capacity law",
         "",
-        f"{task}, V = {cap.vocab_size}, {cap.n_records} runs; (L, N) cells: {cells}. N* is the largest N at which "
-        f"accuracy is ≥ {cap.threshold:g}, interpolated in log N; accuracy at each N is the best over the scanned "
+        f"{task}, V = {cap.vocab_size}, {cap.n_records} runs; (L, {n}) cells: {cells}. N* is the largest {n} at "
+        f"which accuracy is ≥ {cap.threshold:g}, interpolated in log {n}; accuracy at each {n} is the best over the scanned "
         "learning rates (Zoology's convention), the mean over seeds at that rate; the 95 % CI resamples seeds and "
         f"then answers. Bits recalled per state float = N* · {unit} / the model's state floats (its own count at "
         f"the run's L). Accuracy {chance}. A width that never falls below the threshold gives a lower bound, one "
