@@ -82,10 +82,10 @@ def check_cross_keys(cfg: RunConfig) -> None:
 
 
 def sequence_len(data: Any) -> int:
-    """Longest target of the task in tokens: the LM window, a memory task's sequence, the passage side, or
-    `data.max_len`."""
+    """Longest target of the task in tokens: the LM window (BOS + `data.context` tokens in, context + 1 targets),
+    a memory task's sequence, the passage side, or `data.max_len`."""
     if data.task == "lm":
-        return int(data.context)
+        return int(data.context) + 1
     if data.task in MEMORY_TASKS:
         return memory_seq_len(data)
     return int(data.passage_len) if data.task == "passages" else int(data.max_len)
@@ -99,7 +99,7 @@ def check_position_table(data: Any, model_max_len: int | None) -> None:
         return
     need = sequence_len(data) + (data.task != "lm")  # seq2seq targets are fed with BOS in front
     length = (
-        f"data.context={data.context}"
+        f"data.context={data.context} (+ BOS)"
         if data.task == "lm"
         else f"data.passage_len={data.passage_len} (+ BOS)"
     )

@@ -101,10 +101,10 @@ def mean_lengths(cfg: Any, train: dict[str, Any]) -> tuple[int, int, int]:
     """(mean source tokens, mean target tokens as trained, target tokens in one epoch) from the train manifest.
 
     Translation and passages: targets are trained with EOS (+1 each). A language model has no source and each
-    stored window of context + 1 tokens trains `context` next-token targets."""
+    stored window of context + 1 tokens trains context + 1 next-token targets (the first from BOS)."""
     samples = max(1, int(train["samples"]))
     if cfg.data.task == "lm":
-        return 0, int(cfg.data.context), samples * int(cfg.data.context)
+        return 0, int(cfg.data.context) + 1, samples * (int(cfg.data.context) + 1)
     if cfg.data.task in ("mqar", "copy"):  # decoder-only sequences, stored whole (no EOS added)
         return 0, round(train["tgt_tokens"] / samples), int(train["tgt_tokens"])
     src, tgt = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
@@ -123,7 +123,7 @@ def newton_iterations(cfg: Any, run_dir: Path) -> dict[str, Any]:
 
 
 def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
-    """Over the validation split's targets (EOS included; an LM window's `context` targets): real tokens at each
+    """Over the validation split's targets (EOS included; an LM window's context + 1 targets): real tokens at each
     target position, and how often each token id occurs (for the unigram entropy)."""
     import torch
 
