@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import ConfigError, ConfigWarning, load_config
 from pipeline.data.sources.bible import bible_db_path
 from pipeline.data.text import clean_text
+from pipeline.data.tokenizer import BOS_ID
 from pipeline.training.logged_metrics import read_metric
+from pipeline.training.module import Seq2SeqModule
 from pipeline.training.run_data import prepare_run_data, target_width
 from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY
@@ -110,12 +113,24 @@ def test_a_passage_length_the_corpus_cannot_fill_names_the_key(tmp_path: Path) -
 
 # ------------------------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("arch", ["lstm", "residual_lstm", "transformer", "lstm_no_cell_residual", "minlstm"])
-def test_every_arch_trains_as_a_language_model(lm_data: Path, tmp_path: Path, arch: str) -> None:
+def test_every_arch_trains_as_a_language_model(
+    lm_data: Path, tmp_path: Path, arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = lm_config(
         lm_data, tmp_path / "run", arch, "train.max_steps=2", "train.val_every=2", "optim.warmup_steps=1"
     )
+    first_inputs: list[torch.Tensor] = []  # what each train and validation batch fed the model at position 0
+    for step in ("training_step", "validation_step"):
+        original = getattr(Seq2SeqModule, step)
+
+        def spy(self, batch, batch_idx, _original=original):  # noqa: ANN001, ANN202
+            first_inputs.append(batch["tgt_in"][:, 0].clone())
+            return _original(self, batch, batch_idx)
+
+        monkeypatch.setattr(Seq2SeqModule, step, spy)
     summary = fit(cfg)
     assert summary["steps"] == 2 and math.isfinite(summary["valid_loss"])
+    assert len(first_inputs) >= 3 and all((x == BOS_ID).all() for x in first_inputs)  # BOS opens every window
     assert "bleu" not in summary  # no decoding for a language model
     # the decoder alone: a seq2seq model of the same config has more parameters (source embedding/encoder)
     seq2seq = load_config(
