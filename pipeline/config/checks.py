@@ -67,6 +67,10 @@ def contradictions(cfg: RunConfig) -> list[str]:
         out.append(
             f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task={d.task} (no translation)"
         )
+    if cfg.train.eval_contexts is not None and d.task != "lm":
+        out.append(
+            f"train.eval_contexts={cfg.train.eval_contexts} does nothing with data.task={d.task} (LM only)"
+        )
     out += unused_sections(d)
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
         out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")

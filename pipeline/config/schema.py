@@ -102,6 +102,11 @@ class TrainConfig:
     length_penalty: float = key(
         0.6, "beam search: score / ((5 + length) / 6) ** this (GNMT); beam > 1 only", ge=0.0
     )
+    eval_contexts: str | None = key(
+        None,
+        "LM: context lengths, comma-separated (e.g. '8,16,32,64'), at which the sweep scores every validation "
+        "token at the end of the run (valid_truncation.npz; the record's truncation L(K)); none by default",
+    )
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pipeline.data.tokenizer import PAD_ID
 from pipeline.scaling.analyses.learned_nothing import unigram_entropy
 from pipeline.scaling.records.run_record import RESULT_FILE, RunRecord, save_record
 from pipeline.sweep.grid import ERROR_FILE
+from pipeline.sweep.yardsticks import run_yardsticks
 from pipeline.training.logged_metrics import by_steps_trained, read_metric
 from pipeline.training.process_exit import TrainProcess
 from pipeline.training.run_model import run_model
@@ -48,6 +49,10 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     `cfg`: the run's config already loaded from `configs` + `overrides` (not loaded again); `process`: see `fit`."""
     cfg = cfg or load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
+    if cfg.data.task == "lm" and cfg.train.eval_contexts:  # a bad list fails now, not after the training
+        from pipeline.training.truncation_run import parse_contexts
+
+        parse_contexts(cfg.train.eval_contexts, int(cfg.data.context))
     clock = RunClock(progress)
     summary = pipeline.training.trainer.fit(
         cfg, resume=_resume_mode(run_dir), extra_callbacks=[clock], process=process
@@ -89,6 +94,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
         answer_metrics=summary.get("answer_metrics") or {},
+        **run_yardsticks(cfg, run_dir, tokens, token_counts),  # issue 32: unigram_xent, KN floors, truncation
     )  # fmt: skip
     save_record(run_dir / RESULT_FILE, record)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)

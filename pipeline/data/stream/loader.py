@@ -269,6 +269,12 @@ class ShardDataset(IterableDataset):
                     continue
                 yield sample
 
+    def read_samples(self) -> Iterator[_Sample]:
+        """Every sample of the split in shard order (as prepared; no rank split, shuffle or filter), each shard
+        verified: for readers of a whole split (lm_windows.py)."""
+        for shard in self.shards:
+            yield from self._read_shard(shard)
+
     def _read_shard(self, shard: dict) -> Iterator[_Sample]:
         """Decode one tar shard with webdataset; any failure, a short count or an id out of range names it.
 
