@@ -38,7 +38,12 @@ class DataConfig:
         "answers only (keys data.mqar.*, data.copy.*, data.memory.*)",
         choices=TASKS,
     )
-    context: int = key(512, "data.task=lm: tokens per window; a Transformer needs model.max_len >= it", gt=0)
+    context: int = key(
+        511,
+        "data.task=lm: tokens of context per window (fed after BOS, context + 1 targets); a Transformer needs "
+        "model.max_len >= context + 1",
+        gt=0,
+    )
     passage_len: int = key(
         256, "data.task=passages: max tokens per passage side (replaces data.max_len)", gt=0
     )
