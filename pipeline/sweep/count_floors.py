@@ -29,22 +29,34 @@ from pipeline.data.stream.loader import ShardDataset
 from pipeline.data.tokenizer import BOS_ID, EOS_ID
 from pipeline.models.kneser_ney import fit_kneser_ney
 from pipeline.scaling.analyses.unigram_floor import train_unigram
+from pipeline.scaling.records.json_file import write_atomic
 
 CACHE_DIR = ".floors"
 ORDERS = {"bigram": 2, "trigram": 3}
 
 
-def train_target_counts(data_dir: str | Path, vocab_size: int) -> np.ndarray | None:
+def train_target_counts(
+    data_dir: str | Path, vocab_size: int, cache_dir: str | Path | None = None
+) -> np.ndarray | None:
     """Counts of every train target id (LM: every window token; pairs: target + EOS); None for memory tasks
-    (their targets are answers, not text)."""
+    (their targets are answers, not text). Cached in ``cache_dir/.floors/`` per data set hash."""
     dataset = ShardDataset(data_dir, "train", batch_tokens=1 << 30)
     if dataset.memory is not None:
         return None
+    path = (
+        None
+        if cache_dir is None
+        else Path(cache_dir) / CACHE_DIR / f"{dataset.manifest['dataset_hash'][:16]}-unigram.npy"
+    )
+    if path is not None and path.is_file():
+        return np.load(path)
     counts = np.zeros(vocab_size, dtype=np.int64)
     for sample in dataset.read_samples():
         counts += np.bincount(np.asarray(sample.tgt, dtype=np.int64), minlength=vocab_size)[:vocab_size]
         if not dataset.lm:
             counts[EOS_ID] += 1
+    if path is not None:
+        write_atomic(path, lambda f: np.save(f, counts), binary=True)  # runs of an array job share it
     return counts
 
 
@@ -56,7 +68,7 @@ def unigram_xent(train_counts: np.ndarray, valid_counts: np.ndarray | list[int])
 
 
 def _cache_path(sweep_dir: Path, manifest: dict, n_windows: int) -> Path:
-    return sweep_dir / CACHE_DIR / f"{manifest['dataset_hash'][:16]}-{n_windows}.json"
+    return sweep_dir / CACHE_DIR / f"{manifest['dataset_hash'][:16]}-{n_windows}.json"  # per (data, budget)
 
 
 def count_floors(
@@ -87,6 +99,5 @@ def count_floors(
             "by_position": [float(x) for x in np.nanmean(loss, axis=0)],
         }
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out) + "\n")
+        write_atomic(path, lambda f: f.write(json.dumps(out) + "\n"))
     return out

@@ -21,7 +21,7 @@ def run_yardsticks(cfg: Any, run_dir: Path, tokens: int, valid_id_counts: list[i
     """{"unigram_xent", "count_floors", "truncation"} as far as they apply (see the module docstring)."""
     d = cfg.data
     out: dict[str, Any] = {}
-    train = train_target_counts(d.dir, model_vocab_size(d))
+    train = train_target_counts(d.dir, model_vocab_size(d), cache_dir=Path(run_dir).parent)
     if train is not None:
         out["unigram_xent"] = unigram_xent(train, valid_id_counts)
     if d.task != "lm":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,7 @@ def test_lm_sweep_record_carries_floors_truncation_and_rescore_restores_them(
     # an old record (no yardsticks) gets them back from its data
     old = {k: v for k, v in record.items() if k not in ("unigram_xent", "count_floors", "truncation")}
     path.write_text(json.dumps(old))
+    shutil.rmtree(tmp_path / "sweep/.floors")  # recomputed from the data, not read back from the cache
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "PATH": "/usr/bin:/bin"}
     cmd = [sys.executable, "-m", "pipeline", "scaling", "rescore", str(tmp_path / "sweep")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
