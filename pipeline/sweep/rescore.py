@@ -19,7 +19,8 @@ from pipeline.config import config_from_dict
 from pipeline.scaling.records.run_record import RESULT_FILE, load_record, save_record
 from pipeline.sweep.yardsticks import run_yardsticks
 
-RECORD_ONLY_KEYS = ("mean_lengths", "task", "loss_by_position_min_share")  # written by run_one, not config keys
+# written into record.config by run_one, not config keys
+RECORD_ONLY_KEYS = ("mean_lengths", "task", "loss_by_position_min_share")
 
 
 def rescore_run(run_dir: Path, contexts: str | None = None) -> dict:
