@@ -6,6 +6,8 @@ directory; data of an older format is refused with how to rebuild it), and with 
 curve from the run's newest checkpoint (runs without one are listed and left without it). The record is rewritten
 with only those fields changed. LM data rebuilt in format 3 (BOS, disjoint windows) holds the same validation text
 cut into windows one token longer, so an old LM record's yardsticks are over the same text up to the last window.
+An old Transformer LM record's ``model.max_len = data.context`` is read as context + 1 (no model is built from
+the record; ``--contexts`` scores the checkpoint's own model, which, trained before BOS, meets BOS unseen).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def rescore_run(run_dir: Path, contexts: str | None = None) -> dict:
     path = run_dir / RESULT_FILE
     record = load_record(path)
     values = {k: v for k, v in record.config.items() if k not in RECORD_ONLY_KEYS}
+    data, model = values.get("data", {}), values.get("model", {})
+    if data.get("task") == "lm" and model.get("max_len") == data.get("context"):  # a record from before BOS:
+        values["model"] = {**model, "max_len": data["context"] + 1}  # no model is built from it here
     if contexts is not None:
         values = {**values, "train": {**values.get("train", {}), "eval_contexts": contexts}}
     cfg = config_from_dict(values, source=str(path))
@@ -50,8 +55,16 @@ def run_rescore_command(args: argparse.Namespace) -> int:
     if not runs:
         print(f"pipeline scaling rescore: no <run>/{RESULT_FILE} in {args.sweep_dir}", file=sys.stderr)
         return 2
+    from pipeline.training.user_errors import report_user_error
+
     for run_dir in runs:
-        fields = rescore_run(run_dir, args.contexts)
+        try:
+            fields = rescore_run(run_dir, args.contexts)
+        except Exception as err:  # an old-format data dir, a bad --contexts: one line (user_errors.py)
+            status = report_user_error(err, prog=f"pipeline scaling rescore: {run_dir.name}: ")
+            if status is None:
+                raise
+            return status
         floors = fields.get("count_floors", {})
         text = ", ".join(
             [f"unigram_xent {fields['unigram_xent']:.4f}"] * ("unigram_xent" in fields)
