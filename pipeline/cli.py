@@ -97,6 +97,12 @@ def _scaling_coverage() -> Command:
     return Command(add_coverage_arguments, run_coverage_command)
 
 
+def _scaling_rescore() -> Command:
+    from pipeline.sweep.rescore import add_rescore_arguments, run_rescore_command
+
+    return Command(add_rescore_arguments, run_rescore_command)
+
+
 Table = dict[str, tuple[Callable[[], Command], str]]  # name -> (the subcommand's function, one-line help)
 SUBCOMMANDS: Table = {
     "train": (_train, "train one model from a YAML config"),
@@ -116,6 +122,10 @@ SCALING_SUBCOMMANDS: Table = {
     "compare": (
         _scaling_compare,
         "the points two sweeps share, side by side (a rerun against the sweep it replaces)",
+    ),
+    "rescore": (
+        _scaling_rescore,
+        "add unigram_xent, the Kneser-Ney floors (and --contexts: L(K)) to a sweep's records from their data",
     ),
     "coverage": (
         _scaling_coverage,

@@ -53,7 +53,7 @@ def contradictions(cfg: RunConfig) -> list[str]:
                 f"train.{name}={every} > train.max_steps={t.max_steps}: it never happens during the run"
             )
     d = cfg.data
-    if d.context != 512 and d.task != "lm":
+    if d.context != 511 and d.task != "lm":  # the default: BOS + 511 tokens fill a 512-position table
         out.append(
             f"data.context={d.context} does nothing with data.task={d.task} (it is the lm window length)"
         )
@@ -66,6 +66,10 @@ def contradictions(cfg: RunConfig) -> list[str]:
     if d.task in ("lm", *MEMORY_TASKS) and cfg.train.bleu_samples:
         out.append(
             f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task={d.task} (no translation)"
+        )
+    if cfg.train.eval_contexts is not None and d.task != "lm":
+        out.append(
+            f"train.eval_contexts={cfg.train.eval_contexts} does nothing with data.task={d.task} (LM only)"
         )
     out += unused_sections(d)
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
@@ -82,10 +86,10 @@ def check_cross_keys(cfg: RunConfig) -> None:
 
 
 def sequence_len(data: Any) -> int:
-    """Longest target of the task in tokens: the LM window, a memory task's sequence, the passage side, or
-    `data.max_len`."""
+    """Longest target of the task in tokens: the LM window (BOS + `data.context` tokens in, context + 1 targets),
+    a memory task's sequence, the passage side, or `data.max_len`."""
     if data.task == "lm":
-        return int(data.context)
+        return int(data.context) + 1
     if data.task in MEMORY_TASKS:
         return memory_seq_len(data)
     return int(data.passage_len) if data.task == "passages" else int(data.max_len)
@@ -99,7 +103,7 @@ def check_position_table(data: Any, model_max_len: int | None) -> None:
         return
     need = sequence_len(data) + (data.task != "lm")  # seq2seq targets are fed with BOS in front
     length = (
-        f"data.context={data.context}"
+        f"data.context={data.context} (+ BOS)"
         if data.task == "lm"
         else f"data.passage_len={data.passage_len} (+ BOS)"
     )

@@ -38,7 +38,12 @@ class DataConfig:
         "answers only (keys data.mqar.*, data.copy.*, data.memory.*)",
         choices=TASKS,
     )
-    context: int = key(512, "data.task=lm: tokens per window; a Transformer needs model.max_len >= it", gt=0)
+    context: int = key(
+        511,
+        "data.task=lm: tokens of context per window (fed after BOS, context + 1 targets); a Transformer needs "
+        "model.max_len >= context + 1",
+        gt=0,
+    )
     passage_len: int = key(
         256, "data.task=passages: max tokens per passage side (replaces data.max_len)", gt=0
     )
@@ -101,6 +106,11 @@ class TrainConfig:
     beam: int = key(1, "beam width of the decoding at the end of `train` (1 = greedy)", gt=0)
     length_penalty: float = key(
         0.6, "beam search: score / ((5 + length) / 6) ** this (GNMT); beam > 1 only", ge=0.0
+    )
+    eval_contexts: str | None = key(
+        None,
+        "LM: context lengths, comma-separated (e.g. '8,16,32,64'), at which the sweep scores every validation "
+        "token at the end of the run (valid_truncation.npz; the record's truncation L(K)); none by default",
     )
 
 

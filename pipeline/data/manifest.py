@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.data.location import is_remote, join, read_bytes
 from pipeline.data.text import SPLITS
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: LM windows disjoint, fed after BOS, with their clusters (issue 32)
 MANIFEST = "manifest.json"
 SHARD_GLOB = "shard-*.tar"
 

@@ -25,6 +25,7 @@ from pipeline.data.tokenizer import PAD_ID
 from pipeline.scaling.analyses.learned_nothing import unigram_entropy
 from pipeline.scaling.records.run_record import RESULT_FILE, RunRecord, save_record
 from pipeline.sweep.grid import ERROR_FILE
+from pipeline.sweep.yardsticks import run_yardsticks
 from pipeline.training.logged_metrics import by_steps_trained, read_metric
 from pipeline.training.process_exit import TrainProcess
 from pipeline.training.run_model import run_model
@@ -48,6 +49,10 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
     `cfg`: the run's config already loaded from `configs` + `overrides` (not loaded again); `process`: see `fit`."""
     cfg = cfg or load_config(configs, overrides)
     run_dir = cfg.resolved_run_dir
+    if cfg.data.task == "lm" and cfg.train.eval_contexts:  # a bad list fails now, not after the training
+        from pipeline.training.truncation_run import parse_contexts
+
+        parse_contexts(cfg.train.eval_contexts, int(cfg.data.context))
     clock = RunClock(progress)
     summary = pipeline.training.trainer.fit(
         cfg, resume=_resume_mode(run_dir), extra_callbacks=[clock], process=process
@@ -89,6 +94,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
         answer_metrics=summary.get("answer_metrics") or {},
+        **run_yardsticks(cfg, run_dir, tokens, token_counts),  # issue 32: unigram_xent, KN floors, truncation
     )  # fmt: skip
     save_record(run_dir / RESULT_FILE, record)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
@@ -101,10 +107,10 @@ def mean_lengths(cfg: Any, train: dict[str, Any]) -> tuple[int, int, int]:
     """(mean source tokens, mean target tokens as trained, target tokens in one epoch) from the train manifest.
 
     Translation and passages: targets are trained with EOS (+1 each). A language model has no source and each
-    stored window of context + 1 tokens trains `context` next-token targets."""
+    stored window of context + 1 tokens trains context + 1 next-token targets (the first from BOS)."""
     samples = max(1, int(train["samples"]))
     if cfg.data.task == "lm":
-        return 0, int(cfg.data.context), samples * int(cfg.data.context)
+        return 0, int(cfg.data.context) + 1, samples * (int(cfg.data.context) + 1)
     if cfg.data.task in ("mqar", "copy"):  # decoder-only sequences, stored whole (no EOS added)
         return 0, round(train["tgt_tokens"] / samples), int(train["tgt_tokens"])
     src, tgt = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
@@ -123,7 +129,7 @@ def newton_iterations(cfg: Any, run_dir: Path) -> dict[str, Any]:
 
 
 def valid_target_counts(cfg: Any) -> tuple[list[int], list[int]]:
-    """Over the validation split's targets (EOS included; an LM window's `context` targets): real tokens at each
+    """Over the validation split's targets (EOS included; an LM window's context + 1 targets): real tokens at each
     target position, and how often each token id occurs (for the unigram entropy)."""
     import torch
 

@@ -158,13 +158,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=500, help="test pairs to decode for BLEU/chrF")
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width (1 = greedy; default: the run's train.beam)")  # fmt: skip
+    parser.add_argument("--contexts", default=None,
+                        help="LM runs: score every validation token at these context lengths (e.g. 8,16,32,64), "
+                             "write RUN_DIR/valid_truncation.npz and print L(K) (truncation_run.py)")  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pipeline.training.user_errors import report_user_error
 
     try:
-        return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs, args.beam)
+        return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs, args.beam, args.contexts)
     except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
         status = report_user_error(err, prog="pipeline evaluate: ")
         if status is None:
@@ -172,25 +175,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return status
 
 
-def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None) -> int:
+def load_checkpoint_model(ckpt: Path) -> tuple[torch.nn.Module, RunConfig]:
+    """The model and run config of a checkpoint file, or of a DeepSpeed ZeRO checkpoint dir (weights gathered)."""
+    from pipeline.training.checkpoint_files import ResumeError
+    from pipeline.training.module import Seq2SeqModule
+
+    if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
+        from pipeline.training.exported_weights import consolidate, model_from_export
+
+        return model_from_export(consolidate(ckpt))
+    try:
+        module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as err:  # a damaged or foreign file
+        raise ResumeError(f"{ckpt} is not a readable checkpoint of this pipeline: {err}") from err
+    return module.model, module.cfg
+
+
+def _evaluate(
+    run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None, contexts: str | None = None
+) -> int:
     if beam is not None and beam < 1:
         raise ConfigError(f"--beam must be >= 1 (1 = greedy), got {beam}")
-    from pipeline.training.checkpoint_files import ResumeError, checkpoint_to_read
-    from pipeline.training.module import Seq2SeqModule
+    from pipeline.training.checkpoint_files import checkpoint_to_read
 
     ckpt = checkpoint_to_read(run_dir, checkpoint, command="pipeline evaluate")
     if ckpt is None:
         return 2
-    if ckpt.is_dir():  # a DeepSpeed ZeRO checkpoint: reassemble the fp32 weights from its shards
-        from pipeline.training.exported_weights import consolidate, model_from_export
+    model, cfg = load_checkpoint_model(ckpt)
+    if contexts is not None:
+        if cfg.data.task != "lm":
+            raise ConfigError(f"--contexts scores language models; {run_dir} has data.task={cfg.data.task}")
+        from pipeline.training.truncation_run import evaluate_truncation, format_curve
 
-        model, cfg = model_from_export(consolidate(ckpt))
-    else:
-        try:
-            module = Seq2SeqModule.load_from_checkpoint(str(ckpt), map_location="cpu")
-        except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as err:  # a damaged or foreign file
-            raise ResumeError(f"{ckpt} is not a readable checkpoint of this pipeline: {err}") from err
-        model, cfg = module.model, module.cfg
+        curve = evaluate_truncation(model, cfg.data.dir, cfg.data.context, contexts, run_dir)
+        print(format_curve(curve))
+        print(f"wrote {run_dir / curve['file']}")
+        return 0
     result = translate_and_score(model, cfg, pairs, beam)
     result["checkpoint"] = str(ckpt)
     print(json.dumps(result, indent=2, ensure_ascii=False))

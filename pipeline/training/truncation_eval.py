@@ -117,19 +117,28 @@ def truncation_losses(
     n, width = windows.shape
     n_targets = width - 1
     prefix = 0 if bos_id is None else 1
-    full = torch.cat(
-        [
-            _target_losses(model, windows[i : i + b, :-1], windows[i : i + b, 1:], last_only=False)
-            for b in [max(1, max_batch_tokens // n_targets)]
-            for i in range(0, n, b)
-        ]
+    # the full-prefix pass scores only the targets no context cuts (t < the largest cut): its inputs stop there, so
+    # a window longer than the model's position table (a sliding window with a stream prefix) is never run whole
+    uncut = min(max(ks) + prefix, n_targets)
+    full = (
+        torch.cat(
+            [
+                _target_losses(
+                    model, windows[i : i + b, :uncut], windows[i : i + b, 1 : uncut + 1], last_only=False
+                )
+                for b in [max(1, max_batch_tokens // max(uncut, 1))]
+                for i in range(0, n, b)
+            ]
+        )
+        if uncut > 0
+        else windows.new_zeros((n, 0), dtype=torch.float)
     )
     out = torch.full((len(ks), n, n_targets), float("nan"), dtype=torch.float64)
     first_cut = []
     for j, k in enumerate(ks):
         cut = k + prefix  # target t is cut when its real prefix (t + 1 - prefix tokens) exceeds K
         first_cut.append(min(cut, n_targets))
-        out[j, :, : min(cut, n_targets)] = full[:, : min(cut, n_targets)].double().cpu()
+        out[j, :, : min(cut, n_targets)] = full[:, : min(cut, n_targets)].double().cpu()  # cut <= uncut
         start = max(cut, min_position)
         if start >= n_targets:
             continue

@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import ConfigError, ConfigWarning, load_config
 from pipeline.data.sources.bible import bible_db_path
 from pipeline.data.text import clean_text
+from pipeline.data.tokenizer import BOS_ID
 from pipeline.training.logged_metrics import read_metric
+from pipeline.training.module import Seq2SeqModule
 from pipeline.training.run_data import prepare_run_data, target_width
 from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY
@@ -65,6 +68,7 @@ def lm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         ("transformer", ["data.context=1024"], r"model\.max_len=512 is shorter than data\.context=1024"),
         ("transformer", ["model.max_len=16"], r"model\.max_len=16 is shorter than data\.context=32"),
+        ("transformer", ["model.max_len=32"], r"model\.max_len=32 .*\(\+ BOS\).* needs model\.max_len >= 33"),
         ("lstm", ["model.attention=true"], r"attention.*data\.task=lm builds a decoder-only model"),
         ("lstm", ["model.reverse_source=true"], r"reverse_source"),
         ("transformer", ["model.task=seq2seq"], r"model\.task is set by data\.task"),
@@ -109,12 +113,24 @@ def test_a_passage_length_the_corpus_cannot_fill_names_the_key(tmp_path: Path) -
 
 # ------------------------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("arch", ["lstm", "residual_lstm", "transformer", "lstm_no_cell_residual", "minlstm"])
-def test_every_arch_trains_as_a_language_model(lm_data: Path, tmp_path: Path, arch: str) -> None:
+def test_every_arch_trains_as_a_language_model(
+    lm_data: Path, tmp_path: Path, arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = lm_config(
         lm_data, tmp_path / "run", arch, "train.max_steps=2", "train.val_every=2", "optim.warmup_steps=1"
     )
+    first_inputs: list[torch.Tensor] = []  # what each train and validation batch fed the model at position 0
+    for step in ("training_step", "validation_step"):
+        original = getattr(Seq2SeqModule, step)
+
+        def spy(self, batch, batch_idx, _original=original):  # noqa: ANN001, ANN202
+            first_inputs.append(batch["tgt_in"][:, 0].clone())
+            return _original(self, batch, batch_idx)
+
+        monkeypatch.setattr(Seq2SeqModule, step, spy)
     summary = fit(cfg)
     assert summary["steps"] == 2 and math.isfinite(summary["valid_loss"])
+    assert len(first_inputs) >= 3 and all((x == BOS_ID).all() for x in first_inputs)  # BOS opens every window
     assert "bleu" not in summary  # no decoding for a language model
     # the decoder alone: a seq2seq model of the same config has more parameters (source embedding/encoder)
     seq2seq = load_config(
@@ -123,9 +139,9 @@ def test_every_arch_trains_as_a_language_model(lm_data: Path, tmp_path: Path, ar
     from pipeline.training.run_model import run_model
 
     assert summary["params"] < run_model(seq2seq).num_params()
-    # every window trains CONTEXT targets; FLOPs come from flops_per_token(0, CONTEXT)
-    assert summary["tokens"] % CONTEXT == 0 and summary["tokens"] > 0
-    fpt = run_model(cfg).flops_per_token(0, CONTEXT)
+    # every window trains CONTEXT + 1 targets (BOS first); FLOPs come from flops_per_token(0, CONTEXT + 1)
+    assert summary["tokens"] % (CONTEXT + 1) == 0 and summary["tokens"] > 0
+    fpt = run_model(cfg).flops_per_token(0, CONTEXT + 1)
     timing = summary["timing"]
     assert timing["flops_per_s"] == pytest.approx(fpt * timing["tokens_per_s"], rel=1e-6)
 
@@ -148,7 +164,7 @@ def test_lm_per_token_losses_are_one_row_per_window_of_context_positions(
     run = tmp_path / "run"
     fit(lm_config(lm_data, run, "transformer", "train.max_steps=2", "train.val_every=2", "data.max_len=8"))
     losses = np.load(run / "valid_token_losses.npz")["loss"]
-    assert losses.shape[1] == CONTEXT and not np.isnan(losses).any()
+    assert losses.shape[1] == CONTEXT + 1 and not np.isnan(losses).any()
 
 
 @pytest.mark.slow
@@ -230,13 +246,13 @@ def test_lm_sweep_record(lm_data: Path, tmp_path: Path) -> None:
     proc = _sweep(grid, tmp_path / "sweep")
     assert proc.returncode == 0, proc.stderr[-4000:]
     record = json.loads((tmp_path / "sweep/transformer-d16-1024/result.json").read_text())
-    assert record["config"]["mean_lengths"] == {"src": 0, "tgt": CONTEXT}
+    assert record["config"]["mean_lengths"] == {"src": 0, "tgt": CONTEXT + 1}
     assert record["config"]["task"] == "lm" and record["config"]["data"]["task"] == "lm"
-    assert record["tokens"] >= 1024 and record["tokens"] % CONTEXT == 0
-    assert record["epochs"] == pytest.approx(record["tokens"] / (120 * CONTEXT))
-    # every window fills all CONTEXT positions: none is masked as sparse
-    positions = record["loss_by_position"][:CONTEXT]
-    assert len(positions) >= CONTEXT and all(math.isfinite(x) for x in positions)
+    assert record["tokens"] >= 1024 and record["tokens"] % (CONTEXT + 1) == 0
+    assert record["epochs"] == pytest.approx(record["tokens"] / (120 * (CONTEXT + 1)))
+    # every window fills all CONTEXT + 1 positions: none is masked as sparse
+    positions = record["loss_by_position"][: CONTEXT + 1]
+    assert len(positions) >= CONTEXT + 1 and all(math.isfinite(x) for x in positions)
 
 
 def test_grid_arms_carry_their_label_into_every_planned_config(tmp_path: Path) -> None:

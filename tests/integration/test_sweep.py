@@ -69,6 +69,7 @@ def test_tiny_sweep_writes_records_and_fits_to_a_report(
     # Seconds of training on 1,500 tokens learn no more than token frequencies: every record says so, and the
     # fit leaves them all out and counts them.
     assert all(r.unigram_entropy and r.final_valid_loss >= r.unigram_entropy for r in loaded.records)
+    assert all(r.unigram_xent >= r.unigram_entropy for r in loaded.records)  # Gibbs: H(q, p_train) >= H(q)
     assert all(
         r.seed == 7 and r.lr and r.valid_curve and r.timing["tokens_per_s"] > 0 for r in loaded.records
     )
@@ -84,6 +85,7 @@ def test_tiny_sweep_writes_records_and_fits_to_a_report(
     for path in unflagged.glob("*/result.json"):
         record = json.loads(path.read_text())
         record.pop("unigram_entropy")
+        record.pop("unigram_xent")  # the issue-32 yardstick: absent from old records as well
         path.write_text(json.dumps(record))
     sweep = unflagged
     assert cli(["scaling", "fit", str(sweep), "--n-boot", "10"]) == 0

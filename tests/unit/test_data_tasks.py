@@ -19,7 +19,7 @@ from pipeline.data.sources.corpus import CorpusSource
 from pipeline.data.sources.lm import load_documents
 from pipeline.data.sources.passages import join_passages, passage_lengths
 from pipeline.data.stream.loader import build_loader
-from pipeline.data.tokenizer import EOS_ID, load_tokenizer, train_tokenizer
+from pipeline.data.tokenizer import BOS_ID, EOS_ID, load_tokenizer, train_tokenizer
 from tests.unit.data_fixtures import write_parallel
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,6 +95,7 @@ def test_passage_len_the_corpus_cannot_fill_is_one_line(parallel: CorpusSource, 
 
 
 def test_lm_windows_are_the_contiguous_token_stream(text_file: Path, tmp_path: Path) -> None:
+    """Disjoint windows of context + 1 tokens; every batch feeds BOS first and every window token is a target."""
     source = CorpusSource(text=text_file, valid_frac=0.1, test_frac=0.1)
     manifest = prepare(source, tmp_path / "lm", vocab_size=300, shard_size=8, task="lm", context=64)
     assert manifest["task"] == "lm" and manifest["max_len"] == 64
@@ -102,26 +103,22 @@ def test_lm_windows_are_the_contiguous_token_stream(text_file: Path, tmp_path: P
     lines = [text_mod.clean_text(x) for x in text_file.read_text().splitlines()]
     blocks = {"train": lines[:320], "valid": lines[320:360], "test": lines[360:]}
     for split, block in blocks.items():
-        batches = all_batches(tmp_path / "lm", split, batch_tokens=64 * 5)
-        windows = {
-            k: (tin, tout)
-            for b in batches
-            for k, tin, tout in zip(b["keys"], b["tgt_in"], b["tgt_out"], strict=True)
-        }
+        batches = all_batches(tmp_path / "lm", split, batch_tokens=65 * 5)
+        windows = {k: tout for b in batches for k, tout in zip(b["keys"], b["tgt_out"], strict=True)}
         for b in batches:
-            assert b["src"].shape == (b["tgt_in"].shape[0], 0) and b["tgt_in"].shape[1] == 64
+            assert b["src"].shape == (b["tgt_in"].shape[0], 0) and b["tgt_in"].shape[1] == 65
+            assert (b["tgt_in"][:, 0] == BOS_ID).all()  # BOS first in every window of every batch
             assert (
-                torch.equal(b["tgt_in"][:, 1:], b["tgt_out"][:, :-1]) and b["n_tokens"] == b["tgt_in"].numel()
+                torch.equal(b["tgt_in"][:, 1:], b["tgt_out"][:, :-1])
+                and b["n_tokens"] == b["tgt_out"].numel()
             )
-        stream = np.concatenate(
-            [windows[k][0].numpy() for k in sorted(windows)] + [windows[max(windows)][1][-1:].numpy()]
-        )
+        stream = np.concatenate([windows[k].numpy() for k in sorted(windows)])
         expected = tok.encode("\n".join(block)) + [EOS_ID]
-        n = len(windows) * 64 + 1
-        assert len(windows) == (len(expected) - 1) // 64 == manifest["splits"][split]["samples"]
-        assert (
-            stream.tolist() == expected[:n]
-        )  # stride 64, nothing skipped or repeated, split blocks kept apart
+        assert len(windows) == len(expected) // 65 == manifest["splits"][split]["samples"]
+        assert stream.tolist() == expected[: len(windows) * 65]  # disjoint, nothing skipped or repeated
+        if split != "train":  # a text corpus has one document per split: every unit is that block
+            for unit in ("document", "book", "chapter"):
+                assert manifest["windows"][split][unit] == [f"{split}block"] * len(windows)
     train_keys = [k for b in all_batches(tmp_path / "lm", "train", batch_tokens=64 * 5) for k in b["keys"]]
     assert train_keys != sorted(train_keys)  # train windows are shuffled before sharding
 
@@ -137,8 +134,8 @@ def test_lm_bad_context_and_max_len_are_one_line(text_file: Path, tmp_path: Path
     prepare(source, tmp_path / "lm", vocab_size=300, task="lm", context=64)
     with pytest.raises(ValueError, match="max_len=32 is below the LM context 64"):
         build_loader(tmp_path / "lm", "train", batch_tokens=640, max_len=32)
-    with pytest.raises(ValueError, match="batch_tokens=63"):
-        build_loader(tmp_path / "lm", "train", batch_tokens=63)
+    with pytest.raises(ValueError, match=r"batch_tokens=64 is below the widest possible sample \(65"):
+        build_loader(tmp_path / "lm", "train", batch_tokens=64)  # BOS + 64 tokens
 
 
 def test_lm_bible_holds_out_the_same_books_in_every_translation() -> None:

@@ -44,3 +44,19 @@ def test_errors() -> None:
         train_unigram([[0, 5]], 3)
     with pytest.raises(ValueError, match="alpha=0: must be > 0"):
         train_unigram([[0, 1]], 3, alpha=0)
+
+
+def test_learned_nothing_uses_the_train_unigram_cross_entropy_and_counts_old_records() -> None:
+    from pipeline.scaling.analyses.learned_nothing import learned_nothing, old_rule_runs
+    from pipeline.scaling.records.run_record import RunRecord
+
+    def rec(loss: float, xent: float | None) -> RunRecord:
+        return RunRecord(
+            "r", "lstm", 10, 10, 1.0, 10, 10.0, 1.0, loss, loss, unigram_entropy=6.0, unigram_xent=xent
+        )
+
+    # between the validation entropy (6.0) and the train-unigram cross-entropy (6.3): it beat a frequency-only
+    # model, so it learned something; the old rule excluded it
+    assert not learned_nothing(rec(6.1, 6.3)) and learned_nothing(rec(6.1, None))
+    assert learned_nothing(rec(6.3, 6.3)) and not learned_nothing(rec(5.9, 6.3))
+    assert old_rule_runs([rec(6.1, 6.3), rec(6.1, None), rec(5.0, None)]) == 2

@@ -5,11 +5,14 @@ book is one document, and the same books are held out in every translation (``bi
 (``text:FILE``, a file or a directory of files, gzip/xz allowed): its non-empty lines are cut into contiguous
 train / valid / test blocks (by ``valid_frac`` / ``test_frac``, never interleaved) and each block is one document.
 
-Windows. Each split's documents are tokenized and concatenated, each followed by EOS, and cut into windows of
-``context + 1`` tokens with stride ``context``: every token after the first is a target exactly once, and the
-window's last token is the next window's first input. The tail shorter than a window is dropped (counted in the
-manifest). A sample stores the window as ``tgt.i32`` with an empty ``src.i32``; the loader turns it into
-``tgt_in = window[:-1]``, ``tgt_out = window[1:]`` (``stream/loader.py``).
+Windows. Each split's documents are tokenized and concatenated, each followed by EOS, and cut into disjoint
+windows of ``context + 1`` tokens (stride ``context + 1``): every token is a target exactly once. A sample stores
+the window as ``tgt.i32`` with an empty ``src.i32``; the loader feeds BOS first, ``tgt_in = [BOS] + window[:-1]``,
+``tgt_out = window`` (``stream/loader.py``), so the first token is predicted from BOS alone and the last from BOS
+and ``context`` tokens: every architecture starts each window from the same state it always sees at position 0
+(issue 32: without BOS, position 0 predicted from one arbitrary token). The tail shorter than a window is dropped
+(counted in the manifest). Per valid/test window the manifest names its document, book and chapter
+(``lm_clusters.py``): the clusters a bootstrap resamples whole.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from pipeline.data.sources.bible import DEFAULT_LM_CORPUS, Document, bible_documents, parse_bible_lm_spec
 from pipeline.data.sources.corpus import CorpusSource
+from pipeline.data.sources.lm_clusters import token_labels, window_clusters
 from pipeline.data.sources.readers import Malformed, decode_line, expand, raw_lines
 from pipeline.data.text import SPLITS, Record, block_bounds, clean_text
 from pipeline.data.tokenizer import EOS_ID, TextTokenizer
@@ -56,17 +60,17 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
     )
 
 
-def token_stream(tokenizer: TextTokenizer, documents: list[Document]) -> np.ndarray:
-    """All documents' tokens, each document followed by EOS, as one int32 array."""
+def token_stream(encoded: list[list[int]]) -> np.ndarray:
+    """All documents' tokens (``tokenizer.encode_batch`` of their texts), each followed by EOS, as one int32 array."""
     parts: list[np.ndarray] = []
-    for ids in tokenizer.encode_batch([text for _, text in documents]):
+    for ids in encoded:
         parts.append(np.asarray([*ids, EOS_ID], dtype="<i4"))
     return np.concatenate(parts) if parts else np.zeros(0, dtype="<i4")
 
 
 def n_windows(n_tokens: int, context: int) -> int:
-    """Windows of ``context + 1`` tokens at stride ``context`` that fit in ``n_tokens``."""
-    return max(0, (n_tokens - 1) // context)
+    """Disjoint windows of ``context + 1`` tokens that fit in ``n_tokens``."""
+    return max(0, n_tokens // (context + 1))
 
 
 def check_context(context: int, n_tokens: int, split: str, corpus: str) -> None:
@@ -98,8 +102,11 @@ def lm_records(
     tokenizer = train_tokenizer((text for _, text in docs["train"]), vocab_size)
     records, sizes = {}, {}
     extra: dict = {"task": "lm", "context": context, "malformed": malformed.to_manifest()}
+    newline = tokenizer.encode("\n")
+    extra["windows"] = {}
     for split in SPLITS:
-        stream = token_stream(tokenizer, docs[split])
+        encoded = tokenizer.encode_batch([text for _, text in docs[split]])
+        stream = token_stream(encoded)
         check_context(context, len(stream), split, source.spec)
         order = list(range(n_windows(len(stream), context)))
         if split == "train":
@@ -109,14 +116,19 @@ def lm_records(
         extra[f"{split}_stats"] = {
             "documents": len(docs[split]),
             "stream_tokens": int(len(stream)),
-            "dropped_tail_tokens": int(len(stream) - 1 - len(order) * context),
+            "dropped_tail_tokens": int(len(stream) - len(order) * (context + 1)),
         }
+        if split != "train":  # the held-out windows are scored and bootstrapped; corpus order = key order
+            labels = token_labels(
+                [n for n, _ in docs[split]], encoded, newline[0] if len(newline) == 1 else None
+            )
+            extra["windows"][split] = window_clusters(labels, context + 1, len(order))
     return tokenizer, records, sizes, extra
 
 
 def _window_chunks(stream: np.ndarray, context: int, order: list[int]) -> Iterator[list[Record]]:
     for start in range(0, len(order), 4096):
         yield [
-            (f"w{i:08d}", "", "", stream[:0], stream[i * context : i * context + context + 1])
+            (f"w{i:08d}", "", "", stream[:0], stream[i * (context + 1) : (i + 1) * (context + 1)])
             for i in order[start : start + 4096]
         ]

@@ -64,14 +64,14 @@ class _Sample:
     tgt: np.ndarray
     src_text: str
     tgt_text: str
-    lm: bool = False  # an LM window: tgt holds context + 1 tokens, no source
+    lm: bool = False  # an LM window: tgt holds context + 1 tokens, fed after BOS, no source
     extra: dict | None = None  # a memory task's answers and meta arrays (memory_batches.py); tgt = its tokens
 
     @property
     def width(self) -> int:
         if self.extra is not None:
             return len(self.tgt)
-        return len(self.tgt) - 1 if self.lm else max(len(self.src), len(self.tgt) + 1)
+        return len(self.tgt) if self.lm else max(len(self.src), len(self.tgt) + 1)
 
 
 class ShardDataset(IterableDataset):
@@ -95,7 +95,9 @@ class ShardDataset(IterableDataset):
                 f"max_len={max_len} is below the LM context {self.manifest['max_len']} of {self.data_dir}: every "
                 "window would be dropped (pass max_len=None or the context for data.task=lm)"
             )
-        whole = self.lm or self.memory is not None  # stored as fed: no BOS/EOS added
+        whole = (
+            self.memory is not None
+        )  # stored as fed: no BOS/EOS added (an LM window: BOS + context tokens)
         longest = min(max_len or self.manifest["max_len"], self.manifest["max_len"]) + (not whole)
         if batch_tokens < longest:
             raise ValueError(
@@ -267,6 +269,12 @@ class ShardDataset(IterableDataset):
                     continue
                 yield sample
 
+    def read_samples(self) -> Iterator[_Sample]:
+        """Every sample of the split in shard order (as prepared; no rank split, shuffle or filter), each shard
+        verified: for readers of a whole split (lm_windows.py)."""
+        for shard in self.shards:
+            yield from self._read_shard(shard)
+
     def _read_shard(self, shard: dict) -> Iterator[_Sample]:
         """Decode one tar shard with webdataset; any failure, a short count or an id out of range names it.
 
@@ -331,15 +339,18 @@ class ShardDataset(IterableDataset):
         return out
 
     def _collate_lm(self, batch: list[_Sample]) -> dict:
-        """LM windows (all ``context + 1`` long): tgt_in = window[:-1], tgt_out = window[1:], an empty source."""
+        """LM windows (all ``context + 1`` long, disjoint): tgt_in = [BOS] + window[:-1], tgt_out = window, an
+        empty source. Every window token is a target; the first is predicted from BOS alone, as at a document
+        start, so no architecture meets a mid-document token at position 0 (issue 32)."""
         windows = torch.from_numpy(np.stack([x.tgt for x in batch]).astype(np.int64))
         n = len(batch)
+        bos = torch.full((n, 1), BOS_ID, dtype=torch.long)
         out = {
             "src": torch.zeros((n, 0), dtype=torch.long),
             "src_mask": torch.zeros((n, 0), dtype=torch.bool),
-            "tgt_in": windows[:, :-1].contiguous(),
-            "tgt_out": windows[:, 1:].contiguous(),
-            "n_tokens": int(windows.shape[0] * (windows.shape[1] - 1)),
+            "tgt_in": torch.cat([bos, windows[:, :-1]], dim=1),
+            "tgt_out": windows.contiguous(),
+            "n_tokens": int(windows.numel()),
             "n_src_tokens": 0,
         }
         if self.with_text:

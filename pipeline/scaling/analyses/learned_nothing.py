@@ -1,6 +1,12 @@
-"""Runs that learned nothing beyond token frequencies: final loss at or above the unigram entropy of the
-validation targets, the loss of always predicting the target-token distribution. Such a run says nothing about
-how loss scales with size or compute, so the fits leave it out and the report counts it.
+"""Runs that learned nothing beyond token frequencies: final loss at or above the train-unigram cross-entropy on
+the validation targets (``RunRecord.unigram_xent``, issue 32 item 5), the loss of a model that learned the train
+frequencies and nothing else. Such a run says nothing about how loss scales with size or compute, so the fits leave
+it out and the report counts it. One rule in every study.
+
+Records written before ``unigram_xent`` existed fall back to the old rule, the validation targets' own unigram
+entropy (``unigram_entropy``, or the value given on the command line): a lower bar (Gibbs: H(q) <= H(q, p)), so a
+run between the two, which beat a frequency-only model, is excluded. The report says how many records used it;
+``pipeline scaling rescore`` adds the field to old records from their prepared data.
 """
 
 from __future__ import annotations
@@ -30,12 +36,20 @@ def unigram_entropy(token_counts: Mapping[int, int] | Sequence[int] | np.ndarray
 
 
 def entropy_of(record: RunRecord, fallback: float | None = None) -> float | None:
-    """The record's unigram entropy, or ``fallback`` (e.g. given on the command line for old records)."""
+    """The record's yardstick: its train-unigram cross-entropy, else (old records) its validation unigram entropy,
+    else ``fallback`` (e.g. given on the command line)."""
+    if record.unigram_xent is not None:
+        return record.unigram_xent
     return record.unigram_entropy if record.unigram_entropy is not None else fallback
 
 
+def old_rule_runs(records: Sequence[RunRecord], fallback: float | None = None) -> int:
+    """How many records are judged by the old rule (no ``unigram_xent``, but an entropy or a fallback)."""
+    return sum(r.unigram_xent is None and entropy_of(r, fallback) is not None for r in records)
+
+
 def learned_nothing(record: RunRecord, fallback: float | None = None) -> bool:
-    """True when the run's final loss is >= the unigram entropy of its validation targets; False when unknown."""
+    """True when the run's final loss is >= its yardstick (``entropy_of``); False when unknown."""
     h = entropy_of(record, fallback)
     return h is not None and math.isfinite(h) and record.final_valid_loss >= h
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.scaling.analyses.arch_fit import largest_budget_runs
 from pipeline.scaling.analyses.capacity import Capacity, capacity_study, is_memory_record
 from pipeline.scaling.analyses.context_gain import ContextGain, context_gains
+from pipeline.scaling.analyses.context_truncation import TruncationStudy, truncation_study
 from pipeline.scaling.analyses.grad_reach import GradReach, grad_reach
 from pipeline.scaling.analyses.matched_runs import MatchedRunRatios, matched_run_ratios
 from pipeline.scaling.analyses.positions import PositionCurve, run_position_curve
@@ -39,9 +40,10 @@ class Study:
     ]  # arch -> each size's largest-budget run
     matched_runs: list[MatchedRunRatios]
     source_lengths: list[Bucketed]
-    context_gains: list[ContextGain]
+    context_gains: list[ContextGain]  # the band difference: only where no run has a truncation file
     grad_reach: dict[str, GradReach]
     capacity: Capacity | None = None
+    truncation: TruncationStudy | None = None  # the context estimate where runs carry valid_truncation.npz
     text_skipped: str = ""
     unfinished: tuple[str, ...] = ()  # planned runs without a record (what a memory-only report lists)
 
@@ -104,18 +106,33 @@ def analyse_study(
     loaded, files = load_sweep(sweep_dir), RunFiles(sweep_dir)
     capacity = capacity_of(loaded, n_boot, seed, threshold)
     if memory_only(loaded):
-        return Study(None, None, {}, [], [], [], {}, capacity, MEMORY_ONLY, tuple(unfinished(loaded)))
+        return Study(
+            fit=None,
+            time_axis=None,
+            position_curves={},
+            matched_runs=[],
+            source_lengths=[],
+            context_gains=[],
+            grad_reach={},
+            capacity=capacity,
+            text_skipped=MEMORY_ONLY,
+            unfinished=tuple(unfinished(loaded)),
+        )
     sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy, loaded, files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     curves = {a: [(r, run_position_curve(files, r)) for r in largest_budget_runs(af.records)]
               for a, af in sweep.archs.items()}  # fmt: skip
+    truncation = truncation_study(
+        files, fitted, n_boot=max(n_boot, 199), seed=seed, all_records=loaded.records
+    )
     return Study(
         fit=sweep,
         time_axis=times,
         position_curves=curves,
         matched_runs=matched_run_ratios(fitted),
         source_lengths=source_lengths(files, fitted),
-        context_gains=context_gains(files, fitted),
+        context_gains=context_gains(files, fitted) if truncation is None else [],
         grad_reach=grad_reach(files, _split(loaded)[0].records),
         capacity=capacity,
+        truncation=truncation,
     )

@@ -3,7 +3,8 @@
 A model that has learned only token frequencies predicts every target with the *train* unigram distribution, so
 its validation loss is the cross-entropy H(q_valid, p_train), not the validation set's own unigram entropy
 H(q_valid) that learned_nothing.py used: H(q, p) >= H(q) (Gibbs), so the old threshold was below what a
-frequency-only model scores, and runs between the two were counted as having learned something they had not.
+frequency-only model scores, and runs between the two, which beat such a model, were excluded as having learned
+nothing.
 
 p_train is add-alpha smoothed (alpha = 1: Laplace, "add-one") over the whole vocabulary, so a validation token
 unseen in training costs log((N + alpha V) / alpha) instead of infinity. Not the Kneser-Ney unigram: that uses

@@ -51,6 +51,12 @@ class RunRecord:
     # data.task=mqar/copy (issue 31): answer accuracy and loss, by bucket, with the task's N/L/V and the model's
     # state size (pipeline/training/answer_metrics.py); {} for the text tasks
     answer_metrics: dict[str, Any] = field(default_factory=dict)
+    # issue 32: the add-one train-unigram cross-entropy on the valid targets (the "learned nothing" yardstick);
+    # LM runs: Kneser-Ney floors {"bigram"/"trigram": {"loss", "by_position"}, ...} (sweep/count_floors.py) and the
+    # truncation curve {"contexts", "curve", "tokens", "unit", "n_clusters", "file"} (training/truncation_run.py)
+    unigram_xent: float | None = None
+    count_floors: dict[str, Any] = field(default_factory=dict)
+    truncation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,7 +162,7 @@ def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
         if isinstance(d["seed"], bool) or not isinstance(d["seed"], int):
             raise ValueError(f"{source}: key 'seed' must be an integer, got {d['seed']!r}")
         out["seed"] = d["seed"]
-    for key in ("lr", "unigram_entropy", "flops_per_token_no_output"):
+    for key in ("lr", "unigram_entropy", "flops_per_token_no_output", "unigram_xent"):
         if d.get(key) is not None:
             out[key] = float(_positive_number(source, key, d[key]))
     curve = d.get("valid_curve", [])
@@ -169,7 +175,7 @@ def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
             )
         _positive_number(source, f"valid_curve[{i}].loss", point["loss"])
     out["valid_curve"] = curve
-    for key in ("timing", "hardware", "answer_metrics"):
+    for key in ("timing", "hardware", "answer_metrics", "count_floors", "truncation"):
         value = d.get(key, {})
         if not isinstance(value, dict):
             raise ValueError(f"{source}: key {key!r} must be an object, got {type(value).__name__}")

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from pipeline.scaling.analyses.arch_fit import ArchFit
+from pipeline.scaling.analyses.learned_nothing import old_rule_runs
 from pipeline.scaling.analyses.sweep_fit import SweepFit
 from pipeline.scaling.fits.compute_axes import COMPUTE_AXES
 from pipeline.scaling.fits.laws import FitResult
@@ -32,11 +33,19 @@ def left_out_section(sweep: SweepFit) -> list[str]:
     total = sum(len(af.learned_nothing) for af in every.values())
     unknown = sum(af.entropy_unknown for af in every.values())
     runs = sum(len(af.all_records) for af in every.values())
+    old_rule = sum(old_rule_runs(af.all_records, fallback) for af in every.values())
     md.append(
-        f"**{total} of {runs} runs learned nothing**: their final valid loss is at or above the unigram entropy "
-        "of the validation targets (the loss of predicting token frequencies alone), so they carry no "
-        "information about scaling and are kept out of every fit."
+        f"**{total} of {runs} runs learned nothing**: their final valid loss is at or above the train-unigram "
+        "cross-entropy on the validation targets (`unigram_xent`: the loss of a model that learned the train "
+        "token frequencies and nothing else), so they carry no information about scaling and are kept out of "
+        "every fit."
     )
+    if old_rule:
+        md.append(
+            f"{old_rule} records predate `unigram_xent` and were judged by the old, lower bar, the validation "
+            "targets' own unigram entropy (it excludes runs that beat a frequency-only model): "
+            "`pipeline scaling rescore SWEEP_DIR` adds the field from their data."
+        )
     if fallback is not None:
         md.append(f"For records without their own entropy the value given on the command line, {fallback:.4g} "
                   "nats, was used.")  # fmt: skip

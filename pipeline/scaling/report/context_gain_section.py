@@ -23,7 +23,9 @@ def context_gain_lines(rows: list[ContextGain]) -> list[str]:
           f"sequence) and the gain from t {NEAR[0]}-{NEAR[1] - 1} to the last band, with a 95 % CI from "
           f"{N_BOOT} bootstrap resamples of validation sequences. A plateau of a recurrent model relative to the "
           "Transformer can only be detected where the Transformer itself still gains: where its gain is within its "
-          "CI of 0, the context axis is not yet resolved at this scale.", "",
+          "CI of 0, the context axis is not yet resolved at this scale. The bands hold different tokens, so this "
+          "estimate is noisy by construction; runs with a truncation file (`pipeline evaluate --contexts`, "
+          "`train.eval_contexts`) get the paired \"Context (truncation)\" section instead.", "",
           f"| arch | non-embedding params | seeds | {head} | gain [95 % CI] |",
           "|---|---|---|" + "---|" * len(bands) + "---|"]  # fmt: skip
     for r in rows:

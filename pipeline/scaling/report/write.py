@@ -20,6 +20,7 @@ from pipeline.scaling.report.position_figures import draw_position_figures
 from pipeline.scaling.report.position_section import position_section
 from pipeline.scaling.report.source_length_section import source_length_report
 from pipeline.scaling.report.time_axis_section import draw_time_axis, time_axis_lines
+from pipeline.scaling.report.truncation_section import truncation_lines
 
 REPORT_FILE = "report.md"
 
@@ -38,6 +39,7 @@ def report_lines(study: Study, out_dir: Path) -> list[str]:
         *analysis_sections(sweep, out_dir),  # each section below is [] when the sweep has nothing for it
         *matched_runs_lines(study.matched_runs),
         *source_length_report(study.source_lengths, out_dir),
+        *truncation_lines(study.truncation, out_dir),
         *context_gain_lines(study.context_gains),
         *time_axis_lines(study.time_axis, draw_time_axis(study.time_axis, out_dir)),
         *grad_reach_report(study.grad_reach, out_dir),

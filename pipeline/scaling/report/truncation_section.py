@@ -1,0 +1,114 @@
+"""The report's "Context (truncation)" section (issue 32): L(K) per architecture with cluster-bootstrap intervals,
+the paired difference to the reference on the same tokens, K* with its interval, the Kneser-Ney floors beside the
+models, and which runs beat the trigram (`analyses.context_truncation`). Small multiples, one panel per arch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.scaling.analyses.context_truncation import TruncationStudy
+from pipeline.scaling.report.figure_style import (
+    BAND_ALPHA,
+    REFERENCE_COLOR,
+    arch_colors,
+    legend_below,
+    save,
+    setup_matplotlib,
+    view_grid,
+)
+
+FIGURE = "context_truncation.png"
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def draw_truncation(study: TruncationStudy, out_dir: Path) -> str:
+    """L(K) with its band and the floors (top row), L_arch(K) - L_reference(K) with its band (bottom)."""
+    plt = setup_matplotlib()
+    archs = study.archs
+    colors = arch_colors([a.arch for a in archs])
+    fig, (top, bottom) = view_grid(plt, 2, len(archs), sharey="view")
+    ks = np.asarray(study.contexts)
+    for ax, a in zip(top, archs, strict=True):
+        c = colors[a.arch]
+        ax.fill_between(ks, a.k.lo, a.k.hi, color=c, alpha=BAND_ALPHA, lw=0)
+        ax.plot(ks, a.k.curve, "o-", color=c, ms=3, label="L(K), 95 % CI")
+        for name, ls in (("bigram", ":"), ("trigram", "--")):
+            value = getattr(a.floor, name)
+            if value is not None:
+                ax.axhline(value, color=REFERENCE_COLOR, ls=ls, lw=1, label=f"Kneser-Ney {name}")
+        if a.k.k_star is not None:
+            ax.axvline(a.k.k_star, color=c, lw=0.8, ls="-.", label="K*")
+        ax.set_xscale("log", base=2)
+        ax.set_title(
+            f"{a.arch} ({a.non_embedding_params:,} params)" + ("" if a.conclusive else ", above trigram")
+        )
+        ax.set_xlabel("context K (tokens)")
+        ax.set_ylabel("loss (nats/token)")
+    for ax, a in zip(bottom, archs, strict=True):
+        ax.axhline(0, color=REFERENCE_COLOR, lw=0.8)
+        diff = study.paired.get(a.arch)
+        if diff is None:  # the reference: nothing to subtract
+            ax.remove()
+            continue
+        ax.fill_between(ks, diff.lo, diff.hi, color=colors[a.arch], alpha=BAND_ALPHA, lw=0)
+        ax.plot(ks, diff.estimate, "o-", color=colors[a.arch], ms=3, label="arch - reference, 95 % CI")
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{a.arch} - {study.reference} (same tokens)")
+        ax.set_xlabel("context K (tokens)")
+        ax.set_ylabel("paired loss difference (nats)")
+    fig.tight_layout()
+    legend_below(fig, [*top, *bottom])
+    return save(fig, out_dir / FIGURE)
+
+
+def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
+    """The section's markdown lines ([] without truncation files), drawing its figure into ``out_dir``."""
+    if study is None:
+        return []
+    conclusive = [a.arch for a in study.archs if a.conclusive]
+    others = [a.arch for a in study.archs if not a.conclusive]
+    md = ["## Context (truncation)", "",
+          f"Every validation token scored given only its last K tokens (BOS first; a sliding window over the "
+          f"validation stream), K in {', '.join(map(str, study.contexts))}: L(K) is over the *same* "
+          f"{study.n_windows} windows x {study.n_positions} positions at every K, so differences between contexts "
+          "and between architectures are paired. This replaces the band difference (different tokens per band) "
+          f"as the study's context estimate. Intervals: 95 % percentile, {study.n_boot} "
+          f"resamples of **{study.n_clusters} {study.unit}s** (whole clusters: every translation of a held-out "
+          f"{study.unit} together; {study.n_windows} windows), the same drawn clusters at every K. K* is where L(K) "
+          "bends up (the calibrated bend test, sign-flip null over clusters; `analyses/k_star.py`).", ""]  # fmt: skip
+    if study.null_rate is not None:
+        md += [f"Level of the K* test at this design: {study.null_rate.describe()}.", ""]
+    md += ["Floors: Kneser-Ney bigram and trigram (modified KN) fitted on the train windows each run's budget covers "
+           "and scored on the same validation tokens. A model above the trigram has not learned local statistics, "
+           "so its L(K) says nothing about distant context: **a context conclusion is drawn only from "
+           + (", ".join(conclusive) if conclusive else "no architecture (none beats the trigram)") + "**"
+           + (f"; {', '.join(others)} {'is' if len(others) == 1 else 'are'} above the trigram (shown, not "
+              "interpreted)." if others else "."), "",
+           "| arch | runs | non-embedding params | tokens | loss | bigram | trigram | beats trigram | K* [95 % CI] |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for a in study.archs:
+        ks = "none detected" if a.k.k_star is None else f"{a.k.k_star} [{a.k.ci[0]}, {a.k.ci[1]}]"
+        md.append(f"| {a.arch} | {', '.join(f'`{r}`' for r in a.runs)} | {a.non_embedding_params:,} | {a.tokens:,} | "
+                  f"{a.floor.loss:.3f} | {_f(a.floor.bigram)} | {_f(a.floor.trigram)} | "
+                  f"{'yes' if a.conclusive else 'no'} | {ks} |")  # fmt: skip
+    md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], "",
+           "L(K) in nats per token [95 % CI]" + (f", and each architecture minus {study.reference} on the same "
+                                                   "tokens:" if study.paired else ":"), "",
+           "| K | " + " | ".join(a.arch for a in study.archs)
+           + "".join(f" | {a} - {study.reference}" for a in study.paired) + " |",
+           "|---|" + "---|" * (len(study.archs) + len(study.paired))]  # fmt: skip
+    for i, k in enumerate(study.contexts):
+        cells = [f"{a.k.curve[i]:.3f} [{a.k.lo[i]:.3f}, {a.k.hi[i]:.3f}]" for a in study.archs]
+        cells += [f"{d.estimate[i]:+.3f} [{d.lo[i]:+.3f}, {d.hi[i]:+.3f}]" for d in study.paired.values()]
+        md.append(f"| {k} | " + " | ".join(cells) + " |")
+    md += ["", f"![L(K) per architecture]({draw_truncation(study, out_dir)})", ""]
+    if study.floors:
+        beat = [f for f in study.floors if f.beats_trigram]
+        md += [f"**{len(beat)} of {len(study.floors)} runs beat the trigram**: "
+               + (", ".join(f"`{f.run}` ({f.loss:.3f} < {f.trigram:.3f})" for f in beat) or "none") + ".", ""]  # fmt: skip
+    return md
