@@ -131,7 +131,7 @@ def validate(cfg: RunConfig) -> None:
     check_cross_keys(cfg)
     if "arch" not in cfg.model:
         raise ConfigError("model.arch is missing (one of the registered architectures)")
-    check_position_table(cfg.data, getattr(model_spec(cfg), "max_len", None))
+    check_position_table(cfg.data, cfg.train, getattr(model_spec(cfg), "max_len", None))
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

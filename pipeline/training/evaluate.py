@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, RunConfig, check_decode_positions
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -44,6 +44,7 @@ def translate_and_score(
         raise ConfigError(
             f"{cfg.data.dir}: data.task=lm has no translations to score (BLEU/chrF); see valid/loss"
         )
+    check_decode_positions(cfg.train.decode_max_len, getattr(model.config, "max_len", None))
     loader = build_loader(
         cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=loader_max_len(cfg.data)
     )
@@ -148,11 +149,22 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
     return summary
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type of a count that must be >= 1: `--pairs 0` would score nothing (and used to crash)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="run directory (holds config.yaml and checkpoints/)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest in the run)")
-    parser.add_argument("--pairs", type=int, default=500, help="test pairs to decode for BLEU/chrF")
-    parser.add_argument("--beam", type=int, default=None,
+    parser.add_argument("--pairs", type=_at_least_one, default=500, help="test pairs to decode for BLEU/chrF")
+    parser.add_argument("--beam", type=_at_least_one, default=None,
                         help="beam width (1 = greedy; default: the run's train.beam)")  # fmt: skip
 
 
@@ -171,6 +183,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None) -> int:
     if beam is not None and beam < 1:
         raise ConfigError(f"--beam must be >= 1 (1 = greedy), got {beam}")
+    if pairs < 1:
+        raise ConfigError(f"--pairs must be >= 1, got {pairs}")
     from pipeline.training.checkpoint_files import ResumeError, checkpoint_to_read
     from pipeline.training.module import Seq2SeqModule
 

@@ -303,5 +303,8 @@ def test_cli_prepare_with_an_empty_split_exits_2_naming_it(
                               "--vocab-size", "300", "--max-len", "1"])  # fmt: skip
     assert run_prepare(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: train split of corpus parallel:") and "longer than max_len=1" in err
+    assert (
+        err.startswith("pipeline data prepare: error: train split of corpus parallel:")
+        and "longer than max_len=1" in err
+    )
     assert "\n" not in err and not (tmp_path / "o").exists()

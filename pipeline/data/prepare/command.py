@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.data.manifest import ShardError
 from pipeline.data.prepare import staged
 from pipeline.data.prepare.build import TASKS, prepare
 from pipeline.data.prepare.encode import encode_range
@@ -93,8 +94,8 @@ def run_prepare(args: argparse.Namespace) -> int:
                            shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
                            force=args.force, task=args.task, passage_len=args.passage_len, context=args.context,
                            workers=args.workers)  # fmt: skip
-    except (FileNotFoundError, FileExistsError, ValueError) as exn:
-        print(f"error: {exn}", file=sys.stderr)
+    except (OSError, ValueError, ShardError) as exn:  # bad input; each message names the file or option
+        print(f"pipeline data prepare: error: {exn}", file=sys.stderr)
         return 2
     bad = manifest.get("malformed", {})
     if bad.get("count"):
@@ -121,7 +122,7 @@ def run_stage(args: argparse.Namespace) -> int:
         else:
             manifest = merge_prepared(work, args.workers)
             print(f"prepared {manifest['corpus']} in {args.out}; dataset hash {manifest['dataset_hash']}")
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (OSError, ValueError, ShardError) as err:
         print(f"pipeline data prepare: error: {err}", file=sys.stderr)
         return 2
     return 0
