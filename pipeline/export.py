@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.training.evaluate import nonempty
 from pipeline.training.exported_weights import (
     EXPORT_NAME,
     consolidate,
@@ -33,7 +34,7 @@ __all__ = [
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="run directory (holds checkpoints/)")
+    parser.add_argument("run_dir", type=nonempty, help="run directory (holds checkpoints/)")
     parser.add_argument(
         "--checkpoint", default=None, help="checkpoint file or ZeRO directory (default: the newest)"
     )

@@ -160,8 +160,15 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def nonempty(text: str) -> str:
+    """argparse type of a path: an empty one would silently mean the working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="run directory (holds config.yaml and checkpoints/)")
+    parser.add_argument("run_dir", type=nonempty, help="run directory (holds config.yaml and checkpoints/)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest in the run)")
     parser.add_argument("--pairs", type=_at_least_one, default=500, help="test pairs to decode for BLEU/chrF")
     parser.add_argument("--beam", type=_at_least_one, default=None,
@@ -201,6 +208,8 @@ def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | Non
         except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError) as err:  # a damaged or foreign file
             raise ResumeError(f"{ckpt} is not a readable checkpoint of this pipeline: {err}") from err
         model, cfg = module.model, module.cfg
+    if beam is not None and beam > model.config.vocab_size:
+        raise ConfigError(f"--beam {beam} is wider than the vocabulary ({model.config.vocab_size} tokens)")
     result = translate_and_score(model, cfg, pairs, beam)
     result["checkpoint"] = str(ckpt)
     print(json.dumps(result, indent=2, ensure_ascii=False))

@@ -259,11 +259,14 @@ def test_damaged_shard_yields_no_sample_before_the_error(prepared: tuple[Path, P
 def test_prepare_refuses_an_empty_split(
     corpus: CorpusSource, tmp_path: Path, kwargs: dict, split: str, pattern: str
 ) -> None:
-    if split == "valid":
-        corpus = CorpusSource(src=corpus.src, tgt=corpus.tgt, valid_frac=0.0, test_frac=0.1)
+    if split == "valid":  # two lines: too few for held-out blocks (a zero fraction is refused earlier)
+        (tmp_path / "two.en").write_text("one cat\ntwo dogs\n")
+        (tmp_path / "two.fr").write_text("un chat\ndeux chiens\n")
+        corpus = CorpusSource(src=tmp_path / "two.en", tgt=tmp_path / "two.fr", valid_frac=0.1, test_frac=0.1)
     with pytest.raises(ValueError, match=pattern):
         prepare(corpus, tmp_path / "out", vocab_size=300, shard_size=8, **kwargs)
-    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []  # nothing half-written left
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("two.")] == []  # nothing half-written
 
 
 def test_infinite_stream_with_no_samples_for_a_slot_raises(prepared: tuple[Path, Path]) -> None:

@@ -24,6 +24,13 @@ from pipeline.data.sources.corpus import CorpusSource, parse_source
 from pipeline.data.text import SPLITS
 
 
+def path_arg(text: str) -> Path:
+    """argparse type of a path: an empty one would silently mean the working directory ('.')."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pipeline data prepare``."""
     src = parser.add_argument_group("corpus (default: the embedded bible, English WEB -> French Segond)")
@@ -34,21 +41,21 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     src.add_argument(
         "--src",
-        type=Path,
+        type=path_arg,
         help="parallel text: source side, one sentence per line (a file or a dir of files; .gz/.xz ok)",
     )
-    src.add_argument("--tgt", type=Path, help="parallel text: target side, line-aligned with --src")
+    src.add_argument("--tgt", type=path_arg, help="parallel text: target side, line-aligned with --src")
     src.add_argument(
-        "--text", type=Path, help="plain text: each non-empty line is the target of the one before"
+        "--text", type=path_arg, help="plain text: each non-empty line is the target of the one before"
     )
     src.add_argument(
-        "--tsv", type=Path, help="source<TAB>target per line (a file or a dir of files; .gz/.xz ok)"
+        "--tsv", type=path_arg, help="source<TAB>target per line (a file or a dir of files; .gz/.xz ok)"
     )
     src.add_argument(
         "--valid-frac", type=float, default=0.05, help="user files: last-but-one block for valid"
     )
     src.add_argument("--test-frac", type=float, default=0.05, help="user files: last block for test")
-    parser.add_argument("--out", type=Path, required=True, help="data dir to write")
+    parser.add_argument("--out", type=path_arg, required=True, help="data dir to write")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--max-len", type=int, default=128, help="max tokens per side (BOS/EOS not counted)")
     parser.add_argument("--overlong", choices=("drop", "truncate"), default="drop")
@@ -113,6 +120,7 @@ def run_stage(args: argparse.Namespace) -> int:
     ``--merge`` renders the samples in ``--workers`` processes (a SLURM job passes its own cores).
     """
     work = staged.staged_dir(args.out)
+    stage = "--plan" if args.plan else "--merge" if args.merge else f"--encode-range {args.encode_range}"
     try:
         if args.plan:
             plan = staged.plan_request(args.out)
@@ -123,6 +131,6 @@ def run_stage(args: argparse.Namespace) -> int:
             manifest = merge_prepared(work, args.workers)
             print(f"prepared {manifest['corpus']} in {args.out}; dataset hash {manifest['dataset_hash']}")
     except (OSError, ValueError, ShardError) as err:
-        print(f"pipeline data prepare: error: {err}", file=sys.stderr)
+        print(f"pipeline data prepare: error: {stage}: {err}", file=sys.stderr)
         return 2
     return 0
