@@ -5,7 +5,7 @@ claims another step; a path that does not exist or lies under a file) x each com
 `evaluate --checkpoint PATH`, `export --checkpoint PATH`). A damaged form must end in exit 2 and one
 `pipeline COMMAND: error:` line naming the path and why, with no traceback; an intact one (with or without its
 sidecar) must succeed. Before issue 34 the damaged ones reached Lightning or torch and ended in a zip-archive or
-unpickling traceback. In-process calls of `pipeline.cli.main`; one tiny LSTM run trained once.
+unpickling traceback. In-process calls of `pipeline.cli.main` on copies of the session's trained run (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from pipeline.cli import main as cli
 from pipeline.training.checkpoint_files import meta_path, write_metadata
-from tests.integration.test_damaged_state import train_argv, trained  # noqa: F401 - its fixture
+from tests.integration.test_damaged_state import train_argv
 from tests.unit.test_cli_errors import one_error_line
 
 
@@ -105,7 +105,7 @@ def _argv(command: str, run: Path, tiny_data: Path, tmp_path: Path, path: Path) 
 def test_checkpoint_path_in_every_form(
     form: str,
     command: str,
-    trained: Path,  # noqa: F811 - the imported fixture
+    trained: Path,
     tiny_data: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

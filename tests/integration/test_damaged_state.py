@@ -34,20 +34,10 @@ from pipeline.training.checkpoint_files import (
     write_metadata,
 )
 from pipeline.training.logged_metrics import metrics_files
-from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY, tiny_config
+from tests.integration.conftest import TRAIN
 
-TRAIN = ("train.max_steps=6", "train.ckpt_every=2", "train.keep_checkpoints=3", "train.bleu_samples=0")
 NEWEST = ("last.ckpt", "step=6.ckpt")  # both hold step 6
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    fit(tiny_config("lstm", tiny_data, run, *TRAIN))
-    names = sorted(p.name for p in list_checkpoints(run))
-    assert names == ["last.ckpt", "step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
-    return run
 
 
 def copy_run(trained: Path, tmp_path: Path) -> Path:
