@@ -149,17 +149,6 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
     return summary
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type of a count that must be >= 1: `--pairs 0` would score nothing (and used to crash)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def nonempty(text: str) -> str:
     """argparse type of a path: an empty one would silently mean the working directory."""
     if not text:
@@ -170,8 +159,8 @@ def nonempty(text: str) -> str:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=nonempty, help="run directory (holds config.yaml and checkpoints/)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest in the run)")
-    parser.add_argument("--pairs", type=_at_least_one, default=500, help="test pairs to decode for BLEU/chrF")
-    parser.add_argument("--beam", type=_at_least_one, default=None,
+    parser.add_argument("--pairs", type=int, default=500, help="test pairs to decode for BLEU/chrF")
+    parser.add_argument("--beam", type=int, default=None,
                         help="beam width (1 = greedy; default: the run's train.beam)")  # fmt: skip
 
 
