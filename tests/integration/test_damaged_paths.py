@@ -61,6 +61,13 @@ def _foreign(out: Path) -> Path:
     return out
 
 
+def _legacy(run: Path, out: Path) -> Path:
+    """The real checkpoint re-saved in torch's pre-1.6 tar format (weights_only loading refuses it)."""
+    state = torch.load(run / "checkpoints/step=4.ckpt", map_location="cpu", weights_only=False)
+    torch.save(state, out, _use_new_zipfile_serialization=False)
+    return out
+
+
 def _under_a_file(out: Path) -> Path:
     out.parent.joinpath("a_file").write_text("x")
     return out.parent / "a_file" / "x.ckpt"
@@ -78,6 +85,7 @@ FORMS: dict[str, tuple[Callable[[Path, Path], Path], str | None]] = {
     "sidecar_claims_later_step": (lambda t, o: _claims(t, o, 99), "metadata says step 99"),
     "sidecar_checksum_wrong": (lambda t, o: _claims(t, o, 4) and _flip(o), "checksum mismatch"),
     "foreign_torch_file": (lambda t, o: _foreign(o), "not a checkpoint of this pipeline"),
+    "legacy_tar_format": (_legacy, "not a readable checkpoint"),
     "directory": (lambda t, o: o.mkdir() or o, "not a DeepSpeed checkpoint"),
     "nonexistent": (lambda t, o: o, ""),
     "under_a_file": (lambda t, o: _under_a_file(o), ""),
