@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.training.evaluate import nonempty
 from pipeline.training.exported_weights import (
     EXPORT_NAME,
     consolidate,
@@ -33,7 +34,7 @@ __all__ = [
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="run directory (holds checkpoints/)")
+    parser.add_argument("run_dir", type=nonempty, help="run directory (holds checkpoints/)")
     parser.add_argument(
         "--checkpoint", default=None, help="checkpoint file or ZeRO directory (default: the newest)"
     )
@@ -44,10 +45,37 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _out_problem(out: Path) -> str:
+    """Why `--out` cannot be written ("" if it can): checked before a ZeRO consolidation that may take minutes."""
+    if out.is_dir():
+        return f"--out {out} is a directory; give a file name"
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            return f"--out {out}: {parent} is a file, not a directory"
+    return ""
+
+
 def run_export(args: argparse.Namespace) -> int:
+    from pipeline.training.user_errors import report_user_error
+
+    try:
+        return _export(args)
+    except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
+        status = report_user_error(err, prog="pipeline export: ")
+        if status is None:
+            raise
+        return status
+
+
+def _export(args: argparse.Namespace) -> int:
     from pipeline.training.checkpoint_files import checkpoint_to_read
 
     run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / EXPORT_NAME
+    problem = "" if args.universal else _out_problem(out)
+    if problem:
+        print(f"pipeline export: error: {problem}", file=sys.stderr)
+        return 2
     ckpt = checkpoint_to_read(run_dir, args.checkpoint, command="pipeline export")
     if ckpt is None:
         return 2
@@ -68,7 +96,6 @@ def run_export(args: argparse.Namespace) -> int:
     # separate copies; the model's own state dict shares them again, so the file and the count hold them once.
     model, _ = model_from_export(blob, source=str(ckpt))
     blob["model"] = model.state_dict()
-    out = Path(args.out) if args.out else run_dir / EXPORT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(blob, out)
     print(

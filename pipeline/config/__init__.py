@@ -18,7 +18,7 @@ package (`from pipeline.config import load_config`); the names below are its int
 
 from __future__ import annotations
 
-from pipeline.config.checks import check_machine, contradictions, sequence_len
+from pipeline.config.checks import check_decode_positions, check_machine, contradictions, sequence_len
 from pipeline.config.errors import ConfigError, ConfigWarning
 from pipeline.config.identity import IDENTITY_KEYS, config_hash, identity_mismatch, identity_of
 from pipeline.config.keys import Bounds, KeySpec, coerce, key, reject_unknown
@@ -62,6 +62,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "check_decode_positions",
     "check_machine",
     "coerce",
     "config_from_dict",

@@ -34,6 +34,10 @@ def contradictions(cfg: RunConfig) -> list[str]:
             out.append(f"optim.warmup_steps={o.warmup_steps} does nothing with optim.schedule=halving")
         if not o.halve_every:
             out.append("optim.schedule=halving with optim.halve_every=0 never halves: the lr stays constant")
+        elif o.halve_after >= t.max_steps:
+            out.append(
+                f"optim.halve_after={o.halve_after} >= train.max_steps={t.max_steps}: the lr never halves during the run"
+            )
     elif o.halve_after or o.halve_every:
         out.append(f"optim.halve_after/halve_every do nothing with optim.schedule={o.schedule}")
     if o.schedule != "cosine" and o.min_lr_ratio != 0.1:
@@ -95,22 +99,41 @@ def sequence_len(data: Any) -> int:
     return int(data.passage_len) if data.task == "passages" else int(data.max_len)
 
 
-def check_position_table(data: Any, model_max_len: int | None) -> None:
-    """A Transformer's position table must hold the longest decoder input (LM: the window; passages: BOS + side).
+def check_position_table(data: Any, train: Any, model_max_len: int | None) -> None:
+    """A Transformer's position table must hold the longest decoder input and every decoded position.
 
-    Translation keeps its old behaviour (sequences past the table are an error at the first long batch)."""
-    if model_max_len is None or data.task == "translation":
+    The longest input: the LM window, or BOS + the longest target (`data.max_len`, or `data.passage_len`; the
+    prepared data's manifest records the same value, a data dir prepared otherwise is refused); the source side is
+    at most that long without BOS. Decoding (final evaluation, when `train.bleu_samples` > 0) feeds positions
+    0 .. `train.decode_max_len` - 1. Checked here so that a run refuses at start, not at its first long batch or
+    in its final evaluation."""
+    if model_max_len is None:
         return
     need = sequence_len(data) + (data.task != "lm")  # seq2seq targets are fed with BOS in front
-    length = (
-        f"data.context={data.context} (+ BOS)"
-        if data.task == "lm"
-        else f"data.passage_len={data.passage_len} (+ BOS)"
-    )
+    length = {
+        "lm": f"data.context={data.context} (+ BOS)",
+        "passages": f"data.passage_len={data.passage_len} (+ BOS)",
+    }.get(data.task, f"data.max_len={data.max_len} (+ BOS)")
     if model_max_len < need:
         raise ConfigError(
             f"model.max_len={model_max_len} is shorter than {length}: the Transformer's position table needs "
             f"model.max_len >= {need}"
+        )
+    decodes = data.task != "lm" and train.bleu_samples > 0
+    if decodes and model_max_len < train.decode_max_len:
+        raise ConfigError(
+            f"train.decode_max_len={train.decode_max_len} is past model.max_len={model_max_len}: decoding in the "
+            f"final evaluation (train.bleu_samples={train.bleu_samples}) needs model.max_len >= "
+            f"{train.decode_max_len}, or a shorter train.decode_max_len"
+        )
+
+
+def check_decode_positions(decode_max_len: int, model_max_len: int | None) -> None:
+    """`pipeline evaluate` decodes with the run's `train.decode_max_len`: refuse before decoding past the table."""
+    if model_max_len is not None and model_max_len < decode_max_len:
+        raise ConfigError(
+            f"train.decode_max_len={decode_max_len} of this run is past its model.max_len={model_max_len}: "
+            "decoding would run past the Transformer's position table"
         )
 
 

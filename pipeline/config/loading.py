@@ -136,7 +136,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.data.task in MEMORY_TASKS:  # the generator's keys, and the position table against its sequences
         check_memory(cfg.data, max_len)
     else:
-        check_position_table(cfg.data, max_len)
+        check_position_table(cfg.data, cfg.train, max_len)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

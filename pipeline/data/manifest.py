@@ -91,16 +91,54 @@ def check_format(manifest: dict, where: str, hint: str = "") -> None:
         raise ValueError(f"{found}, this code reads {FORMAT_VERSION}: {hint}" if hint else found)
 
 
+_SHAPE = {"tokenizer_sha256": str, "max_len": int, "vocab_size": int, "corpus": str, "splits": dict}
+_SPLIT_SHAPE = {"samples": int, "shards": list}
+_SHARD_SHAPE = {"path": str, "sha256": str, "samples": int}
+
+
+def check_shape(manifest: object, where: str) -> dict:
+    """The keys every reader of a manifest of this format indexes, with their types: a manifest that was edited
+    by hand or cut short is one error naming the missing key, not a KeyError in the loader. A manifest of another
+    format version is left to `check_format`, which names both versions."""
+    if not isinstance(manifest, dict):
+        raise ValueError(f"corrupt manifest {where}: a JSON {type(manifest).__name__}, not an object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return manifest
+
+    def need(mapping: dict, shape: dict, at: str) -> None:
+        for name, kind in shape.items():
+            if not isinstance(mapping.get(name), kind) or isinstance(mapping.get(name), bool):
+                found = "missing" if name not in mapping else f"a {type(mapping[name]).__name__}"
+                raise ValueError(
+                    f"corrupt manifest {where}: '{at}{name}' is {found}, not a {kind.__name__}; "
+                    f"{rebuild_hint(Path(where).parent)}"
+                )
+
+    need(manifest, _SHAPE, "")
+    for split in SPLITS:
+        if not isinstance(manifest["splits"].get(split), dict):
+            raise ValueError(
+                f"corrupt manifest {where}: 'splits.{split}' is missing; {rebuild_hint(Path(where).parent)}"
+            )
+        need(manifest["splits"][split], _SPLIT_SHAPE, f"splits.{split}.")
+        for i, shard in enumerate(manifest["splits"][split]["shards"]):
+            if not isinstance(shard, dict):
+                raise ValueError(f"corrupt manifest {where}: 'splits.{split}.shards[{i}]' is not an object")
+            need(shard, _SHARD_SHAPE, f"splits.{split}.shards[{i}].")
+    return manifest
+
+
 def read_manifest(data_dir: str | Path) -> dict:
     """Load ``DATA_DIR/manifest.json`` with an error that says how to make one (a remote location is read too)."""
     if is_remote(data_dir):
         url = join(data_dir, MANIFEST)
         try:
-            return json.loads(read_bytes(url))
+            loaded = json.loads(read_bytes(url))
         except json.JSONDecodeError as exn:
             raise ValueError(f"corrupt manifest {url}: {exn}") from exn
         except Exception as exn:
             raise FileNotFoundError(f"manifest unreadable: {url}: {type(exn).__name__}: {exn}") from exn
+        return check_shape(loaded, url)
     path = Path(data_dir) / MANIFEST
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(
@@ -116,9 +154,10 @@ def read_manifest(data_dir: str | Path) -> dict:
             f"no {MANIFEST} in {data_dir}: not a prepared data dir (run `pipeline data prepare`)"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exn:
+        loaded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exn:
         raise ValueError(f"corrupt manifest {path}: {exn}") from exn
+    return check_shape(loaded, str(path))
 
 
 def write_manifest(directory: Path, manifest: dict, where: str) -> dict:

@@ -23,6 +23,7 @@ from pipeline.config import ConfigError, load_mapping, reject_unknown
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm"  # the repo's slurm/ templates
 TASK_FILE = "array_configs.txt"  # one run per line: config paths and key=value overrides, shell-quoted
 PLAN_DIR = "slurm/plan"  # in a sweep directory: its plan job's run directory (pipeline.sweep.slurm_plan)
+SLURM_MAX_COUNT = 2**31 - 1  # nodes, tasks, CPUs, GPUs: sbatch reads them as 32-bit numbers
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 # sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
 # days-hours:minutes:seconds, or unlimited (sbatch(1), "-t, --time")
@@ -47,6 +48,8 @@ def check_slurm_value(name: str, value: Any, where: str) -> None:
     minimum = {"gpus_per_node": 0, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 1, "signal_seconds": 1}
     if name in minimum and (isinstance(value, bool) or not isinstance(value, int) or value < minimum[name]):
         raise LaunchError(f"{where} must be an integer >= {minimum[name]}, got {value!r}")
+    if name in minimum and value > SLURM_MAX_COUNT:  # train.devices (gpus per node) must fit as well
+        raise LaunchError(f"{where} must be <= {SLURM_MAX_COUNT} (sbatch reads 32-bit counts), got {value}")
 
 
 class LaunchError(ConfigError):
@@ -185,13 +188,9 @@ def build_job(
     unknown = set(chosen) - {f.name for f in dataclasses.fields(JobSpec)}
     if unknown:
         raise LaunchError(f"unknown job option(s): {', '.join(sorted(unknown))}")
-    for (
-        key,
-        value,
-    ) in chosen.items():  # each flag on its own, before combinations: the message names that flag
-        check_slurm_value(
-            key, value, f"--{'ntasks-per-node' if key == 'tasks_per_node' else key.replace('_', '-')}"
-        )
+    # each flag on its own, before combinations: the message names that flag
+    for key, value in chosen.items():
+        check_slurm_value(key, value, _flag(key))
     workdir = (workdir or Path.cwd()).resolve()
     run_dir = resolve_run_dir(list(configs), list(overrides))
     run_dir = run_dir if run_dir.is_absolute() else workdir / run_dir
@@ -206,11 +205,16 @@ def build_job(
     merged["tasks_per_node"] = int(tasks or gpus or 1)
     for key in ("nodes", "tasks_per_node", "signal_seconds"):
         if int(merged.get(key, 1)) < 1:
-            raise LaunchError(f"--{key.replace('_', '-')} must be >= 1, got {merged[key]}")
+            raise LaunchError(f"{_flag(key)} must be >= 1, got {merged[key]}")
     merged.setdefault("job_name", run_dir.name)
     return JobSpec(
         run_dir=run_dir, workdir=workdir, configs=list(configs), overrides=list(overrides), **merged
     )
+
+
+def _flag(key: str) -> str:
+    """The `pipeline submit` flag of a job key (sbatch's own spelling: --ntasks-per-node)."""
+    return "--ntasks-per-node" if key == "tasks_per_node" else f"--{key.replace('_', '-')}"
 
 
 def parse_array_spec(spec: str) -> list[int]:

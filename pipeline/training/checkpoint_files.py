@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import ConfigError, RunConfig, config_hash, identity_mismatch, to_dict
+from pipeline.training.checkpoint_contents import saved_config, verify_content
 
 META_SUFFIX = ".meta.json"
 FRESH = ("fresh", "never")  # --resume values that start at step 0, moving a previous state aside
@@ -131,6 +132,15 @@ def verify(ckpt: Path) -> tuple[dict[str, Any] | None, str]:
     return meta, ""
 
 
+def verify_all(ckpt: Path) -> tuple[dict[str, Any] | None, str]:
+    """`verify`, then `verify_content`: (metadata, "") for a checkpoint that can be resumed, else (None, why)."""
+    meta, reason = verify(ckpt)
+    if meta is None:
+        return None, reason
+    reason = verify_content(ckpt, meta)
+    return (None, reason) if reason else (meta, "")
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints of a run (files or DeepSpeed directories named *.ckpt), whatever their state."""
     directory = checkpoint_dir(run_dir)
@@ -162,15 +172,16 @@ def _warn(msg: str) -> None:
 def find_resume_checkpoint(run_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
     """Newest complete, intact checkpoint of `run_dir` (by step, then write time), or None when there is none.
 
-    Broken candidates are reported through `report` (default: a warning on stderr) and skipped; so are those
-    whose sidecar is unreadable (their step unknown, they sort last), even when an older checkpoint is chosen.
+    Broken candidates (`verify_all`: the sidecar, then the contents) are reported through `report` (default: a
+    warning on stderr) and skipped; so are those whose sidecar is unreadable (their step unknown, they sort last),
+    even when an older checkpoint is chosen.
     """
     report = report or _warn
     chosen = None
     for ckpt in _newest_first(list_checkpoints(run_dir)):
         if chosen is not None and _sidecar_step(ckpt) >= 0:
             continue  # an older intact-looking checkpoint: not needed, not reported
-        meta, reason = verify(ckpt)
+        meta, reason = verify_all(ckpt)
         if meta is not None:
             chosen = chosen or ckpt
         elif chosen is None:
@@ -183,11 +194,22 @@ def find_resume_checkpoint(run_dir: Path, report: Callable[[str], None] | None =
 def none_verified_message(run_dir: Path, what: str) -> str:
     """'<what>: none of the N checkpoints in DIR verifies:' + one line per checkpoint and its reason."""
     ckpts = list_checkpoints(run_dir)
-    lines = [f"  {ckpt}: {verify(ckpt)[1]}" for ckpt in ckpts]
+    lines = [f"  {ckpt}: {verify_all(ckpt)[1]}" for ckpt in ckpts]
     return (
         f"{what}: none of the {len(ckpts)} checkpoint(s) in {checkpoint_dir(run_dir)} verifies:\n"
         + "\n".join(lines)
     )
+
+
+def explicit_problem(ckpt: Path) -> str:
+    """Why a checkpoint the user named cannot be read ("" if it can): its sidecar's verdict when it has one, then
+    its contents (a file with no sidecar is read unverified, but never handed to Lightning unreadable)."""
+    meta = None
+    if meta_path(ckpt).exists():
+        meta, reason = verify(ckpt)
+        if meta is None:
+            return reason
+    return verify_content(ckpt, meta)
 
 
 def checkpoint_to_read(run_dir: Path, explicit: str | None, command: str = "pipeline") -> Path | None:
@@ -200,12 +222,11 @@ def checkpoint_to_read(run_dir: Path, explicit: str | None, command: str = "pipe
         if not ckpt.exists():
             print(f"{command}: error: checkpoint not found: {ckpt}", file=sys.stderr)
             return None
-        if meta_path(ckpt).exists():
-            meta, reason = verify(ckpt)
-            if meta is None:
-                print(f"{command}: error: checkpoint {ckpt}: {reason}", file=sys.stderr)
-                return None
-        else:
+        reason = explicit_problem(ckpt)
+        if reason:
+            print(f"{command}: error: checkpoint {ckpt}: {reason}", file=sys.stderr)
+            return None
+        if not meta_path(ckpt).exists():
             _warn(f"{ckpt} has no metadata sidecar {meta_path(ckpt).name}: reading it unverified")
         return ckpt
     if not run_dir.is_dir():
@@ -265,22 +286,6 @@ def move_aside(run_dir: Path) -> Path | None:
     return target
 
 
-def _saved_config(ckpt: Path) -> dict[str, Any] | None:
-    """The run config saved inside a checkpoint (Lightning's `hyper_parameters`), or None if unreadable."""
-    import torch  # deferred: the rest of this file (and `pipeline status`) needs no torch
-
-    files = [ckpt] if ckpt.is_file() else sorted(ckpt.rglob("mp_rank_00_model_states.pt"))
-    for file in files:
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=False, mmap=True)
-        except Exception:  # noqa: BLE001 - any unreadable file just means "keys unknown" in the message
-            continue
-        config = (state.get("hyper_parameters") or {}).get("config") if isinstance(state, dict) else None
-        if isinstance(config, dict):
-            return config
-    return None
-
-
 def check_checkpoint_config(ckpt: Path, cfg: RunConfig) -> None:
     """Refuse a checkpoint written by a run of another model/data config (sidecar `config_hash`), naming the keys."""
     saved_hash = None
@@ -289,7 +294,7 @@ def check_checkpoint_config(ckpt: Path, cfg: RunConfig) -> None:
     current = to_dict(cfg)
     if not saved_hash or saved_hash == config_hash(current):
         return
-    saved = _saved_config(ckpt)
+    saved = saved_config(ckpt)
     diffs = identity_mismatch(saved, current) if saved is not None else []
     detail = (
         "\n  " + "\n  ".join(diffs)
@@ -314,11 +319,10 @@ def resolve_resume(resume: str, run_dir: Path) -> Path | None:
     path = Path(resume)
     if not path.exists():
         raise ResumeError(f"--resume {resume}: no such checkpoint")
-    if meta_path(path).exists():
-        meta, reason = verify(path)
-        if meta is None:
-            raise ResumeError(f"--resume {resume}: {reason}")
-    else:
+    reason = explicit_problem(path)
+    if reason:
+        raise ResumeError(f"--resume {resume}: {reason}")
+    if not meta_path(path).exists():
         _warn(f"--resume {resume}: no metadata sidecar {meta_path(path).name}; resuming from it unverified")
     return path
 

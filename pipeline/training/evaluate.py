@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.config import ConfigError, RunConfig, check_decode_positions
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -45,6 +45,7 @@ def translate_and_score(
             f"{cfg.data.dir}: data.task={cfg.data.task} has no translations to score (BLEU/chrF); see valid/loss"
             + (" and the summary's answer_metrics" if cfg.data.task != "lm" else "")
         )
+    check_decode_positions(cfg.train.decode_max_len, getattr(model.config, "max_len", None))
     loader = build_loader(
         cfg.data.dir, "test", batch_tokens=cfg.data.batch_tokens, max_len=loader_max_len(cfg.data)
     )
@@ -152,8 +153,15 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
     return summary
 
 
+def nonempty(text: str) -> str:
+    """argparse type of a path: an empty one would silently mean the working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="run directory (holds config.yaml and checkpoints/)")
+    parser.add_argument("run_dir", type=nonempty, help="run directory (holds config.yaml and checkpoints/)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: the newest in the run)")
     parser.add_argument("--pairs", type=int, default=500, help="test pairs to decode for BLEU/chrF")
     parser.add_argument("--beam", type=int, default=None,
@@ -196,6 +204,8 @@ def _evaluate(
 ) -> int:
     if beam is not None and beam < 1:
         raise ConfigError(f"--beam must be >= 1 (1 = greedy), got {beam}")
+    if pairs < 1:
+        raise ConfigError(f"--pairs must be >= 1, got {pairs}")
     from pipeline.training.checkpoint_files import checkpoint_to_read
 
     ckpt = checkpoint_to_read(run_dir, checkpoint, command="pipeline evaluate")
@@ -211,6 +221,8 @@ def _evaluate(
         print(format_curve(curve))
         print(f"wrote {run_dir / curve['file']}")
         return 0
+    if beam is not None and beam > model.config.vocab_size:
+        raise ConfigError(f"--beam {beam} is wider than the vocabulary ({model.config.vocab_size} tokens)")
     result = translate_and_score(model, cfg, pairs, beam)
     result["checkpoint"] = str(ckpt)
     print(json.dumps(result, indent=2, ensure_ascii=False))

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from pipeline.config import RunConfig, config_from_dict
+from pipeline.training.checkpoint_files import ResumeError
 
 EXPORT_NAME = "model_fp32.pt"
 UNIVERSAL_SUFFIX = "-universal.ckpt"
@@ -30,7 +31,7 @@ def _tag_dir(ckpt: Path) -> Path:
     """The directory DeepSpeed saved into (`<ckpt>/<tag>`, tag read from `<ckpt>/latest`)."""
     latest = ckpt / "latest"
     if not latest.is_file():
-        raise ValueError(f"{ckpt} is a directory but not a DeepSpeed checkpoint (no 'latest' file in it)")
+        raise ResumeError(f"{ckpt} is a directory but not a DeepSpeed checkpoint (no 'latest' file in it)")
     return ckpt / latest.read_text().strip()
 
 
@@ -45,7 +46,9 @@ def _client_state(ckpt: Path) -> dict[str, Any]:
     for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
         if (tag / name).is_file():
             return torch.load(tag / name, map_location="cpu", weights_only=False, mmap=True)
-    raise ValueError(f"{tag}: no model-states file (mp_rank_00_model_states.pt); is the checkpoint complete?")
+    raise ResumeError(
+        f"{tag}: no model-states file (mp_rank_00_model_states.pt); is the checkpoint complete?"
+    )
 
 
 def consolidate(ckpt: Path) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def consolidate(ckpt: Path) -> dict[str, Any]:
         client = torch.load(ckpt, map_location="cpu", weights_only=False)
         state = client["state_dict"]
     if "config" not in client.get("hyper_parameters", {}):
-        raise ValueError(
+        raise ResumeError(
             f"{ckpt}: no run config in the checkpoint (hyper_parameters.config); not a pipeline run?"
         )
     # The LightningModule holds the network as `self.model`: its keys are the plain model's, prefixed "model."

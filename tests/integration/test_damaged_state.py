@@ -31,22 +31,13 @@ from pipeline.training.checkpoint_files import (
     meta_path,
     resume_checkpoint,
     verify,
+    write_metadata,
 )
 from pipeline.training.logged_metrics import metrics_files
-from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY, tiny_config
+from tests.integration.conftest import TRAIN
 
-TRAIN = ("train.max_steps=6", "train.ckpt_every=2", "train.keep_checkpoints=3", "train.bleu_samples=0")
 NEWEST = ("last.ckpt", "step=6.ckpt")  # both hold step 6
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    fit(tiny_config("lstm", tiny_data, run, *TRAIN))
-    names = sorted(p.name for p in list_checkpoints(run))
-    assert names == ["last.ckpt", "step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
-    return run
 
 
 def copy_run(trained: Path, tmp_path: Path) -> Path:
@@ -87,6 +78,13 @@ def _replace_by_directory(ckpt: Path) -> None:
     ckpt.mkdir()
 
 
+def truncate_with_matching_sidecar(ckpt: Path) -> None:
+    """Cut in half, and a sidecar rewritten to match (sha256 and size of the cut file): only the contents tell."""
+    meta = json.loads(meta_path(ckpt).read_text())
+    os.truncate(ckpt, ckpt.stat().st_size // 2)
+    write_metadata(ckpt, meta["step"], meta["tokens"], meta["config_hash"], meta["world_size"])
+
+
 DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {  # kind -> (damage one checkpoint, reason printed)
     "sidecar_deleted": (lambda c: meta_path(c).unlink(), "no metadata sidecar"),
     "truncated_half": (lambda c: os.truncate(c, c.stat().st_size // 2), "truncated"),
@@ -98,6 +96,8 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {  # kind -> (damage on
     "sidecar_without_checksum": (lambda c: meta_path(c).write_text('{"step": 6}'), "lacks its checksum"),
     "sidecar_wrong_size": (lambda c: _rewrite_meta(c, bytes=1), "truncated or changed"),
     "replaced_by_directory": (_replace_by_directory, "truncated or changed"),
+    "truncated_sidecar_rewritten": (truncate_with_matching_sidecar, "not a readable checkpoint"),
+    "sidecar_claims_step_99": (lambda c: _rewrite_meta(c, step=99), "metadata says step 99"),
 }
 
 
@@ -135,6 +135,21 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(
     assert chosen == run / "checkpoints/step=4.ckpt"
     for name in NEWEST:
         assert any(str(run / "checkpoints" / name) in m and DAMAGES[kind][1] in m for m in messages), messages
+
+
+def test_an_older_checkpoint_claiming_a_later_step_is_skipped_with_a_warning(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """step=2.ckpt's sidecar edited to say step 99: it sorted first and the run silently went back to step 2."""
+    run = copy_run(trained, tmp_path)
+    _rewrite_meta(run / "checkpoints/step=2.ckpt", step=99)
+    messages: list[str] = []
+    chosen = resume_checkpoint("auto", tiny_config("lstm", tiny_data, run, *TRAIN), report=messages.append)
+    assert chosen in (run / "checkpoints/last.ckpt", run / "checkpoints/step=6.ckpt")
+    assert any(
+        str(run / "checkpoints/step=2.ckpt") in m and "says step 99 but the checkpoint holds step 2" in m
+        for m in messages
+    ), messages
 
 
 def test_fallback_resume_trains_on_and_max_steps_may_change(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, ConfigWarning
 from pipeline.training.user_errors import user_error
 from tests.conftest import ROOT, TINY
 
@@ -71,6 +71,31 @@ def test_yaml_error_inside_an_override_is_named(
 ) -> None:
     assert cli(train(tmp_path, override)) == 2
     one_error_line(capsys, override.split("=")[0])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [(["model.max_len=8"], ["model.max_len=8", "data.max_len=32"]),
+     (["model.max_len=40", "train.decode_max_len=60"], ["train.decode_max_len=60", "model.max_len=40"])],
+)  # fmt: skip
+def test_transformer_position_table_is_checked_at_start(
+    overrides: list[str], named: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sequences or decoding past the Transformer's position table: refused before any data is read (these were a
+    ValueError at the first long batch, or in the final evaluation after the whole run)."""
+    configs = [f"--config={p}" for p in [*TINY, ROOT / "configs/tiny/transformer.yaml"]]
+    assert cli(["train", *configs, f"run_dir={tmp_path / 'run'}", "train.bleu_samples=4", *overrides]) == 2
+    one_error_line(capsys, *named)
+    assert not (tmp_path / "run").exists()
+
+
+def test_halving_that_never_happens_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "--print-config", *CONFIGS, "optim.schedule=halving", "optim.halve_every=2",
+            "optim.halve_after=100", "train.max_steps=6"]  # fmt: skip
+    with pytest.warns(
+        ConfigWarning, match=r"optim\.halve_after=100 >= train\.max_steps=6: the lr never halves"
+    ):
+        assert cli(argv) == 0
 
 
 @pytest.mark.parametrize("case", ["data_dir_is_a_file", "data_dir_unrelated_folder", "run_dir_under_a_file"])

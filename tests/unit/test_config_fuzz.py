@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, get_type_hints
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, ConfigWarning, KeySpec, config_keys, load_config
+from pipeline.config import ConfigError, ConfigWarning, KeySpec, config_keys, load_config, model_spec
 from pipeline.models import MODEL_REGISTRY
 from tests.conftest import ROOT
 
@@ -34,6 +34,20 @@ TUPLE_VALUES = ["[0.9, 0.98]", "[0, 0.5]", "[0.9]", "[0.9, 0.98, 0.99]", "[1.0, 
                 "[.nan, 0.9]", "[0.9, .inf]", "[true, 0.9]", "[abc, 0.9]", "0.9", "abc", "null"]  # fmt: skip
 MODEL_BAD_NUMBERS = [".nan", ".inf", "-.inf", "true", "abc", "[1]", "1e400", "{a: 1}"]
 MISSING = object()
+
+
+def _positions_needed() -> dict[str, Callable[[int], int]]:
+    """The base run's keys that set how many positions its Transformer uses: key -> positions a value needs.
+
+    The oracle's own arithmetic (pipeline/config/checks.py must agree): a translation target is fed after BOS,
+    decoding (the base decodes BLEU samples) feeds `decode_max_len` positions."""
+    cfg = load_config(TINY, check_gpu=False)
+    assert cfg.data.task == "translation" and cfg.train.bleu_samples > 0
+    return {"data.max_len": lambda n: n + 1, "train.decode_max_len": lambda n: n}
+
+
+POSITIONS = _positions_needed()
+TABLE = model_spec(load_config(TINY, check_gpu=False)).max_len  # the base Transformer's position table
 
 
 def _type(spec: KeySpec) -> str:
@@ -95,6 +109,8 @@ def expected(spec: KeySpec, raw: str) -> Any:
             x = int(x)
         else:
             x = float(x)
+        if spec.name in POSITIONS and _in_bounds(x, spec) and POSITIONS[spec.name](x) > TABLE:
+            return MISSING  # past the position table: refused naming model.max_len
         return x if _in_bounds(x, spec) else MISSING
     if kind.startswith("str"):
         if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
@@ -298,3 +314,18 @@ def test_misspelt_key_is_named_with_the_real_one(section: str, base: list[Path])
         if problem:
             failures.append(f"{dotted}: {problem}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONS))
+def test_position_table_boundary_is_exact(name: str, base: list[Path]) -> None:
+    """The longest value whose positions fit the base Transformer's table loads; one more is refused naming the
+    key and model.max_len (it used to fail mid-run or in the final evaluation)."""
+    fits = max(n for n in range(1, TABLE + 2) if POSITIONS[name](n) <= TABLE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfigWarning)
+        assert _get(load_config(base, [f"{name}={fits}"], check_gpu=False), name) == fits
+    over = [f"{name}={fits + 1}"]
+    assert (
+        _refusal_problem(lambda: load_config(base, over, check_gpu=False), name, f"model.max_len={TABLE}")
+        is None
+    )

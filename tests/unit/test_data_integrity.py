@@ -174,8 +174,8 @@ def emptied_split(d: Path, other: Path) -> None:
     _write_manifest(d, manifest)
 
 
-def _loader_error(d: Path, split: str) -> None:
-    for _ in build_loader(d, split, batch_tokens=BT):
+def _loader_error(d: Path, split: str, num_workers: int = 0) -> None:
+    for _ in build_loader(d, split, batch_tokens=BT, num_workers=num_workers):
         pass
 
 
@@ -209,8 +209,16 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_damaged_data_is_a_clear_error(case: str, prepared: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("case", "workers"),
+    [(c, 0) for c in sorted(CASES)] + [(c, 1) for c in sorted(CASES) if CASES[c][1].startswith("loader:")],
+    ids=lambda v: {0: "in_process", 1: "worker"}.get(v, v) if isinstance(v, int) else v,
+)
+def test_damaged_data_is_a_clear_error(
+    case: str, workers: int, prepared: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every case in-process, and every case the loader finds also read by a worker process (data.num_workers
+    > 0), whose error torch re-raises wrapped in the worker's traceback: the same one line must come out."""
     damage, check, exn_type, pattern = CASES[case]
     good, other = prepared
     d = tmp_path / "data"
@@ -225,8 +233,8 @@ def test_damaged_data_is_a_clear_error(case: str, prepared: tuple[Path, Path], t
         elif check == "ensure":
             ensure_prepared(d, corpus="parallel:x|y", vocab_size=300, max_len=48)
         else:
-            _loader_error(d, check.split(":")[1])
-    assert "\n" not in str(info.value)
+            _loader_error(d, check.split(":")[1], workers)
+    assert "\n" not in str(info.value) and "DataLoader worker" not in str(info.value)
 
 
 def test_damaged_shard_yields_no_sample_before_the_error(prepared: tuple[Path, Path], tmp_path: Path) -> None:
@@ -251,11 +259,14 @@ def test_damaged_shard_yields_no_sample_before_the_error(prepared: tuple[Path, P
 def test_prepare_refuses_an_empty_split(
     corpus: CorpusSource, tmp_path: Path, kwargs: dict, split: str, pattern: str
 ) -> None:
-    if split == "valid":
-        corpus = CorpusSource(src=corpus.src, tgt=corpus.tgt, valid_frac=0.0, test_frac=0.1)
+    if split == "valid":  # two lines: too few for held-out blocks (a zero fraction is refused earlier)
+        (tmp_path / "two.en").write_text("one cat\ntwo dogs\n")
+        (tmp_path / "two.fr").write_text("un chat\ndeux chiens\n")
+        corpus = CorpusSource(src=tmp_path / "two.en", tgt=tmp_path / "two.fr", valid_frac=0.1, test_frac=0.1)
     with pytest.raises(ValueError, match=pattern):
         prepare(corpus, tmp_path / "out", vocab_size=300, shard_size=8, **kwargs)
-    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []  # nothing half-written left
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("two.")] == []  # nothing half-written
 
 
 def test_infinite_stream_with_no_samples_for_a_slot_raises(prepared: tuple[Path, Path]) -> None:
@@ -303,5 +314,56 @@ def test_cli_prepare_with_an_empty_split_exits_2_naming_it(
                               "--vocab-size", "300", "--max-len", "1"])  # fmt: skip
     assert run_prepare(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: train split of corpus parallel:") and "longer than max_len=1" in err
+    assert (
+        err.startswith("pipeline data prepare: error: train split of corpus parallel:")
+        and "longer than max_len=1" in err
+    )
     assert "\n" not in err and not (tmp_path / "o").exists()
+
+
+def _key_paths(value: object, path: tuple = ()) -> list[tuple]:
+    """Every key of a manifest, nested (lists: their first item), as a path of keys and indices."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in [(*path, k), *_key_paths(v, (*path, k))]]
+    if isinstance(value, list) and value:
+        return _key_paths(value[0], (*path, 0))
+    return []
+
+
+def _edit(manifest: dict, path: tuple, how: str) -> None:
+    *parents, last = path
+    node = manifest
+    for k in parents:
+        node = node[k]
+    if how == "deleted":
+        del node[last]
+    else:
+        node[last] = {"a_string": "x", "null": None, "a_list": [1]}[how]
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_every_manifest_key_missing_or_mistyped_is_one_line(
+    split: str, prepared: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A hand-edited manifest (e.g. without `splits`: it was a KeyError): every key the real manifest has, deleted
+    or of the wrong type, ends in one error naming the manifest (or the shard it lists), or is harmless (start check and a read pass)."""
+    real = _manifest(prepared[0])
+    paths = [p for p in _key_paths(real) if p[0] != "splits" or len(p) < 2 or p[1] == split]
+    assert len(paths) >= 15
+    failures = []
+    d = tmp_path / "data"
+    shutil.copytree(prepared[0], d)
+    for path in paths:
+        for how in ("deleted", "a_string", "null", "a_list"):
+            manifest = json.loads(json.dumps(real))
+            _edit(manifest, path, how)
+            (d / "manifest.json").write_text(json.dumps(manifest))
+            try:
+                verify_prepared(d)
+                _loader_error(d, split)
+            except (ValueError, ShardError, FileNotFoundError) as err:
+                if "\n" in str(err) or str(d) not in str(err):  # names the manifest or the shard
+                    failures.append(f"{path} {how}: {type(err).__name__}: {err}")
+            except Exception as err:  # noqa: BLE001 - a KeyError/TypeError is what this test looks for
+                failures.append(f"{path} {how}: {type(err).__name__}: {err}")
+    assert not failures, "\n".join(failures)

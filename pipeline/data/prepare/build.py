@@ -35,6 +35,8 @@ from pipeline.data.text import SPLITS
 
 # read from a corpus; the memory tasks (mqar, copy) are generated instead, by memory_shards.py
 TASKS = ("translation", "passages", "lm")
+MIN_VOCAB = 8  # the 4 special tokens and a few merges: below this BPE cannot encode a corpus
+MAX_TOKEN_ID = 2**31 - 1  # shards store token ids as int32
 
 
 def prepare(
@@ -118,6 +120,14 @@ def checked_args(source: CorpusSource, vocab_size: int, max_len: int, shard_size
         )
     if overlong not in ("drop", "truncate"):
         raise ValueError(f"overlong must be 'drop' or 'truncate', got {overlong!r}")
+    if not MIN_VOCAB <= vocab_size <= MAX_TOKEN_ID:
+        raise ValueError(
+            f"vocab_size must be in [{MIN_VOCAB}, {MAX_TOKEN_ID}] (ids are stored as int32), got {vocab_size}"
+        )
+    if max_len > MAX_TOKEN_ID or shard_size > MAX_TOKEN_ID:
+        raise ValueError(f"max_len and shard_size must be <= {MAX_TOKEN_ID}, got {max_len} and {shard_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 pair per split (omit it for no limit), got {limit}")
     args = {
         "corpus": source.describe(),
         "vocab_size": vocab_size,

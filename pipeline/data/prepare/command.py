@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.data.manifest import ShardError
 from pipeline.data.memory_spec import MEMORY_TASKS, spec_from_flags
 from pipeline.data.prepare import staged
 from pipeline.data.prepare.build import TASKS, prepare
@@ -26,6 +27,13 @@ from pipeline.data.sources.corpus import CorpusSource, parse_source
 from pipeline.data.text import SPLITS
 
 
+def path_arg(text: str) -> Path:
+    """argparse type of a path: an empty one would silently mean the working directory ('.')."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pipeline data prepare``."""
     src = parser.add_argument_group("corpus (default: the embedded bible, English WEB -> French Segond)")
@@ -36,21 +44,21 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     src.add_argument(
         "--src",
-        type=Path,
+        type=path_arg,
         help="parallel text: source side, one sentence per line (a file or a dir of files; .gz/.xz ok)",
     )
-    src.add_argument("--tgt", type=Path, help="parallel text: target side, line-aligned with --src")
+    src.add_argument("--tgt", type=path_arg, help="parallel text: target side, line-aligned with --src")
     src.add_argument(
-        "--text", type=Path, help="plain text: each non-empty line is the target of the one before"
+        "--text", type=path_arg, help="plain text: each non-empty line is the target of the one before"
     )
     src.add_argument(
-        "--tsv", type=Path, help="source<TAB>target per line (a file or a dir of files; .gz/.xz ok)"
+        "--tsv", type=path_arg, help="source<TAB>target per line (a file or a dir of files; .gz/.xz ok)"
     )
     src.add_argument(
         "--valid-frac", type=float, default=0.05, help="user files: last-but-one block for valid"
     )
     src.add_argument("--test-frac", type=float, default=0.05, help="user files: last block for test")
-    parser.add_argument("--out", type=Path, required=True, help="data dir to write")
+    parser.add_argument("--out", type=path_arg, required=True, help="data dir to write")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--max-len", type=int, default=128, help="max tokens per side (BOS/EOS not counted)")
     parser.add_argument("--overlong", choices=("drop", "truncate"), default="drop")
@@ -105,8 +113,8 @@ def run_prepare(args: argparse.Namespace) -> int:
                            shard_size=args.shard_size, seed=args.seed, limit=args.limit, overlong=args.overlong,
                            force=args.force, task=args.task, passage_len=args.passage_len, context=args.context,
                            workers=args.workers)  # fmt: skip
-    except (FileNotFoundError, FileExistsError, ValueError) as exn:
-        print(f"error: {exn}", file=sys.stderr)
+    except (OSError, ValueError, ShardError) as exn:  # bad input; each message names the file or option
+        print(f"pipeline data prepare: error: {exn}", file=sys.stderr)
         return 2
     bad = manifest.get("malformed", {})
     if bad.get("count"):
@@ -129,6 +137,7 @@ def run_stage(args: argparse.Namespace) -> int:
     ``--merge`` renders the samples in ``--workers`` processes (a SLURM job passes its own cores).
     """
     work = staged.staged_dir(args.out)
+    stage = "--plan" if args.plan else "--merge" if args.merge else f"--encode-range {args.encode_range}"
     try:
         if args.plan:
             plan = staged.plan_request(args.out)
@@ -138,7 +147,7 @@ def run_stage(args: argparse.Namespace) -> int:
         else:
             manifest = merge_prepared(work, args.workers)
             print(f"prepared {manifest['corpus']} in {args.out}; dataset hash {manifest['dataset_hash']}")
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"pipeline data prepare: error: {err}", file=sys.stderr)
+    except (OSError, ValueError, ShardError) as err:
+        print(f"pipeline data prepare: error: {stage}: {err}", file=sys.stderr)
         return 2
     return 0

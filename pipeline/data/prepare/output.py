@@ -34,6 +34,9 @@ def check_replaceable(out_dir: Path, force: bool) -> None:
 
     A prepared dir that lost its manifest is replaced only with ``force`` (its shards cannot be verified).
     """
+    for parent in out_dir.parents:  # a path under a file: mkdir would fail with a traceback deep in writing
+        if parent.exists() and not parent.is_dir():
+            raise FileExistsError(f"{out_dir}: {parent} is a file, not a directory")
     if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
         return
     if out_dir.is_dir() and (out_dir / MANIFEST).is_file():

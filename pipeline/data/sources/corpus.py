@@ -57,8 +57,8 @@ class CorpusSource:
             parse_bible_spec(self.bible)
         for name in ("valid_frac", "test_frac"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+            if not 0.0 < value < 1.0:  # 0 leaves the split empty, which no run can use
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
         if self.valid_frac + self.test_frac >= 1.0:
             raise ValueError(f"valid_frac + test_frac must be < 1, got {self.valid_frac} + {self.test_frac}")
 

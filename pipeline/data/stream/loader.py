@@ -43,6 +43,7 @@ from pipeline.data.memory_spec import MEMORY_TASKS
 from pipeline.data.stream.memory_batches import collate_memory, sample_extra
 from pipeline.data.stream.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.stream.shard_io import read_verified, tar_samples
+from pipeline.data.stream.worker_errors import unwrapped
 from pipeline.data.text import SPLITS
 from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -380,10 +381,16 @@ class ShardLoader(DataLoader):
         dataset = self.dataset
         iterator = super().__iter__()  # workers (or the in-process fetcher) snapshot the resume point here
         dataset._resume = {}
-        for batch in iterator:
-            if self.record_on_yield:
-                dataset.record_position(batch.pop(POSITION_KEY))
-            yield batch
+        try:
+            for batch in iterator:
+                if self.record_on_yield:
+                    dataset.record_position(batch.pop(POSITION_KEY))
+                yield batch
+        except (ShardError, ValueError, OSError) as err:  # from a worker process: the in-process message
+            clean = unwrapped(err)
+            if clean is None:
+                raise
+            raise clean from err
         dataset.set_epoch(dataset.epoch + 1)  # a finished pass: the next one reshuffles
 
     def state_dict(self) -> dict:
