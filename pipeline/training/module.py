@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from pipeline.config import RunConfig, config_from_dict, to_dict
 from pipeline.data.tokenizer import PAD_ID
+from pipeline.training.compile import TrainingForward
 from pipeline.training.run_data import target_width
 from pipeline.training.run_model import run_model
 from pipeline.training.schedule import lr_multiplier
@@ -58,6 +59,10 @@ class Seq2SeqModule(L.LightningModule):
         self.save_hyperparameters({"config": cfg_dict})
         self.cfg = config_from_dict(cfg_dict)
         self.model = run_model(self.cfg)
+        # train.compile: the training step's forward, compiled or eager (validation and decoding stay eager)
+        self.train_forward = TrainingForward(
+            self.model, self.cfg.train.compile, self.cfg.model, self.cfg.train.max_steps
+        )
         self._val_nll = torch.zeros(())
         self._val_tokens = torch.zeros(())
         self._val_pos_nll: torch.Tensor | None = None
@@ -73,7 +78,7 @@ class Seq2SeqModule(L.LightningModule):
         return self.model(src, src_mask, tgt_in)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
+        logits = self.train_forward(batch["src"], batch["src_mask"], batch["tgt_in"])
         loss = seq2seq_train_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
         bs = batch["src"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
