@@ -230,7 +230,9 @@ class PlainLoop:
             raise ValueError(f"loss={loss!r}: expected one of {sorted(LOSSES)}")
         self.loss_fn = LOSSES[loss]
         self.model = model.to(device).train()
-        self.forward = forward or self.model  # e.g. a compiled TrainingForward of `model` (benchmarks/roofline.py)
+        self.forward = (
+            forward or self.model
+        )  # e.g. a compiled TrainingForward of `model` (benchmarks/roofline.py)
         self.device = device
         self.optim = optim
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -238,7 +240,7 @@ class PlainLoop:
             {"params": [p for p in self.params if p.dim() >= 2], "weight_decay": optim.weight_decay},
             {"params": [p for p in self.params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
+        self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, fused=True)  # as the trainer's
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, optim, max_steps))
         if precision not in AUTOCAST:
             raise ValueError(f"precision={precision!r}: the plain loop runs {', '.join(AUTOCAST)}")
