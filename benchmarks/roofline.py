@@ -238,6 +238,7 @@ def run(settings: BenchSettings, data: dict[str, Any], out: Path, log: Any = pri
         row["step_vs_lstm"] = None if ref is None else {
             mode: row[mode]["step_s"]["median"] / ref[mode]["step_s"]["median"] for mode in ("eager", "compiled")
         }  # fmt: skip
+    fixes = speed_fixes(settings, data, archs)
     profile_path = out / f"roofline_profile_{settings.device}.txt"
     profile_path.write_text(
         "# top ops by self CPU time, 2 warm steps each (benchmarks/roofline.py)\n" + "".join(profiles)
@@ -248,4 +249,26 @@ def run(settings: BenchSettings, data: dict[str, Any], out: Path, log: Any = pri
         "backend": backend,
         "rows": rows,
         "profile": profile_path.name,
+        "fixes": fixes,
     }
+
+
+def speed_fixes(
+    settings: BenchSettings, data: dict[str, Any], archs: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Fixes 2 and 3 before/after (benchmarks/speed_fixes.py): minLSTM's scan at the largest recall size, fused
+    AdamW on the tiny models."""
+    from benchmarks.speed_fixes import adamw_fix, minlstm_scan_fix
+
+    d, seq_len = (64, 64) if settings.quick else (RECALL["d_models"][-1], RECALL["seq_lens"][-1])
+    rows = RECALL["rows"] // (4 if settings.quick else 1)
+    batches = lm_batches(rows, seq_len, RECALL["vocab_size"], 2)
+    steps = 2 if settings.quick else 6
+    minlstm_cfg = model_section("recall", "minlstm", d, seq_len)
+    out = [minlstm_scan_fix(settings, minlstm_cfg, batches, RECALL["vocab_size"], steps)]
+    for arch in archs:
+        cfg = model_section("tiny", arch)
+        if cfg.get("arch") == "transformer":
+            cfg.setdefault("max_len", data["max_len"] + 1)
+        out.append(adamw_fix(settings, arch, cfg, data["vocab_size"], 10 if settings.quick else 50))
+    return out

@@ -64,7 +64,22 @@ def roofline_section(result: dict[str, Any]) -> list[str]:
         *_table(roofline_rows(result)),
         "",
         *(["Fell back to eager:", *fallbacks, ""] if fallbacks else []),
+        *fix_lines(r.get("fixes", [])),
     ]
+
+
+def fix_lines(fixes: list[dict[str, Any]]) -> list[str]:
+    """Fixes 2 and 3 (benchmarks/speed_fixes.py), before -> after in the same run."""
+    lines = []
+    for f in fixes:
+        if "step_speedup" in f:
+            b, a = f["before_step_s"]["median"], f["after_step_s"]["median"]
+            lines.append(f"- {f['fix']}, d_model {f['model']['d_model']}, {f['rows']} x {f['seq_len']} tokens: "
+                         f"{b:.3f} -> {a:.3f} s a training step (per-step speedup {_mid(f['step_speedup'], '.2f')})")  # fmt: skip
+        else:
+            lines.append(f"- {f['fix']}, tiny {f['arch']} ({f['tensors']} tensors): "
+                         f"{f['before_ms']:.2f} -> {f['after_ms']:.2f} ms an optimizer step")  # fmt: skip
+    return ["Eager fixes, before -> after in this run (medians, interleaved):", *lines, ""] if lines else []
 
 
 def _table(rows: list[list[str]]) -> list[str]:

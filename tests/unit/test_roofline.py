@@ -41,5 +41,13 @@ def test_quick_roofline_rows_and_summary(tiny_data: Path, tmp_path: Path) -> Non
     assert next(r for r in rows if r["arch"] == "lstm")["step_vs_lstm"] == {"eager": 1.0, "compiled": 1.0}
     profile = (tmp_path / result["profile"]).read_text()
     assert profile.count("## ") == 2 * len(rows) and "aten::" in profile
+    scan, *adamw = result["fixes"]
+    assert (
+        scan["model"]["arch"] == "minlstm"
+        and scan["before_step_s"]["median"] > 0 < scan["after_step_s"]["median"]
+    )
+    assert [f["arch"] for f in adamw] == list(roofline.QUICK["archs"])
+    assert all(f["before_ms"] > 0 < f["after_ms"] for f in adamw)
     section = "\n".join(roofline_section({"suites": {"roofline": result}}))
     assert "GEMM limit" in section and section.count("| tiny |") == len(roofline.QUICK["archs"])
+    assert "minLSTM scan" in section and "fused AdamW" in section
