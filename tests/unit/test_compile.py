@@ -5,9 +5,10 @@ Tolerance: over 3 AdamW steps of these tiny models the compiled losses differed 
 torch 2.13 CPU, inductor). Fused kernels reorder fp32 sums, so equality is not owed; 2e-5 is ~40x the largest
 difference seen and still ~1e3x below what a wrong graph gives (a dropped term moves a loss by >1e-2).
 
-Cost: each architecture is one inductor compile of one graph (a single batch shape), 20-60 s of wall time on the
-shared 2-core machine (most of it inductor's fixed start-up and the C++ build); faster once inductor's on-disk
-cache holds the graphs. The models are as small as their configs allow (d_model 8, one layer where allowed) to
+Cost: each architecture is one inductor compile of one graph (a single batch shape). Measured on the shared 2-core
+machine at load ~5-6: 213 s for the file with a cold inductor cache, 110 s warm (transformer 33 s, minlstm 27,
+lstm_no_cell_residual 25, residual_lstm 13, lstm 9, lstm_newton 1: its solver stays eager); most of it is
+inductor's fixed start-up and the C++ build, so smaller models would not save much. The models are as small as their configs allow (d_model 8, one layer where allowed) to
 keep the graphs short; the six architectures are six distinct programs (attention; nn.LSTM; residual adds
 around nn.LSTM; a TorchScript loop in an autograd.Function; a log-space scan; data-dependent Newton iterations).
 """
