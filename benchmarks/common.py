@@ -230,9 +230,8 @@ class PlainLoop:
             raise ValueError(f"loss={loss!r}: expected one of {sorted(LOSSES)}")
         self.loss_fn = LOSSES[loss]
         self.model = model.to(device).train()
-        self.forward = (
-            forward or self.model
-        )  # e.g. a compiled TrainingForward of `model` (benchmarks/roofline.py)
+        # e.g. a compiled TrainingForward of `model` (benchmarks/roofline.py)
+        self.forward = forward or self.model
         self.device = device
         self.optim = optim
         self.params = [p for p in model.parameters() if p.requires_grad]

@@ -20,17 +20,14 @@ import torch
 import torch.nn.functional as F
 
 CHUNK = 16
-TINY = (
-    1e-30  # a prefix sum of shifted terms below this falls back to the exact op (fp32 normals end at 1.2e-38)
-)
+# a prefix sum of shifted terms below this falls back to the exact op (fp32 normals end at 1.2e-38)
+TINY = 1e-30
 
 
 def logcumsumexp_dim1(x: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """log(cumsum(exp(x), dim=1)) for x [B, T, ...] (floating point), as `torch.logcumsumexp(x, 1)`."""
-    if (
-        torch.compiler.is_compiling()
-    ):  # train.compile: no data-dependent branch in the graph; inductor's own op
-        return torch.logcumsumexp(x, 1)
+    if torch.compiler.is_compiling():
+        return torch.logcumsumexp(x, 1)  # train.compile: no data-dependent branch in the graph
     if x.dim() < 2 or x.size(1) <= chunk or not bool(torch.isfinite(x).all()):
         return torch.logcumsumexp(x, 1)
     B, T = x.size(0), x.size(1)

@@ -124,9 +124,8 @@ def test_auto_compiles_only_measured_pairs_on_long_runs(monkeypatch: pytest.Monk
     monkeypatch.setattr(compile_mod, "AUTO_ARCHS", frozenset({("cpu", "transformer")}))
     long_run = compile_mod.AUTO_MIN_STEPS
     assert wants_compile("auto", {"arch": "transformer"}, "cpu", long_run)
-    assert not wants_compile(
-        "auto", {"arch": "transformer"}, "cpu", long_run - 1
-    )  # compile time not won back
+    # a shorter run cannot win the compile time back
+    assert not wants_compile("auto", {"arch": "transformer"}, "cpu", long_run - 1)
     assert not wants_compile("auto", {"arch": "transformer"}, "cuda", long_run)  # measured on CPU only
     assert not wants_compile("auto", {"arch": "lstm"}, "cpu", long_run)
     assert wants_compile("model", {"arch": "lstm"}, "cpu", 1) and not wants_compile("none", {}, "cpu", 10**9)

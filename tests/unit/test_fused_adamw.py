@@ -27,10 +27,8 @@ def _module(strategy: str = "auto") -> Seq2SeqModule:
         }
     )
     cfg.data.vocab_size, cfg.train.strategy, cfg.optim.weight_decay = VOCAB, strategy, 0.1
-    cfg.optim.schedule, cfg.optim.warmup_steps = (
-        "constant",
-        0,
-    )  # the scheduler would set the lr at construction
+    # a schedule would set the lr at construction
+    cfg.optim.schedule, cfg.optim.warmup_steps = "constant", 0
     torch.manual_seed(0)
     return Seq2SeqModule(cfg)
 
