@@ -7,13 +7,18 @@ would be one more compile. The per-step alternative (compiling the recurrent cel
 pipeline/models/recurrent_cell.py (24 s to compile, slower than TorchScript's loop), so it is not offered.
 
 Values: "none" (eager), "model" (compile), "auto" (compile where `benchmarks/roofline.py` measured a gain on this
-device type; see `AUTO_ARCHS`). Strings, not booleans, because YAML 1.1 reads `on`/`off` as booleans.
+device type, for runs long enough to win the compile time back; see `AUTO_MIN_STEPS`). Strings, not booleans,
+because YAML 1.1 reads `on`/`off` as booleans.
+
+Per architecture: `recurrence: newton` compiles around its solver, which stays eager (`NewtonLSTM.forward` is
+`torch.compiler.disable`d: data-dependent iteration counts took minutes to trace); minLSTM's scan uses the exact
+`torch.logcumsumexp` when compiled (`pipeline/models/log_scan.py`: the chunked form branches on the data).
 
 Compilation happens lazily at the first training step, inside `trainer.fit`, so its seconds count in the run's
 wall time and in `ThroughputCallback`'s per-batch time (`run_timing` sums every batch, the first included).
 
-Fallback: if dynamo or inductor fails (no C++ compiler, an unsupported op, ...), one warning line names the model
-and the reason, and training continues eager with the same weights. The compiled callable shares the module's
+Fallback: if dynamo or inductor fails (no C++ compiler, an unsupported op, a graph that raises where eager does
+not), one warning line names the model and the reason, and training continues eager with the same weights. The compiled callable shares the module's
 parameters and is not an `nn.Module` attribute, so state dicts and checkpoints keep the eager model's keys.
 """
 
@@ -28,11 +33,12 @@ from torch import nn
 
 COMPILE_CHOICES = ("none", "model", "auto")
 
-# `train.compile=auto`: (device type, architecture) pairs where the compiled training step measured faster than
-# eager in `python -m benchmarks.run --suites roofline` (benchmarks/results/*.json, "roofline" rows), compile time
-# included for runs of at least AUTO_MIN_STEPS steps. Empty until measured on a quiet machine: auto is eager then.
-AUTO_ARCHS: frozenset[tuple[str, str]] = frozenset()
-AUTO_MIN_STEPS = 500  # below this many steps a compile's tens of seconds on a CPU cannot be won back
+# `train.compile=auto`: (device type, architecture label) -> the shortest run, in steps, that compiles. A pair enters
+# only where `python -m benchmarks.run --suites roofline` measured the compiled step faster on a quiet machine; its
+# steps are twice that run's `break_even_steps` (compile seconds / seconds saved per step), so that compiling wins
+# back its own time with margin. Empty until measured: auto trains eager everywhere. Indicative figures from a loaded
+# machine (benchmarks/README.md, section 6): tiny transformer break-even ~6,500 steps; lstm never (0.95-0.97x).
+AUTO_MIN_STEPS: dict[tuple[str, str], int] = {}
 
 
 class CompileFallbackWarning(UserWarning):
@@ -51,8 +57,8 @@ def wants_compile(setting: str, model_cfg: dict[str, Any], device_type: str, max
     if setting not in COMPILE_CHOICES:
         raise ValueError(f"train.compile={setting!r}: must be one of {', '.join(COMPILE_CHOICES)}")
     if setting == "auto":
-        key = (device_type, model_label(model_cfg))
-        return key in AUTO_ARCHS and max_steps >= AUTO_MIN_STEPS
+        need = AUTO_MIN_STEPS.get((device_type, model_label(model_cfg)))
+        return need is not None and max_steps >= need
     return setting == "model"
 
 
