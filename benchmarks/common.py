@@ -225,11 +225,13 @@ class PlainLoop:
     """The hand-written PyTorch training step (see the module docstring): the baseline for the trainer."""
 
     def __init__(self, model: Seq2SeqModel, optim: OptimConfig, max_steps: int, device: torch.device,
-                 precision: str, loss: str = "train") -> None:  # fmt: skip
+                 precision: str, loss: str = "train", forward: Any = None) -> None:  # fmt: skip
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: expected one of {sorted(LOSSES)}")
         self.loss_fn = LOSSES[loss]
         self.model = model.to(device).train()
+        # e.g. a compiled TrainingForward of `model` (benchmarks/roofline.py)
+        self.forward = forward or self.model
         self.device = device
         self.optim = optim
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -237,7 +239,7 @@ class PlainLoop:
             {"params": [p for p in self.params if p.dim() >= 2], "weight_decay": optim.weight_decay},
             {"params": [p for p in self.params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
+        self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, fused=True)  # as the trainer's
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, optim, max_steps))
         if precision not in AUTOCAST:
             raise ValueError(f"precision={precision!r}: the plain loop runs {', '.join(AUTOCAST)}")
@@ -252,7 +254,7 @@ class PlainLoop:
         dtype = self.autocast_dtype
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with autocast:
-            logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])
+            logits = self.forward(batch["src"], batch["src_mask"], batch["tgt_in"])
             loss = self.loss_fn(logits, batch["tgt_out"], self.optim.label_smoothing)
         self.scaler.scale(loss).backward()
         if self.optim.grad_clip:

@@ -21,7 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost", "prepare")
+SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost", "prepare", "roofline")
+# not in --quick by default: old-vs-new preparation runs subprocesses; the roofline compiles every model (minutes)
+NOT_QUICK = ("prepare", "roofline")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -41,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", default=None, help=f"results directory (default: {RESULTS}; runs/bench-quick with --quick)"
     )
     parser.add_argument("--suites", nargs="+", choices=SUITES, default=None,
-                        help="default: all (with --quick: all but 'prepare', which runs subprocesses of old and new code)")  # fmt: skip
+                        help="default: all (with --quick: all but 'prepare' and 'roofline', see NOT_QUICK)")  # fmt: skip
     parser.add_argument(
         "--sizes", nargs="+", default=None, help="throughput sizes (default depends on the device)"
     )
@@ -69,7 +71,7 @@ def result_tag(machine: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.suites = args.suites or [s for s in SUITES if not (args.quick and s == "prepare")]
+    args.suites = args.suites or [s for s in SUITES if not (args.quick and s in NOT_QUICK)]
     if args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
@@ -119,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import bench_prepare
 
             result["suites"]["prepare"] = bench_prepare.run_suite(args.quick, out)
+        elif suite == "roofline":  # GEMM limit; eager vs compiled FLOP/s (benchmarks/roofline.py)
+            from benchmarks import roofline
+
+            result["suites"]["roofline"] = roofline.run(settings, data, out)
         elif suite == "decode":  # also written alone as <out>/decode_<device>.json
             result["suites"]["decode"] = bench_decode.run(settings, out)
         else:

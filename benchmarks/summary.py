@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks.roofline_summary import ROOFLINE_HEAD, roofline_rows, roofline_section
+
 CLOCKS = {
     "cpu": "process CPU time (the machine was shared, and the wall clock also counts the neighbours' share of the "
     "cores; the wall-clock ratio is in the JSON as `wall_ratio`)",
@@ -133,6 +135,7 @@ def print_table(result: dict[str, Any]) -> None:
     ]
     tables.append(("tokens/s vs sequence length", *seq_len_rows(result)))
     tables.append(("data loader vs trainer", LOADER_HEAD, loader_rows(result)))
+    tables.append(("roofline: eager vs compiled (median [min, max])", ROOFLINE_HEAD, roofline_rows(result)))
     for title, head, rows in tables:
         if not rows:
             continue
@@ -227,7 +230,7 @@ def result_section(result: dict[str, Any]) -> list[str]:
             *_md_table(FIXES_HEAD, fixes_rows(result)),
             "",
         ]
-    return lines
+    return lines + roofline_section(result)
 
 
 def write_summary(out: Path, name: str = "SUMMARY.md") -> Path:

@@ -95,6 +95,12 @@ class TrainConfig:
     )
     accumulate: int = key(1, "micro-batches per optimiser step", gt=0)
     deterministic: bool = key(False, "torch deterministic algorithms (slower)")
+    compile: str = key(
+        "none",
+        "torch.compile the training forward: none (eager), model (the whole model), auto (where measured to "
+        "pay: pipeline/training/compile.py); a model that cannot compile warns once and trains eager",
+        choices=("none", "model", "auto"),
+    )
     grad_reach_every: int = key(0, "steps between gradient-norm-by-position measurements (0 = off)", ge=0)
     ckpt_every: int = key(0, "steps between checkpoints (0 = every val_every); preemption also saves", ge=0)
     keep_checkpoints: int = key(2, "newest step checkpoints kept besides last.ckpt", ge=0)

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.models.attention import LuongAttention
+from pipeline.models.log_scan import logcumsumexp_dim1
 from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State
 
 H0 = 0.5  # g(0): the initial state of the paper's code (zeros passed through g)
@@ -50,7 +51,7 @@ def minlstm_parallel(
     log_f = -F.softplus(diff)  # log f'_t = log(sigmoid(pf) / (sigmoid(pf) + sigmoid(pi)))
     log_i = -F.softplus(-diff)  # log i'_t
     log_a = log_f.cumsum(dim=1)  # log A_t
-    log_sum = torch.logcumsumexp(log_i + log_g(pre_h) - log_a, dim=1)
+    log_sum = logcumsumexp_dim1(log_i + log_g(pre_h) - log_a)  # torch.logcumsumexp(., dim=1), chunked: faster
     return log_a + torch.logaddexp(log_h0[:, None, :], log_sum)
 
 

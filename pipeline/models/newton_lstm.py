@@ -248,6 +248,9 @@ class NewtonLSTM(nn.LSTM):
         self.records = [SolveRecord() for _ in range(self.num_layers)]
         self.totals = IterationTotals()
 
+    # torch.compile (train.compile) runs the solver eager and compiles around it: its iteration counts depend on the
+    # data (convergence checks read tensors), and tracing through them took 254 s for one d_model=8 model on CPU.
+    @torch.compiler.disable
     def forward(self, input, hx=None):  # type: ignore[override]
         packed = isinstance(input, PackedSequence)
         if packed:

@@ -67,7 +67,8 @@ class ResidualLSTMSeq2Seq(LSTMSeq2Seq):
         for i, lstm in enumerate(self.encoder):
             y, (h, c) = lstm(x)
             # Input and output share one packing layout, so the residual adds on the packed data directly.
-            x = y._replace(data=self._layer_output(i, x.data, y.data))
+            # (A new PackedSequence, not y._replace: torch.compile's dynamo traces _replace to an empty tuple.)
+            x = PackedSequence(self._layer_output(i, x.data, y.data), *y[1:])
             hs.append(h)
             cs.append(c)
         return x, (torch.cat(hs), torch.cat(cs))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from pipeline.config import MEMORY_TASKS, RunConfig, config_from_dict, to_dict
 from pipeline.data.tokenizer import PAD_ID
 from pipeline.training.answer_metrics import AnswerTally, answer_loss, run_facts, validation_nll
+from pipeline.training.compile import TrainingForward
 from pipeline.training.run_data import target_width
 from pipeline.training.run_model import run_model
 from pipeline.training.schedule import lr_multiplier
@@ -63,6 +64,10 @@ class Seq2SeqModule(L.LightningModule):
         self.cfg = config if isinstance(config, RunConfig) else config_from_dict(config, "checkpoint config")
         self.save_hyperparameters({"config": to_dict(self.cfg)})
         self.model = run_model(self.cfg)
+        # train.compile: the training step's forward, compiled or eager (validation and decoding stay eager)
+        self.train_forward = TrainingForward(
+            self.model, self.cfg.train.compile, self.cfg.model, self.cfg.train.max_steps
+        )
         self._val_nll = torch.zeros(())
         self._val_tokens = torch.zeros(())
         self._val_pos_nll: torch.Tensor | None = None
@@ -82,10 +87,10 @@ class Seq2SeqModule(L.LightningModule):
         return self.model(src, src_mask, tgt_in)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        if self.memory_task:
+        if self.memory_task:  # answers only: not through train.compile (the projection runs at the answers)
             loss = answer_loss(self.model, batch, self.cfg.optim.label_smoothing)
         else:
-            logits = self(batch["src"], batch["src_mask"], batch["tgt_in"])
+            logits = self.train_forward(batch["src"], batch["src_mask"], batch["tgt_in"])
             loss = seq2seq_train_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)
         bs = batch["src"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -207,7 +212,10 @@ class Seq2SeqModule(L.LightningModule):
                 {"params": decay, "weight_decay": o.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ]
-            optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+            # fused: one kernel per parameter instead of ~12 ops (benchmarks/README.md, fix 3); DeepSpeed steps
+            # its own flattened partitions through this optimizer, so it keeps the reference implementation
+            fused = self.cfg.train.strategy != "deepspeed"
+            optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, fused=fused)
         max_steps = self.cfg.train.max_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_multiplier(step, o, max_steps)
