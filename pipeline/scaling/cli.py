@@ -17,7 +17,10 @@ from typing import Any
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory holding <run>/result.json records")
+    parser.add_argument(
+        "sweep_dir", metavar="SWEEP_DIR|RUN_DIR", nargs="+",
+        help="a sweep directory (holding <run>/result.json records), or run directories (each with its result.json)",
+    )  # fmt: skip
     parser.add_argument(
         "--n-boot", type=int, default=400, help="bootstrap resamples of runs per fit (default 400)"
     )
@@ -63,18 +66,27 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _source(paths: list[str]) -> str | list[str]:
+    """One path as itself (a sweep or a run directory), several as the run directories they are."""
+    return paths[0] if len(paths) == 1 else paths
+
+
 def run_fit_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.fit_json import run_fit
 
     try:
         result = run_fit(
-            args.sweep_dir, args.n_boot, args.seed, out_dir=args.out, unigram_entropy=args.unigram_entropy
+            _source(args.sweep_dir),
+            args.n_boot,
+            args.seed,
+            out_dir=args.out,
+            unigram_entropy=args.unigram_entropy,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling fit: error: {err}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(result)))
-    print(f"wrote {args.out or args.sweep_dir}/fit.json")
+    print(f"wrote {args.out or result['sweep_dir']}/fit.json")
     return 0
 
 
@@ -83,7 +95,11 @@ def run_report_command(args: argparse.Namespace) -> int:
 
     try:
         path = write_report(
-            args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed, unigram_entropy=args.unigram_entropy
+            _source(args.sweep_dir),
+            args.out,
+            n_boot=args.n_boot,
+            seed=args.seed,
+            unigram_entropy=args.unigram_entropy,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)

@@ -31,13 +31,12 @@ from pipeline.config import (
 )
 from pipeline.config.keys import check_value
 from pipeline.config.model_section import check_model
-from pipeline.scaling.records.run_record import RESULT_FILE
+from pipeline.scaling.records.run_dir import RESULT_FILE
+from pipeline.scaling.records.sweep_dir import PLAN_FILE, TOKENS_CACHE
 
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "warmup_frac", "evals_per_run",
              "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr"}  # fmt: skip
 ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs"}
-TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
-ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
 
 
 class SweepError(ConfigError):
@@ -320,7 +319,6 @@ def _best_first_seed_lr(grid: Grid, arch: str, size: str, lrs: list[float], swee
 def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
     """`SWEEP_DIR/plan.json`: every run of the grid with its steps (the report's "N of M runs")."""
     from pipeline.scaling.records.json_file import save_json_atomic
-    from pipeline.scaling.records.sweep_dir import PLAN_FILE
 
     plan = [{"name": r.name, "arch": r.arch, "size": r.size, "token_budget": r.budget, "max_steps": r.max_steps,
              "seed": r.seed, "lr": r.lr, **({"waiting": r.waiting} if r.waiting else {})} for r in runs]  # fmt: skip
@@ -372,8 +370,9 @@ class _TokenCache:
 
     def save(self) -> None:
         if self.changed:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.values, indent=1))
+            from pipeline.scaling.records.json_file import save_json_atomic
+
+            save_json_atomic(self.path, self.values)
 
 
 def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: _TokenCache, measure: bool) -> None:

@@ -47,7 +47,7 @@ def fit_with_time_axis(
 ) -> tuple[SweepFit, TimeAxis]:
     """The sweep's fits and its time axis (over the fitted runs): the content of fit.json."""
     loaded = load_sweep(sweep_dir) if loaded is None else loaded
-    files = RunFiles(sweep_dir) if files is None else files
+    files = RunFiles(sweep_dir, loaded.run_dirs) if files is None else files
     sweep = fit_sweep(sweep_dir, n_boot, seed, unigram_entropy=unigram_entropy, loaded=loaded, files=files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     return sweep, time_axis(fitted, n_boot)  # measured seconds + projected GPU-hours
@@ -57,7 +57,8 @@ def analyse_study(
     sweep_dir: str | Path, n_boot: int = 400, seed: int = 0, unigram_entropy: float | None = None
 ) -> Study:
     """Read the sweep once and run every analysis of the report on it."""
-    loaded, files = load_sweep(sweep_dir), RunFiles(sweep_dir)
+    loaded = load_sweep(sweep_dir)
+    files = RunFiles(sweep_dir, loaded.run_dirs)
     sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy, loaded, files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     curves = {a: [(r, run_position_curve(files, r)) for r in largest_budget_runs(af.records)]

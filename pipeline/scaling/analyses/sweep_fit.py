@@ -26,7 +26,7 @@ from pipeline.scaling.fits.paired_crossing import match_points, paired_compare
 from pipeline.scaling.fits.progress import ProgressLines
 from pipeline.scaling.records.run_files import RunFiles
 from pipeline.scaling.records.run_record import RunRecord
-from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep
+from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep, source_dir
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,11 @@ def fit_sweep(
         done = {r.run for r in loaded.records}
         skipped = [n for n in loaded.planned if n not in done]
     return SweepFit(
-        sweep_dir=Path(sweep_dir),
+        sweep_dir=source_dir(sweep_dir),
         skipped=skipped,
         archs=archs,
         comparisons=_comparisons(every, n_boot, seed),
-        plateaus=_plateaus(every, RunFiles(sweep_dir) if files is None else files, seed),
+        plateaus=_plateaus(every, RunFiles(sweep_dir, loaded.run_dirs) if files is None else files, seed),
         settings={
             "n_boot": n_boot,
             "seed": seed,

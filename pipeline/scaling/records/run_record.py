@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.scaling.records.json_file import save_json_atomic
-
-RESULT_FILE = "result.json"
+from pipeline.scaling.records.run_dir import RESULT_FILE as RESULT_FILE  # its home is run_dir
 
 
 @dataclass(frozen=True)

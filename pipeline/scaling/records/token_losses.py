@@ -20,8 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from pipeline.scaling.records.json_file import write_atomic
-
-TOKEN_LOSS_FILE = "valid_token_losses.npz"
+from pipeline.scaling.records.run_dir import TOKEN_LOSS_FILE
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pipeline.scaling.fits.compute_axes import COMPUTE_AXES
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH
 from pipeline.scaling.fits.frontier import FrontierPoint
 from pipeline.scaling.records.json_file import save_json_atomic
+from pipeline.scaling.records.sweep_dir import source_dir
 
 FIT_FILE = "fit.json"
 
@@ -125,4 +126,4 @@ def run_fit(
     """`pipeline scaling fit`: fit a sweep and write ``fit.json`` into ``out_dir`` (default SWEEP_DIR); returns the
     same dict, the same content `pipeline scaling report` writes."""
     sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy)
-    return write_fit_json(Path(sweep_dir if out_dir is None else out_dir), sweep, times)
+    return write_fit_json(source_dir(sweep_dir) if out_dir is None else Path(out_dir), sweep, times)

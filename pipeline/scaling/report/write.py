@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.scaling.analyses.study import Study, analyse_study
+from pipeline.scaling.records.sweep_dir import source_dir
 from pipeline.scaling.report.analysis_sections import analysis_sections
 from pipeline.scaling.report.context_gain_section import context_gain_lines
 from pipeline.scaling.report.core_sections import CAVEATS, main_sections
@@ -49,7 +50,7 @@ def write_report(
     """Fit ``sweep_dir``, write fit.json, the figures and report.md into ``out_dir`` (default ``SWEEP_DIR``, next
     to the run directories); returns the report.md path."""
     study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy)
-    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else source_dir(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_fit_json(out, study.fit, study.time_axis)  # into --out, not the sweep
     path = out / REPORT_FILE
