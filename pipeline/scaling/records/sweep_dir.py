@@ -70,7 +70,8 @@ def load_sweep(source: Source) -> LoadedSweep:
     paths = _paths(source)
     for path in paths:
         if not path.is_dir():
-            raise FileNotFoundError(f"sweep or run directory not found: {path}")
+            kind = "sweep directory" if len(paths) == 1 else "run directory"
+            raise FileNotFoundError(f"{kind} not found: {path}")
     single_sweep = len(paths) == 1 and not (paths[0] / RESULT_FILE).is_file()
     if single_sweep:
         run_dirs = sorted(p for p in paths[0].iterdir() if p.is_dir())
