@@ -43,6 +43,36 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
+    subset = parser.add_mutually_exclusive_group()
+    subset.add_argument(
+        "--tokens-after", metavar="REGEX",
+        help="also report each run's loss on the tokens that follow a token whose text (decoded with the run's "
+        "tokenizer.json, stripped) matches REGEX in full, e.g. '#'; with CIs, against its loss on all tokens",
+    )  # fmt: skip
+    subset.add_argument(
+        "--token-ids", metavar="IDS", help="the same for the target tokens with these ids (1,2,3)"
+    )
+    subset.add_argument(
+        "--token-mask", metavar="NAME",
+        help="the same for a mask of the per-token file: 'scored' (a memory task's answer positions)",
+    )  # fmt: skip
+
+
+def _token_selector(args: argparse.Namespace) -> Any:
+    """The token subset the report options name, or None; a bad --token-ids is a ValueError naming it."""
+    from pipeline.scaling.analyses.token_subset import TokenSelector
+
+    after, ids, mask = (getattr(args, k, None) for k in ("tokens_after", "token_ids", "token_mask"))
+    if after is None and ids is None and mask is None:
+        return None
+    if ids is not None:
+        try:
+            ids = tuple(int(x) for x in ids.split(",") if x.strip())
+        except ValueError as err:
+            raise ValueError(
+                f"--token-ids {args.token_ids!r}: expected integers separated by commas"
+            ) from err
+    return TokenSelector(tokens_after=after, token_ids=ids, mask=mask)
 
 
 def _ci(fit: dict[str, Any], key: str) -> str:
@@ -100,6 +130,7 @@ def run_report_command(args: argparse.Namespace) -> int:
             n_boot=args.n_boot,
             seed=args.seed,
             unigram_entropy=args.unigram_entropy,
+            tokens=_token_selector(args),
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)

@@ -17,6 +17,7 @@ from pipeline.scaling.analyses.positions import PositionCurve, run_position_curv
 from pipeline.scaling.analyses.source_length import Bucketed, source_lengths
 from pipeline.scaling.analyses.sweep_fit import SweepFit, fit_sweep
 from pipeline.scaling.analyses.time_axis import TimeAxis, time_axis
+from pipeline.scaling.analyses.token_subset import TokenSelector, TokenSubsetResult, token_subset_losses
 from pipeline.scaling.records.run_files import RunFiles
 from pipeline.scaling.records.run_record import RunRecord
 from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep
@@ -35,6 +36,7 @@ class Study:
     source_lengths: list[Bucketed]
     context_gains: list[ContextGain]
     grad_reach: dict[str, GradReach]
+    token_subset: TokenSubsetResult | None = None  # the loss on the tokens a user named, per run
 
 
 def fit_with_time_axis(
@@ -54,9 +56,13 @@ def fit_with_time_axis(
 
 
 def analyse_study(
-    sweep_dir: str | Path, n_boot: int = 400, seed: int = 0, unigram_entropy: float | None = None
+    sweep_dir: str | Path,
+    n_boot: int = 400,
+    seed: int = 0,
+    unigram_entropy: float | None = None,
+    tokens: TokenSelector | None = None,
 ) -> Study:
-    """Read the sweep once and run every analysis of the report on it."""
+    """Read the sweep once and run every analysis of the report on it (`tokens`: a token subset to score)."""
     loaded = load_sweep(sweep_dir)
     files = RunFiles(sweep_dir, loaded.run_dirs)
     sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy, loaded, files)
@@ -71,4 +77,7 @@ def analyse_study(
         source_lengths=source_lengths(files, fitted),
         context_gains=context_gains(files, fitted),
         grad_reach=grad_reach(files, loaded.records),
+        token_subset=None
+        if tokens is None
+        else token_subset_losses(files, loaded.records, tokens, seed=seed),
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.scaling.records.grad_reach_file import read_grad_rows
-from pipeline.scaling.records.run_dir import read_summary
+from pipeline.scaling.records.run_dir import RESULT_FILE, read_summary
 from pipeline.scaling.records.sweep_dir import Source, load_sweep, source_dir
 from pipeline.scaling.records.token_losses import TokenLosses, load_token_losses
 
@@ -22,7 +22,9 @@ class RunFiles:
         are (`LoadedSweep.run_dirs`; read from `source` when not given), else ``<sweep_dir>/<run>``."""
         self.source = source
         self.sweep_dir = source_dir(source)
-        if run_dirs is None and not isinstance(source, str | Path):
+        if run_dirs is None and (
+            not isinstance(source, str | Path) or (Path(source) / RESULT_FILE).is_file()
+        ):
             run_dirs = load_sweep(source).run_dirs
         self.run_dirs = run_dirs or {}
         self._tokens: dict[str, TokenLosses | None] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.scaling.analyses.study import Study, analyse_study
+from pipeline.scaling.analyses.token_subset import TokenSelector
 from pipeline.scaling.records.sweep_dir import source_dir
 from pipeline.scaling.report.analysis_sections import analysis_sections
 from pipeline.scaling.report.context_gain_section import context_gain_lines
@@ -18,6 +19,7 @@ from pipeline.scaling.report.position_figures import draw_position_figures
 from pipeline.scaling.report.position_section import position_section
 from pipeline.scaling.report.source_length_section import source_length_report
 from pipeline.scaling.report.time_axis_section import draw_time_axis, time_axis_lines
+from pipeline.scaling.report.token_subset_section import token_subset_lines
 
 REPORT_FILE = "report.md"
 
@@ -29,6 +31,7 @@ def report_lines(study: Study, out_dir: Path) -> list[str]:
     return [
         *main_sections(sweep, plots),
         *position_section(sweep, plots),
+        *token_subset_lines(study.token_subset),
         "",
         *analysis_sections(sweep, out_dir),  # each section below is [] when the sweep has nothing for it
         *matched_runs_lines(study.matched_runs),
@@ -46,10 +49,11 @@ def write_report(
     n_boot: int = 400,
     seed: int = 0,
     unigram_entropy: float | None = None,
+    tokens: TokenSelector | None = None,
 ) -> Path:
     """Fit ``sweep_dir``, write fit.json, the figures and report.md into ``out_dir`` (default ``SWEEP_DIR``, next
-    to the run directories); returns the report.md path."""
-    study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy)
+    to the run directories); returns the report.md path. ``tokens``: a token subset to score per run."""
+    study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy, tokens)
     out = Path(out_dir) if out_dir is not None else source_dir(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_fit_json(out, study.fit, study.time_axis)  # into --out, not the sweep
