@@ -8,13 +8,16 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.cli import main as cli
+from pipeline.data.stream.loader import build_loader
 from pipeline.scaling.analyses.study import analyse_study
 from pipeline.scaling.records.run_dir import RESULT_FILE, SUMMARY_FILE, TOKEN_LOSS_FILE
 from pipeline.scaling.records.run_record import load_record
 from pipeline.scaling.records.token_losses import load_token_losses
+from pipeline.training.run_data import loader_max_len
 from pipeline.training.trainer import fit
 from tests.conftest import tiny_config
 
@@ -38,6 +41,17 @@ def test_a_finished_run_started_again_keeps_its_summary_and_record(
     # written with the process umask (022): readable by the group, like config.yaml
     for name in (RESULT_FILE, TOKEN_LOSS_FILE, SUMMARY_FILE, "config.yaml"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
+
+    # each row of the per-token file names its validation sample and carries its tokens, as the loader gives them
+    cfg = tiny_config("lstm", tiny_data, run, *QUICK)
+    given = {k: row for b in build_loader(tiny_data, "valid", batch_tokens=cfg.data.batch_tokens,
+                                          max_len=loader_max_len(cfg.data))
+             for k, row in zip(b["keys"], b["tgt_out"].numpy(), strict=True)}  # fmt: skip
+    tl = load_token_losses(run)
+    assert len(tl.seq_key) == len(tl.loss) and set(tl.seq_key) <= set(given)
+    for key, tokens, scored, loss in zip(tl.seq_key, tl.tokens, tl.scored, tl.loss, strict=True):
+        width = min(len(tokens), len(given[key]))
+        assert (tokens[:width] == given[key][:width]).all() and (scored == np.isfinite(loss)).all()
 
     again = fit(tiny_config("lstm", tiny_data, run, *QUICK))
     assert "already finished at step 6; summary kept" in capsys.readouterr().err
