@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import RunConfig, load_config
-from pipeline.scaling.records import load_record
+from pipeline.scaling.records.run_record import load_record
 from pipeline.sweep.run_one import train_run
 from pipeline.training.logged_metrics import read_metric
 from pipeline.training.trainer import fit
