@@ -313,7 +313,7 @@ class ShardDataset(IterableDataset):
             return self._collate_lm(batch)
         if self.memory:  # decoder-only, answers in tgt_out (memory_batches.py)
             out = collate_memory([x.tgt for x in batch], [x.extra for x in batch])
-            return {**out, "keys": [x.key for x in batch]} if self.with_text else out
+            return {**out, "keys": [x.key for x in batch]}
         n, s_len, t_len = len(batch), max(len(x.src) for x in batch), max(len(x.tgt) for x in batch) + 1
         src = torch.full((n, s_len), PAD_ID, dtype=torch.long)
         tgt_in = torch.full((n, t_len), PAD_ID, dtype=torch.long)
@@ -332,9 +332,11 @@ class ShardDataset(IterableDataset):
             "tgt_out": tgt_out,
             "n_tokens": sum(len(x.tgt) + 1 for x in batch),
             "n_src_tokens": sum(len(x.src) for x in batch),
+            "keys": [
+                x.key for x in batch
+            ],  # each sample's stable id (per-token validation losses name rows by it)
         }
         if self.with_text:
-            out["keys"] = [x.key for x in batch]
             out["src_text"] = [x.src_text for x in batch]
             out["tgt_text"] = [x.tgt_text for x in batch]
         return out
@@ -353,9 +355,9 @@ class ShardDataset(IterableDataset):
             "tgt_out": windows.contiguous(),
             "n_tokens": int(windows.numel()),
             "n_src_tokens": 0,
+            "keys": [x.key for x in batch],
         }
         if self.with_text:
-            out["keys"] = [x.key for x in batch]
             out["src_text"] = [x.src_text for x in batch]
             out["tgt_text"] = [x.tgt_text for x in batch]
         return out
@@ -407,7 +409,8 @@ def build_loader(data_dir: str | Path, split: str, *, batch_tokens: int, max_len
                  world_size: int = 1, num_workers: int = 0, seed: int = 0, epoch: int = 0, infinite: bool = False,
                  bucket_size: int = 1024, shuffle: bool | None = None, with_text: bool = False,
                  record_on_yield: bool = True) -> ShardLoader:  # fmt: skip
-    """Batches of ``split`` for one rank (see the module docstring). ``with_text`` adds keys and texts (BLEU).
+    """Batches of ``split`` for one rank (see the module docstring); every batch names its samples (``keys``),
+    ``with_text`` adds their texts (BLEU).
 
     ``max_len`` drops samples with more tokens on either side (None: keep all, ``prepare`` already capped them).
     ``shuffle`` defaults to True for train only. ``record_on_yield``: see ``ShardLoader``.
