@@ -74,7 +74,8 @@ def load_sweep(source: Source) -> LoadedSweep:
             raise FileNotFoundError(f"{kind} not found: {path}")
     single_sweep = len(paths) == 1 and not (paths[0] / RESULT_FILE).is_file()
     if single_sweep:
-        run_dirs = sorted(p for p in paths[0].iterdir() if p.is_dir())
+        # not the hidden caches beside the runs (`.floors/` of the count floors)
+        run_dirs = sorted(p for p in paths[0].iterdir() if p.is_dir() and not p.name.startswith("."))
     else:
         run_dirs = paths
         for path in paths:
