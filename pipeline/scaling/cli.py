@@ -17,7 +17,10 @@ from typing import Any
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory holding <run>/result.json records")
+    parser.add_argument(
+        "sweep_dir", metavar="SWEEP_DIR|RUN_DIR", nargs="+",
+        help="a sweep directory (holding <run>/result.json records), or run directories (each with its result.json)",
+    )  # fmt: skip
     parser.add_argument(
         "--n-boot", type=int, default=400, help="bootstrap resamples of runs per fit (default 400)"
     )
@@ -44,6 +47,36 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
+    subset = parser.add_mutually_exclusive_group()
+    subset.add_argument(
+        "--tokens-after", metavar="REGEX",
+        help="also report each run's loss on the tokens that follow a token whose text (decoded with the run's "
+        "tokenizer.json, stripped) matches REGEX in full, e.g. '#'; with CIs, against its loss on all tokens",
+    )  # fmt: skip
+    subset.add_argument(
+        "--token-ids", metavar="IDS", help="the same for the target tokens with these ids (1,2,3)"
+    )
+    subset.add_argument(
+        "--token-mask", metavar="NAME",
+        help="the same for a mask of the per-token file: 'scored' (a memory task's answer positions)",
+    )  # fmt: skip
+
+
+def _token_selector(args: argparse.Namespace) -> Any:
+    """The token subset the report options name, or None; a bad --token-ids is a ValueError naming it."""
+    from pipeline.scaling.analyses.token_subset import TokenSelector
+
+    after, ids, mask = (getattr(args, k, None) for k in ("tokens_after", "token_ids", "token_mask"))
+    if after is None and ids is None and mask is None:
+        return None
+    if ids is not None:
+        try:
+            ids = tuple(int(x) for x in ids.split(",") if x.strip())
+        except ValueError as err:
+            raise ValueError(
+                f"--token-ids {args.token_ids!r}: expected integers separated by commas"
+            ) from err
+    return TokenSelector(tokens_after=after, token_ids=ids, mask=mask)
 
 
 def _ci(fit: dict[str, Any], key: str) -> str:
@@ -79,17 +112,28 @@ def _bound(w: dict[str, Any]) -> str:
     return f"{sign}{w['n_star']:.3g}"
 
 
+def _source(paths: list[str]) -> str | list[str]:
+    """One path as itself (a sweep or a run directory), several as the run directories they are."""
+    return paths[0] if len(paths) == 1 else paths
+
+
 def run_fit_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.fit_json import run_fit
 
     try:
-        result = run_fit(args.sweep_dir, args.n_boot, args.seed, out_dir=args.out,
-                         unigram_entropy=args.unigram_entropy, threshold=getattr(args, "threshold", 0.9))  # fmt: skip
+        result = run_fit(
+            _source(args.sweep_dir),
+            args.n_boot,
+            args.seed,
+            out_dir=args.out,
+            unigram_entropy=args.unigram_entropy,
+            threshold=getattr(args, "threshold", 0.9),
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling fit: error: {err}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(result)))
-    print(f"wrote {args.out or args.sweep_dir}/fit.json")
+    print(f"wrote {args.out or result['sweep_dir']}/fit.json")
     return 0
 
 
@@ -97,8 +141,15 @@ def run_report_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.write import write_report
 
     try:
-        path = write_report(args.sweep_dir, args.out, n_boot=args.n_boot, seed=args.seed,
-                            unigram_entropy=args.unigram_entropy, threshold=getattr(args, "threshold", 0.9))  # fmt: skip
+        path = write_report(
+            _source(args.sweep_dir),
+            args.out,
+            n_boot=args.n_boot,
+            seed=args.seed,
+            unigram_entropy=args.unigram_entropy,
+            threshold=getattr(args, "threshold", 0.9),
+            tokens=_token_selector(args),
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"pipeline scaling report: error: {err}", file=sys.stderr)
         return 2

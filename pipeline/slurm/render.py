@@ -257,8 +257,10 @@ def task_run_dir(words: list[str]) -> Path:
 
 
 def write_tasks(path: Path, tasks: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(shlex.join(words) + "\n" for words in tasks))
+    """The array's task file, one shell-quoted line per task (atomically: a running array task reads it)."""
+    from pipeline.scaling.records.json_file import write_text_atomic
+
+    write_text_atomic(path, "".join(shlex.join(words) + "\n" for words in tasks))
 
 
 def check_array(job: JobSpec, n_tasks: int) -> None:

@@ -37,7 +37,8 @@ from pipeline.config import (
     memory_spec_of,
     reject_unknown,
 )
-from pipeline.scaling.records.run_record import RESULT_FILE
+from pipeline.scaling.records.run_dir import RESULT_FILE
+from pipeline.scaling.records.sweep_dir import PLAN_FILE, TOKENS_CACHE
 from pipeline.sweep.grid_checks import (
     SweepError,
     arm_cells,
@@ -53,8 +54,6 @@ from pipeline.sweep.grid_checks import (
 GRID_KEYS = {"name", "out", "base", "set", "archs", "token_budgets", "step_budgets", "warmup_frac", "evals_per_run",
              "delete_checkpoints", "seeds", "seed_sizes", "lrs", "replicate_best_lr", "cells"}  # fmt: skip
 ARCH_KEYS = {"arch", "model", "set", "sizes", "lrs", "cells"}
-TOKENS_CACHE = "tokens_per_batch.json"  # measured mean target tokens per batch, so a re-plan reads no epoch
-ERROR_FILE = "error.txt"  # a failed run's traceback, in its run directory
 
 
 @dataclass
@@ -283,7 +282,6 @@ def _best_first_seed_lr(grid: Grid, arch: str, size: str, cell: str | None, lrs:
 def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:
     """`SWEEP_DIR/plan.json`: every run of the grid with its steps (the report's "N of M runs")."""
     from pipeline.scaling.records.json_file import save_json_atomic
-    from pipeline.scaling.records.sweep_dir import PLAN_FILE
 
     budget = "step_budget" if grid.steps_budget else "token_budget"
     plan = [{"name": r.name, "arch": r.arch, "size": r.size, budget: r.budget, "max_steps": r.max_steps,
@@ -337,8 +335,9 @@ class _TokenCache:
 
     def save(self) -> None:
         if self.changed:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.values, indent=1))
+            from pipeline.scaling.records.json_file import save_json_atomic
+
+            save_json_atomic(self.path, self.values)
 
 
 def _set_length(run: PlannedRun, cfg: Any, grid: Grid, world: int, cache: _TokenCache, measure: bool) -> None:

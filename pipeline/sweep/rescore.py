@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 from pipeline.config import config_from_dict
-from pipeline.scaling.records.run_record import RESULT_FILE, load_record, save_record
-from pipeline.sweep.yardsticks import run_yardsticks
+from pipeline.scaling.records.run_dir import RESULT_FILE
+from pipeline.scaling.records.run_record import load_record, save_record
+from pipeline.training.yardsticks import run_yardsticks
 
 # written into record.config by run_one, not config keys
 RECORD_ONLY_KEYS = ("mean_lengths", "task", "loss_by_position_min_share")
@@ -27,7 +28,7 @@ RECORD_ONLY_KEYS = ("mean_lengths", "task", "loss_by_position_min_share")
 
 def rescore_run(run_dir: Path, contexts: str | None = None) -> dict:
     """Recompute one run's yardsticks and rewrite its result.json; returns the new fields."""
-    from pipeline.sweep.run_one import valid_target_counts
+    from pipeline.training.run_result import valid_target_counts
 
     path = run_dir / RESULT_FILE
     record = load_record(path)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from pipeline.config import ConfigError, load_config
-from pipeline.scaling.records.run_record import RESULT_FILE
-from pipeline.sweep.grid import ERROR_FILE, Grid, PlannedRun, SweepError, load_grid, plan_runs, write_plan
+from pipeline.scaling.records.run_dir import ERROR_FILE, RESULT_FILE, write_error
+from pipeline.sweep.grid import Grid, PlannedRun, SweepError, load_grid, plan_runs, write_plan
 from pipeline.training.process_exit import TrainProcess, exit_process
 
 if TYPE_CHECKING:  # run_one imports Lightning: only when a run trains
@@ -176,8 +176,7 @@ def _signal_status(err: RunInterrupted) -> int:
 
 
 def _write_error(run_dir: Path, text: str) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ERROR_FILE).write_text(text)
+    write_error(run_dir, text)
 
 
 def print_plan(runs: list[PlannedRun], sweep_dir: Path, unit: str = "tokens") -> None:

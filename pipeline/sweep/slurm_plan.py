@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -169,9 +168,7 @@ def finish_plan(grid: Grid, sweep_dir: Path, world: int) -> int:
             why = f"run {name!r} is not in {grid.path} (was the grid changed after the submit?)"
             raise SweepError(f"{path}:{number}: {why}")
         lines.append([*by_name[name].configs, *by_name[name].overrides])
-    temp = path.with_name(path.name + ".tmp")
-    sr.write_tasks(temp, lines)
-    os.replace(temp, path)
+    sr.write_tasks(path, lines)
     write_plan(grid, sweep_dir, runs)
     steps = ", ".join(f"{by_name[sr.task_run_dir(w).name].max_steps}" for w in lines)
     print(f"plan: {len(lines)} task lines in {path} with their steps ({steps}); world {world}")

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import ConfigError, RunConfig, config_hash, identity_mismatch, to_dict
+from pipeline.scaling.records.json_file import write_bytes_atomic
 from pipeline.training.checkpoint_contents import saved_config, verify_content
 
 META_SUFFIX = ".meta.json"
@@ -60,22 +61,7 @@ def meta_path(ckpt: Path) -> Path:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_bytes_atomic(path, data, fsync=True)
 
 
 def checksum(path: Path) -> tuple[str, int]:

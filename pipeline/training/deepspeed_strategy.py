@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -109,12 +108,9 @@ def effective_config(cfg: RunConfig, accelerator: str) -> dict[str, Any]:
 
 def save_config_json(config: dict[str, Any], run_dir: Path) -> Path:
     """Write the effective config atomically (every rank writes the same bytes; no rank waits for another)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / CONFIG_NAME
-    tmp = path.with_name(f".{CONFIG_NAME}.{os.getpid()}")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    from pipeline.scaling.records.json_file import write_text_atomic
+
+    return write_text_atomic(run_dir / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
 
 
 class ZeroStrategy(DeepSpeedStrategy):

@@ -19,6 +19,7 @@ import lightning as L
 
 from pipeline.models.grad_by_position import RECURRENT_ARCHS, grad_norm_by_position, measure_archs
 from pipeline.scaling.analyses.grad_reach import first_over_last
+from pipeline.scaling.records.run_dir import GRAD_FILE
 from pipeline.scaling.report.grad_reach_section import draw_norms_by_position
 
 
@@ -27,7 +28,7 @@ class GradReachCallback(L.Callback):
         """partitioned: the weights are ZeRO-3 shards, so a rank-0-only backward cannot run (nothing is measured)."""
         self.every = every
         self.partitioned = partitioned
-        self.path = run_dir / "grad_by_position.jsonl"
+        self.path = run_dir / GRAD_FILE
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int

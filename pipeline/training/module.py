@@ -73,10 +73,11 @@ class Seq2SeqModule(L.LightningModule):
         self._val_pos_nll: torch.Tensor | None = None
         self._val_pos_count: torch.Tensor | None = None
         self.val_loss_by_position: list[float] | None = None  # mean loss per target position, last validation
-        self._val_rows: list[
-            torch.Tensor
-        ] = []  # this rank's per-token losses, one row per validation sequence
+        # this rank's per-token losses, one row per validation sequence, with what names the row and its tokens
+        self._val_rows: list[torch.Tensor] = []
         self._val_src_lens: list[torch.Tensor] = []
+        self._val_keys: list[str] = []
+        self._val_tokens_in: list[tuple[torch.Tensor, torch.Tensor]] = []  # (targets, inputs) per batch
         # data.task=mqar/copy: only answers are scored (and projected); the last validation's answer metrics
         self.memory_task = self.cfg.data.task if self.cfg.data.task in MEMORY_TASKS else None
         self._answers: Any = None
@@ -126,6 +127,8 @@ class Seq2SeqModule(L.LightningModule):
         pos_cnt[:t] += real[:, :t].sum(0)
         self._val_rows.append(nll.detach().float().masked_fill(~real, math.nan).cpu())
         self._val_src_lens.append(batch["src_mask"].sum(1).cpu())
+        self._val_keys += [str(k) for k in batch.get("keys", ())]
+        self._val_tokens_in.append((tgt.detach().int().cpu(), batch["tgt_in"].detach().int().cpu()))
         if self._val_pos_nll is None:
             self._val_pos_nll, self._val_pos_count = pos_nll, pos_cnt
         else:
@@ -136,7 +139,7 @@ class Seq2SeqModule(L.LightningModule):
         self._val_nll = torch.zeros((), device=self.device)
         self._val_tokens = torch.zeros((), device=self.device)
         self._val_pos_nll = self._val_pos_count = None
-        self._val_rows, self._val_src_lens = [], []
+        self._val_rows, self._val_src_lens, self._val_keys, self._val_tokens_in = [], [], [], []
         if self.memory_task:
             self._answers = AnswerTally(self.memory_task, target_width(self.cfg.data), self.device)
 
@@ -173,28 +176,43 @@ class Seq2SeqModule(L.LightningModule):
                 self.log(f"valid/{name}", metrics[name], rank_zero_only=True)
 
     def _write_token_losses(self) -> None:
-        """`<run_dir>/valid_token_losses.npz` (pipeline/scaling/records/token_losses.py reads it): `loss` [sequences,
-        positions] (NaN where padded) and `src_len`, from every rank, so the report can bootstrap over validation
-        sequences. Rows are in the validation loader's order, the same for every run on the same data and world
-        size (how runs are paired). Overwritten at each validation; the last one is the final model's. A
-        collective: every rank calls it."""
+        """`<run_dir>/valid_token_losses.npz` (pipeline/scaling/records/token_losses.py owns the format): per
+        validation sequence, its loss at every position (NaN where not scored), its key, its target and input
+        token ids, the scored mask and `src_len`, from every rank, so the report can bootstrap over validation
+        sequences, pair runs by key and score any token subset. Overwritten at each validation; the last one is
+        the final model's. A collective: every rank calls it."""
         import numpy as np
 
         from pipeline.training.checkpoint_callbacks import gather_objects
 
         width = target_width(self.cfg.data)
-        rows = [F.pad(r[:, :width], (0, max(0, width - r.size(1))), value=math.nan) for r in self._val_rows]
-        local = (
-            torch.cat(rows).numpy() if rows else np.zeros((0, width), np.float32),
-            torch.cat(self._val_src_lens).numpy() if rows else np.zeros(0, np.int64),
-        )
+
+        def fit(rows: list[torch.Tensor], value: float) -> np.ndarray:
+            cut = [F.pad(r[:, :width], (0, max(0, width - r.size(1))), value=value) for r in rows]
+            return torch.cat(cut).numpy()
+
+        if self._val_rows:
+            tokens = fit([t for t, _ in self._val_tokens_in], PAD_ID)
+            local = (fit(self._val_rows, math.nan), torch.cat(self._val_src_lens).numpy(), self._val_keys,
+                     tokens, fit([i for _, i in self._val_tokens_in], PAD_ID))  # fmt: skip
+        else:
+            empty = np.zeros((0, width), np.int32)
+            local = (np.zeros((0, width), np.float32), np.zeros(0, np.int64), [], empty, empty)
         parts = gather_objects(local)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             from pipeline.scaling.records.token_losses import save_token_losses
 
+            loss, tokens = np.concatenate([p[0] for p in parts]), np.concatenate([p[3] for p in parts])
+            keys = [k for p in parts for k in p[2]]
             save_token_losses(
                 self.cfg.resolved_run_dir,
-                np.concatenate([p[0] for p in parts]),
+                loss,
+                seq_key=keys
+                if len(keys) == len(loss)
+                else None,  # batches without keys: rows in loader order
+                tokens=tokens,
+                inputs=np.concatenate([p[4] for p in parts]),
+                scored=tokens != PAD_ID,
                 src_len=np.concatenate([p[1] for p in parts]),
                 step=np.int64(self.trainer.global_step),
             )

@@ -199,9 +199,10 @@ class RunCallbacks:
     preemption: Any
     grad_reach: Any = None
     nonfinite: Any = None
+    clock: Any = None
 
     def as_list(self) -> list[Any]:
-        first = [c for c in (self.grad_reach, self.nonfinite) if c is not None]
+        first = [c for c in (self.grad_reach, self.nonfinite, self.clock) if c is not None]
         return first + [
             self.loader_position,
             self.throughput,
@@ -212,7 +213,8 @@ class RunCallbacks:
         ]
 
 
-def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
+def make_callbacks(cfg: RunConfig, run_dir: Path, progress: Any = None) -> RunCallbacks:
+    """`progress`: a sweep's (rich Progress, task id), advanced by the run's clock."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from pipeline.training.checkpoint_callbacks import RngStateCallback, VerifiedModelCheckpoint
@@ -220,6 +222,7 @@ def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
     from pipeline.training.datamodule import LoaderPositionCallback
     from pipeline.training.nonfinite import NonFiniteLossCallback
     from pipeline.training.preemption import PreemptionCallback
+    from pipeline.training.run_clock import RunClock
     from pipeline.training.throughput import ThroughputCallback
 
     t = cfg.train
@@ -252,6 +255,7 @@ def make_callbacks(cfg: RunConfig, run_dir: Path) -> RunCallbacks:
         preemption=PreemptionCallback(checkpoints),
         grad_reach=grad_reach,
         nonfinite=NonFiniteLossCallback(t.max_nonfinite_steps, partitioned=t.strategy == "deepspeed"),
+        clock=RunClock(progress),
     )
 
 
@@ -306,22 +310,31 @@ def fit(
     resume: str = "auto",
     extra_callbacks: list[Any] | None = None,
     process: TrainProcess | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
-    """Train to `train.max_steps`, evaluate, and return a summary dict (also written to run_dir/summary.json).
+    """Train to `train.max_steps`, evaluate, and return a summary dict; rank 0 writes it to
+    ``run_dir/summary.json`` and, once the run has reached `train.max_steps`, its record ``result.json``.
 
-    `cfg` is used as given (validated by `load_config`); `process.distributed` is set if this process took part
-    in a process group, which `exit_process` must know."""
+    A run that had already finished (resumed from its final checkpoint: Lightning trains nothing) keeps its
+    summary, or is validated again when it has none. `cfg` is used as given (validated by `load_config`);
+    `process.distributed` is set if this process took part in a process group, which `exit_process` must know;
+    `progress`: see `make_callbacks`."""
     import lightning as L
 
     from pipeline.training.checkpoint_files import resume_checkpoint
     from pipeline.training.datamodule import StreamingDataModule
     from pipeline.training.evaluate import final_evaluation
+    from pipeline.training.finished_run import end_of_run, finished_summary
     from pipeline.training.module import Seq2SeqModule
     from pipeline.training.wandb_logger import finish_wandb
 
     run_dir = cfg.resolved_run_dir
     os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
     _quiet_known_warnings()
+    if cfg.data.task == "lm" and cfg.train.eval_contexts:  # a bad list fails now, not after the training
+        from pipeline.training.truncation_run import parse_contexts
+
+        parse_contexts(cfg.train.eval_contexts, int(cfg.data.context))
     # refuses unverified, foreign or missing state; --resume fresh moves the previous state aside
     ckpt_path = resume_checkpoint(resume, cfg)
     if ckpt_path is not None and cfg.train.strategy == "deepspeed":
@@ -337,7 +350,7 @@ def fit(
         from pipeline.cost.precision import run_recurrence_in
 
         run_recurrence_in(module.model, recurrence_dtype)  # the LSTMs outside bf16 autocast
-    callbacks = make_callbacks(cfg, run_dir)
+    callbacks = make_callbacks(cfg, run_dir, progress)
     trainer = build_trainer(cfg, run_dir, extra_callbacks, callbacks)
     try:
         if trainer.global_rank == 0:
@@ -350,13 +363,13 @@ def fit(
                 "steps": trainer.global_step,
                 "rank": trainer.global_rank,
             }
+        if module.val_loss_by_position is None:  # nothing validated here: finished in an earlier attempt
+            kept = finished_summary(cfg, trainer.global_step)
+            if kept is not None:
+                return end_of_run(cfg, kept, trainer.global_rank, callbacks.clock, kept=True)
+            trainer.validate(module, datamodule=datamodule, verbose=False)
         summary = final_evaluation(cfg, trainer, module, callbacks.throughput)
-        summary["rank"] = trainer.global_rank
-        if trainer.global_rank == 0:
-            (run_dir / "summary.json").write_text(
-                json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2)
-            )
-        return summary
+        return end_of_run(cfg, summary, trainer.global_rank, callbacks.clock)
     finally:
         if trainer.global_rank == 0:
             finish_wandb(trainer.loggers)

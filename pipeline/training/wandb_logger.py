@@ -29,9 +29,9 @@ def wandb_run_id(run_dir: Path) -> str:
     run_id = uuid.uuid4().hex[:8]  # W&B's own id format: 8 lowercase alphanumerics
     run_dir.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(run_id)
-        tmp.replace(path)
+        from pipeline.scaling.records.json_file import write_text_atomic
+
+        write_text_atomic(path, run_id)
     return run_id
 
 

@@ -36,7 +36,7 @@ def test_evaluate_contexts_writes_the_truncation_file(lm_data: Path, tmp_path: P
             lm_data, run, "transformer", "train.max_steps=2", "train.val_every=2", "optim.warmup_steps=1"
         )
     )
-    assert _evaluate(run, None, 0, None, ",".join(map(str, KS))) == 0
+    assert _evaluate(run, None, 1, None, ",".join(map(str, KS))) == 0  # --pairs: unused with --contexts
     assert "L(K) over" in capsys.readouterr().out
     got = load_truncation(run)
     valid = lm_windows(lm_data, "valid")
@@ -55,7 +55,7 @@ def test_evaluate_contexts_writes_the_truncation_file(lm_data: Path, tmp_path: P
             want = F.cross_entropy(model.lm_forward(ctx)[0, -1:], torch.tensor([stream[at]])).item()
         assert got.loss[k_index, n, t] == pytest.approx(want, rel=1e-4)
     with pytest.raises(Exception, match=r"--contexts .* must be in 1..data.context=32"):
-        _evaluate(run, None, 0, None, "4,64")
+        _evaluate(run, None, 1, None, "4,64")
 
 
 def test_lm_sweep_record_carries_floors_truncation_and_rescore_restores_them(

@@ -40,12 +40,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pipeline.data.location import is_remote, join
 from pipeline.data.manifest import ShardError, check_splits_not_empty, read_manifest
 from pipeline.data.memory_spec import MEMORY_TASKS
+from pipeline.data.stream.collate import collate_lm, collate_pairs
 from pipeline.data.stream.memory_batches import collate_memory, sample_extra
 from pipeline.data.stream.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.stream.shard_io import read_verified, tar_samples
 from pipeline.data.stream.worker_errors import unwrapped
 from pipeline.data.text import SPLITS
-from pipeline.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = ["POSITION_KEY", "ShardDataset", "ShardError", "ShardLoader", "build_loader"]
 
@@ -308,54 +308,12 @@ class ShardDataset(IterableDataset):
             raise ShardError(f"corrupt shard {path}: read {count} samples, manifest says {shard['samples']}")
 
     def _collate(self, batch: list[_Sample]) -> dict:
-        """Right-pad with PAD_ID; tgt_in = BOS + tgt, tgt_out = tgt + EOS (LM windows: see ``_collate_lm``)."""
-        if self.lm:
-            return self._collate_lm(batch)
-        if self.memory:  # decoder-only, answers in tgt_out (memory_batches.py)
+        """One batch as tensors (`collate.py`; memory tasks: `memory_batches.py`), naming its samples (``keys``)."""
+        if self.memory:  # decoder-only, answers in tgt_out
             out = collate_memory([x.tgt for x in batch], [x.extra for x in batch])
-            return {**out, "keys": [x.key for x in batch]} if self.with_text else out
-        n, s_len, t_len = len(batch), max(len(x.src) for x in batch), max(len(x.tgt) for x in batch) + 1
-        src = torch.full((n, s_len), PAD_ID, dtype=torch.long)
-        tgt_in = torch.full((n, t_len), PAD_ID, dtype=torch.long)
-        tgt_out = torch.full((n, t_len), PAD_ID, dtype=torch.long)
-        src_mask = torch.zeros((n, s_len), dtype=torch.bool)
-        for i, x in enumerate(batch):
-            src[i, : len(x.src)] = torch.from_numpy(x.src.astype(np.int64))
-            src_mask[i, : len(x.src)] = True
-            tgt = torch.from_numpy(x.tgt.astype(np.int64))
-            tgt_in[i, 0], tgt_in[i, 1 : len(tgt) + 1] = BOS_ID, tgt
-            tgt_out[i, : len(tgt)], tgt_out[i, len(tgt)] = tgt, EOS_ID
-        out = {
-            "src": src,
-            "src_mask": src_mask,
-            "tgt_in": tgt_in,
-            "tgt_out": tgt_out,
-            "n_tokens": sum(len(x.tgt) + 1 for x in batch),
-            "n_src_tokens": sum(len(x.src) for x in batch),
-        }
+            return {**out, "keys": [x.key for x in batch]}
+        out = collate_lm(batch) if self.lm else collate_pairs(batch)
         if self.with_text:
-            out["keys"] = [x.key for x in batch]
-            out["src_text"] = [x.src_text for x in batch]
-            out["tgt_text"] = [x.tgt_text for x in batch]
-        return out
-
-    def _collate_lm(self, batch: list[_Sample]) -> dict:
-        """LM windows (all ``context + 1`` long, disjoint): tgt_in = [BOS] + window[:-1], tgt_out = window, an
-        empty source. Every window token is a target; the first is predicted from BOS alone, as at a document
-        start, so no architecture meets a mid-document token at position 0 (issue 32)."""
-        windows = torch.from_numpy(np.stack([x.tgt for x in batch]).astype(np.int64))
-        n = len(batch)
-        bos = torch.full((n, 1), BOS_ID, dtype=torch.long)
-        out = {
-            "src": torch.zeros((n, 0), dtype=torch.long),
-            "src_mask": torch.zeros((n, 0), dtype=torch.bool),
-            "tgt_in": torch.cat([bos, windows[:, :-1]], dim=1),
-            "tgt_out": windows.contiguous(),
-            "n_tokens": int(windows.numel()),
-            "n_src_tokens": 0,
-        }
-        if self.with_text:
-            out["keys"] = [x.key for x in batch]
             out["src_text"] = [x.src_text for x in batch]
             out["tgt_text"] = [x.tgt_text for x in batch]
         return out
@@ -407,7 +365,8 @@ def build_loader(data_dir: str | Path, split: str, *, batch_tokens: int, max_len
                  world_size: int = 1, num_workers: int = 0, seed: int = 0, epoch: int = 0, infinite: bool = False,
                  bucket_size: int = 1024, shuffle: bool | None = None, with_text: bool = False,
                  record_on_yield: bool = True) -> ShardLoader:  # fmt: skip
-    """Batches of ``split`` for one rank (see the module docstring). ``with_text`` adds keys and texts (BLEU).
+    """Batches of ``split`` for one rank (see the module docstring); every batch names its samples (``keys``),
+    ``with_text`` adds their texts (BLEU).
 
     ``max_len`` drops samples with more tokens on either side (None: keep all, ``prepare`` already capped them).
     ``shuffle`` defaults to True for train only. ``record_on_yield``: see ``ShardLoader``.

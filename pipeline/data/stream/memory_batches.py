@@ -1,7 +1,7 @@
 """Reading a known-truth memory task's shards (issue 31): a sample's members and the decoder-only batch.
 
 The members (written by ``prepare/memory_shards.py``) are named in ``memory_spec.py``. The batch is the language
-model's (``loader._collate_lm``: an empty source) with ``tgt_in`` the tokens, ``tgt_out`` the answers and ``meta``
+model's (``collate.collate_lm``: an empty source) with ``tgt_in`` the tokens, ``tgt_out`` the answers and ``meta``
 the per-position meta, all right-padded to the batch's longest sample. Beside the loader, which calls it; apart
 from the writer, so the loader imports no preparation code.
 """

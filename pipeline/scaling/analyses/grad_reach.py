@@ -62,4 +62,4 @@ def grad_reach(files: RunFiles, records: Sequence[RunRecord]) -> dict[str, GradR
 def load_grad_reach(sweep_dir: str | Path | RunFiles) -> dict[str, GradReach]:
     """`grad_reach` over every finished run of the sweep directory."""
     files = run_files_of(sweep_dir)
-    return grad_reach(files, load_sweep(files.sweep_dir).records)
+    return grad_reach(files, load_sweep(files.source).records)

@@ -11,7 +11,6 @@ records, and skipped, with `text_skipped` saying why, when there are none.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pipeline.scaling.analyses.arch_fit import largest_budget_runs
 from pipeline.scaling.analyses.capacity import Capacity, capacity_study, is_memory_record
@@ -23,9 +22,10 @@ from pipeline.scaling.analyses.positions import PositionCurve, run_position_curv
 from pipeline.scaling.analyses.source_length import Bucketed, source_lengths
 from pipeline.scaling.analyses.sweep_fit import SweepFit, fit_sweep
 from pipeline.scaling.analyses.time_axis import TimeAxis, time_axis
+from pipeline.scaling.analyses.token_subset import TokenSelector, TokenSubsetResult, token_subset_losses
 from pipeline.scaling.records.run_files import RunFiles
 from pipeline.scaling.records.run_record import RunRecord
-from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep
+from pipeline.scaling.records.sweep_dir import LoadedSweep, Source, load_sweep
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Study:
     grad_reach: dict[str, GradReach]
     capacity: Capacity | None = None
     truncation: TruncationStudy | None = None  # the context estimate where runs carry valid_truncation.npz
+    token_subset: TokenSubsetResult | None = None  # the loss on the tokens a user named, per run
     text_skipped: str = ""
     unfinished: tuple[str, ...] = ()  # planned runs without a record (what a memory-only report lists)
 
@@ -65,7 +66,7 @@ def capacity_of(loaded: LoadedSweep, n_boot: int, seed: int, threshold: float) -
 
 
 def fit_with_time_axis(
-    sweep_dir: str | Path,
+    sweep_dir: Source,
     n_boot: int = 400,
     seed: int = 0,
     unigram_entropy: float | None = None,
@@ -75,7 +76,7 @@ def fit_with_time_axis(
     """The sweep's fits and its time axis (over the fitted runs): the content of fit.json. Memory-task records are
     left out (`_split`); with nothing else the fit raises ValueError (callers check `text_records` first)."""
     loaded = _split(load_sweep(sweep_dir) if loaded is None else loaded)[0]
-    files = RunFiles(sweep_dir) if files is None else files
+    files = RunFiles(sweep_dir, loaded.run_dirs) if files is None else files
     sweep = fit_sweep(sweep_dir, n_boot, seed, unigram_entropy=unigram_entropy, loaded=loaded, files=files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     return sweep, time_axis(fitted, n_boot)  # measured seconds + projected GPU-hours
@@ -96,14 +97,17 @@ def memory_only(loaded: LoadedSweep) -> bool:
 
 
 def analyse_study(
-    sweep_dir: str | Path,
+    sweep_dir: Source,
     n_boot: int = 400,
     seed: int = 0,
     unigram_entropy: float | None = None,
     threshold: float = 0.9,
+    tokens: TokenSelector | None = None,
 ) -> Study:
-    """Read the sweep once and run every analysis of the report on it (``threshold``: the capacity law's)."""
-    loaded, files = load_sweep(sweep_dir), RunFiles(sweep_dir)
+    """Read the sweep once and run every analysis of the report on it (``threshold``: the capacity law's;
+    ``tokens``: a token subset to score)."""
+    loaded = load_sweep(sweep_dir)
+    files = RunFiles(sweep_dir, loaded.run_dirs)
     capacity = capacity_of(loaded, n_boot, seed, threshold)
     if memory_only(loaded):
         return Study(
@@ -118,6 +122,7 @@ def analyse_study(
             text_skipped=MEMORY_ONLY,
             unfinished=tuple(unfinished(loaded)),
         )
+    text = _split(loaded)[0]
     sweep, times = fit_with_time_axis(sweep_dir, n_boot, seed, unigram_entropy, loaded, files)
     fitted = [r for af in sweep.archs.values() for r in af.records]
     curves = {a: [(r, run_position_curve(files, r)) for r in largest_budget_runs(af.records)]
@@ -132,7 +137,8 @@ def analyse_study(
         matched_runs=matched_run_ratios(fitted),
         source_lengths=source_lengths(files, fitted),
         context_gains=context_gains(files, fitted) if truncation is None else [],
-        grad_reach=grad_reach(files, _split(loaded)[0].records),
+        grad_reach=grad_reach(files, text.records),
         capacity=capacity,
         truncation=truncation,
+        token_subset=None if tokens is None else token_subset_losses(files, text.records, tokens, seed=seed),
     )

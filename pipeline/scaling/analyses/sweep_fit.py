@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.scaling.analyses.arch_fit import LAWS_PER_ARCH, ArchFit, fit_arch
+from pipeline.scaling.analyses.learned_nothing import entropy_of
 from pipeline.scaling.analyses.plateau import Plateau, position_plateau
 from pipeline.scaling.fits.compute_law import lc_fit_points
 from pipeline.scaling.fits.crossing import (
@@ -26,7 +27,7 @@ from pipeline.scaling.fits.paired_crossing import match_points, paired_compare
 from pipeline.scaling.fits.progress import ProgressLines
 from pipeline.scaling.records.run_files import RunFiles
 from pipeline.scaling.records.run_record import RunRecord
-from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep
+from pipeline.scaling.records.sweep_dir import LoadedSweep, load_sweep, source_dir
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class SweepFit:
     planned: int | None = None  # runs in the sweep's plan.json (written by `pipeline sweep`), if there is one
     # architectures none of whose runs could be fitted (all learned nothing): counted, not fitted or drawn
     unfitted: dict[str, ArchFit] = field(default_factory=dict)
+    # arch -> why it was not compared with REFERENCE_ARCH by position (one side learned nothing, by how much)
+    plateau_skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _comparisons(archs: dict[str, ArchFit], n_boot: int, seed: int) -> list[Crossing]:
@@ -72,6 +75,33 @@ def _plateaus(archs: dict[str, ArchFit], files: RunFiles, seed: int) -> dict[str
         if a != REFERENCE_ARCH and archs[a].records:
             best = min(archs[a].records, key=lambda r: r.final_valid_loss)
             out[a] = position_plateau([best], [ref], sweep_dir=files, seed=seed)
+    return out
+
+
+def _nothing_learned(af: ArchFit, fallback: float | None) -> str:
+    """Why `af` has no run to compare: every run learned nothing; its best run's margin above the entropy."""
+    best = min(af.learned_nothing or af.all_records, key=lambda r: r.final_valid_loss, default=None)
+    if best is None:
+        return f"no finished {af.arch} run"
+    h = entropy_of(best, fallback)
+    margin = "" if h is None else f", {best.final_valid_loss - h:.3g} nats above its unigram entropy {h:.4g}"
+    return (
+        f"every {af.arch} run learned nothing (the best, `{best.run}`, ends at {best.final_valid_loss:.4g} "
+        f"nats{margin})"
+    )
+
+
+def _plateaus_skipped(archs: dict[str, ArchFit], fallback: float | None) -> dict[str, str]:
+    """The architectures `_plateaus` leaves out, each with the real reason."""
+    ref = archs.get(REFERENCE_ARCH)
+    out = {}
+    for a, af in archs.items():
+        if a == REFERENCE_ARCH:
+            continue
+        if not af.records:
+            out[a] = f"not compared with {REFERENCE_ARCH}: {_nothing_learned(af, fallback)}"
+        elif ref is not None and not ref.records:
+            out[a] = f"not compared with {REFERENCE_ARCH}: {_nothing_learned(ref, fallback)}"
     return out
 
 
@@ -116,11 +146,11 @@ def fit_sweep(
         done = {r.run for r in loaded.records}
         skipped = [n for n in loaded.planned if n not in done]
     return SweepFit(
-        sweep_dir=Path(sweep_dir),
+        sweep_dir=source_dir(sweep_dir),
         skipped=skipped,
         archs=archs,
         comparisons=_comparisons(every, n_boot, seed),
-        plateaus=_plateaus(every, RunFiles(sweep_dir) if files is None else files, seed),
+        plateaus=_plateaus(every, RunFiles(sweep_dir, loaded.run_dirs) if files is None else files, seed),
         settings={
             "n_boot": n_boot,
             "seed": seed,
@@ -130,4 +160,5 @@ def fit_sweep(
         },  # fmt: skip
         planned=None if loaded.planned is None else len(loaded.planned),
         unfitted={a: af for a, af in every.items() if not af.records},
+        plateau_skipped=_plateaus_skipped(every, unigram_entropy),
     )

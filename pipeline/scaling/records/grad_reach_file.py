@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-GRAD_FILE = "grad_by_position.jsonl"
+from pipeline.scaling.records.run_dir import GRAD_FILE
 
 
 def read_grad_rows(run_dir: str | Path) -> list[dict[str, Any]] | None:

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.scaling.records.json_file import save_json_atomic
-
-RESULT_FILE = "result.json"
+from pipeline.scaling.records.run_dir import RESULT_FILE as RESULT_FILE  # its home is run_dir
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class RunRecord:
     # state size (pipeline/training/answer_metrics.py); {} for the text tasks
     answer_metrics: dict[str, Any] = field(default_factory=dict)
     # issue 32: the add-one train-unigram cross-entropy on the valid targets (the "learned nothing" yardstick);
-    # LM runs: Kneser-Ney floors {"bigram"/"trigram": {"loss", "by_position"}, ...} (sweep/count_floors.py) and the
+    # LM runs: Kneser-Ney floors {"bigram"/"trigram": {"loss", "by_position"}, ...} (training/count_floors.py) and the
     # truncation curve {"contexts", "curve", "tokens", "unit", "n_clusters", "file"} (training/truncation_run.py)
     unigram_xent: float | None = None
     count_floors: dict[str, Any] = field(default_factory=dict)

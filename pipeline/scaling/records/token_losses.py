@@ -1,18 +1,28 @@
 """A run's per-token validation losses, ``<run>/valid_token_losses.npz``: write, read, validate (one owner).
 
-Written at the run's final validation (`save_token_losses`, called by the trainer):
+Written at each validation (`save_token_losses`, called by the training module; the last one is the final
+model's). Format version 2 (``format_version``), one row per validation sequence (a translation pair, an LM
+window, a memory-task string), T_max columns (target positions):
 
-- ``loss``: float32 [N_seq, T_max], the loss (nats) of every target token of every validation sequence (one
-  translation pair, or one LM window), NaN where the sequence is shorter than T_max;
-- ``seq_id`` (optional): int64 [N_seq], a stable id of each sequence (its index in the validation split), so
-  runs whose validation order differed (ranks, length buckets) are aligned before pairing. Without it, rows are
-  taken to be in the same order in every run;
-- ``src_len`` (optional): int [N_seq], each pair's source length (translation runs; absent or all 0 for LM runs);
-- other arrays (e.g. the ``step`` validated) are stored as given and not read back.
+- ``loss``: float32 [N_seq, T_max], the loss (nats) of every scored target token, NaN elsewhere (padding, and
+  for memory tasks every non-answer position);
+- ``seq_key``: str [N_seq], the sample's key in the prepared shards (the loader's ``keys``): a stable id that
+  joins a row to its text whatever order the validation ran in; ``seq_id``: int64 [N_seq], a 63-bit hash of it,
+  on which runs are paired (rows sorted by it);
+- ``tokens``: int32 [N_seq, T_max], the target token ids (0 = padding); ``inputs``: int32 [N_seq, T_max], the
+  token fed at each position (BOS, then the previous target; a memory task's whole string), so "the tokens that
+  follow a marker" are the positions whose input is the marker;
+- ``scored``: bool [N_seq, T_max], the positions the loss scores (a memory task's answer positions);
+- ``src_len``: int [N_seq], each pair's source length (translation runs; all 0 otherwise);
+- ``step``: the training step validated.
+
+Version 1 files (``loss``, optional ``seq_id`` = the row's index, ``src_len``) still load, without tokens; a
+newer version is refused with one line.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -20,25 +30,52 @@ from typing import IO, Any
 import numpy as np
 
 from pipeline.scaling.records.json_file import write_atomic
+from pipeline.scaling.records.run_dir import TOKEN_LOSS_FILE
 
-TOKEN_LOSS_FILE = "valid_token_losses.npz"
+FORMAT_VERSION = 2
 
 
 @dataclass
 class TokenLosses:
-    loss: np.ndarray  # float [N_seq, T_max], NaN = padding
+    loss: np.ndarray  # float [N_seq, T_max], NaN = not scored
     seq_id: np.ndarray  # int [N_seq]
     source: str
     src_len: np.ndarray | None = None  # int [N_seq] source tokens per pair; None for LM runs and older files
+    seq_key: np.ndarray | None = None  # str [N_seq]; None in version 1 files
+    tokens: np.ndarray | None = None  # int [N_seq, T_max] target ids; None in version 1 files
+    inputs: np.ndarray | None = None  # int [N_seq, T_max] input ids; None in version 1 files
+    scored: np.ndarray | None = None  # bool [N_seq, T_max]; None in version 1 files (then: finite loss)
 
 
-def save_token_losses(run_dir: str | Path, loss: Any, seq_id: Any = None, **extra: Any) -> Path:
-    """Write ``run_dir/valid_token_losses.npz`` atomically (checked by the same rules the reader applies); `extra`
-    arrays (e.g. ``src_len`` per sequence, the ``step`` validated) are stored beside ``loss``."""
+def key_ids(keys: Any) -> np.ndarray:
+    """Stable int64 ids of sample keys (the first 63 bits of their BLAKE2b hash): the same key, the same id in
+    every run and process."""
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "little") >> 1
+            for k in keys
+        ],
+        dtype=np.int64,
+    )
+
+
+def save_token_losses(
+    run_dir: str | Path, loss: Any, seq_id: Any = None, seq_key: Any = None, **extra: Any
+) -> Path:
+    """Write ``run_dir/valid_token_losses.npz`` atomically (checked by the same rules the reader applies).
+    `seq_key`: the samples' keys (``seq_id`` is then their `key_ids`); `extra` arrays (``tokens``, ``inputs``,
+    ``scored``, ``src_len``, ``step``) are stored beside ``loss``."""
     path = Path(run_dir) / TOKEN_LOSS_FILE
     arrays = {"loss": np.asarray(loss, dtype=np.float32), **{k: np.asarray(v) for k, v in extra.items()}}
+    arrays["format_version"] = np.int64(FORMAT_VERSION)
+    if seq_key is not None:
+        arrays["seq_key"] = np.asarray([str(k) for k in seq_key], dtype=str)
+        seq_id = key_ids(arrays["seq_key"]) if seq_id is None else seq_id
     if seq_id is not None:
         arrays["seq_id"] = np.asarray(seq_id, dtype=np.int64)
+    for name, dtype in (("tokens", np.int32), ("inputs", np.int32), ("scored", bool)):
+        if name in arrays:
+            arrays[name] = arrays[name].astype(dtype)
     _check(arrays, str(path))
 
     def write(f: IO[bytes]) -> None:
@@ -48,6 +85,11 @@ def save_token_losses(run_dir: str | Path, loss: Any, seq_id: Any = None, **extr
 
 
 def _check(arrays: dict[str, np.ndarray], source: str) -> TokenLosses:
+    version = int(arrays["format_version"]) if "format_version" in arrays else 1
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{source}: format_version {version} is newer than this pipeline reads ({FORMAT_VERSION}): update it"
+        )
     if "loss" not in arrays:
         raise ValueError(f"{source}: missing array 'loss'")
     loss = np.asarray(arrays["loss"], dtype=float)
@@ -69,7 +111,20 @@ def _check(arrays: dict[str, np.ndarray], source: str) -> TokenLosses:
         src_len = np.asarray(arrays["src_len"]).astype(int)
         if src_len.shape != (len(loss),):
             raise ValueError(f"{source}: array 'src_len' must have shape ({len(loss)},), got {src_len.shape}")
-    return TokenLosses(loss, seq_id, source, src_len)
+    seq_key = np.asarray(arrays["seq_key"]) if "seq_key" in arrays else None
+    if seq_key is not None and seq_key.shape != (len(loss),):
+        raise ValueError(f"{source}: array 'seq_key' must have shape ({len(loss)},), got {seq_key.shape}")
+    grids = {}
+    for name in ("tokens", "inputs", "scored"):
+        if name in arrays:
+            grids[name] = np.asarray(arrays[name])
+            if grids[name].shape != loss.shape:
+                raise ValueError(f"{source}: array {name!r} must have the shape of 'loss' {loss.shape}, "
+                                 f"got {grids[name].shape}")  # fmt: skip
+    if "scored" in grids and np.any(np.isfinite(loss) & ~grids["scored"].astype(bool)):
+        raise ValueError(f"{source}: array 'loss' has a value at a position 'scored' leaves out")
+    return TokenLosses(loss, seq_id, source, src_len, seq_key, grids.get("tokens"), grids.get("inputs"),
+                       None if "scored" not in grids else grids["scored"].astype(bool))  # fmt: skip
 
 
 def load_token_losses(run_dir: str | Path) -> TokenLosses | None:

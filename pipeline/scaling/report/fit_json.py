@@ -28,7 +28,7 @@ from pipeline.scaling.fits.compute_axes import COMPUTE_AXES
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH
 from pipeline.scaling.fits.frontier import FrontierPoint
 from pipeline.scaling.records.json_file import save_json_atomic
-from pipeline.scaling.records.sweep_dir import load_sweep
+from pipeline.scaling.records.sweep_dir import Source, load_sweep, source_dir
 
 FIT_FILE = "fit.json"
 
@@ -146,7 +146,7 @@ def write_fit_json(
 
 
 def run_fit(
-    sweep_dir: str | Path,
+    sweep_dir: Source,
     n_boot: int = 400,
     seed: int = 0,
     out_dir: str | Path | None = None,
@@ -160,5 +160,5 @@ def run_fit(
     sweep, times = (None, None) if memory_only(loaded) else fit_with_time_axis(
         sweep_dir, n_boot, seed, unigram_entropy, loaded
     )  # fmt: skip
-    out = Path(sweep_dir if out_dir is None else out_dir)
-    return write_fit_json(out, sweep, times, capacity, sweep_dir, unfinished(loaded))
+    out = source_dir(sweep_dir) if out_dir is None else Path(out_dir)
+    return write_fit_json(out, sweep, times, capacity, source_dir(sweep_dir), unfinished(loaded))

@@ -44,7 +44,8 @@ def position_section(sweep: SweepFit, plots: dict[str, str]) -> list[str]:
     """Markdown lines of the section (figures named in ``plots``: "position", optionally "ratio")."""
     md = ["", "## Loss by target position", ""]
     tested = [p for p in sweep.plateaus.values() if p.source == TOKEN_LOSS_FILE]
-    if tested:
+    skipped = sweep.plateau_skipped
+    if tested or (skipped and not sweep.plateaus):  # nothing compared: not for want of per-token files
         md.append(
             f"Bands: 95 % CIs from {N_BOOT} bootstrap resamples of validation sequences (`{TOKEN_LOSS_FILE}`), "
             "independent of `--n-boot`. Runs without that file are drawn without a band."
@@ -56,9 +57,10 @@ def position_section(sweep: SweepFit, plots: dict[str, str]) -> list[str]:
             "needs the spread over validation sequences, which a mean curve does not carry)."
         )
     md += ["", f"![loss vs position]({plots['position']})", ""]
-    if not sweep.plateaus:
+    if not sweep.plateaus and not skipped:
         md.append(f"No `{REFERENCE_ARCH}` runs, so no position comparison.")
     md += [_line(a, p) for a, p in sweep.plateaus.items()]
+    md += [f"- **{a}**: {why}." for a, why in skipped.items()]
     if "ratio" in plots:
         if tested:
             text = METHOD.format(

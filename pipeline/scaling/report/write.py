@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.scaling.analyses.study import Study, analyse_study
+from pipeline.scaling.analyses.token_subset import TokenSelector
+from pipeline.scaling.records.sweep_dir import Source, source_dir
 from pipeline.scaling.report.analysis_sections import analysis_sections
 from pipeline.scaling.report.capacity_section import capacity_section
 from pipeline.scaling.report.context_gain_section import context_gain_lines
@@ -20,6 +22,7 @@ from pipeline.scaling.report.position_figures import draw_position_figures
 from pipeline.scaling.report.position_section import position_section
 from pipeline.scaling.report.source_length_section import source_length_report
 from pipeline.scaling.report.time_axis_section import draw_time_axis, time_axis_lines
+from pipeline.scaling.report.token_subset_section import token_subset_lines
 from pipeline.scaling.report.truncation_section import truncation_lines
 
 REPORT_FILE = "report.md"
@@ -34,6 +37,7 @@ def report_lines(study: Study, out_dir: Path) -> list[str]:
     return [
         *main_sections(sweep, plots),
         *position_section(sweep, plots),
+        *token_subset_lines(study.token_subset),
         "",
         *capacity_section(study.capacity, out_dir),
         *analysis_sections(sweep, out_dir),  # each section below is [] when the sweep has nothing for it
@@ -64,19 +68,21 @@ def memory_report_lines(study: Study, out_dir: Path) -> list[str]:
 
 
 def write_report(
-    sweep_dir: str | Path,
+    sweep_dir: Source,
     out_dir: str | Path | None = None,
     n_boot: int = 400,
     seed: int = 0,
     unigram_entropy: float | None = None,
     threshold: float = 0.9,
+    tokens: TokenSelector | None = None,
 ) -> Path:
     """Fit ``sweep_dir``, write fit.json, the figures and report.md into ``out_dir`` (default ``SWEEP_DIR``, next
-    to the run directories); returns the report.md path."""
-    study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy, threshold)
-    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    to the run directories); returns the report.md path. ``threshold``: the capacity law's; ``tokens``: a token
+    subset to score per run."""
+    study = analyse_study(sweep_dir, n_boot, seed, unigram_entropy, threshold=threshold, tokens=tokens)
+    out = Path(out_dir) if out_dir is not None else source_dir(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_fit_json(out, study.fit, study.time_axis, study.capacity, sweep_dir, list(study.unfinished),
+    write_fit_json(out, study.fit, study.time_axis, study.capacity, source_dir(sweep_dir), list(study.unfinished),
                    study.text_skipped)  # into --out, not the sweep  # fmt: skip
     path = out / REPORT_FILE
     path.write_text("".join(f"{line}\n" for line in report_lines(study, out)))

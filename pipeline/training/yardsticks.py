@@ -1,8 +1,9 @@
 """The issue-32 fields of a run's record, from its prepared data and (if asked) its final checkpoint.
 
 ``run_yardsticks`` gives ``unigram_xent`` for every text task, ``count_floors`` for LM runs, and ``truncation`` for
-LM runs whose ``train.eval_contexts`` is set (the run's newest checkpoint scored at those contexts). The sweep calls
-it as a run finishes (``run_one.py``); ``pipeline scaling rescore`` calls it for records written before.
+LM runs whose ``train.eval_contexts`` is set (the run's newest checkpoint scored at those contexts). The trainer
+calls it as any run finishes (``run_result.build_record``, for `pipeline train` and `pipeline sweep` alike);
+``pipeline scaling rescore`` calls it for records written before.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import model_vocab_size
-from pipeline.sweep.count_floors import count_floors, train_target_counts, unigram_xent
+from pipeline.training.count_floors import count_floors, train_target_counts, unigram_xent
 
 
 def run_yardsticks(cfg: Any, run_dir: Path, tokens: int, valid_id_counts: list[int] | np.ndarray,
