@@ -50,7 +50,11 @@ def contradictions(cfg: RunConfig) -> list[str]:
         out.append(f"optim.momentum={o.momentum} does nothing with optim.name=adamw (betas apply)")
     if o.name == "sgd" and o.betas != (0.9, 0.98):
         out.append(f"optim.betas={list(o.betas)} does nothing with optim.name=sgd")
-    for name in ("val_every", "ckpt_every", "log_every", "grad_reach_every"):
+    if t.val_every > t.max_steps:
+        out.append(
+            f"train.val_every={t.val_every} > train.max_steps={t.max_steps}: the run validates once, at its end"
+        )
+    for name in ("ckpt_every", "log_every", "grad_reach_every"):
         every = getattr(t, name)
         if every > t.max_steps:
             out.append(

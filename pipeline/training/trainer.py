@@ -287,7 +287,7 @@ def build_trainer(
         strategy=_strategy(cfg, accelerator),
         precision=t.precision,
         max_steps=t.max_steps,
-        val_check_interval=t.val_every,
+        val_check_interval=min(t.val_every, t.max_steps),  # a run always validates at its last step
         check_val_every_n_epoch=None,
         limit_val_batches=t.val_batches or None,
         num_sanity_val_steps=0,
