@@ -112,6 +112,17 @@ def _bound(w: dict[str, Any]) -> str:
     return f"{sign}{w['n_star']:.3g}"
 
 
+MIN_BOOT = 10  # fewer bootstrap resamples give no usable interval (the tests' fits use 20)
+
+
+def _boot_problem(args: argparse.Namespace) -> str | None:
+    """Why `--n-boot` cannot be used, or None; checked before any file is read (a negative count used to surface
+    as "every run learned nothing")."""
+    if args.n_boot != 0 and args.n_boot < MIN_BOOT:
+        return f"--n-boot must be 0 (point estimates only) or >= {MIN_BOOT} resamples per fit, got {args.n_boot}"
+    return None
+
+
 def _source(paths: list[str]) -> str | list[str]:
     """One path as itself (a sweep or a run directory), several as the run directories they are."""
     return paths[0] if len(paths) == 1 else paths
@@ -120,6 +131,9 @@ def _source(paths: list[str]) -> str | list[str]:
 def run_fit_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.fit_json import run_fit
 
+    if problem := _boot_problem(args):
+        print(f"pipeline scaling fit: error: {problem}", file=sys.stderr)
+        return 2
     try:
         result = run_fit(
             _source(args.sweep_dir),
@@ -140,6 +154,9 @@ def run_fit_command(args: argparse.Namespace) -> int:
 def run_report_command(args: argparse.Namespace) -> int:
     from pipeline.scaling.report.write import write_report
 
+    if problem := _boot_problem(args):
+        print(f"pipeline scaling report: error: {problem}", file=sys.stderr)
+        return 2
     try:
         path = write_report(
             _source(args.sweep_dir),

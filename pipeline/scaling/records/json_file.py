@@ -82,3 +82,15 @@ def save_json_atomic(path: str | Path, data: Any) -> Path:
         f.write("\n")
 
     return write_atomic(path, dump)
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; a file that is not UTF-8 JSON raises one ValueError naming it (a binary or truncated
+    run file would otherwise surface as a codec or parser message without the path)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e

@@ -14,11 +14,10 @@ Every run file is written atomically through `json_file.write_atomic`, with the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.scaling.records.json_file import save_json_atomic, write_text_atomic
+from pipeline.scaling.records.json_file import read_json, save_json_atomic, write_text_atomic
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -38,10 +37,7 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     path = Path(run_dir) / SUMMARY_FILE
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

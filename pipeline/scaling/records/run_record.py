@@ -7,13 +7,12 @@ bend every fitted exponent without any visible error.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.scaling.records.json_file import save_json_atomic
+from pipeline.scaling.records.json_file import read_json, save_json_atomic
 from pipeline.scaling.records.run_dir import RESULT_FILE as RESULT_FILE  # its home is run_dir
 
 
@@ -184,11 +183,7 @@ def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
 
 def load_record(path: str | Path) -> RunRecord:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    return record_from_dict(data, source=str(path))
+    return record_from_dict(read_json(path), source=str(path))
 
 
 def save_record(path: str | Path, record: RunRecord) -> Path:

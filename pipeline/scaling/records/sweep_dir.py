@@ -8,13 +8,13 @@ section use what this returns, and find each run's other files through `LoadedSw
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.scaling.records.json_file import read_json
 from pipeline.scaling.records.run_dir import RESULT_FILE
 from pipeline.scaling.records.run_record import RunRecord, load_record
 
@@ -57,9 +57,10 @@ def read_plan(sweep_dir: str | Path) -> list[str] | None:
     path = Path(sweep_dir) / PLAN_FILE
     if not path.is_file():
         return None
+    plan = read_json(path)
     try:
-        return [r["name"] for r in json.loads(path.read_text())["runs"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        return [r["name"] for r in plan["runs"]]
+    except (KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{path}: not a plan (expected {{'runs': [{{'name': ...}}, ...]}}): {e}") from e
 
 
