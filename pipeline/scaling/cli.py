@@ -119,7 +119,9 @@ def _boot_problem(args: argparse.Namespace) -> str | None:
     """Why `--n-boot` cannot be used, or None; checked before any file is read (a negative count used to surface
     as "every run learned nothing")."""
     if args.n_boot != 0 and args.n_boot < MIN_BOOT:
-        return f"--n-boot must be 0 (point estimates only) or >= {MIN_BOOT} resamples per fit, got {args.n_boot}"
+        return (
+            f"--n-boot must be 0 (point estimates only) or >= {MIN_BOOT} resamples per fit, got {args.n_boot}"
+        )
     return None
 
 

@@ -134,7 +134,10 @@ def test_shipped_configs_load_without_warnings(recwarn: pytest.WarningsRecorder)
             ["optim.warmup_steps=10"],
             r"optim.warmup_steps=10 >= train.max_steps=6: the run ends inside the warmup",
         ),
-        (["train.val_every=50"], r"train.val_every=50 > train.max_steps=6: the run validates once, at its end"),
+        (
+            ["train.val_every=50"],
+            r"train.val_every=50 > train.max_steps=6: the run validates once, at its end",
+        ),
         (["optim.schedule=halving", "optim.warmup_steps=0"], r"halve_every=0 never halves"),
         (["optim.momentum=0.9"], r"optim.momentum=0.9 does nothing with optim.name=adamw"),
     ],
