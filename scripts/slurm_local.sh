@@ -178,6 +178,9 @@ down() {
   fi
   local name pid
   for name in slurmd slurmctld munged; do  # reverse order of start
+    # munged is machine-wide: another local cluster that found it running reused it, so it stays while any
+    # slurmctld (another cluster's) still runs
+    [ "$name" = munged ] && pgrep -x -r R,S,D slurmctld >/dev/null && continue
     while read -r n pid; do [ "$n" = "$name" ] && stop_pid "$name" "$pid"; done <"$pids"
   done
   remove_hosts
