@@ -52,6 +52,9 @@ def make_wandb_logger(cfg: RunConfig, run_dir: Path) -> Any:
         offline=cfg.logging.wandb_mode == "offline",
         config={"slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0"))},
     )
+    # Lightning passes `anonymous=None` to wandb.init, and wandb warns about any value of that deprecated setting
+    # ("The anonymous setting has no effect"), one line in every run's output: leave it unset.
+    logger._wandb_init.pop("anonymous", None)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:
