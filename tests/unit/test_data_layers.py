@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.unit.import_graph import import_circles
+
 ROOT = Path(__file__).resolve().parents[2]
 # Preparation: reading corpora and writing shards. A training run only reads shards.
 PREPARATION = ("pipeline.data.prepare", "pipeline.data.sources")
@@ -93,34 +95,7 @@ def circles(modules: dict[str, Path]) -> list[list[str]]:
         m: {d for d in imports_of(m, p, modules) if not (p.name == "__init__.py" and d.startswith(m + "."))}
         for m, p in modules.items()
     }
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:  # Tarjan's algorithm
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in edges[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            group = []
-            while True:
-                w = stack.pop()
-                group.append(w)
-                if w == v:
-                    break
-            if len(group) > 1:
-                found.append(sorted(group))
-
-    for module in modules:
-        if module not in index:
-            visit(module)
-    return found
+    return import_circles(edges)
 
 
 def loader_module(modules: dict[str, Path]) -> str:

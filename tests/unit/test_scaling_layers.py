@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.import_graph import import_circles
+
 ROOT = Path(__file__).resolve().parents[2] / "pipeline" / "scaling"
 PACKAGE = "pipeline.scaling"
 LAYERS = ("records", "fits", "analyses", "report", "tools", "cli")  # bottom to top
@@ -74,39 +76,8 @@ def violations(root: Path) -> list[str]:
 
 
 def circles(root: Path) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan), each sorted."""
-    g = graph(root)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in g.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(g):
-        if v not in index:
-            visit(v)
-    return found
+    """Strongly connected components of more than one module, each sorted."""
+    return import_circles(graph(root))
 
 
 def test_every_scaling_module_sits_in_a_layer() -> None:
