@@ -1,6 +1,7 @@
 """A finished run's record, ``<run_dir>/result.json`` (`pipeline.scaling.records.run_record`), written by the
-trainer at the end of every run that reached ``train.max_steps``, whether `pipeline train` or `pipeline sweep`
-started it: the same file, so `pipeline scaling report/fit/compare` read either.
+trainer at the end of every finished run (at ``train.max_steps``, or earlier where ``train.stop_at_accuracy``
+stopped it: the record's ``early_stop``), whether `pipeline train` or `pipeline sweep` started it: the same file,
+so `pipeline scaling report/fit/compare` read either.
 
 The record keeps the tokens actually trained on, FLOPs per token from the model's own estimate at the corpus' mean
 lengths (with and without the output projection), epochs, every validation point, the loss by target position, the
@@ -64,7 +65,7 @@ def build_record(cfg: RunConfig, summary: dict[str, Any], wall_time_s: float) ->
                 "loss_by_position_min_share": MIN_POSITION_SHARE},
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
-        answer_metrics=summary.get("answer_metrics") or {},
+        answer_metrics=summary.get("answer_metrics") or {}, early_stop=summary.get("early_stop") or {},
         **run_yardsticks(cfg, run_dir, tokens, token_counts),  # issue 32: unigram_xent, KN floors, truncation
     )  # fmt: skip
     return record

@@ -57,6 +57,10 @@ def test_every_task_key_is_in_the_help_table() -> None:
         (COPY, ["data.copy.min_len=5"], "data.copy.max_len=4: must be an int >= min_len=5"),
         (COPY, ["data.copy.eval_min_len=7"], "data.copy.eval_max_len=6: must be an int >= eval_min_len=7"),
         ([*COPY, ROOT / "configs/tiny/lstm.yaml"], [], "must be False when task='lm' (data.task=copy"),
+        (MQAR, ["train.stop_at_accuracy=1.5"], "train.stop_at_accuracy=1.5 must be in (0, 1]"),
+        (MQAR, ["train.stop_at_accuracy=0"], "train.stop_at_accuracy=0.0 must be in (0, 1]"),
+        ([*TINY, ROOT / "configs/tiny/transformer.yaml"], ["train.stop_at_accuracy=0.9"],
+         "train.stop_at_accuracy=0.9 needs data.task=mqar or copy (it stops on the answer accuracy), but data.task=translation"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_naming_the_key(configs: list, overrides: list[str], says: str) -> None:
