@@ -16,7 +16,13 @@ from pipeline.data.memory_spec import memory_spec
 from pipeline.data.memory_tasks import IGNORE
 from pipeline.data.prepare.memory_shards import ensure_memory_prepared, generate, prepare_memory
 from pipeline.data.stream.loader import build_loader
-from pipeline.training.answer_metrics import AnswerTally, answer_logits, answer_loss, validation_nll
+from pipeline.training.answer_metrics import (
+    AnswerForward,
+    AnswerTally,
+    answer_logits,
+    answer_loss,
+    validation_nll,
+)
 from pipeline.training.run_data import prepare_run_data
 from pipeline.training.run_model import run_model
 from tests.conftest import ROOT, TINY
@@ -194,7 +200,7 @@ def test_every_architecture_trains_a_step_on_answers_only(case: str, mqar_batch:
     assert model.config.task == "lm"
     full = model.lm_forward(batch["tgt_in"])  # [B, T, V]: the answer-only loss must equal its masked mean
     reference = F.cross_entropy(full.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=0)
-    loss = answer_loss(model, batch)
+    loss = answer_loss(AnswerForward(model), batch)
     torch.testing.assert_close(loss, reference)
     logits, targets, where = answer_logits(model, batch["tgt_in"], batch["tgt_out"])
     assert logits.shape == (int(where.sum()), cfg.data.mqar.vocab_size) and (targets >= 16).all()
