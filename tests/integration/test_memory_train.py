@@ -16,6 +16,7 @@ from pipeline.config import RunConfig, load_config
 from pipeline.scaling.records.run_record import load_record
 from pipeline.sweep.run_one import train_run
 from pipeline.training.logged_metrics import read_metric
+from pipeline.training.run_model import run_model
 from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY
 
@@ -38,6 +39,14 @@ def test_tiny_mqar_run_records_answer_metrics_and_a_transformer_learns_it(tmp_pa
     assert abs(summary["valid_loss"] - m["loss"]) < 1e-5  # valid/loss is the answers' loss
     assert list(read_metric(run, "valid/accuracy").values())[-1] == m["accuracy"]
     assert "bleu" not in summary
+    # FLOPs: the output projection runs at the answers only (N = 2 of L = 16 positions), and so it is counted
+    record = load_record(run / "result.json")
+    model = run_model(load_config([run / "config.yaml"]))
+    full, output = model.flops_per_token(0, 16), model.output_flops_per_token()
+    assert record.config["output_projection_share"] == 2 / 16
+    assert record.flops_per_token == pytest.approx(full - output * (1 - 2 / 16), rel=1e-12)
+    assert record.flops_per_token_no_output == pytest.approx(full - output, rel=1e-12)
+    assert record.compute == pytest.approx(record.flops_per_token * record.tokens, rel=1e-12)
 
 
 def test_tiny_copy_sweep_run_writes_exact_match_by_length(tmp_path: Path) -> None:

@@ -287,3 +287,30 @@ def test_a_memory_section_the_task_does_not_read_is_a_warning() -> None:
         load_config([*TINY, ROOT / "configs/tiny/transformer.yaml"], ["data.mqar.n_pairs=3"])
     with pytest.warns(ConfigWarning, match=r"data\.copy\.\* does nothing with data\.task=mqar"):
         load_config(MQAR, ["data.copy.max_len=3"])
+
+
+def test_flop_count_of_an_answer_only_step_is_the_projection_at_the_answers(
+    mqar_batch: tuple[Path, dict],
+) -> None:
+    """FlopCounterMode on one answer-only training step (forward + backward) of the Transformer (every matmul
+    visible to it) equals the model's FLOPs with the output projection counted at the answers only: what the
+    record's `flops_per_token` counts (pipeline/training/run_result.py, docs/flops.md)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, batch = mqar_batch
+    torch.manual_seed(0)
+    model = run_model(load_config(MQAR))
+    rows, length = batch["tgt_in"].shape
+    answers = int((batch["tgt_out"] != 0).sum())
+    assert answers == rows * 2  # N = 2 queries a row
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        answer_loss(AnswerForward(model), batch).backward()
+    full, output = model.flops_per_token(0, length), model.output_flops_per_token()
+    assert output == 6 * 32 * 32  # 3 x 2 d V
+    counted = (full - output * (1 - answers / (rows * length))) * rows * length
+    assert counter.get_total_flops() == pytest.approx(counted, rel=1e-12)
+    # the projection at every position (what flops_per_token alone counts) is not what ran
+    assert full * rows * length - counter.get_total_flops() == pytest.approx(
+        output * (rows * length - answers)
+    )

@@ -24,7 +24,9 @@ class RunRecord:
     arch: str
     params: int
     non_embedding_params: int
-    flops_per_token: float  # training FLOPs per target token, from the model's own estimate
+    # training FLOPs per target token, from the model's own estimate; a memory task's output projection counted at
+    # its answers only, where it runs (config["output_projection_share"], docs/flops.md)
+    flops_per_token: float
     tokens: int  # target tokens trained on (repeats included)
     compute: float  # flops_per_token * tokens
     epochs: float  # tokens / target tokens in the corpus; > 1 means data was repeated
