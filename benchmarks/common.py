@@ -152,11 +152,11 @@ def synthetic_batches(
 
 
 def batch_flops(model: Seq2SeqModel, batch: Batch) -> float:
-    """Training FLOPs of one batch from the model's analytic estimate, exactly as `ThroughputCallback` counts."""
-    n_tgt = int(batch["n_tokens"])
-    n_src = int(batch.get("n_src_tokens", n_tgt))
-    rows = max(1, int(batch["src"].shape[0]))
-    return model.flops_per_token(max(1, round(n_src / rows)), max(1, round(n_tgt / rows))) * n_tgt
+    """Training FLOPs of one batch from the model's analytic estimate, exactly as `ThroughputCallback` counts
+    (a language-model batch has source length 0; a memory task's output projection runs at its answers only)."""
+    from pipeline.training.throughput import batch_flops_per_token
+
+    return batch_flops_per_token(model, batch) * int(batch["n_tokens"])
 
 
 @dataclass(frozen=True)

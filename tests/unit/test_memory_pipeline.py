@@ -310,6 +310,9 @@ def test_flop_count_of_an_answer_only_step_is_the_projection_at_the_answers(
     assert output == 6 * 32 * 32  # 3 x 2 d V
     counted = (full - output * (1 - answers / (rows * length))) * rows * length
     assert counter.get_total_flops() == pytest.approx(counted, rel=1e-12)
+    from pipeline.training.throughput import batch_flops_per_token  # the run's logged FLOP/s count the same
+
+    assert batch_flops_per_token(model, batch) * int(batch["n_tokens"]) == pytest.approx(counted, rel=1e-12)
     # the projection at every position (what flops_per_token alone counts) is not what ran
     assert full * rows * length - counter.get_total_flops() == pytest.approx(
         output * (rows * length - answers)
