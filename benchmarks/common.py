@@ -254,8 +254,7 @@ class PlainLoop:
         dtype = self.autocast_dtype
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with autocast:
-            logits = self.forward(batch["src"], batch["src_mask"], batch["tgt_in"])
-            loss = self.loss_fn(logits, batch["tgt_out"], self.optim.label_smoothing)
+            loss = self.loss(batch)
         self.scaler.scale(loss).backward()
         if self.optim.grad_clip:
             self.scaler.unscale_(self.opt)
@@ -264,6 +263,11 @@ class PlainLoop:
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The step's forward and loss (a subclass may score other positions: benchmarks/bench_mqar.py)."""
+        logits = self.forward(batch["src"], batch["src_mask"], batch["tgt_in"])
+        return self.loss_fn(logits, batch["tgt_out"], self.optim.label_smoothing)
 
     def run(self, batches: list[Batch], warmup: int, steps: int) -> Timing:
         """Train `warmup + steps` steps over `batches` (cycled) and time the last `steps`."""
