@@ -14,14 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.config import (
-    MEMORY_TASKS,
-    RunConfig,
-    describe_keys,
-    format_config,
-    load_config,
-    save_config,
-)
+from pipeline.config import MEMORY_TASKS, RunConfig, describe_keys, format_config, load_config, save_config
 from pipeline.training.process_exit import TrainProcess, exit_process, release_process_group
 
 

@@ -11,6 +11,8 @@ lstm_no_cell_residual 25, residual_lstm 13, lstm 9, lstm_newton 1: its solver st
 inductor's fixed start-up and the C++ build, so smaller models would not save much. The models are as small as their configs allow (d_model 8, one layer where allowed) to
 keep the graphs short; the six architectures are six distinct programs (attention; nn.LSTM; residual adds
 around nn.LSTM; a TorchScript loop in an autograd.Function; a log-space scan; data-dependent Newton iterations).
+The memory-task test compiles one more graph (an LSTM's `lm_hidden` and the projection at the answers): 22 s
+(`pytest tests/unit/test_compile.py -k memory`, same machine and load).
 """
 
 from __future__ import annotations
