@@ -152,11 +152,11 @@ def synthetic_batches(
 
 
 def batch_flops(model: Seq2SeqModel, batch: Batch) -> float:
-    """Training FLOPs of one batch from the model's analytic estimate, exactly as `ThroughputCallback` counts."""
-    n_tgt = int(batch["n_tokens"])
-    n_src = int(batch.get("n_src_tokens", n_tgt))
-    rows = max(1, int(batch["src"].shape[0]))
-    return model.flops_per_token(max(1, round(n_src / rows)), max(1, round(n_tgt / rows))) * n_tgt
+    """Training FLOPs of one batch from the model's analytic estimate, exactly as `ThroughputCallback` counts
+    (a language-model batch has source length 0; a memory task's output projection runs at its answers only)."""
+    from pipeline.training.throughput import batch_flops_per_token
+
+    return batch_flops_per_token(model, batch) * int(batch["n_tokens"])
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,7 @@ class PlainLoop:
         dtype = self.autocast_dtype
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with autocast:
-            logits = self.forward(batch["src"], batch["src_mask"], batch["tgt_in"])
-            loss = self.loss_fn(logits, batch["tgt_out"], self.optim.label_smoothing)
+            loss = self.loss(batch)
         self.scaler.scale(loss).backward()
         if self.optim.grad_clip:
             self.scaler.unscale_(self.opt)
@@ -264,6 +263,11 @@ class PlainLoop:
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The step's forward and loss (a subclass may score other positions: benchmarks/bench_mqar.py)."""
+        logits = self.forward(batch["src"], batch["src_mask"], batch["tgt_in"])
+        return self.loss_fn(logits, batch["tgt_out"], self.optim.label_smoothing)
 
     def run(self, batches: list[Batch], warmup: int, steps: int) -> Timing:
         """Train `warmup + steps` steps over `batches` (cycled) and time the last `steps`."""

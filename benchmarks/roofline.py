@@ -15,8 +15,8 @@ how long a run must be for compiling to pay (None where the compiled step is not
 
 Sizes: `tiny` (configs/tiny models, 256-token real batches), `demo` (configs/demo models, 2048-token batches) and
 `recall-d<d>-L<L>` (decoder-only language models as the recall study trains them: width d, 2 layers, 64 rows of L
-tokens, synthetic tokens over a 256-token vocabulary with full logits; the memory-task branch's answer-only
-projection is not here yet, so its output cost is the full one). `lstm_no_cell_residual` and `minlstm` have no
+tokens, synthetic tokens over a 256-token vocabulary with full logits, so the output cost is the full one; the
+memory tasks' answer-only step is timed by benchmarks/bench_mqar.py). `lstm_no_cell_residual` and `minlstm` have no
 demo file: they take the demo LSTM's keys. `lstm_newton` is `lstm` with `recurrence: newton`.
 
 `step_vs_lstm` is each row's seconds per step over `lstm`'s at the same size and mode: the hand-written recurrences'

@@ -3,6 +3,7 @@
     python -m benchmarks.run                      # CPU, fp32, 1 thread, ~6-10 min on 2 cores: the committed results
     python -m benchmarks.run --quick              # tiny sizes, < 2 min, writes to runs/bench-quick (smoke test)
     python -m benchmarks.run --device cuda --precision bf16-mixed   # GPU: larger sizes, cuDNN LSTM, MFU vs bf16 peak
+    python -m benchmarks.run --suites mqar --mqar d_model=64 rows=512  # one MQAR step per arch at another shape
 
 One JSON per device/precision (`<out>/<tag>.json`); SUMMARY.md is rebuilt from every JSON in `<out>`, so a GPU run
 adds its section next to the CPU one instead of replacing it.
@@ -21,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost", "prepare", "roofline")
+SUITES = ("throughput", "seq_len", "loader", "fixes", "decode", "cost", "prepare", "roofline", "mqar")
 # not in --quick by default: old-vs-new preparation runs subprocesses; the roofline compiles every model (minutes)
 NOT_QUICK = ("prepare", "roofline")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", nargs="+", default=None, help="throughput sizes (default depends on the device)"
     )
+    parser.add_argument("--mqar", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="the mqar suite's shape over its default (or --quick's), e.g. d_model=64 rows=512; "
+                        "keys: benchmarks/bench_mqar.py MqarShape")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -82,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    from benchmarks.bench_mqar import parse_shape
+
+    try:
+        mqar_shape = parse_shape(args.mqar, args.quick)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     from benchmarks import bench_cost, bench_decode, fixes, loader, seq_len, throughput
     from benchmarks.common import BenchSettings, machine_info
@@ -125,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import roofline
 
             result["suites"]["roofline"] = roofline.run(settings, data, out)
+        elif suite == "mqar":  # one MQAR step per architecture, pipeline vs plain (benchmarks/bench_mqar.py)
+            from benchmarks import bench_mqar
+
+            result["suites"]["mqar"] = bench_mqar.run(settings, mqar_shape)
         elif suite == "decode":  # also written alone as <out>/decode_<device>.json
             result["suites"]["decode"] = bench_decode.run(settings, out)
         else:

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks.mqar_summary import MQAR_HEAD, mqar_rows, mqar_section
 from benchmarks.roofline_summary import ROOFLINE_HEAD, roofline_rows, roofline_section
 
 CLOCKS = {
@@ -136,6 +137,7 @@ def print_table(result: dict[str, Any]) -> None:
     tables.append(("tokens/s vs sequence length", *seq_len_rows(result)))
     tables.append(("data loader vs trainer", LOADER_HEAD, loader_rows(result)))
     tables.append(("roofline: eager vs compiled (median [min, max])", ROOFLINE_HEAD, roofline_rows(result)))
+    tables.append(("one MQAR step: pipeline vs plain loop (median [min, max])", MQAR_HEAD, mqar_rows(result)))
     for title, head, rows in tables:
         if not rows:
             continue
@@ -230,7 +232,7 @@ def result_section(result: dict[str, Any]) -> list[str]:
             *_md_table(FIXES_HEAD, fixes_rows(result)),
             "",
         ]
-    return lines + roofline_section(result)
+    return lines + roofline_section(result) + mqar_section(result)
 
 
 def write_summary(out: Path, name: str = "SUMMARY.md") -> Path:

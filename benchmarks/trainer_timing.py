@@ -96,14 +96,15 @@ def _rates(row: dict[str, Any], runs: dict[str, Timing]) -> dict[str, Any]:
 
 
 def repeat(settings: BenchSettings, cfg: RunConfig, batches: list[dict], warmup: int, steps: int,
-           r: int) -> dict[str, Any]:  # fmt: skip
-    """Repeat `r` of one trainer-vs-plain comparison; the method follows the device (see module docstring)."""
+           r: int, plain_loop: type[PlainLoop] = PlainLoop) -> dict[str, Any]:  # fmt: skip
+    """Repeat `r` of one trainer-vs-plain comparison; the method follows the device (see module docstring).
+    `plain_loop`: the hand-written step's class (a memory task's scores its answers only)."""
     from pipeline.training.module import Seq2SeqModule
 
     torch.manual_seed(0)
     module = Seq2SeqModule(cfg)
-    plain = PlainLoop(copy.deepcopy(module.model), cfg.optim, warmup + steps, settings.torch_device,
-                      settings.precision)  # fmt: skip
+    plain = plain_loop(copy.deepcopy(module.model), cfg.optim, warmup + steps, settings.torch_device,
+                       settings.precision)  # fmt: skip
     if settings.device == "cpu":
         where = ("end", "start")[r % 2]
         clock = TrainerClock(warmup, steps, plain, plain_at=where)

@@ -87,6 +87,11 @@ def contradictions(cfg: RunConfig) -> list[str]:
 
 def check_cross_keys(cfg: RunConfig) -> None:
     """Combinations that cannot run anywhere."""
+    if cfg.train.stop_at_accuracy is not None and cfg.data.task not in MEMORY_TASKS:
+        raise ConfigError(
+            f"train.stop_at_accuracy={cfg.train.stop_at_accuracy} needs data.task=mqar or copy (it stops on "
+            f"the answer accuracy), but data.task={cfg.data.task}"
+        )
     if cfg.train.precision == "16-mixed" and cfg.train.accelerator == "cpu":
         raise ConfigError(
             "train.precision=16-mixed needs a GPU but train.accelerator=cpu; use 32-true or bf16-mixed"

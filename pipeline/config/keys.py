@@ -146,7 +146,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(value)
         if hint is int or text.startswith("int"):
             return _number(value, integer=True)
-        if hint is float:
+        if hint is float or text.startswith("float"):  # `float | None`: None was handled above
             return _number(value, integer=False)
         if origin is tuple:
             items = value if isinstance(value, list | tuple) else load_yaml(str(value))

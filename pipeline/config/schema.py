@@ -101,6 +101,13 @@ class TrainConfig:
         "pay: pipeline/training/compile.py); a model that cannot compile warns once and trains eager",
         choices=("none", "model", "auto"),
     )
+    stop_at_accuracy: float | None = key(
+        None,
+        "data.task=mqar/copy: stop at the first validation whose answer accuracy is >= this (Zoology stops at "
+        "0.99); the record's early_stop says where; null = train to max_steps",
+        gt=0,
+        le=1,
+    )
     grad_reach_every: int = key(0, "steps between gradient-norm-by-position measurements (0 = off)", ge=0)
     ckpt_every: int = key(0, "steps between checkpoints (0 = every val_every); preemption also saves", ge=0)
     keep_checkpoints: int = key(2, "newest step checkpoints kept besides last.ckpt", ge=0)

@@ -140,6 +140,12 @@ class Seq2SeqModel(nn.Module):
         """Training FLOPs (forward + backward = 3 x forward) per target token; see docs/flops.md."""
         raise NotImplementedError
 
+    def output_flops_per_token(self) -> float:
+        """The output projection's share of `flops_per_token`: 3 x 2 d V per position it runs at. A loss scored at a
+        few positions (the memory tasks' answers) runs it there only, so the trainer's record counts it at those
+        positions (pipeline/training/run_result.py, docs/flops.md)."""
+        return 6.0 * self.out_proj.in_features * self.out_proj.out_features
+
     def state_floats(self, seq_len: int, src_len: int = 0) -> int:
         """Floats the model carries from one position to the next after reading `src_len` source and `seq_len`
         target tokens: what bounds how much context it can recall (issue 31; Arora et al. 2024, Thm 3.1). The

@@ -14,6 +14,7 @@ import pipeline.training.trainer
 from pipeline.config import RunConfig, load_config
 from pipeline.scaling.records.run_dir import RESULT_FILE
 from pipeline.scaling.records.run_record import RunRecord, load_record
+from pipeline.training.finished_run import is_finished
 from pipeline.training.process_exit import TrainProcess
 
 
@@ -43,7 +44,7 @@ def train_run(configs: list[str], overrides: list[str], delete_checkpoints: bool
             summary["preempted"],
             f"{run_dir}: {summary['preempted']} at step {summary['steps']}; checkpointed",
         )
-    if summary["steps"] < cfg.train.max_steps:
+    if not is_finished(summary, cfg.train.max_steps):
         raise RuntimeError(f"{run_dir}: stopped at step {summary['steps']} of {cfg.train.max_steps}")
     record = load_record(run_dir / RESULT_FILE)  # written by the trainer at the run's end
     if delete_checkpoints:

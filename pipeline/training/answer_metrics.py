@@ -1,7 +1,8 @@
 """Answer-only loss and accuracy of the known-truth memory tasks (issue 31), tallied by bucket for the record.
 
 Only answer positions are scored, so only they go through the output projection: the model's `lm_hidden` states
-are gathered at the answers and projected there (`answer_logits`), which on a small model is most of a step's
+are gathered at the answers and projected there (`answer_logits`; in training `AnswerForward`, which
+`train.compile` compiles), which on a small model is most of a step's
 work saved (a [B, T, V] logit tensor becomes [answers, V]). The tally keeps, per bucket, answers, correct answers
 (argmax == target) and the summed NLL; for copy also strings and exactly copied strings. Buckets: MQAR by query
 distance (query position minus its key's position), log2-spaced [2^b, 2^(b+1)); copy by string length. Its
@@ -11,6 +12,7 @@ capacity-law fit resamples answers (`pipeline/scaling/fits/capacity_law.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,19 +21,53 @@ import torch.nn.functional as F
 from pipeline.data.tokenizer import PAD_ID
 
 
+def answer_positions(tgt_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat indices Long[K] of the K answer positions of `tgt_out` [B, T], row-major, and where Bool[B, T])."""
+    where = tgt_out != PAD_ID
+    return where.flatten().nonzero().squeeze(1), where
+
+
+def project_answers(model: torch.nn.Module, tgt_in: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Float[K, V]: the model's `lm_hidden` states at the flat positions `index`, through its output projection."""
+    hidden = model.lm_hidden(tgt_in)
+    return model.out_proj(hidden.flatten(0, 1).index_select(0, index))
+
+
+class AnswerForward(torch.nn.Module):
+    """The memory tasks' training forward, `(tgt_in, index) -> Float[K, V]` (`project_answers`), as one module so
+    that `train.compile` compiles the recurrence or attention and the answer projection together, the way it
+    compiles the whole model for the other tasks (pipeline/training/compile.py). The answers' positions come in as
+    an index found outside it (`answer_positions`): a boolean mask's data-dependent size would break the graph.
+    It holds the model without owning it (the training module keeps the weights and the state dict)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = model
+        self.config = getattr(model, "config", None)  # compile.dynamic_shapes reads the model's task
+
+    def forward(self, tgt_in: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return project_answers(self.lm, tgt_in, index)
+
+
 def answer_logits(
     model: torch.nn.Module, tgt_in: torch.Tensor, tgt_out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits Float[K, V] at the K answer positions, their targets Long[K], where Bool[B, T])."""
-    where = tgt_out != PAD_ID
-    hidden = model.lm_hidden(tgt_in)
-    return model.out_proj(hidden[where]), tgt_out[where], where
+    index, where = answer_positions(tgt_out)
+    return project_answers(model, tgt_in, index), tgt_out.flatten().index_select(0, index), where
 
 
-def answer_loss(model: torch.nn.Module, batch: dict[str, Any], label_smoothing: float = 0.0) -> torch.Tensor:
+def answer_loss(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: dict[str, Any],
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """The training loss: cross-entropy averaged over the batch's answer tokens (equal to the full-logits loss
-    with padding ignored, at a fraction of the projection's cost)."""
-    logits, targets, _ = answer_logits(model, batch["tgt_in"], batch["tgt_out"])
+    with padding ignored, at a fraction of the projection's cost). `forward`: an `AnswerForward`, or the training
+    module's `TrainingForward` around one (compiled or eager)."""
+    index, _ = answer_positions(batch["tgt_out"])
+    logits = forward(batch["tgt_in"], index)
+    targets = batch["tgt_out"].flatten().index_select(0, index)
     return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
 
 

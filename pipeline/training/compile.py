@@ -2,7 +2,9 @@
 
 What is compiled: the whole model's forward (`torch.compile(model)`: dynamo traces the embeddings, the stacks, the
 attention and the output projection into one graph and AOTAutograd builds its backward), used by the training step
-only. Validation and decoding stay eager: they run a few batches of other shapes, and each new shape or grad mode
+only. For the memory tasks (`data.task: mqar | copy`) the training forward is `AnswerForward` (the model's
+`lm_hidden` and the output projection at the answer positions only, pipeline/training/answer_metrics.py), compiled
+the same way under the same settings. Validation and decoding stay eager: they run a few batches of other shapes, and each new shape or grad mode
 would be one more compile. The per-step alternative (compiling the recurrent cell's step alone) was measured in
 pipeline/models/recurrent_cell.py (24 s to compile, slower than TorchScript's loop), so it is not offered.
 

@@ -15,7 +15,13 @@ import torch.nn.functional as F
 
 from pipeline.config import MEMORY_TASKS, RunConfig, config_from_dict, to_dict
 from pipeline.data.tokenizer import PAD_ID
-from pipeline.training.answer_metrics import AnswerTally, answer_loss, run_facts, validation_nll
+from pipeline.training.answer_metrics import (
+    AnswerForward,
+    AnswerTally,
+    answer_loss,
+    run_facts,
+    validation_nll,
+)
 from pipeline.training.compile import TrainingForward
 from pipeline.training.run_data import target_width
 from pipeline.training.run_model import run_model
@@ -64,9 +70,15 @@ class Seq2SeqModule(L.LightningModule):
         self.cfg = config if isinstance(config, RunConfig) else config_from_dict(config, "checkpoint config")
         self.save_hyperparameters({"config": to_dict(self.cfg)})
         self.model = run_model(self.cfg)
-        # train.compile: the training step's forward, compiled or eager (validation and decoding stay eager)
+        # data.task=mqar/copy: only answers are scored (and projected); the last validation's answer metrics
+        self.memory_task = self.cfg.data.task if self.cfg.data.task in MEMORY_TASKS else None
+        # train.compile: the training step's forward, compiled or eager (validation and decoding stay eager); for
+        # a memory task that forward is lm_hidden + the projection at the answers (AnswerForward)
         self.train_forward = TrainingForward(
-            self.model, self.cfg.train.compile, self.cfg.model, self.cfg.train.max_steps
+            AnswerForward(self.model) if self.memory_task else self.model,
+            self.cfg.train.compile,
+            self.cfg.model,
+            self.cfg.train.max_steps,
         )
         self._val_nll = torch.zeros(())
         self._val_tokens = torch.zeros(())
@@ -78,8 +90,6 @@ class Seq2SeqModule(L.LightningModule):
         self._val_src_lens: list[torch.Tensor] = []
         self._val_keys: list[str] = []
         self._val_tokens_in: list[tuple[torch.Tensor, torch.Tensor]] = []  # (targets, inputs) per batch
-        # data.task=mqar/copy: only answers are scored (and projected); the last validation's answer metrics
-        self.memory_task = self.cfg.data.task if self.cfg.data.task in MEMORY_TASKS else None
         self._answers: Any = None
         self.answer_metrics: dict[str, Any] | None = None
 
@@ -88,8 +98,10 @@ class Seq2SeqModule(L.LightningModule):
         return self.model(src, src_mask, tgt_in)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        if self.memory_task:  # answers only: not through train.compile (the projection runs at the answers)
-            loss = answer_loss(self.model, batch, self.cfg.optim.label_smoothing)
+        if (
+            self.memory_task
+        ):  # answers only: the projection runs at the answers (compiled with the model or not)
+            loss = answer_loss(self.train_forward, batch, self.cfg.optim.label_smoothing)
         else:
             logits = self.train_forward(batch["src"], batch["src_mask"], batch["tgt_in"])
             loss = seq2seq_train_loss(logits, batch["tgt_out"], self.cfg.optim.label_smoothing)

@@ -1,9 +1,10 @@
 """A finished run's record, ``<run_dir>/result.json`` (`pipeline.scaling.records.run_record`), written by the
-trainer at the end of every run that reached ``train.max_steps``, whether `pipeline train` or `pipeline sweep`
-started it: the same file, so `pipeline scaling report/fit/compare` read either.
+trainer at the end of every finished run (at ``train.max_steps``, or earlier where ``train.stop_at_accuracy``
+stopped it: the record's ``early_stop``), whether `pipeline train` or `pipeline sweep` started it: the same file,
+so `pipeline scaling report/fit/compare` read either.
 
 The record keeps the tokens actually trained on, FLOPs per token from the model's own estimate at the corpus' mean
-lengths (with and without the output projection), epochs, every validation point, the loss by target position, the
+lengths (with and without the output projection; with it counted only where it runs, at a memory task's answers), epochs, every validation point, the loss by target position, the
 unigram entropy of the validation targets (a run at or above it learned nothing but token frequencies), the seed
 and learning rate, the measured time with the hardware it ran on, a memory task's answer metrics, and the issue-32
 yardsticks (`yardsticks.run_yardsticks`: the train-unigram cross-entropy, an LM run's Kneser-Ney floors and, with
@@ -44,7 +45,9 @@ def build_record(cfg: RunConfig, summary: dict[str, Any], wall_time_s: float) ->
     train = read_manifest(cfg.data.dir)["splits"]["train"]
     src_len, tgt_len, epoch_tokens = mean_lengths(cfg, train)
     model = run_model(cfg)
-    fpt = float(model.flops_per_token(src_len, tgt_len, **newton_iterations(cfg, run_dir)))
+    full = float(model.flops_per_token(src_len, tgt_len, **newton_iterations(cfg, run_dir)))
+    output, share = model.output_flops_per_token(), projected_share(cfg, train)
+    fpt = full - output * (1.0 - share)  # the output projection where it runs: every target, or the answers
     tokens = int(summary["tokens"])
     final = float(summary["valid_loss"])
     history = by_steps_trained(read_metric(run_dir, "valid/loss"))
@@ -56,15 +59,17 @@ def build_record(cfg: RunConfig, summary: dict[str, Any], wall_time_s: float) ->
              for step, loss in sorted(history.items())]  # fmt: skip
     record = RunRecord(
         run=cfg.name, arch=cfg.arm or cfg.model["arch"], params=int(summary["params"]),
-        non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt, tokens=tokens,
+        non_embedding_params=int(summary["non_embedding_params"]), flops_per_token=fpt,
+        flops_per_token_no_output=full - output, tokens=tokens,
         compute=fpt * tokens, epochs=tokens / epoch_tokens, final_valid_loss=final,
         best_valid_loss=min([final, *history.values()]), loss_by_position=positions,
         wall_time_s=round(wall_time_s, 2),
         config={**to_dict(cfg), "mean_lengths": {"src": src_len, "tgt": tgt_len}, "task": cfg.data.task,
+                "output_projection_share": share,
                 "loss_by_position_min_share": MIN_POSITION_SHARE},
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
-        answer_metrics=summary.get("answer_metrics") or {},
+        answer_metrics=summary.get("answer_metrics") or {}, early_stop=summary.get("early_stop") or {},
         **run_yardsticks(cfg, run_dir, tokens, token_counts),  # issue 32: unigram_xent, KN floors, truncation
     )  # fmt: skip
     return record
@@ -82,6 +87,14 @@ def mean_lengths(cfg: Any, train: dict[str, Any]) -> tuple[int, int, int]:
         return 0, round(train["tgt_tokens"] / samples), int(train["tgt_tokens"])
     src, tgt = round(train["src_tokens"] / samples), round(train["tgt_tokens"] / samples) + 1  # + EOS
     return src, tgt, int(train["tgt_tokens"]) + samples
+
+
+def projected_share(cfg: Any, train: dict[str, Any]) -> float:
+    """The share of the trained tokens at which the output projection runs: 1, or for a memory task (projected at
+    its answers only, `answer_metrics.AnswerForward`) the train split's answers over its tokens (N / L for MQAR)."""
+    if cfg.data.task not in ("mqar", "copy"):
+        return 1.0
+    return int(train["answers"]) / max(1, int(train["tgt_tokens"]))
 
 
 def newton_iterations(cfg: Any, run_dir: Path) -> dict[str, Any]:

@@ -41,6 +41,16 @@ def batch_lengths(batch: dict[str, Any]) -> tuple[int, int]:
     return max(1, round(int(batch.get("n_src_tokens", n_tgt)) / rows)), tgt_len
 
 
+def batch_flops_per_token(model: Any, batch: dict[str, Any]) -> float:
+    """`flops_per_token` at the batch's lengths, with the output projection counted where it runs: at every
+    target, or for a memory-task batch at its `n_answers` of `n_tokens` positions only (docs/flops.md)."""
+    fpt = float(model.flops_per_token(*batch_lengths(batch)))
+    answers = batch.get("n_answers")
+    if answers is not None:
+        fpt -= model.output_flops_per_token() * (1.0 - int(answers) / max(1, int(batch["n_tokens"])))
+    return fpt
+
+
 class ThroughputCallback(L.Callback):
     def __init__(self, log_every: int = 10) -> None:
         self.log_every = log_every
@@ -107,7 +117,7 @@ class ThroughputCallback(L.Callback):
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: dict, batch_idx: int
     ) -> None:
         n_tgt = int(batch["n_tokens"])
-        fpt = pl_module.model.flops_per_token(*batch_lengths(batch))
+        fpt = batch_flops_per_token(pl_module.model, batch)
         self._tokens += n_tgt
         self.total_tokens += n_tgt
         self._flops += fpt * n_tgt

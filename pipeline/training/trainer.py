@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.config import RunConfig, describe_keys, format_config, load_config, save_config
+from pipeline.config import MEMORY_TASKS, RunConfig, describe_keys, format_config, load_config, save_config
 from pipeline.training.process_exit import TrainProcess, exit_process, release_process_group
 
 
@@ -200,9 +200,11 @@ class RunCallbacks:
     grad_reach: Any = None
     nonfinite: Any = None
     clock: Any = None
+    accuracy_stop: Any = None  # memory tasks: `train.stop_at_accuracy` (accuracy_stop.py)
 
     def as_list(self) -> list[Any]:
         first = [c for c in (self.grad_reach, self.nonfinite, self.clock) if c is not None]
+        last = [c for c in (self.accuracy_stop,) if c is not None]
         return first + [
             self.loader_position,
             self.throughput,
@@ -210,6 +212,7 @@ class RunCallbacks:
             self.rng_state,
             self.preemption,
             self.checkpoints,
+            *last,
         ]
 
 
@@ -246,6 +249,11 @@ def make_callbacks(cfg: RunConfig, run_dir: Path, progress: Any = None) -> RunCa
         grad_reach = GradReachCallback(
             t.grad_reach_every, run_dir, partitioned=t.strategy == "deepspeed" and t.zero_stage == 3
         )
+    accuracy_stop = None
+    if cfg.data.task in MEMORY_TASKS:
+        from pipeline.training.accuracy_stop import StopAtAccuracy
+
+        accuracy_stop = StopAtAccuracy(t.stop_at_accuracy, checkpoints)
     return RunCallbacks(
         loader_position=LoaderPositionCallback(),
         throughput=throughput,
@@ -256,6 +264,7 @@ def make_callbacks(cfg: RunConfig, run_dir: Path, progress: Any = None) -> RunCa
         grad_reach=grad_reach,
         nonfinite=NonFiniteLossCallback(t.max_nonfinite_steps, partitioned=t.strategy == "deepspeed"),
         clock=RunClock(progress),
+        accuracy_stop=accuracy_stop,
     )
 
 
@@ -312,8 +321,8 @@ def fit(
     process: TrainProcess | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Train to `train.max_steps`, evaluate, and return a summary dict; rank 0 writes it to
-    ``run_dir/summary.json`` and, once the run has reached `train.max_steps`, its record ``result.json``.
+    """Train to `train.max_steps` (or to `train.stop_at_accuracy`), evaluate, and return a summary dict; rank 0
+    writes it to ``run_dir/summary.json`` and, once the run has finished, its record ``result.json``.
 
     A run that had already finished (resumed from its final checkpoint: Lightning trains nothing) keeps its
     summary, or is validated again when it has none. `cfg` is used as given (validated by `load_config`);
@@ -369,6 +378,8 @@ def fit(
                 return end_of_run(cfg, kept, trainer.global_rank, callbacks.clock, kept=True)
             trainer.validate(module, datamodule=datamodule, verbose=False)
         summary = final_evaluation(cfg, trainer, module, callbacks.throughput)
+        if callbacks.accuracy_stop is not None and callbacks.accuracy_stop.stopped:
+            summary["early_stop"] = callbacks.accuracy_stop.stopped
         return end_of_run(cfg, summary, trainer.global_rank, callbacks.clock)
     finally:
         if trainer.global_rank == 0:

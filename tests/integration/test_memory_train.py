@@ -16,6 +16,7 @@ from pipeline.config import RunConfig, load_config
 from pipeline.scaling.records.run_record import load_record
 from pipeline.sweep.run_one import train_run
 from pipeline.training.logged_metrics import read_metric
+from pipeline.training.run_model import run_model
 from pipeline.training.trainer import fit
 from tests.conftest import ROOT, TINY
 
@@ -38,6 +39,14 @@ def test_tiny_mqar_run_records_answer_metrics_and_a_transformer_learns_it(tmp_pa
     assert abs(summary["valid_loss"] - m["loss"]) < 1e-5  # valid/loss is the answers' loss
     assert list(read_metric(run, "valid/accuracy").values())[-1] == m["accuracy"]
     assert "bleu" not in summary
+    # FLOPs: the output projection runs at the answers only (N = 2 of L = 16 positions), and so it is counted
+    record = load_record(run / "result.json")
+    model = run_model(load_config([run / "config.yaml"]))
+    full, output = model.flops_per_token(0, 16), model.output_flops_per_token()
+    assert record.config["output_projection_share"] == 2 / 16
+    assert record.flops_per_token == pytest.approx(full - output * (1 - 2 / 16), rel=1e-12)
+    assert record.flops_per_token_no_output == pytest.approx(full - output, rel=1e-12)
+    assert record.compute == pytest.approx(record.flops_per_token * record.tokens, rel=1e-12)
 
 
 def test_tiny_copy_sweep_run_writes_exact_match_by_length(tmp_path: Path) -> None:
@@ -91,3 +100,46 @@ def test_mqar_under_deepspeed_zero2_sums_the_answers_of_both_ranks(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr[-4000:]
     m = json.loads((run / "summary.json").read_text())["answer_metrics"]
     assert m["answers"] == 256 * 2 and sum(b["answers"] for b in m["by_distance"]) == m["answers"]
+
+
+def test_stop_at_accuracy_ends_the_run_at_its_first_validation_and_the_sweep_counts_it_done(
+    tmp_path: Path, capsys
+) -> None:
+    """A threshold below chance (1/16) is met at the first validation: the run stops there, far short of
+    max_steps, writes a complete record that says why, and a sweep (run again) trains it no further."""
+    grid = tmp_path / "stop.yaml"
+    grid.write_text(
+        "name: stop\n"
+        f"base: [{TINY[0]}, {ROOT / 'configs/tiny/mqar.yaml'}]\n"
+        "step_budgets: [100000]\n"
+        "evals_per_run: 10000\n"  # a validation every 10 steps
+        f"set: {{train.stop_at_accuracy: 0.02, data.dir: {tmp_path / 'data'}}}\n"
+        "archs: {transformer: {sizes: {d16: {d_model: 16, n_layers: 2, n_heads: 2}}}}\n"
+    )
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--grid", str(grid), "--out", str(sweep)]) == 0
+    (run,) = [p for p in sweep.iterdir() if p.is_dir()]
+    record = load_record(run / "result.json")
+    stop = record.early_stop
+    assert (stop["step"], stop["max_steps"], stop["metric"], stop["threshold"]) == (
+        10,
+        100000,
+        "accuracy",
+        0.02,
+    )
+    assert stop["value"] == record.answer_metrics["accuracy"] >= 0.02
+    assert "train.stop_at_accuracy=0.02" in stop["reason"] and "step 10 of 100000" in stop["reason"]
+    assert [p["step"] for p in record.valid_curve] == [10]
+    assert record.tokens == 10 * 64 * 16  # 10 steps of 64 sequences of L = 16: what ran, not the budget
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 10 and summary["early_stop"] == stop
+    assert "stopping early: validation answer accuracy" in capsys.readouterr().err
+
+    assert main(["sweep", "--grid", str(grid), "--out", str(sweep)]) == 0  # resumed: nothing to do
+    assert "0 trained, 1 already finished, 0 failed" in capsys.readouterr().out
+    # `pipeline train` on the same run resumes from the stop's checkpoint, trains nothing and keeps the files
+    cfg = load_config([run / "config.yaml"])  # the run's resolved config, as the sweep trained it
+    again = fit(cfg, resume="auto")
+    assert again["steps"] == 10 and again["early_stop"] == stop
+    assert "already finished at step 10; summary kept" in capsys.readouterr().err
+    assert len(read_metric(run, "valid/loss")) == 1  # validated once, at the stop

@@ -11,6 +11,8 @@ lstm_no_cell_residual 25, residual_lstm 13, lstm 9, lstm_newton 1: its solver st
 inductor's fixed start-up and the C++ build, so smaller models would not save much. The models are as small as their configs allow (d_model 8, one layer where allowed) to
 keep the graphs short; the six architectures are six distinct programs (attention; nn.LSTM; residual adds
 around nn.LSTM; a TorchScript loop in an autograd.Function; a log-space scan; data-dependent Newton iterations).
+The memory-task test compiles one more graph (an LSTM's `lm_hidden` and the projection at the answers): 22 s
+(`pytest tests/unit/test_compile.py -k memory`, same machine and load).
 """
 
 from __future__ import annotations
@@ -62,14 +64,15 @@ def module(model: dict, setting: str) -> Seq2SeqModule:
     return Seq2SeqModule(cfg)
 
 
-def losses(m: Seq2SeqModule, steps: int = 3) -> list[float]:
-    """`steps` training steps through `Seq2SeqModule.training_step` (where train.compile acts), AdamW."""
+def losses(m: Seq2SeqModule, steps: int = 3, batches: list[dict] | None = None) -> list[float]:
+    """`steps` training steps through `Seq2SeqModule.training_step` (where train.compile acts), AdamW; on
+    `batches` where given (one step each), else on `batch(seed=step)`."""
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
     out = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no trainer attached: logging is a no-op
-        for k in range(steps):
-            loss = m.training_step(batch(seed=k), k)
+        for k in range(len(batches) if batches else steps):
+            loss = m.training_step(batches[k] if batches else batch(seed=k), k)
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -88,6 +91,42 @@ def test_compiled_training_has_eager_losses(name: str) -> None:
     assert compiled.train_forward.is_compiled and not eager.train_forward.is_compiled
     assert max(abs(a - b) for a, b in zip(want, got, strict=True)) <= TOLERANCE, (name, want, got)
     assert want[0] != want[-1]  # the steps trained (a frozen model would match trivially)
+
+
+def mqar_module(setting: str) -> Seq2SeqModule:
+    cfg = RunConfig(model={"arch": "lstm", "d_model": 8, "n_layers": 1})
+    cfg.data.task, cfg.train.compile = "mqar", setting
+    cfg.data.mqar.vocab_size, cfg.data.mqar.n_pairs, cfg.data.mqar.seq_len = 32, 2, 16
+    torch.manual_seed(0)
+    return Seq2SeqModule(cfg)
+
+
+def mqar_batches(steps: int = 3) -> list[dict[str, torch.Tensor]]:
+    """Generated MQAR rows (V 32, N 2, L 16), 8 a batch: answers at the query positions only."""
+    from pipeline.data.memory_spec import memory_spec
+    from pipeline.data.prepare.memory_shards import generate
+
+    ex = generate(memory_spec("mqar", vocab_size=32, n_pairs=2, seq_len=16, train_examples=8 * steps,
+                              valid_examples=8, test_examples=8), "train")  # fmt: skip
+    tokens, answers = torch.from_numpy(ex.tokens), torch.from_numpy(ex.targets * ex.mask)
+    empty = torch.zeros(8, 0, dtype=torch.long)
+    return [{"src": empty, "src_mask": empty.bool(), "tgt_in": tokens[k * 8 : (k + 1) * 8].long(),
+             "tgt_out": answers[k * 8 : (k + 1) * 8].long()} for k in range(steps)]  # fmt: skip
+
+
+def test_a_memory_task_compiles_its_answer_only_forward_with_eager_losses() -> None:
+    """The memory tasks' training forward (lm_hidden + the projection at the answers) goes through train.compile
+    like every other task's; one architecture, 3 steps (its compile is one inductor graph)."""
+    eager, compiled = mqar_module("none"), mqar_module("model")
+    compiled.load_state_dict(eager.state_dict())
+    batches = mqar_batches()
+    want = losses(eager, batches=batches)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileFallbackWarning)
+        got = losses(compiled, batches=batches)
+    assert compiled.train_forward.is_compiled and not eager.train_forward.is_compiled
+    assert max(abs(a - b) for a, b in zip(want, got, strict=True)) <= TOLERANCE, (want, got)
+    assert want[0] != want[-1]
 
 
 def failing_backend(gm: torch.fx.GraphModule, example_inputs: list) -> None:

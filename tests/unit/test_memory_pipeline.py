@@ -16,7 +16,13 @@ from pipeline.data.memory_spec import memory_spec
 from pipeline.data.memory_tasks import IGNORE
 from pipeline.data.prepare.memory_shards import ensure_memory_prepared, generate, prepare_memory
 from pipeline.data.stream.loader import build_loader
-from pipeline.training.answer_metrics import AnswerTally, answer_logits, answer_loss, validation_nll
+from pipeline.training.answer_metrics import (
+    AnswerForward,
+    AnswerTally,
+    answer_logits,
+    answer_loss,
+    validation_nll,
+)
 from pipeline.training.run_data import prepare_run_data
 from pipeline.training.run_model import run_model
 from tests.conftest import ROOT, TINY
@@ -57,6 +63,10 @@ def test_every_task_key_is_in_the_help_table() -> None:
         (COPY, ["data.copy.min_len=5"], "data.copy.max_len=4: must be an int >= min_len=5"),
         (COPY, ["data.copy.eval_min_len=7"], "data.copy.eval_max_len=6: must be an int >= eval_min_len=7"),
         ([*COPY, ROOT / "configs/tiny/lstm.yaml"], [], "must be False when task='lm' (data.task=copy"),
+        (MQAR, ["train.stop_at_accuracy=1.5"], "train.stop_at_accuracy=1.5 must be in (0, 1]"),
+        (MQAR, ["train.stop_at_accuracy=0"], "train.stop_at_accuracy=0.0 must be in (0, 1]"),
+        ([*TINY, ROOT / "configs/tiny/transformer.yaml"], ["train.stop_at_accuracy=0.9"],
+         "train.stop_at_accuracy=0.9 needs data.task=mqar or copy (it stops on the answer accuracy), but data.task=translation"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_naming_the_key(configs: list, overrides: list[str], says: str) -> None:
@@ -190,7 +200,7 @@ def test_every_architecture_trains_a_step_on_answers_only(case: str, mqar_batch:
     assert model.config.task == "lm"
     full = model.lm_forward(batch["tgt_in"])  # [B, T, V]: the answer-only loss must equal its masked mean
     reference = F.cross_entropy(full.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=0)
-    loss = answer_loss(model, batch)
+    loss = answer_loss(AnswerForward(model), batch)
     torch.testing.assert_close(loss, reference)
     logits, targets, where = answer_logits(model, batch["tgt_in"], batch["tgt_out"])
     assert logits.shape == (int(where.sum()), cfg.data.mqar.vocab_size) and (targets >= 16).all()
@@ -277,3 +287,33 @@ def test_a_memory_section_the_task_does_not_read_is_a_warning() -> None:
         load_config([*TINY, ROOT / "configs/tiny/transformer.yaml"], ["data.mqar.n_pairs=3"])
     with pytest.warns(ConfigWarning, match=r"data\.copy\.\* does nothing with data\.task=mqar"):
         load_config(MQAR, ["data.copy.max_len=3"])
+
+
+def test_flop_count_of_an_answer_only_step_is_the_projection_at_the_answers(
+    mqar_batch: tuple[Path, dict],
+) -> None:
+    """FlopCounterMode on one answer-only training step (forward + backward) of the Transformer (every matmul
+    visible to it) equals the model's FLOPs with the output projection counted at the answers only: what the
+    record's `flops_per_token` counts (pipeline/training/run_result.py, docs/flops.md)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, batch = mqar_batch
+    torch.manual_seed(0)
+    model = run_model(load_config(MQAR))
+    rows, length = batch["tgt_in"].shape
+    answers = int((batch["tgt_out"] != 0).sum())
+    assert answers == rows * 2  # N = 2 queries a row
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        answer_loss(AnswerForward(model), batch).backward()
+    full, output = model.flops_per_token(0, length), model.output_flops_per_token()
+    assert output == 6 * 32 * 32  # 3 x 2 d V
+    counted = (full - output * (1 - answers / (rows * length))) * rows * length
+    assert counter.get_total_flops() == pytest.approx(counted, rel=1e-12)
+    from pipeline.training.throughput import batch_flops_per_token  # the run's logged FLOP/s count the same
+
+    assert batch_flops_per_token(model, batch) * int(batch["n_tokens"]) == pytest.approx(counted, rel=1e-12)
+    # the projection at every position (what flops_per_token alone counts) is not what ran
+    assert full * rows * length - counter.get_total_flops() == pytest.approx(
+        output * (rows * length - answers)
+    )

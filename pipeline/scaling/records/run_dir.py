@@ -6,7 +6,8 @@ Every run file is written atomically through `json_file.write_atomic`, with the 
 - ``config.yaml``: the resolved run config (the trainer, at the start);
 - ``summary.json``: the final evaluation (the trainer, at the end of a run; `write_summary`);
 - ``result.json``: the run's record for the scaling fits (`run_record`; the trainer, at the end of a run that
-  reached ``train.max_steps``, whether `pipeline train` or `pipeline sweep` started it);
+  reached ``train.max_steps`` or was stopped by ``train.stop_at_accuracy``, whether `pipeline train` or
+  `pipeline sweep` started it);
 - ``valid_token_losses.npz``: per-token validation losses (`token_losses`; each validation);
 - ``grad_by_position.jsonl``: gradient reach (`grad_reach_file`; runs with ``train.grad_reach_every``);
 - ``error.txt``: a failed sweep run's traceback (`write_error`; removed when the run finishes).

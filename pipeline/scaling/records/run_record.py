@@ -24,7 +24,9 @@ class RunRecord:
     arch: str
     params: int
     non_embedding_params: int
-    flops_per_token: float  # training FLOPs per target token, from the model's own estimate
+    # training FLOPs per target token, from the model's own estimate; a memory task's output projection counted at
+    # its answers only, where it runs (config["output_projection_share"], docs/flops.md)
+    flops_per_token: float
     tokens: int  # target tokens trained on (repeats included)
     compute: float  # flops_per_token * tokens
     epochs: float  # tokens / target tokens in the corpus; > 1 means data was repeated
@@ -55,6 +57,9 @@ class RunRecord:
     unigram_xent: float | None = None
     count_floors: dict[str, Any] = field(default_factory=dict)
     truncation: dict[str, Any] = field(default_factory=dict)
+    # a run that `train.stop_at_accuracy` stopped before train.max_steps: {"step", "max_steps", "metric", "value",
+    # "threshold", "reason"} (pipeline/training/accuracy_stop.py); {} for a run that trained to max_steps
+    early_stop: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -173,11 +178,19 @@ def _optional_fields(d: dict[str, Any], source: str) -> dict[str, Any]:
             )
         _positive_number(source, f"valid_curve[{i}].loss", point["loss"])
     out["valid_curve"] = curve
-    for key in ("timing", "hardware", "answer_metrics", "count_floors", "truncation"):
+    for key in ("timing", "hardware", "answer_metrics", "count_floors", "truncation", "early_stop"):
         value = d.get(key, {})
         if not isinstance(value, dict):
             raise ValueError(f"{source}: key {key!r} must be an object, got {type(value).__name__}")
         out[key] = value
+    stop = out["early_stop"]
+    if stop:
+        for key in ("step", "max_steps"):
+            _positive_number(source, f"early_stop.{key}", stop.get(key), integer=True)
+        if stop["step"] > stop["max_steps"]:
+            raise ValueError(
+                f"{source}: key 'early_stop.step' ({stop['step']}) is past its max_steps ({stop['max_steps']})"
+            )
     return out
 
 
