@@ -19,7 +19,9 @@ from pathlib import Path
 from pipeline.data.location import is_remote, join, read_bytes
 from pipeline.data.text import SPLITS
 
-FORMAT_VERSION = 3  # 3: LM windows disjoint, fed after BOS, with their clusters (issue 32)
+# 3: LM windows disjoint, fed after BOS, with their clusters (issue 32). 4: memory tasks (mqar, copy) store blocks
+# of sequences per tar sample, not one each (a 3 reader would take a block for one sequence; see memory_spec.py).
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 SHARD_GLOB = "shard-*.tar"
 
@@ -39,8 +41,8 @@ def sha256_file(path: Path) -> str:
 
 def rebuild_hint(data_dir: str | Path) -> str:
     return (
-        f"rebuild it with `pipeline data prepare --out {data_dir} --force` plus the corpus options it was made "
-        "with (e.g. --corpus bible:4-l --vocab-size 8000 --max-len 128)"
+        f"rebuild it with `pipeline data prepare --out {data_dir} --force` plus the options it was made with "
+        "(e.g. --corpus bible:4-l --vocab-size 8000 --max-len 128, or --task copy --set max_len=16)"
     )
 
 

@@ -7,9 +7,17 @@ A task is a plain dict, its *spec* (``memory_spec``): ``task`` (mqar or copy), t
 ``max_len`` for training and ``eval_min_len``, ``eval_max_len`` for validation and test), the examples per split
 (``train_examples``, ``valid_examples``, ``test_examples``) and the generator's ``seed``.
 
-What a sample holds: ``tgt.i32`` the input tokens, ``ans.i32`` the target of every position (the pad id 0 where
-nothing is scored: no answer of either task is ever 0), an empty ``src.i32``, and one int32 member per meta array
-(``META_KEYS``: MQAR ``distance`` and ``pair``, copy ``length`` and ``offset``; -1 off the answers).
+What a sequence holds: its input tokens, the target of every position (the pad id 0 where nothing is scored: no
+answer of either task is ever 0), and one int32 array per meta key (``META_KEYS``: MQAR ``distance`` and ``pair``,
+copy ``length`` and ``offset``; -1 off the answers), all as long as the sequence.
+
+Stored as blocks: one webdataset sample holds up to ``BLOCK_ROWS`` consecutive sequences, because a tar member
+costs the reader a header parse in Python's ``tarfile`` and a sequence is only tens of tokens: with one sample of
+seven members per sequence, reading took longer than a small model's step. A block's members: ``keys.txt`` the
+sequences' keys (one a line, ``{split}{index:08d}``), ``len.i32`` their lengths, and ``tgt.i32`` (tokens),
+``ans.i32`` (answers) and one ``{name}.i32`` per meta key, each the block's sequences concatenated in that order.
+The loader cuts a block back into its sequences as it reads the shard (``stream/memory_batches.py``), so
+shuffling, bucketing, reader slots and resume positions all count sequences, not blocks.
 
 A leaf of ``pipeline.data`` (numpy only, through ``memory_tasks.py``).
 """
@@ -29,6 +37,10 @@ TASK_KEYS = {
 }
 COMMON_KEYS = {"train_examples": 10000, "valid_examples": 1000, "test_examples": 1000, "seed": 0}
 ANSWERS = "ans.i32"
+TOKENS = "tgt.i32"
+BLOCK_KEYS = "keys.txt"  # a block's sequence keys, one a line
+BLOCK_LENGTHS = "len.i32"  # a block's sequence lengths
+BLOCK_ROWS = 256  # sequences per block (at most; a shard's last block holds the rest)
 META_KEYS = {"mqar": ("distance", "pair"), "copy": ("length", "offset")}
 PAD_ID = 0  # = pipeline.data.tokenizer.PAD_ID and the generators' pad: the loss ignores it
 

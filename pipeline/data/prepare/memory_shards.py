@@ -7,8 +7,8 @@ not a reuse.
 
 Each split comes from its own seed stream with content-disjoint examples (``memory_tasks.py``). Copy draws all
 three splits at the width of the longest string any split may hold, so the split hash sees the same row for the
-same string whatever split asks for it; each stored sample is then cut to its own ``$x|x.`` (the loader buckets
-by length). Samples: see ``memory_spec.py``. ``tokenizer.json`` holds the task's symbol table (what each id
+same string whatever split asks for it; each stored sequence is then cut to its own ``$x|x.`` (the loader buckets
+by length). Sequences are stored in blocks of many (one tar sample each, read fast): see ``memory_spec.py``. ``tokenizer.json`` holds the task's symbol table (what each id
 means), so the data dir verifies like a text one (``verify.py`` hashes it); there is no BPE to load.
 """
 
@@ -30,7 +30,19 @@ from pipeline.data.manifest import (
     sha256_file,
     write_manifest,
 )
-from pipeline.data.memory_spec import ANSWERS, META_KEYS, PAD_ID, check_spec, meta_member, seq_len, vocab_size
+from pipeline.data.memory_spec import (
+    ANSWERS,
+    BLOCK_KEYS,
+    BLOCK_LENGTHS,
+    BLOCK_ROWS,
+    META_KEYS,
+    PAD_ID,
+    TOKENS,
+    check_spec,
+    meta_member,
+    seq_len,
+    vocab_size,
+)
 from pipeline.data.memory_tasks import IGNORE, LETTER0, TaskExamples, copy_seq_len, copy_task, mqar
 from pipeline.data.prepare.fast_tar import FastShardWriter
 from pipeline.data.prepare.output import check_replaceable, swap_in
@@ -69,7 +81,8 @@ def symbol_table(spec: dict[str, Any]) -> dict[str, Any]:
 def _write_split(
     examples: TaskExamples, task: str, root: Path, split: str, shard_size: int
 ) -> dict[str, Any]:
-    """Shard one split: tokens, answers (IGNORE -> pad) and meta per sample; returns its manifest entry."""
+    """Shard one split: ``shard_size`` sequences a shard, in blocks of up to ``BLOCK_ROWS`` (``memory_spec.py``);
+    returns its manifest entry (``samples`` count sequences, as the loader does)."""
     if bool((examples.targets[examples.mask] == PAD_ID).any()):
         raise ValueError(
             f"{task}: an answer is the pad id {PAD_ID}; it could not be told from an unscored position"
@@ -77,27 +90,36 @@ def _write_split(
     (root / split).mkdir()
     answers = np.where(examples.mask, examples.targets, PAD_ID).astype("<i4")
     tokens = examples.tokens.astype("<i4")
-    if task == "copy":  # each sample only as long as its `$x|x.`
+    if task == "copy":  # each sequence only as long as its `$x|x.`
         widths = copy_seq_len(examples.meta["length"].max(axis=1))
     else:
         widths = np.full(len(tokens), tokens.shape[1])
-    meta = {name: examples.meta[name].astype("<i4") for name in META_KEYS[task]}
-    writer = FastShardWriter(str(root / split / "shard-%06d.tar"), maxcount=shard_size)
+    columns = {TOKENS: tokens, ANSWERS: answers,
+               **{meta_member(name): examples.meta[name].astype("<i4") for name in META_KEYS[task]}}  # fmt: skip
+    n = len(tokens)
+    per_shard = -(
+        -shard_size // BLOCK_ROWS
+    )  # every full shard has as many blocks, so shards end every shard_size
+    writer = FastShardWriter(str(root / split / "shard-%06d.tar"), maxcount=per_shard)
     try:
-        for i, width in enumerate(widths.tolist()):
-            writer.write({
-                "__key__": f"{split}{i:08d}",
-                "src.i32": b"",
-                "tgt.i32": tokens[i, :width].tobytes(),
-                ANSWERS: answers[i, :width].tobytes(),
-                **{meta_member(name): values[i, :width].tobytes() for name, values in meta.items()},
-                "src.txt": "",
-                "tgt.txt": "",
-            })  # fmt: skip
+        for shard_start in range(0, n, shard_size):
+            shard_end = min(shard_start + shard_size, n)
+            for lo in range(shard_start, shard_end, BLOCK_ROWS):
+                rows = range(lo, min(lo + BLOCK_ROWS, shard_end))
+                kept = (
+                    np.arange(tokens.shape[1]) < widths[rows.start : rows.stop, None]
+                )  # row-major: in order
+                writer.write({
+                    "__key__": f"{split}{lo:08d}",
+                    BLOCK_KEYS: "\n".join(f"{split}{i:08d}" for i in rows),
+                    BLOCK_LENGTHS: widths[rows.start : rows.stop].astype("<i4").tobytes(),
+                    **{member: array[rows.start : rows.stop][kept].tobytes() for member, array in columns.items()},
+                })  # fmt: skip
     finally:
         writer.close()
+    counts = [min(shard_size, n - start) for start in range(0, n, shard_size)]
     return {
-        "samples": len(tokens),
+        "samples": n,
         "src_tokens": 0,
         "tgt_tokens": int(widths.sum()),
         "answers": int(examples.mask.sum()),
@@ -105,7 +127,7 @@ def _write_split(
         "truncated": 0,
         "shards": [
             {"path": f"{split}/{p.name}", "samples": n, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p, n in zip(writer.paths, writer.counts, strict=True)
+            for p, n in zip(writer.paths, counts, strict=True)
         ],
     }
 

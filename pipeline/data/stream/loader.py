@@ -39,9 +39,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.data.location import is_remote, join
 from pipeline.data.manifest import ShardError, check_splits_not_empty, read_manifest
-from pipeline.data.memory_spec import MEMORY_TASKS
+from pipeline.data.memory_spec import MEMORY_TASKS, TOKENS
 from pipeline.data.stream.collate import collate_lm, collate_pairs
-from pipeline.data.stream.memory_batches import collate_memory, sample_extra
+from pipeline.data.stream.memory_batches import block_rows, collate_memory
 from pipeline.data.stream.reshard import consumed_keys, exclusions_from_state, exclusions_to_state
 from pipeline.data.stream.shard_io import read_verified, tar_samples
 from pipeline.data.stream.worker_errors import unwrapped
@@ -56,6 +56,7 @@ POSITION_KEY = "_position"
 
 # Token ids are raw little-endian int32 (prepare/shard_writer.py); .txt: webdataset's default utf-8 handler.
 _DECODE = wds.decode(wds.handle_extension("i32", lambda data: np.frombuffer(data, dtype="<i4")))
+_NO_SOURCE = np.zeros(0, dtype="<i4")  # a memory task's sequence: decoder-only
 
 
 @dataclass
@@ -277,7 +278,8 @@ class ShardDataset(IterableDataset):
             yield from self._read_shard(shard)
 
     def _read_shard(self, shard: dict) -> Iterator[_Sample]:
-        """Decode one tar shard with webdataset; any failure, a short count or an id out of range names it.
+        """Decode one tar shard with webdataset (a memory task's blocks cut into sequences, which are what it counts);
+        any failure, a short count or an id out of range names it.
 
         The whole shard is read and its sha256 checked against the manifest before any sample is decoded, so a
         damaged or foreign shard never trains a single sample (one read: the bytes are parsed from memory).
@@ -287,25 +289,37 @@ class ShardDataset(IterableDataset):
         count = 0
         try:
             for raw in _DECODE(tar_samples(data, path)):
-                sample = _Sample(
-                    raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm
-                )
-                sample.extra = sample_extra(raw, self.memory) if self.memory else None
-                count += 1
-                for side in (sample.src, sample.tgt):
-                    if len(side) and (int(side.max()) >= self.vocab_size or int(side.min()) < 0):
-                        bad = int(side.max()) if int(side.max()) >= self.vocab_size else int(side.min())
-                        raise ShardError(
-                            f"shard {path}, sample {sample.key}: token id {bad} is outside the vocabulary "
-                            f"(vocab_size={self.vocab_size})"
-                        )
-                yield sample
+                for sample in self._samples(raw, path):
+                    count += 1
+                    yield sample
         except ShardError:
             raise
         except Exception as exn:
             raise ShardError(f"corrupt shard {path}: {type(exn).__name__}: {exn}") from exn
         if count != shard["samples"]:
             raise ShardError(f"corrupt shard {path}: read {count} samples, manifest says {shard['samples']}")
+
+    def _samples(self, raw: dict, path: str) -> Iterator[_Sample]:
+        """One decoded tar sample -> its samples: itself, or a memory task's block cut into its sequences; an id
+        outside the vocabulary names the sample (or block)."""
+        if self.memory:
+            self._check_ids(path, f"block {raw['__key__']}", raw[TOKENS])  # once, not once a sequence
+            for key, tokens, extra in block_rows(raw, self.memory):
+                yield _Sample(key, _NO_SOURCE, tokens, "", "", extra=extra)
+            return
+        sample = _Sample(
+            raw["__key__"], raw["src.i32"], raw["tgt.i32"], raw["src.txt"], raw["tgt.txt"], self.lm
+        )
+        self._check_ids(path, f"sample {sample.key}", sample.src, sample.tgt)
+        yield sample
+
+    def _check_ids(self, path: str, what: str, *sides: np.ndarray) -> None:
+        for side in sides:
+            if len(side) and (int(side.max()) >= self.vocab_size or int(side.min()) < 0):
+                bad = int(side.max()) if int(side.max()) >= self.vocab_size else int(side.min())
+                raise ShardError(
+                    f"shard {path}, {what}: token id {bad} is outside the vocabulary (vocab_size={self.vocab_size})"
+                )
 
     def _collate(self, batch: list[_Sample]) -> dict:
         """One batch as tensors (`collate.py`; memory tasks: `memory_batches.py`), naming its samples (``keys``)."""
