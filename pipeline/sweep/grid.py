@@ -268,15 +268,23 @@ def _best_first_seed_lr(grid: Grid, arch: str, size: str, cell: str | None, lrs:
             records.append(replace(load_record(path), lr=lr, seed=seed))
         except (OSError, ValueError) as err:
             raise SweepError(f"unreadable record ({err}); delete {path} to rerun that run") from err
-    if records[0].answer_metrics.get("task") in (
-        "mqar",
-        "copy",
-    ):  # a memory task: the capacity law's own rule
+    task = records[0].answer_metrics.get("task")
+    if task in ("mqar", "copy"):  # a memory task: the capacity law's own rule (report: analyses/capacity.py)
         from pipeline.scaling.fits.capacity_law import best_over_rates
 
-        return best_over_rates({r.lr: r.answer_metrics["accuracy"] for r in records}).best_lr
+        return best_over_rates({r.lr: _memory_score(r) for r in records}).best_lr
     _, scan = select_best_lr(records)
     return next(iter(scan.best.values()))
+
+
+def _memory_score(record: Any) -> float:
+    """MQAR: answer accuracy; copy: exact match averaged over the scored lengths (the report picks one rate per
+    width by it)."""
+    m = record.answer_metrics
+    rows = [row for row in m.get("by_length", []) if row.get("strings")]
+    if m["task"] == "copy" and rows:
+        return sum(row["exact_match"] for row in rows) / len(rows)
+    return float(m["accuracy"])
 
 
 def write_plan(grid: Grid, sweep_dir: Path, runs: list[PlannedRun]) -> None:

@@ -150,6 +150,26 @@ def test_best_over_rates_and_edge_flags() -> None:
     assert choices[4].at_edge == "low" and choices[8].at_edge == "high"
 
 
+def test_a_flat_rate_curve_is_not_an_edge_optimum() -> None:
+    # every rate at 0 (or tied at the edge): the tie goes to the smaller rate, which says nothing of rates below it
+    assert best_over_rates({1e-4: 0.0, 1e-3: 0.0, 1e-2: 0.0}).at_edge is None
+    assert best_over_rates({1e-4: 0.5, 1e-3: 0.5, 1e-2: 0.1}).at_edge is None
+    assert best_over_rates({1e-4: 0.1, 1e-3: 0.5, 1e-2: 0.5}).at_edge is None
+
+
+def test_one_rate_for_every_length_when_one_run_scores_them_all() -> None:
+    # copy: rate 1e-3 wins at length 4 by luck, 1e-2 everywhere else and on the mean over lengths
+    results = {1e-3: {2: [(50, 100)], 4: [(70, 100)], 8: [(0, 100)]},
+               1e-2: {2: [(95, 100)], 4: [(60, 100)], 8: [(30, 100)]}}  # fmt: skip
+    per_n, _ = select_best_rates(results)
+    assert per_n[4] == [(70, 100)]  # per-length choice stitches runs together
+    chosen, choices = select_best_rates(results, one_rate=True)
+    assert chosen == {2: [(95, 100)], 4: [(60, 100)], 8: [(30, 100)]}
+    assert {c.best_lr for c in choices.values()} == {1e-2}
+    assert choices[4].best_accuracy == 0.6 and choices[4].curve == {1e-3: 0.7, 1e-2: 0.6}
+    assert choices[4].at_edge == "high"  # the pooled scan's flag: 1e-2 is its top rate and beats 1e-3
+
+
 @pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5, -0.1, True])
 def test_threshold_outside_open_unit_interval(threshold: float) -> None:
     with pytest.raises(ValueError, match=f"threshold={threshold!r}: must be a number in \\(0, 1\\)"):

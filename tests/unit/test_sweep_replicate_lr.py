@@ -104,3 +104,24 @@ def test_the_fits_choose_the_rate_on_the_seeds_every_rate_ran() -> None:
     kept, scan = select_best_lr(runs)
     assert scan.best == {1: 3e-3} and sorted(r.seed for r in kept) == [1, 2, 3]
     assert scan.loss[1][3e-3] == (pytest.approx(3.0333, abs=1e-4), 3)  # the table still shows every seed
+
+
+def test_copy_seeds_follow_the_mean_exact_match_over_lengths_not_the_token_accuracy(tmp_path: Path) -> None:
+    """A copy run scores every length: its rate is chosen as the capacity report chooses it (exact match averaged
+    over lengths), not by per-token accuracy, which long half-copied strings inflate."""
+    grid, sweep = load_grid(grid_file(tmp_path)), tmp_path / "sweep"
+
+    def finish_copy(name: str, token_accuracy: float, exact_by_length: list[float]) -> None:
+        lr = float(name.split("-lr")[1].split("-s")[0])
+        rows = [{"length": k + 1, "strings": 10, "exact": round(10 * e), "exact_match": e}
+                for k, e in enumerate(exact_by_length)]  # fmt: skip
+        metrics = {"task": "copy", "accuracy": token_accuracy, "by_length": rows}
+        save_record(sweep / name / "result.json", RunRecord(
+            run=name, arch="lstm", params=2, non_embedding_params=1, flops_per_token=1.0, tokens=2000,
+            compute=2000.0, epochs=0.1, final_valid_loss=1.0, best_valid_loss=1.0, loss_by_position=[],
+            wall_time_s=1.0, config={}, lr=lr, seed=1, answer_metrics=metrics))  # fmt: skip
+
+    finish_copy("lstm-d32-2k-lr0.001-s1", 0.80, [1.0, 0.2, 0.0])  # more letters right, fewer strings
+    finish_copy("lstm-d32-2k-lr0.003-s1", 0.60, [1.0, 0.9, 0.3])
+    extra = sorted(r.name for r in plan_runs(grid, sweep, measure=False) if r.seed != 1 and "2k" in r.name)
+    assert extra == ["lstm-d32-2k-lr0.003-s2", "lstm-d32-2k-lr0.003-s3"]

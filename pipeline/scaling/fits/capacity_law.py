@@ -199,14 +199,21 @@ class RateChoice:
 
 
 def best_over_rates(curve: Mapping[float, float]) -> RateChoice:
-    """Learning rate -> accuracy for one (arch, d, N) -> the best rate, ties to the smaller rate."""
+    """Learning rate -> accuracy for one (arch, d, N) -> the best rate, ties to the smaller rate. The best rate is
+    flagged at the scan's edge only where it beats its one neighbour: a flat curve (every rate at 0, say) says
+    nothing about rates outside the scan."""
     if not curve:
         raise ValueError("best_over_rates: no learning rates given")
     rates = sorted(curve)
     best = max(rates, key=lambda lr: (curve[lr], -lr))
-    edge = (
-        "single" if len(rates) == 1 else "low" if best == rates[0] else "high" if best == rates[-1] else None
-    )
+    if len(rates) == 1:
+        edge = "single"
+    elif best == rates[0] and curve[best] > curve[rates[1]]:
+        edge = "low"
+    elif best == rates[-1] and curve[best] > curve[rates[-2]]:
+        edge = "high"
+    else:
+        edge = None
     return RateChoice(best, float(curve[best]), {lr: float(curve[lr]) for lr in rates}, edge)
 
 
@@ -221,19 +228,37 @@ def best_over_rates_table(rows: Iterable[tuple[Hashable, float, float]]) -> dict
 
 def select_best_rates(
     results_by_rate: Mapping[float, Mapping[float, Sequence[SeedResult]]],
+    one_rate: bool = False,
 ) -> tuple[dict[float, Sequence[SeedResult]], dict[float, RateChoice]]:
     """learning rate -> N -> seed results => per N the results at that N's best rate (mean seed accuracy), ready
     for `n_star`, and each N's RateChoice. Choosing the rate on the data it is scored on favours the best rate
-    slightly; the flags and curves keep that visible."""
+    slightly; the flags and curves keep that visible.
+
+    one_rate: one rate for every N, the best by the mean over N of the accuracy (copy: one run scores every
+    length, so a per-length choice would stitch one curve from several runs, each picked for its luck at that
+    length); each N's RateChoice then holds that rate, its own curve and the pooled choice's edge flag."""
     ns = sorted({n for by_n in results_by_rate.values() for n in by_n})
-    chosen: dict[float, Sequence[SeedResult]] = {}
-    choices: dict[float, RateChoice] = {}
-    for n in ns:
-        curve = {
+    curves = {
+        n: {
             lr: float(np.mean([_seed_accuracy(_as_counts(r)) for r in by_n[n]]))
             for lr, by_n in results_by_rate.items()
             if by_n.get(n)
         }
-        choices[n] = best_over_rates(curve)
+        for n in ns
+    }
+    pooled = None
+    if one_rate:
+        shared = [lr for lr in results_by_rate if all(lr in curves[n] for n in ns)]
+        if not shared:
+            raise ValueError("select_best_rates(one_rate=True): no learning rate has results at every N")
+        pooled = best_over_rates({lr: float(np.mean([curves[n][lr] for n in ns])) for lr in shared})
+    chosen: dict[float, Sequence[SeedResult]] = {}
+    choices: dict[float, RateChoice] = {}
+    for n in ns:
+        if pooled is None:
+            choices[n] = best_over_rates(curves[n])
+        else:
+            lr = pooled.best_lr
+            choices[n] = RateChoice(lr, curves[n][lr], dict(sorted(curves[n].items())), pooled.at_edge)
         chosen[n] = results_by_rate[choices[n].best_lr][n]
     return chosen, choices
