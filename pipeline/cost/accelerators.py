@@ -168,11 +168,12 @@ def device_model(
     acc = accelerator(name)
     prof = profile or load_profile()
     peak = acc.peak(precision)
-    step_eff, gemm_eff = prof.efficiencies(precision_key(precision))
+    key = precision_key(precision)
+    step_eff, gemm_eff = prof.efficiencies(key)
     cell = CellModel(peak_flops_per_s=peak, memory_bytes_per_s=acc.memory_bytes_per_s,
                      bytes_per_weight=bytes_per_weight(precision), gemm_efficiency=gemm_eff,
                      weight_efficiency=prof.weight_efficiency, d_half=prof.d_half,
-                     latency_s=prof.cell_latency_s)  # fmt: skip
+                     latency_s=prof.cell_latency_s, gemm_d_half=prof.cell_d_half(key))  # fmt: skip
     m = DeviceModel(
         name=acc.name,
         flops_per_s=peak * step_eff,
