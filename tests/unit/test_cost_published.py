@@ -106,6 +106,23 @@ def test_projection_command_prints_every_figure(capsys):
     assert all(line.split()[-1].replace(".", "").isdigit() for line in rows)  # each ends in its ratio
 
 
+def test_check_report_carries_every_figure(refit):
+    """docs/cost_model.md's tables: one ratio per published figure, and the worst figure of each group."""
+    from pipeline.cost.check_report import markdown
+
+    _, checks = refit
+    md = markdown(checks)
+    ratio_tables = md.split("Factor =")[0]  # the error table follows
+    cells = [c for line in ratio_tables.splitlines() if line.startswith("| ") for c in line.split(" | ")]
+    ratios = [
+        c for c in cells if c.rstrip(" |").replace(" (fit)", "").replace(".", "").isdigit() and "." in c
+    ]
+    assert len(ratios) == len(published.STEP_FIGURES) + len(published.KERNEL_FIGURES)
+    assert sum("(fit)" in c for c in ratios) == sum(c.split == "fit" for c in checks)
+    held_out = gpu_fit.summary(checks)["held-out"]["max_factor"]
+    assert "| every figure, held out | 54 | " in md and f"{held_out:.3f} (" in md
+
+
 # ---------------------------------------------------------------- the cell model
 def test_cells_wavefront_and_size_dependence():
     from pipeline.cost.projection import step_cost
