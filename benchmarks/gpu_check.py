@@ -6,10 +6,11 @@ minLSTM's scan against its sequential loop at length 512 (Feng et al. 2024 repor
 runs, `check_lstm_precision` reads the cuDNN version: below 9.13 the LSTM's recurrence runs in float32 (recorded
 in the JSON as `lstm_recurrence_dtype`) instead of failing. Then, against the measurements:
 
-- `projection_check`: the accelerator table's *uncalibrated* projection (datasheet peak x assumed efficiency,
-  assumed latency) for this device, if the table has it: relative error per point, median and max;
+- `projection_check`: the projection for this device, if the accelerator table has it (datasheet peak and
+  bandwidth x the profile fitted on published GPU figures, the LSTM's recurrent cells timed by the cell model):
+  relative error per point, median and max;
 - `calibration`: the cost model fitted to these steps (its fit error, and the measured FLOP/s and step latency
-  that replace the table's assumptions: `device_model(name, calibration=...)`);
+  that replace the fitted profile's: `device_model(name, calibration=...)`);
 - MFU per point against the table's bf16 peak.
 
     python -m benchmarks.gpu_check        # on the GPU (estimated 3-5 min) -> benchmarks/results/gpu_<device>.json

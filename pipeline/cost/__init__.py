@@ -11,8 +11,9 @@ cannot turn its FLOP/s into tokens/s. This package owns
 - `accelerators`: peak FLOP/s per precision, memory and NVLink bandwidth of named accelerators (sources cited);
 - `published` + `gpu_fit` -> `gpu_profile.json`: published GPU measurements and the profile fitted on part of them;
 - `multi_gpu`: data parallel with the gradient all-reduce over NVLink;
-- `projection`: tokens/s and GPU-hours on a named accelerator (always labelled as projections), and the check
-  against every published figure (`python -m pipeline.cost.projection`);
+- `projection`: tokens/s and GPU-hours on a named accelerator (always labelled as projections; `projected_seconds`
+  is the one projection of training time, the scaling report's included), and the check against every published
+  figure (`python -m pipeline.cost.projection`; as docs/cost_model.md's tables: `check_report`);
 - `precision`: the cuDNN bf16 check for LSTMs at trainer start.
 
 May import: numpy, scipy, torch and `pipeline.models`; never Lightning, DeepSpeed, wandb or SLURM code. torch and

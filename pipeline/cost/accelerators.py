@@ -22,14 +22,6 @@ from pipeline.cost.step_time import DeviceModel
 
 CPU_CALIBRATION = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "cost_cpu.json"
 
-UVA_LAUNCH = "http://www.cs.virginia.edu/~mwb7w/cuda_support/kernel_overhead.html"
-TORCHTITAN = "torchtitan (arXiv:2410.06511): 33-39 % MFU, Llama 3.1 8B, 8 x H100, bf16"
-LATENCY_ASSUMPTION = (
-    "assumed, not measured here: one layer step = ~2 dependent kernels (GEMM + fused pointwise) at ~4 us each; "
-    f"empty back-to-back kernel launches measured at ~3 us ({UVA_LAUNCH}). gpu_check.py measures it."
-)
-
-
 V100_SHEET = (
     "NVIDIA Tesla V100 datasheet (SXM2 column): FP32 15.7, Tensor (fp16) 125 TFLOPS, HBM2 900 GB/s, NVLink 300 GB/s, "
     "https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"
@@ -54,12 +46,7 @@ H200_SHEET = (
 class Accelerator:
     name: str
     peak_flops: dict[str, float]  # dense, per precision key: "bf16", "fp16", "tf32", "fp32"
-    step_latency_s: float
     memory_bytes_per_s: float
-    efficiency: (
-        float  # sustained fraction of peak of a training step's parallel work (fitted: gpu_profile.json)
-    )
-    overhead_s: float  # host overhead per step (fitted)
     nvlink_bytes_per_s: float = 0.0  # per GPU, both directions together (datasheet figure)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -73,12 +60,9 @@ class Accelerator:
 
 
 def _acc(name: str, peaks: dict[str, float], bandwidth: float, nvlink: float, sheet: str) -> Accelerator:
-    return Accelerator(name=name, peak_flops=peaks, step_latency_s=8e-6, memory_bytes_per_s=bandwidth,
-                       efficiency=0.35, overhead_s=1e-3, nvlink_bytes_per_s=nvlink,
-                       sources={"peak_flops": sheet, "memory_bytes_per_s": sheet, "nvlink_bytes_per_s": sheet,
-                                "step_latency_s": LATENCY_ASSUMPTION, "efficiency": f"replaced by the fitted "
-                                f"profile (gpu_profile.json); before it: assumed from {TORCHTITAN}",
-                                "overhead_s": "replaced by the fitted profile"})  # fmt: skip
+    # datasheet numbers only: efficiencies, latencies and overheads come from the fitted profile (`device_model`)
+    return Accelerator(name=name, peak_flops=peaks, memory_bytes_per_s=bandwidth, nvlink_bytes_per_s=nvlink,
+                       sources={"peak_flops": sheet, "memory_bytes_per_s": sheet, "nvlink_bytes_per_s": sheet})  # fmt: skip
 
 
 HOPPER = {"bf16": 989.4e12, "fp16": 989.4e12, "tf32": 494.7e12, "fp32": 66.9e12}
@@ -168,11 +152,12 @@ def device_model(
     acc = accelerator(name)
     prof = profile or load_profile()
     peak = acc.peak(precision)
-    step_eff, gemm_eff = prof.efficiencies(precision_key(precision))
+    key = precision_key(precision)
+    step_eff, gemm_eff = prof.efficiencies(key)
     cell = CellModel(peak_flops_per_s=peak, memory_bytes_per_s=acc.memory_bytes_per_s,
                      bytes_per_weight=bytes_per_weight(precision), gemm_efficiency=gemm_eff,
                      weight_efficiency=prof.weight_efficiency, d_half=prof.d_half,
-                     latency_s=prof.cell_latency_s)  # fmt: skip
+                     latency_s=prof.cell_latency_s, gemm_d_half=prof.cell_d_half(key))  # fmt: skip
     m = DeviceModel(
         name=acc.name,
         flops_per_s=peak * step_eff,

@@ -22,19 +22,27 @@ class GpuProfile:
         float  # fraction of peak a training step's parallel work sustains (GEMMs + what runs beside)
     )
     overhead_s: float  # fixed per step: host, optimizer launches, loss
-    gemm_efficiency: float  # fraction of peak of a large GEMM kernel (recurrent cells, weight gradients)
+    gemm_efficiency: float  # fraction of peak of the large weight-gradient GEMM (DeepBench's third column)
     weight_efficiency: float  # fraction of HBM bandwidth a wide recurrent cell streams its weights at
-    d_half: float  # width at which a recurrent cell runs at half its wide-cell speed
+    d_half: float  # width at which a recurrent cell streams its weights at half its wide-cell speed
     cell_latency_s: float  # per recurrent cell on the chain
     step_efficiency_fp32: float = 0.5  # the same two in fp32 on CUDA cores ("32-true"), which reach more of
     gemm_efficiency_fp32: float = 0.8  # their (8-16x lower) peak than tensor cores do of theirs
     allreduce_efficiency: float = 1.0  # fraction of one NVLink direction the gradient all-reduce costs at
+    # width at which a recurrent cell's thin GEMM reaches half the peak FLOP rate (its output tiles grow with the
+    # width): tensor cores, and CUDA cores in fp32, which fill the SMs with fewer tiles
+    gemm_d_half: float = 0.0
+    gemm_d_half_fp32: float = 0.0
 
     def efficiencies(self, precision_key: str) -> tuple[float, float]:
         """(step, GEMM) efficiency at a peak-table precision key: tensor cores, or CUDA cores for fp32."""
         if precision_key == "fp32":
             return self.step_efficiency_fp32, self.gemm_efficiency_fp32
         return self.step_efficiency, self.gemm_efficiency
+
+    def cell_d_half(self, precision_key: str) -> float:
+        """The cell GEMM's half-peak width at a precision key (`recurrent.CellModel.gemm_d_half`)."""
+        return self.gemm_d_half_fp32 if precision_key == "fp32" else self.gemm_d_half
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,7 +23,15 @@ from pipeline.cost.multi_gpu import allreduce_s, data_parallel_tokens_per_s
 from pipeline.cost.step_time import DeviceModel
 from pipeline.cost.structure import KNOWN_ARCHS, StepShape, step_cost
 
-__all__ = ["LABEL", "Projection", "model_config_of", "project", "shape_from_run_config", "step_cost"]
+__all__ = [
+    "LABEL",
+    "Projection",
+    "model_config_of",
+    "project",
+    "projected_seconds",
+    "shape_from_run_config",
+    "step_cost",
+]
 
 LABEL = "projection (cost model, not a measurement)"
 
@@ -66,10 +74,20 @@ def project_data_parallel(arch: str, model_cfg: Mapping[str, Any], shape: StepSh
 
 
 def projected_seconds(
-    arch: str, model_cfg: Mapping[str, Any], shape: StepShape, tokens: float, device: DeviceModel
+    arch: str,
+    model_cfg: Mapping[str, Any],
+    shape: StepShape,
+    tokens: float,
+    device: DeviceModel,
+    flops: float | None = None,
+    params: int | None = None,
 ) -> float:
-    """Seconds to train `tokens` target tokens in steps of `shape` (one device)."""
-    return project(arch, model_cfg, shape, device).step_s * tokens / shape.tokens
+    """Seconds to train `tokens` target tokens in steps of `shape` (one device): the one projection of training
+    time (the scaling report's GPU-hours use it). The step is `step_cost`'s, recurrent cells included, so a GPU
+    times an LSTM with its calibrated cell model; `flops` (per step) and `params` override the model's formula
+    (a run record already holds them)."""
+    cost = step_cost(arch, model_cfg, shape, flops=flops, params=params)
+    return device.predict(cost) * tokens / shape.tokens
 
 
 def shape_from_run_config(config: Mapping[str, Any], src_len: int | None = None,

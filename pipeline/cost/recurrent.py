@@ -4,12 +4,18 @@ cuDNN computes the input projections of a whole sequence as one large GEMM (para
 but the recurrent part `h_{t-1} W_hh^T` is one GEMM of shape (batch x 4d x d) per layer and time step, forward and
 again (transposed) for the gradient wrt the inputs in backward; the weight gradient is one large GEMM again. A
 (batch x 4d x d) GEMM with a batch of 16-128 reads its whole 4d x d weight matrix for few FLOPs (intensity = batch
-FLOP per byte in fp16), so it is bound by memory bandwidth, and at small d its few output tiles leave SMs idle
-(the `d_half` factor on the stream; in fp32 on CUDA cores the same GEMM is compute-bound). One
-"cell" (one layer, one step, one direction of the pass) therefore costs
+FLOP per byte in fp16), so it is bound by memory bandwidth at small batch, and by its FLOPs at large batch. Either
+way it is thin: with batch <= one tile edge its output is one column of about 4d / tile tiles, too few to fill the
+GPU's SMs at small d. So both of its rates grow with width: the weight stream reaches half its wide-cell speed at
+`d_half`, the FLOP rate half the peak at `gemm_d_half` (DeepBench's V100 cells run at 6 % of the fp16 peak at d 512
+and 55 % at d 4096, batch 128). One "cell" (one layer, one step, one direction of the pass) therefore costs
 
-    cell_s = max(8 B d^2 / (peak * gemm_efficiency), 4 d^2 bytes / (bandwidth * weight_efficiency) * (1 + d_half / d))
-             + latency
+    cell_s = max(8 B d^2 / peak * (1 + gemm_d_half / w),
+                 4 d^2 bytes / (bandwidth * weight_efficiency) * (1 + d_half / d))  +  latency
+    w = d * max(1, B / TILE)
+
+A batch above one tile edge adds tile columns, so the FLOP-rate curve reads the width times the columns: an
+extrapolation, as every published cell has batch <= 128.
 
 `latency` is the fixed cost of the step's kernels (GEMM launch, the fused pointwise gate kernel). Cells of a chain
 run one after another; cuDNN's multi-layer `nn.LSTM` overlaps layer l at step t with layer l+1 at step t-1 (the
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TILE = 128  # rows of cuBLAS's largest tensor-core tile edge: a batch up to it is one column of output tiles
+
 
 @dataclass(frozen=True)
 class CellModel:
@@ -32,14 +40,21 @@ class CellModel:
     peak_flops_per_s: float  # dense tensor peak at this precision
     memory_bytes_per_s: float  # HBM bandwidth
     bytes_per_weight: float  # 2 in fp16/bf16, 4 in fp32/tf32
-    gemm_efficiency: float  # fraction of peak a large GEMM kernel sustains
+    gemm_efficiency: float  # fraction of peak the large weight-gradient GEMM sustains
     weight_efficiency: float  # fraction of bandwidth a wide cell's weight stream reaches
-    d_half: float  # width at which a cell's GEMM runs at half its wide-cell speed
+    d_half: float  # width at which a cell's weight stream runs at half its wide-cell speed
     latency_s: float  # per cell on the chain (kernel launches, pointwise gates)
+    gemm_d_half: float = 0.0  # width at which a cell's GEMM reaches half the peak FLOP rate
+
+    def cell_gemm_efficiency(self, batch: int, width: int) -> float:
+        """Fraction of peak a (batch x 4 width x width) GEMM sustains: w / (w + gemm_d_half), w its width in
+        tile columns (`width * max(1, batch / TILE)`)."""
+        w = width * max(1.0, batch / TILE)
+        return w / (w + self.gemm_d_half)
 
     def throughput_s(self, batch: int, width: int) -> float:
         """The cell's GEMM time without its latency: compute or weight stream, whichever is slower."""
-        compute = 8.0 * batch * width * width / (self.peak_flops_per_s * self.gemm_efficiency)
+        compute = cell_flops(batch, width) / (self.peak_flops_per_s * self.cell_gemm_efficiency(batch, width))
         stream = (
             4.0 * width * width * self.bytes_per_weight / (self.memory_bytes_per_s * self.weight_efficiency)
         )

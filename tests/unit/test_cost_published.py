@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from pipeline.cost import gpu_fit, published
@@ -46,15 +45,17 @@ def test_every_published_training_figure_within_goal(refit):
     assert headline.published == 140909 and 1 / GOAL <= headline.ratio <= GOAL  # the old model: 2.21x
 
 
-def test_deepbench_kernels_held_out(refit):
+def test_every_deepbench_kernel_within_goal(refit):
     _, checks = refit
     kernels = [c for c in checks if c.unit == "ms"]
     assert len(kernels) == 44
-    factors = np.array([max(c.ratio, 1 / c.ratio) for c in kernels if c.split == "held-out"])
-    assert len(factors) == 20  # the language-model sizes in both precisions
-    # two of 44 kernel rows miss 1.3x (docs/cost_model.md): d=4096 B=128 fp16 (held out), d=512 B=16 fp16 (fitted)
-    assert np.median(factors) < 1.15 and factors.max() < 1.5
-    assert sum(f > GOAL for f in factors) <= 1
+    held_out = [c for c in kernels if c.split == "held-out"]
+    assert len(held_out) == 20  # the language-model sizes in both precisions
+    bad = {c.key: round(c.ratio, 3) for c in kernels if not 1 / GOAL <= c.ratio <= GOAL}
+    assert bad == {}
+    # the row a width-independent cell GEMM efficiency missed (1.44x): d 4096, batch 128, fp16, held out
+    big = next(c for c in held_out if c.key == "deepbench lstm d4096 B128 T25 16-mixed")
+    assert big.ratio < 1.25
 
 
 def test_held_out_figures_do_not_move_the_fit(refit, monkeypatch):
@@ -105,6 +106,23 @@ def test_projection_command_prints_every_figure(capsys):
     assert all(line.split()[-1].replace(".", "").isdigit() for line in rows)  # each ends in its ratio
 
 
+def test_check_report_carries_every_figure(refit):
+    """docs/cost_model.md's tables: one ratio per published figure, and the worst figure of each group."""
+    from pipeline.cost.check_report import markdown
+
+    _, checks = refit
+    md = markdown(checks)
+    ratio_tables = md.split("Factor =")[0]  # the error table follows
+    cells = [c for line in ratio_tables.splitlines() if line.startswith("| ") for c in line.split(" | ")]
+    ratios = [
+        c for c in cells if c.rstrip(" |").replace(" (fit)", "").replace(".", "").isdigit() and "." in c
+    ]
+    assert len(ratios) == len(published.STEP_FIGURES) + len(published.KERNEL_FIGURES)
+    assert sum("(fit)" in c for c in ratios) == sum(c.split == "fit" for c in checks)
+    held_out = gpu_fit.summary(checks)["held-out"]["max_factor"]
+    assert "| every figure, held out | 54 | " in md and f"{held_out:.3f} (" in md
+
+
 # ---------------------------------------------------------------- the cell model
 def test_cells_wavefront_and_size_dependence():
     from pipeline.cost.projection import step_cost
@@ -126,6 +144,20 @@ def test_cells_wavefront_and_size_dependence():
     assert per_flop == sorted(per_flop, reverse=True)  # wider cells use more of the GPU
     fp32 = device_model("v100-sxm2", "32-true").cell
     assert fp32.throughput_s(128, 2048) == pytest.approx(2 * fp32.throughput_s(64, 2048), rel=1e-9)  # compute
+
+
+def test_cell_gemm_efficiency_grows_with_width_and_tile_columns():
+    """A thin (batch x 4d x d) GEMM fills more SMs the wider it is: DeepBench's fp16 cells at batch 128 run at
+    6 % of the V100's peak at d 512 and 55 % at d 4096; one efficiency for every width cannot fit both."""
+    cell = device_model("v100-sxm2", "16-mixed").cell
+    eff = [cell.cell_gemm_efficiency(128, d) for d in (512, 1024, 2048, 4096)]
+    assert eff == sorted(eff) and eff[0] < 0.5 * eff[-1]
+    assert eff[-1] == pytest.approx(4096 / (4096 + cell.gemm_d_half))
+    # up to one tile edge the batch does not widen the GEMM; beyond it every further tile column does
+    assert cell.cell_gemm_efficiency(16, 1024) == cell.cell_gemm_efficiency(128, 1024)
+    assert cell.cell_gemm_efficiency(512, 1024) == pytest.approx(cell.cell_gemm_efficiency(128, 4096))
+    # fp32 on CUDA cores fills the GPU with fewer tiles than the tensor cores need
+    assert device_model("v100-sxm2", "32-true").cell.gemm_d_half < cell.gemm_d_half
 
 
 def test_lstm_projection_no_longer_ignores_its_cells():

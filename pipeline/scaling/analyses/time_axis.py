@@ -25,8 +25,8 @@ import numpy as np
 
 from pipeline.cost.accelerators import device_model
 from pipeline.cost.projection import LABEL, model_config_of, shape_from_run_config
-from pipeline.cost.step_time import DeviceModel, StepCost
-from pipeline.cost.structure import step_depth
+from pipeline.cost.projection import projected_seconds as cost_projected_seconds
+from pipeline.cost.step_time import DeviceModel
 from pipeline.scaling.fits.bootstrap import fit_power_law_bootstrap
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH, compare_curves
 from pipeline.scaling.fits.frontier import compute_frontier
@@ -77,18 +77,15 @@ def measured_curves(records: Sequence[RunRecord], n_boot: int = 0) -> dict[str, 
 
 
 def projected_seconds(record: RunRecord, device: DeviceModel, context: int | None = None) -> float:
-    """Seconds `device` would take for this run's training tokens (one device), per the cost model.
-    At the run's own lengths the record's FLOPs are used; at another `context` the model's formula."""
+    """Seconds `device` would take for this run's training tokens (one device), per the calibrated cost model
+    (`pipeline.cost.projection.projected_seconds`: on a GPU the LSTM family's recurrent cells are timed by the
+    cuDNN cell model fitted on published measurements, not by FLOPs at one efficiency). At the run's own lengths
+    the record's FLOPs are used; at another `context` the model's formula (which builds the model on the meta
+    device: torch is imported only then)."""
     arch, cfg = model_config_of(record.config)
     shape = shape_from_run_config(record.config, context, context)
-    if context is None:
-        flops = record.flops_per_token * shape.tokens
-    else:
-        from pipeline.cost.structure import step_flops  # builds the model (meta device): torch only here
-
-        flops = step_flops(arch, cfg, shape)
-    cost = StepCost(flops, step_depth(arch, cfg, shape.src_len, shape.tgt_len), record.params)
-    return device.predict(cost) * record.tokens / shape.tokens
+    flops = record.flops_per_token * shape.tokens if context is None else None
+    return cost_projected_seconds(arch, cfg, shape, record.tokens, device, flops=flops, params=record.params)
 
 
 def first_behind(a: dict[str, Any], b: dict[str, Any]) -> float | None:
