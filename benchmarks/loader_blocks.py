@@ -38,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = {"vocab_size": 64, "seq_len": 32, "n_pairs": 4, "rows": 256, "bucket": 4096, "train_examples": 20000}
 # the bucket (shuffle buffer) well below the split, so that timed batches read sequences from the shard
-QUICK = {"vocab_size": 32, "seq_len": 16, "n_pairs": 2, "rows": 32, "bucket": 64, "train_examples": 1000}
+# (the mqar suite's quick shape, so that --quick exercises --mqar-json too)
+QUICK = {"vocab_size": 32, "seq_len": 16, "n_pairs": 2, "rows": 16, "bucket": 32, "train_examples": 1000}
 
 
 def child_config(data_dir: str, shape: dict[str, int]) -> Any:
@@ -133,10 +134,21 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def implied_pipeline(sides: dict[str, dict[str, Any]], mqar_json: Path) -> list[dict[str, Any]]:
+def implied_pipeline(sides: dict[str, dict[str, Any]], mqar_json: Path, shape: dict[str, int] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Per architecture of a mqar-suite JSON: tokens/s of a training step plus the loader's mean time a batch,
-    before and after (CPU clock), as the pipeline runs with data.num_workers 0."""
-    suite = json.loads(mqar_json.read_text())["suites"]["mqar"]
+    before and after (CPU clock), as the pipeline runs with data.num_workers 0. Empty (with a line saying why) where
+    the JSON has no mqar rows or they were timed at another task shape than `shape`."""
+    suites = json.loads(mqar_json.read_text()).get("suites", {}) if mqar_json.is_file() else {}
+    suite = suites.get("mqar") or {"rows": []}
+    if not suite["rows"]:
+        print(f"loader_blocks: no mqar rows in {mqar_json}: no implied pipeline rate")
+        return []
+    keys = ("vocab_size", "seq_len", "n_pairs", "rows")
+    if shape is not None and any(suite["shape"][k] != shape[k] for k in keys):
+        print(
+            f"loader_blocks: {mqar_json}'s mqar shape differs from the loader's ({', '.join(keys)}): no implied rate"
+        )
+        return []
     out = []
     for row in suite["rows"]:
         step, tokens = row["pipeline_step_s"]["median"], row["tokens_per_batch"]
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "sides": sides, "speedup_cpu": sides["before"]["mean_batch_s_cpu"] / sides["after"]["mean_batch_s_cpu"],
     }  # fmt: skip
     if args.mqar_json:
-        result["implied_pipeline"] = implied_pipeline(sides, Path(args.mqar_json))
+        result["implied_pipeline"] = implied_pipeline(sides, Path(args.mqar_json), shape)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ from benchmarks.roofline_points import (
     subject,
     wanted_points,
 )
-from benchmarks.roofline_shapes import batch_shape, shape_limits
+from benchmarks.roofline_shapes import batch_shape, op_cost_s, shape_limits
 
 GEMM_SIZES = (256, 512, 1024, 2048)
 # size family -> (timed steps, repeats)
@@ -113,8 +113,9 @@ def _window(loop: PlainLoop, batches: list[Batch], steps: int, clock: str) -> tu
     return seconds, sum(int(b["n_tokens"]) for b in used), sum(batch_flops(loop.model, b) for b in used)
 
 
-def profile_table(loop: PlainLoop, batches: list[Batch], steps: int = 2, top: int = 12) -> str:
-    """torch.profiler's top ops by self CPU time over `steps` warm steps."""
+def profile_table(loop: PlainLoop, batches: list[Batch], steps: int = 2, top: int = 12) -> tuple[str, float]:
+    """(torch.profiler's top ops by self CPU time over `steps` warm steps, the ops a step launches: events with no
+    parent event, i.e. ops called from Python or by the autograd engine, each paying the fixed cost of a call)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if loop.device.type == "cuda" else [])
@@ -122,7 +123,8 @@ def profile_table(loop: PlainLoop, batches: list[Batch], steps: int = 2, top: in
         for k in range(steps):
             loop.step(dict(batches[k % len(batches)]))
         synchronize(loop.device)
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+    launched = sum(1 for e in prof.events() if e.cpu_parent is None and e.device_type.name == "CPU")
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top), launched / steps
 
 
 def _rates(windows: list[tuple[float, int, float]], steps: int, limit: float) -> dict[str, Any]:
@@ -180,9 +182,11 @@ def bench_arch(settings: BenchSettings, point: Point, arch: str, data: dict[str,
         pairs = zip(timed["eager"], timed["compiled"], strict=True)
         row["speedup"] = spread([(tc / sc) / (te / se) for (se, te, _), (sc, tc, _) in pairs])
         row["break_even_steps"] = break_even(row["compile_s"], row)
-    text = "".join(
-        f"\n## {point.label} {arch} {mode}\n{profile_table(loop, batches)}\n" for mode, loop in loops.items()
-    )
+    text = ""
+    for mode, loop in loops.items():
+        table, launched = profile_table(loop, batches)
+        text += f"\n## {point.label} {arch} {mode}\n{table}\n"
+        row[mode]["ops_per_step"] = launched
     if options.recompile and row["is_compiled"]:
         row |= warm_recompile(subj, batches, sync, warm["eager"], options, row)
     return row, text
@@ -243,7 +247,9 @@ def run(settings: BenchSettings, data: dict[str, Any], out: Path, options: Roofl
     options = options or RooflineOptions()
     gemm = gemm_limit(settings.torch_device, QUICK["gemm"] if settings.quick else GEMM_SIZES)
     limit = gemm["limit"]
-    log(f"roofline: GEMM limit {limit / 1e9:.1f} GFLOP/s ({gemm['clock']} clock)")
+    gemm["op_cost_s"] = op_cost_s(settings.torch_device)
+    log(f"roofline: GEMM limit {limit / 1e9:.1f} GFLOP/s ({gemm['clock']} clock), an op's fixed cost "
+        f"{gemm['op_cost_s'] * 1e6:.1f} us")  # fmt: skip
     archs = options.archs or (QUICK["archs"] if settings.quick else ARCHS)
     labels = wanted_points(options.sizes or (QUICK["sizes"] if settings.quick else DEFAULT_SIZES))
     profile_path = out / f"roofline_profile_{settings.device}.txt"

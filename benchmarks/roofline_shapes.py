@@ -52,6 +52,23 @@ def shape_limits(device: torch.device, rows: int, tokens: int, d: int, limit: fl
     return out
 
 
+def op_cost_s(device: torch.device, calls: int = 20000) -> float:
+    """Seconds of one call of a trivial op (`torch.add` of one-element tensors into a preallocated output), best
+    of 3 windows: the fixed cost every launched op pays (Python binding, dispatcher, kernel selection), which a
+    small model's step pays once per op it launches (`ops_per_step` of a roofline row)."""
+    a, b, out = (torch.ones(1, device=device) for _ in range(3))
+    best = float("inf")
+    for _ in range(3):
+        synchronize(device)
+        start = Clock.now()
+        for _ in range(calls):
+            torch.add(a, b, out=out)
+        synchronize(device)
+        took = Clock.now() - start
+        best = min(best, (took.cpu if device.type == "cpu" else took.wall) / calls)
+    return best
+
+
 def batch_shape(batches: list[dict[str, Any]]) -> tuple[int, int]:
     """(median rows, median target tokens a batch) of `batches`: the sizes a step's GEMMs see."""
     rows = sorted(int(b["tgt_in"].shape[0]) for b in batches)

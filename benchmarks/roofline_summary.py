@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 ROOFLINE_HEAD = ["size", "arch", "params", "eager tok/s", "compiled tok/s", "speedup", "eager % of limit",
-                 "compiled % of limit", "step-GEMM % of limit", "compile s (warm)", "break-even steps (warm)",
+                 "compiled % of limit", "step / token GEMM % of limit", "compile s (warm)", "break-even steps (warm)",
                  "step / lstm (eager, compiled)"]  # fmt: skip
 
 
@@ -27,7 +27,7 @@ def roofline_rows(result: dict[str, Any]) -> list[list[str]]:
             compiled = "not compiled"
         else:
             compiled = "eager (fallback)" if r["fallback"] else _mid(c["tokens_per_s"])
-        step_gemm = r.get("shape_limits", {}).get("step")
+        gemm = r.get("shape_limits")
         warm = r.get("recompile_s")
         rows.append(
             [
@@ -39,7 +39,9 @@ def roofline_rows(result: dict[str, Any]) -> list[list[str]]:
                 "-" if r["speedup"] is None else _mid(r["speedup"], ".2f"),
                 f"{100 * r['eager']['of_limit']['median']:.1f}",
                 "-" if c is None else f"{100 * c['of_limit']['median']:.1f}",
-                "-" if step_gemm is None else f"{100 * step_gemm['of_limit']:.1f}",
+                "-"
+                if gemm is None
+                else f"{100 * gemm['step']['of_limit']:.1f} / {100 * gemm['tokens']['of_limit']:.1f}",
                 _num(r["compile_s"]) + ("" if warm is None else f" ({warm:.0f})"),
                 _num(r["break_even_steps"], "d")
                 + ("" if r.get("break_even_warm_steps") is None else f" ({r['break_even_warm_steps']})"),
@@ -72,9 +74,9 @@ def roofline_section(result: dict[str, Any]) -> list[str]:
         f"compiled = `train.compile=model` ({r['backend']}). Cells: median [min, max] over repeats; speedup is "
         "the median of per-repeat compiled/eager tokens/s; compile s = the compiled copy's first pass over "
         "every batch shape minus the eager copy's; break-even = the steps a run needs before compiling pays; "
-        "step / lstm = seconds per step over `lstm`'s at the same size; step-GEMM = the rate of one "
-        "[rows, d] x [d, 4d] `addmm` (a recurrent step's GEMM at this size's rows and width) as a share of the "
-        "limit; (warm) = compiling a fresh copy with the compiler's caches warm, as a sweep's later runs do. "
+        "step / lstm = seconds per step over `lstm`'s at the same size; step / token GEMM = the rate of "
+        "one [rows, d] x [d, 4d] `addmm` (a recurrent step's GEMM at this size's rows and width) and of one "
+        "[tokens, d] x [d, 4d] (a token-parallel layer's), as shares of the limit; (warm) = compiling a fresh copy with the compiler's caches warm, as a sweep's later runs do. "
         f"How: `benchmarks/roofline.py`; top ops per row: `{r['profile']}`."
         + ("" if r.get("complete", True) else " **Incomplete run: the rows measured before it stopped.**"),
         "",

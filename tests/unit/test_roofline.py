@@ -43,12 +43,14 @@ def test_quick_roofline_rows_and_summary(tiny_data: Path, tmp_path: Path) -> Non
         (size, arch) for size in sizes for arch in roofline.QUICK["archs"]
     }
     assert updates == list(range(1, len(rows) + 1)) and result["complete"]
+    assert 0 < result["gemm"]["op_cost_s"] < 1e-3
     for r in rows:
         assert r["is_compiled"] and r["fallback"] is None and r["not_compiled"] is None
         for mode in ("eager", "compiled"):
             rate = r[mode]["flops_per_s"]["median"]
             assert r[mode]["tokens_per_s"]["median"] > 0 and rate > 0
             assert abs(r[mode]["of_limit"]["median"] - rate / result["gemm"]["limit"]) < 1e-12
+            assert r[mode]["ops_per_step"] > 10  # a training step launches many ops
         assert r["step_vs_lstm"]["eager"] > 0 and r["speedup"]["median"] > 0
         step_gemm = r["shape_limits"]["step"]
         assert step_gemm["shape"] == [r["rows"], r["model"]["d_model"], 4 * r["model"]["d_model"]]
