@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,20 @@ def bench_one(settings: BenchSettings, shape: MqarShape, arch: str, cfg: RunConf
     }
 
 
-def run(settings: BenchSettings, shape: MqarShape | None = None, log: Any = print) -> dict[str, Any]:
-    """Every architecture at `shape` (default: `QUICK` with --quick, else `MqarShape()`)."""
+def run(settings: BenchSettings, shape: MqarShape | None = None, log: Any = print,
+        on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Every architecture at `shape` (default: `QUICK` with --quick, else `MqarShape()`); `on_update` gets the
+    result so far after each architecture (benchmarks/run.py writes the JSON then)."""
     shape = shape or (QUICK if settings.quick else MqarShape())
     n_batches = 4 if settings.quick else min(shape.warmup + shape.steps, 8)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    result = {
+        "clock": settings.clock,
+        "shape": asdict(shape),
+        "archs": list(ARCHS),
+        "rows": rows,
+        "complete": False,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-mqar-") as tmp:
         batches: list[Batch] = []
         for arch in ARCHS:
@@ -205,4 +215,7 @@ def run(settings: BenchSettings, shape: MqarShape | None = None, log: Any = prin
             log(f"mqar {arch:>22}: pipeline {row['pipeline_step_s']['median'] * 1e3:.1f} ms/step, plain "
                 f"{row['plain_step_s']['median'] * 1e3:.1f} ms/step, pipeline/plain {row['ratio']['median']:.3f} "
                 f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
-    return {"clock": settings.clock, "shape": asdict(shape), "archs": list(ARCHS), "rows": rows}
+            if on_update:
+                on_update(result)
+    result["complete"] = True
+    return result

@@ -2,46 +2,78 @@
 eager and compiled (`train.compile=model`), in the same run.
 
 The limit is the best `torch.mm` rate (fp32, square, 256..2048) at the run's thread count: what one matmul-bound
-training step could reach at best. A model's achieved rate is its analytic training FLOPs (`flops_per_token` x
-target tokens, as `ThroughputCallback` counts) over the step's time; `of_limit` is the ratio. Both loops are the
-hand-written step of `common.PlainLoop` (forward, loss, backward, clip, AdamW) on two deep copies of one seeded
-model, over the same batches; the compiled copy's forward is `pipeline.training.compile.TrainingForward`.
+training step could reach at best. Beside it, each row's `shape_limits`: the rate of the thin GEMMs its step
+actually multiplies (benchmarks/roofline_shapes.py). A model's achieved rate is its analytic training FLOPs
+(`common.batch_flops`, as `ThroughputCallback` counts) over the step's time; `of_limit` is the ratio. Both loops
+are the hand-written step of `common.PlainLoop` (forward, loss, backward, clip, AdamW; the memory tasks' answer-only
+loss at the `mqar` size) on two deep copies of one seeded model, over the same batches; the compiled copy's forward
+is `pipeline.training.compile.TrainingForward`.
 
 How it is timed: one untimed pass over every batch for each copy first (the compiled copy compiles there, once per
 distinct graph; `compile_s` is that pass's wall time minus the eager pass's), then `repeats` windows of `steps`
 steps per copy, alternating which goes first. Clock as in the other suites: process CPU time on a CPU (the
 machine is shared), the wall clock on a GPU. `break_even_steps` = compile_s / (eager - compiled seconds per step):
-how long a run must be for compiling to pay (None where the compiled step is not faster).
-
-Sizes: `tiny` (configs/tiny models, 256-token real batches), `demo` (configs/demo models, 2048-token batches) and
-`recall-d<d>-L<L>` (decoder-only language models as the recall study trains them: width d, 2 layers, 64 rows of L
-tokens, synthetic tokens over a 256-token vocabulary with full logits, so the output cost is the full one; the
-memory tasks' answer-only step is timed by benchmarks/bench_mqar.py). `lstm_no_cell_residual` and `minlstm` have no
-demo file: they take the demo LSTM's keys. `lstm_newton` is `lstm` with `recurrence: newton`.
+how long a run must be for compiling to pay (None where the compiled step is not faster); `break_even_warm_steps`
+the same with `recompile_s`, the compile of a fresh copy once the compiler's caches are warm (`--roofline-recompile`,
+what a sweep's later runs pay). Which architectures compile, the cap on one compile: benchmarks/roofline_compile.py.
+Sizes: benchmarks/roofline_points.py.
 
 `step_vs_lstm` is each row's seconds per step over `lstm`'s at the same size and mode: the hand-written recurrences'
 cost against nn.LSTM at equal width. A torch.profiler table of the top ops per (size, arch, mode) goes to
-`<out>/roofline_profile_<device>.txt`, to say where the time goes where a goal is missed.
+`<out>/roofline_profile_<device>.txt`, to say where the time goes where a goal is missed. `on_update` receives the
+suite's result after every row (benchmarks/run.py writes the JSON then), so a run stopped early keeps its rows.
 """
 
 from __future__ import annotations
 
-import copy
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import Batch, BenchSettings, Clock, PlainLoop, real_batches, spread, synchronize
-from pipeline.config import OptimConfig, load_config
+from benchmarks.common import Batch, BenchSettings, Clock, PlainLoop, batch_flops, spread, synchronize
+from benchmarks.roofline_compile import (
+    CompileCapReached,
+    capped_reason,
+    compile_cap,
+    compile_skip_reason,
+    reset_compiler,
+    timed_pass,
+)
+from benchmarks.roofline_names import ARCHS, RECALL
+from benchmarks.roofline_points import (
+    Point,
+    fresh_loop,
+    lm_batches,
+    model_section,
+    points,
+    subject,
+    wanted_points,
+)
+from benchmarks.roofline_shapes import batch_shape, op_cost_s, shape_limits
 
-ARCHS = ("lstm", "residual_lstm", "transformer", "lstm_no_cell_residual", "minlstm", "lstm_newton")
 GEMM_SIZES = (256, 512, 1024, 2048)
-RECALL = {"d_models": (64, 128), "seq_lens": (64, 256), "rows": 64, "vocab_size": 256, "n_layers": 2}
-# (size, batch tokens or None, warm-up passes, timed steps, repeats)
-SIZES = {"tiny": (256, 8, 3), "demo": (2048, 3, 2), "recall": (None, 3, 2)}
-QUICK = {"archs": ("lstm", "transformer"), "gemm": (128, 256), "steps": 2, "repeats": 1}
+# size family -> (timed steps, repeats)
+SIZES = {"tiny": (8, 3), "demo": (3, 2), "recall": (3, 2), "mqar": (8, 3)}
+DEFAULT_SIZES = ("tiny", "demo", "recall", "mqar")
+QUICK = {"archs": ("lstm", "transformer"), "sizes": ("tiny", "recall-d64-L64", "mqar"), "gemm": (128, 256),
+         "steps": 2, "repeats": 1}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RooflineOptions:
+    """What to measure (`python -m benchmarks.run --roofline-*`); empty `sizes`/`archs` = the defaults."""
+
+    sizes: tuple[str, ...] = ()  # size names or recall point labels (roofline_points.SIZE_CHOICES)
+    archs: tuple[str, ...] = ()
+    compile_archs: tuple[str, ...] = ()  # compile these even where roofline_compile.NOT_COMPILED says not to
+    compile_cap_s: float | None = None  # wall seconds for one compiled first pass
+    recompile: bool = False  # also time a warm-cache compile of a fresh copy
+    fixes: bool = True  # re-time fixes 2 and 3 (speed_fixes.py) at the end
+    backend: Any = "inductor"  # torch.compile backend ("eager": dynamo only, for tests)
 
 
 def gemm_limit(
@@ -68,48 +100,6 @@ def gemm_limit(
     return {"clock": clock, "dtype": "float32", "flops_per_s": rates, "limit": max(rates.values())}
 
 
-def model_section(
-    size: str, arch: str, d_model: int | None = None, seq_len: int | None = None
-) -> dict[str, Any]:
-    """The `model:` keys of `arch` at `size` (see the module docstring)."""
-    base, extra = ("lstm", {"recurrence": "newton"}) if arch == "lstm_newton" else (arch, {})
-    if size == "recall":
-        assert d_model is not None and seq_len is not None
-        section: dict[str, Any] = {
-            "arch": base,
-            "d_model": d_model,
-            "n_layers": RECALL["n_layers"],
-            "task": "lm",
-        }
-        if base == "transformer":
-            section |= {"n_heads": max(1, d_model // 32), "max_len": seq_len}
-        if base == "residual_lstm":
-            section |= {"n_layers": 3, "residual_from": 1}
-        return section | extra
-    configs = Path("configs") / size
-    name = base if (configs / f"{base}.yaml").exists() else "lstm"
-    section = dict(load_config([configs / "base.yaml", configs / f"{name}.yaml"]).model)
-    return section | {"arch": base} | extra
-
-
-def lm_batches(rows: int, seq_len: int, vocab_size: int, n: int, seed: int = 0) -> list[Batch]:
-    """Full windows of random tokens, shaped as the lm task's loader makes them (empty source)."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        tokens = torch.randint(4, vocab_size, (rows, seq_len + 1), generator=gen)
-        out.append({"src": torch.zeros(rows, 0, dtype=torch.long), "src_mask": torch.zeros(rows, 0, dtype=torch.bool),
-                    "tgt_in": tokens[:, :-1], "tgt_out": tokens[:, 1:], "n_tokens": rows * seq_len,
-                    "n_src_tokens": 0})  # fmt: skip
-    return out
-
-
-def step_flops(model: torch.nn.Module, batch: Batch) -> float:
-    from pipeline.training.throughput import batch_lengths
-
-    return model.flops_per_token(*batch_lengths(batch)) * int(batch["n_tokens"])
-
-
 def _window(loop: PlainLoop, batches: list[Batch], steps: int, clock: str) -> tuple[float, int, float]:
     """(seconds, target tokens, FLOPs) of `steps` steps over `batches`, cycled."""
     synchronize(loop.device)
@@ -120,11 +110,12 @@ def _window(loop: PlainLoop, batches: list[Batch], steps: int, clock: str) -> tu
     synchronize(loop.device)
     took = Clock.now() - start
     seconds = took.cpu if clock == "cpu" else took.wall
-    return seconds, sum(int(b["n_tokens"]) for b in used), sum(step_flops(loop.model, b) for b in used)
+    return seconds, sum(int(b["n_tokens"]) for b in used), sum(batch_flops(loop.model, b) for b in used)
 
 
-def profile_table(loop: PlainLoop, batches: list[Batch], steps: int = 2, top: int = 12) -> str:
-    """torch.profiler's top ops by self CPU time over `steps` warm steps."""
+def profile_table(loop: PlainLoop, batches: list[Batch], steps: int = 2, top: int = 12) -> tuple[str, float]:
+    """(torch.profiler's top ops by self CPU time over `steps` warm steps, the ops a step launches: events with no
+    parent event, i.e. ops called from Python or by the autograd engine, each paying the fixed cost of a call)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if loop.device.type == "cuda" else [])
@@ -132,125 +123,162 @@ def profile_table(loop: PlainLoop, batches: list[Batch], steps: int = 2, top: in
         for k in range(steps):
             loop.step(dict(batches[k % len(batches)]))
         synchronize(loop.device)
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+    launched = sum(1 for e in prof.events() if e.cpu_parent is None and e.device_type.name == "CPU")
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top), launched / steps
 
 
-def bench_arch(settings: BenchSettings, size: str, arch: str, model_cfg: dict[str, Any], batches: list[Batch],
-               vocab_size: int, limit: float, backend: str = "inductor") -> tuple[dict[str, Any], str]:  # fmt: skip
-    """Eager vs compiled training of one model on `batches` -> (result row, profile text)."""
-    from pipeline.models import build_model
-    from pipeline.training.compile import TrainingForward
+def _rates(windows: list[tuple[float, int, float]], steps: int, limit: float) -> dict[str, Any]:
+    return {
+        "step_s": spread([s / steps for s, _, _ in windows]),
+        "tokens_per_s": spread([t / s for s, t, _ in windows]),
+        "flops_per_s": spread([f / s for s, _, f in windows]),
+        "of_limit": spread([f / s / limit for s, _, f in windows]),
+    }
 
-    _, steps, repeats = SIZES[size]
+
+def bench_arch(settings: BenchSettings, point: Point, arch: str, data: dict[str, Any], limit: float,
+               options: RooflineOptions) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """Eager vs compiled training of one model on the point's batches -> (result row, profile text). Where the
+    architecture is not compiled (by default, or past the cap) the row has eager figures only and the reason."""
+    steps, repeats = SIZES[point.size]
     if settings.quick:
         steps, repeats = QUICK["steps"], QUICK["repeats"]
-    torch.manual_seed(0)
-    model = build_model(**{**model_cfg, "vocab_size": vocab_size})
-    optim, device, clock = OptimConfig(), settings.torch_device, settings.clock
-    loops = {}
-    for mode in ("eager", "compiled"):
-        m = copy.deepcopy(model)
-        forward = TrainingForward(m, "model" if mode == "compiled" else "none", model_cfg, 10**9, backend)
-        loops[mode] = PlainLoop(m, optim, 10**6, device, settings.precision, forward=forward)
-    warm = {}
-    for (
-        mode,
-        loop,
-    ) in loops.items():  # first sight of every shape: compiles (compiled), allocator/oneDNN (both)
-        t0 = time.perf_counter()
-        for batch in batches:
-            loop.step(dict(batch))
+    batches, device, clock = point.batches, settings.torch_device, settings.clock
+    subj = subject(settings, point, arch, data)
+
+    def sync() -> None:
         synchronize(device)
-        warm[mode] = time.perf_counter() - t0
-    timed: dict[str, list[tuple[float, int, float]]] = {"eager": [], "compiled": []}
+
+    loops = {"eager": fresh_loop(subj, "none", options.backend)}
+    # first sight of every shape: allocator and oneDNN caches (both), compiling (compiled)
+    warm = {"eager": timed_pass(loops["eager"].step, batches, sync)}
+    not_compiled = compile_skip_reason(arch, options.compile_archs)
+    if not_compiled is None:
+        loops["compiled"] = fresh_loop(subj, "model", options.backend)
+        try:
+            with compile_cap(options.compile_cap_s):
+                warm["compiled"] = timed_pass(loops["compiled"].step, batches, sync)
+        except CompileCapReached:
+            reset_compiler()
+            del loops["compiled"]
+            not_compiled = capped_reason(float(options.compile_cap_s or 0))
+    timed: dict[str, list[tuple[float, int, float]]] = {mode: [] for mode in loops}
     for r in range(repeats):
-        for mode in ("eager", "compiled") if r % 2 == 0 else ("compiled", "eager"):
+        for mode in list(loops) if r % 2 == 0 else list(loops)[::-1]:
             timed[mode].append(_window(loops[mode], batches, steps, clock))
-    forward = loops["compiled"].forward
-    row: dict[str, Any] = {"size": size, "arch": arch, "model": model_cfg, "params": model.num_params(),
-                           "rows": int(batches[0]["tgt_in"].shape[0]), "steps": steps, "repeats": repeats,
-                           "compiled": forward.is_compiled, "fallback": forward.fallback_reason,
-                           "compile_s": max(0.0, warm["compiled"] - warm["eager"]), "warm_pass_s": warm}  # fmt: skip
-    for mode, windows in timed.items():
-        row[mode] = {
-            "step_s": spread([s / steps for s, _, _ in windows]),
-            "tokens_per_s": spread([t / s for s, t, _ in windows]),
-            "flops_per_s": spread([f / s for s, _, f in windows]),
-            "of_limit": spread([f / s / limit for s, _, f in windows]),
-        }
-    pairs = zip(timed["eager"], timed["compiled"], strict=True)
-    row["speedup"] = spread([(tc / sc) / (te / se) for (se, te, _), (sc, tc, _) in pairs])
-    saved = row["eager"]["step_s"]["median"] - row["compiled"]["step_s"]["median"]
-    row["break_even_steps"] = round(row["compile_s"] / saved) if saved > 0 else None
-    text = "".join(
-        f"\n## {size} {arch} {mode}\n{profile_table(loops[mode], batches)}\n"
-        for mode in ("eager", "compiled")
-    )
+    compiled = loops.get("compiled")
+    rows, tokens = batch_shape(batches)
+    row: dict[str, Any] = {"size": point.label, "arch": arch, "model": subj.model_cfg,
+                           "params": subj.model.num_params(), "rows": rows, "tokens_per_batch": tokens,
+                           "steps": steps, "repeats": repeats,
+                           "is_compiled": compiled is not None and compiled.forward.is_compiled,
+                           "not_compiled": not_compiled,
+                           "fallback": None if compiled is None else compiled.forward.fallback_reason,
+                           "compile_s": None if compiled is None else max(0.0, warm["compiled"] - warm["eager"]),
+                           "warm_pass_s": warm, "eager": _rates(timed["eager"], steps, limit),
+                           "compiled": None, "speedup": None, "break_even_steps": None}  # fmt: skip
+    if compiled is not None:
+        row["compiled"] = _rates(timed["compiled"], steps, limit)
+        pairs = zip(timed["eager"], timed["compiled"], strict=True)
+        row["speedup"] = spread([(tc / sc) / (te / se) for (se, te, _), (sc, tc, _) in pairs])
+        row["break_even_steps"] = break_even(row["compile_s"], row)
+    text = ""
+    for mode, loop in loops.items():
+        table, launched = profile_table(loop, batches)
+        text += f"\n## {point.label} {arch} {mode}\n{table}\n"
+        row[mode]["ops_per_step"] = launched
+    if options.recompile and row["is_compiled"]:
+        row |= warm_recompile(subj, batches, sync, warm["eager"], options, row)
     return row, text
 
 
-def size_batches(settings: BenchSettings, size: str, data: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[Batch], int]]:  # fmt: skip
-    """(size label, per-arch model keys at that size, batches, vocab size) for `size`."""
-    if size == "recall":
-        points = (
-            [(64, 64)] if settings.quick else list(zip(RECALL["d_models"], RECALL["seq_lens"], strict=True))
-        )
-        out = []
-        for d, seq_len in points:
-            n = 2 if settings.quick else 4
-            batches = lm_batches(
-                RECALL["rows"] // (4 if settings.quick else 1), seq_len, RECALL["vocab_size"], n
-            )
-            out.append(
-                (f"recall-d{d}-L{seq_len}", {"d_model": d, "seq_len": seq_len}, batches, RECALL["vocab_size"])
-            )
-        return out
-    batch_tokens = SIZES[size][0]
-    n = 2 if settings.quick else 4
-    batches = real_batches(settings.data_dir, batch_tokens, n, max_len=data["max_len"])
-    return [(size, {}, batches, data["vocab_size"])]
+def break_even(compile_s: float | None, row: dict[str, Any]) -> int | None:
+    """Steps after which compiling has paid for `compile_s` (None where the compiled step is not faster)."""
+    if compile_s is None or row["compiled"] is None:
+        return None
+    saved = row["eager"]["step_s"]["median"] - row["compiled"]["step_s"]["median"]
+    return round(compile_s / saved) if saved > 0 else None
 
 
-def run(settings: BenchSettings, data: dict[str, Any], out: Path, log: Any = print,
-        backend: str = "inductor") -> dict[str, Any]:  # fmt: skip
-    """GEMM limit, then every size x architecture, eager and compiled; writes the profile tables under `out`."""
-    gemm = gemm_limit(settings.torch_device, QUICK["gemm"] if settings.quick else GEMM_SIZES)
-    limit = gemm["limit"]
-    log(f"roofline: GEMM limit {limit / 1e9:.1f} GFLOP/s ({gemm['clock']} clock)")
-    archs = QUICK["archs"] if settings.quick else ARCHS
-    sizes = ("tiny", "recall") if settings.quick else ("tiny", "demo", "recall")
-    rows, profiles = [], []
-    for size in sizes:
-        for label, keys, batches, vocab in size_batches(settings, size, data):
-            for arch in archs:
-                cfg = model_section(size, arch, keys.get("d_model"), keys.get("seq_len"))
-                if cfg.get("arch") == "transformer" and "max_len" not in cfg:
-                    cfg["max_len"] = data["max_len"] + 1
-                row, text = bench_arch(settings, size, arch, cfg, batches, vocab, limit, backend)
-                row["size"] = label
-                rows.append(row)
-                profiles.append(text.replace(f"## {size} ", f"## {label} ", 2))
-                log(f"roofline {label:>16} {arch:>22}: eager {row['eager']['of_limit']['median']:.1%}, compiled "
-                    f"{row['compiled']['of_limit']['median']:.1%} of the limit, speedup "
-                    f"{row['speedup']['median']:.2f}, compile {row['compile_s']:.0f} s")  # fmt: skip
+def warm_recompile(subj: Any, batches: list[Batch], sync: Callable[[], None], eager_warm_s: float,
+                   options: RooflineOptions, row: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """`recompile_s`: a fresh copy compiled after `torch._dynamo.reset()`, inductor's caches warm (see
+    roofline_compile.py), minus the eager first pass; None where it ran past the cap."""
+    reset_compiler()
+    loop = fresh_loop(subj, "model", options.backend)
+    try:
+        with compile_cap(options.compile_cap_s):
+            seconds: float | None = max(0.0, timed_pass(loop.step, batches, sync) - eager_warm_s)
+    except CompileCapReached:
+        seconds = None
+    reset_compiler()
+    return {"recompile_s": seconds, "break_even_warm_steps": break_even(seconds, row)}
+
+
+def relate_to_lstm(rows: list[dict[str, Any]]) -> None:
+    """Set every row's `step_vs_lstm`: its seconds per step over `lstm`'s at the same size, per mode both have."""
     for row in rows:
         ref = next((r for r in rows if r["size"] == row["size"] and r["arch"] == "lstm"), None)
-        row["step_vs_lstm"] = None if ref is None else {
-            mode: row[mode]["step_s"]["median"] / ref[mode]["step_s"]["median"] for mode in ("eager", "compiled")
-        }  # fmt: skip
-    fixes = speed_fixes(settings, data, archs)
+        if ref is None:
+            row["step_vs_lstm"] = None
+            continue
+        ratios = {
+            "eager": row["eager"]["step_s"]["median"] / ref["eager"]["step_s"]["median"],
+            "compiled": None,
+        }
+        if row["compiled"] is not None and ref["compiled"] is not None:
+            ratios["compiled"] = row["compiled"]["step_s"]["median"] / ref["compiled"]["step_s"]["median"]
+        row["step_vs_lstm"] = ratios
+
+
+def _log_row(log: Any, row: dict[str, Any]) -> None:
+    eager = f"eager {row['eager']['of_limit']['median']:.1%}"
+    if row["compiled"] is None:
+        log(f"roofline {row['size']:>16} {row['arch']:>22}: {eager} of the limit; {row['not_compiled']}")
+        return
+    log(f"roofline {row['size']:>16} {row['arch']:>22}: {eager}, compiled "
+        f"{row['compiled']['of_limit']['median']:.1%} of the limit, speedup "
+        f"{row['speedup']['median']:.2f}, compile {row['compile_s']:.0f} s")  # fmt: skip
+
+
+def run(settings: BenchSettings, data: dict[str, Any], out: Path, options: RooflineOptions | None = None,
+        log: Any = print, on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """GEMM limit, then every chosen size x architecture, eager and compiled; the profile tables under `out`."""
+    options = options or RooflineOptions()
+    gemm = gemm_limit(settings.torch_device, QUICK["gemm"] if settings.quick else GEMM_SIZES)
+    limit = gemm["limit"]
+    gemm["op_cost_s"] = op_cost_s(settings.torch_device)
+    log(f"roofline: GEMM limit {limit / 1e9:.1f} GFLOP/s ({gemm['clock']} clock), an op's fixed cost "
+        f"{gemm['op_cost_s'] * 1e6:.1f} us")  # fmt: skip
+    archs = options.archs or (QUICK["archs"] if settings.quick else ARCHS)
+    labels = wanted_points(options.sizes or (QUICK["sizes"] if settings.quick else DEFAULT_SIZES))
     profile_path = out / f"roofline_profile_{settings.device}.txt"
-    profile_path.write_text(
-        "# top ops by self CPU time, 2 warm steps each (benchmarks/roofline.py)\n" + "".join(profiles)
-    )
-    return {
-        "gemm": gemm,
-        "clock": settings.clock,
-        "backend": backend,
-        "rows": rows,
-        "profile": profile_path.name,
-        "fixes": fixes,
-    }
+    profile_path.write_text("# top ops by self CPU time, 2 warm steps each (benchmarks/roofline.py)\n")
+    result: dict[str, Any] = {"gemm": gemm, "clock": settings.clock, "backend": str(options.backend),
+                              "options": asdict(options) | {"backend": str(options.backend)},
+                              "archs": list(archs), "sizes": labels, "rows": [], "profile": profile_path.name,
+                              "fixes": [], "complete": False}  # fmt: skip
+    shapes: dict[tuple[int, int, int], dict[str, Any]] = {}
+    for point in points(settings, labels, data):
+        for arch in archs:
+            t0 = time.perf_counter()
+            row, text = bench_arch(settings, point, arch, data, limit, options)
+            key = (row["rows"], row["tokens_per_batch"], int(row["model"]["d_model"]))
+            if key not in shapes:
+                shapes[key] = shape_limits(settings.torch_device, *key, limit)
+            row["shape_limits"] = shapes[key]
+            row["wall_s"] = round(time.perf_counter() - t0, 1)
+            result["rows"].append(row)
+            relate_to_lstm(result["rows"])
+            with profile_path.open("a") as f:
+                f.write(text)
+            _log_row(log, row)
+            if on_update:
+                on_update(result)
+    if options.fixes:
+        result["fixes"] = speed_fixes(settings, data, archs)
+    result["complete"] = True
+    return result
 
 
 def speed_fixes(

@@ -6,18 +6,29 @@ from __future__ import annotations
 from typing import Any
 
 ROOFLINE_HEAD = ["size", "arch", "params", "eager tok/s", "compiled tok/s", "speedup", "eager % of limit",
-                 "compiled % of limit", "compile s", "break-even steps", "step / lstm (eager, compiled)"]  # fmt: skip
+                 "compiled % of limit", "step / token GEMM % of limit", "compile s (warm)", "break-even steps (warm)",
+                 "step / lstm (eager, compiled)"]  # fmt: skip
 
 
 def _mid(s: dict[str, float], spec: str = ".0f", scale: float = 1.0) -> str:
     return f"{s['median'] * scale:{spec}} [{s['min'] * scale:{spec}}, {s['max'] * scale:{spec}}]"
 
 
+def _num(x: float | None, spec: str = ".0f") -> str:
+    return "-" if x is None else f"{x:{spec}}"
+
+
 def roofline_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in result["suites"].get("roofline", {}).get("rows", []):
         vs = r.get("step_vs_lstm")
-        compiled = "eager (fallback)" if r["fallback"] else _mid(r["compiled"]["tokens_per_s"])
+        c = r["compiled"]
+        if c is None:
+            compiled = "not compiled"
+        else:
+            compiled = "eager (fallback)" if r["fallback"] else _mid(c["tokens_per_s"])
+        gemm = r.get("shape_limits")
+        warm = r.get("recompile_s")
         rows.append(
             [
                 r["size"],
@@ -25,12 +36,16 @@ def roofline_rows(result: dict[str, Any]) -> list[list[str]]:
                 f"{r['params'] / 1e6:.2f}M",
                 _mid(r["eager"]["tokens_per_s"]),
                 compiled,
-                _mid(r["speedup"], ".2f"),
+                "-" if r["speedup"] is None else _mid(r["speedup"], ".2f"),
                 f"{100 * r['eager']['of_limit']['median']:.1f}",
-                f"{100 * r['compiled']['of_limit']['median']:.1f}",
-                f"{r['compile_s']:.0f}",
-                "-" if r["break_even_steps"] is None else str(r["break_even_steps"]),
-                "-" if vs is None else f"{vs['eager']:.2f}, {vs['compiled']:.2f}",
+                "-" if c is None else f"{100 * c['of_limit']['median']:.1f}",
+                "-"
+                if gemm is None
+                else f"{100 * gemm['step']['of_limit']:.1f} / {100 * gemm['tokens']['of_limit']:.1f}",
+                _num(r["compile_s"]) + ("" if warm is None else f" ({warm:.0f})"),
+                _num(r["break_even_steps"], "d")
+                + ("" if r.get("break_even_warm_steps") is None else f" ({r['break_even_warm_steps']})"),
+                "-" if vs is None else f"{vs['eager']:.2f}, {_num(vs['compiled'], '.2f')}",
             ]
         )
     return rows
@@ -49,6 +64,7 @@ def roofline_section(result: dict[str, Any]) -> list[str]:
         return []
     r = result["suites"]["roofline"]
     fallbacks = [f"- {x['size']} {x['arch']}: {x['fallback']}" for x in r["rows"] if x["fallback"]]
+    skipped = [f"- {x['size']} {x['arch']}: {x['not_compiled']}" for x in r["rows"] if x.get("not_compiled")]
     return [
         "### Roofline: training FLOP/s against this machine's GEMM rate, eager and compiled",
         "",
@@ -58,12 +74,16 @@ def roofline_section(result: dict[str, Any]) -> list[str]:
         f"compiled = `train.compile=model` ({r['backend']}). Cells: median [min, max] over repeats; speedup is "
         "the median of per-repeat compiled/eager tokens/s; compile s = the compiled copy's first pass over "
         "every batch shape minus the eager copy's; break-even = the steps a run needs before compiling pays; "
-        "step / lstm = seconds per step over `lstm`'s at the same size. How: `benchmarks/roofline.py`; top ops "
-        f"per row: `{r['profile']}`.",
+        "step / lstm = seconds per step over `lstm`'s at the same size; step / token GEMM = the rate of "
+        "one [rows, d] x [d, 4d] `addmm` (a recurrent step's GEMM at this size's rows and width) and of one "
+        "[tokens, d] x [d, 4d] (a token-parallel layer's), as shares of the limit; (warm) = compiling a fresh copy with the compiler's caches warm, as a sweep's later runs do. "
+        f"How: `benchmarks/roofline.py`; top ops per row: `{r['profile']}`."
+        + ("" if r.get("complete", True) else " **Incomplete run: the rows measured before it stopped.**"),
         "",
         *_table(roofline_rows(result)),
         "",
         *(["Fell back to eager:", *fallbacks, ""] if fallbacks else []),
+        *(["Eager only:", *skipped, ""] if skipped else []),
         *fix_lines(r.get("fixes", [])),
     ]
 

@@ -4,9 +4,13 @@
     python -m benchmarks.run --quick              # tiny sizes, < 2 min, writes to runs/bench-quick (smoke test)
     python -m benchmarks.run --device cuda --precision bf16-mixed   # GPU: larger sizes, cuDNN LSTM, MFU vs bf16 peak
     python -m benchmarks.run --suites mqar --mqar d_model=64 rows=512  # one MQAR step per arch at another shape
+    python -m benchmarks.run --suites roofline --roofline-sizes tiny mqar --roofline-archs lstm transformer \
+        --roofline-compile-cap 180       # a bounded roofline (see benchmarks/speed_check.sh)
 
 One JSON per device/precision (`<out>/<tag>.json`); SUMMARY.md is rebuilt from every JSON in `<out>`, so a GPU run
-adds its section next to the CPU one instead of replacing it.
+adds its section next to the CPU one instead of replacing it. The JSON is rewritten after every suite and, in the
+roofline and mqar suites, after every row (`"complete": false` until the end), so a run stopped early keeps what it
+measured.
 """
 
 from __future__ import annotations
@@ -51,7 +55,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mqar", nargs="+", default=[], metavar="KEY=VALUE",
                         help="the mqar suite's shape over its default (or --quick's), e.g. d_model=64 rows=512; "
                         "keys: benchmarks/bench_mqar.py MqarShape")  # fmt: skip
+    add_roofline_args(parser)
     return parser.parse_args(argv)
+
+
+def add_roofline_args(parser: argparse.ArgumentParser) -> None:
+    """`--roofline-*`: what the roofline suite measures (benchmarks/roofline.py `RooflineOptions`)."""
+    from benchmarks.roofline_names import ARCHS, SIZE_CHOICES
+
+    g = parser.add_argument_group("roofline suite")
+    g.add_argument("--roofline-sizes", nargs="+", choices=SIZE_CHOICES, default=None,
+                   help="sizes (recall = both recall points; default tiny demo recall mqar, --quick: its own)")  # fmt: skip
+    g.add_argument("--roofline-archs", nargs="+", choices=ARCHS, default=None, help="default: all")
+    g.add_argument("--roofline-compile", nargs="+", choices=(*ARCHS, "all"), default=[], metavar="ARCH",
+                   help="compile these even where benchmarks/roofline_compile.py NOT_COMPILED says not to "
+                   "(default: lstm_no_cell_residual and lstm_newton are timed eager only)")  # fmt: skip
+    g.add_argument("--roofline-compile-cap", type=float, default=None, metavar="SECONDS",
+                   help="stop a model's compile after this many wall seconds and record it as not compiled")  # fmt: skip
+    g.add_argument("--roofline-recompile", action="store_true",
+                   help="also time a fresh copy's compile with the compiler's caches warm (a sweep's later runs)")  # fmt: skip
+    g.add_argument("--roofline-no-fixes", action="store_true",
+                   help="skip re-timing fixes 2 and 3 (minLSTM's scan, fused AdamW) at the end")  # fmt: skip
+    g.add_argument("--roofline-backend", default="inductor",
+                   help="torch.compile backend (eager: dynamo only, seconds; for tests)")  # fmt: skip
+
+
+def roofline_options(args: argparse.Namespace) -> Any:
+    from benchmarks.roofline import RooflineOptions
+
+    return RooflineOptions(sizes=tuple(args.roofline_sizes or ()), archs=tuple(args.roofline_archs or ()),
+                           compile_archs=tuple(args.roofline_compile), compile_cap_s=args.roofline_compile_cap,
+                           recompile=args.roofline_recompile, fixes=not args.roofline_no_fixes,
+                           backend=args.roofline_backend)  # fmt: skip
 
 
 def prepare_data(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -78,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     args.suites = args.suites or [s for s in SUITES if not (args.quick and s in NOT_QUICK)]
     if args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.roofline_compile_cap is not None and args.roofline_compile_cap <= 0:
+        print(
+            f"error: --roofline-compile-cap must be > 0 seconds, got {args.roofline_compile_cap:g}",
+            file=sys.stderr,
+        )
         return 2
     # Before torch spins up its pool; build_trainer also leaves the thread count alone when OMP_NUM_THREADS is set.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -115,8 +156,18 @@ def main(argv: list[str] | None = None) -> int:
         "settings": asdict(settings) | {"data": data},
         "suites": {},
         "suite_wall_s": {},
+        "complete": False,
     }
+    path = out / f"{result_tag(machine)}.json"
     started = time.perf_counter()
+
+    def save(suite: str | None = None, partial: dict[str, Any] | None = None) -> None:
+        """Write the JSON as it stands (with `partial`, the running suite's rows so far)."""
+        if suite is not None:
+            result["suites"][suite] = partial
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+
     for suite in args.suites:
         t0 = time.perf_counter()
         if suite == "throughput":
@@ -135,19 +186,22 @@ def main(argv: list[str] | None = None) -> int:
         elif suite == "roofline":  # GEMM limit; eager vs compiled FLOP/s (benchmarks/roofline.py)
             from benchmarks import roofline
 
-            result["suites"]["roofline"] = roofline.run(settings, data, out)
+            result["suites"]["roofline"] = roofline.run(settings, data, out, roofline_options(args),
+                                                        on_update=lambda part: save("roofline", part))  # fmt: skip
         elif suite == "mqar":  # one MQAR step per architecture, pipeline vs plain (benchmarks/bench_mqar.py)
             from benchmarks import bench_mqar
 
-            result["suites"]["mqar"] = bench_mqar.run(settings, mqar_shape)
+            result["suites"]["mqar"] = bench_mqar.run(
+                settings, mqar_shape, on_update=lambda part: save("mqar", part)
+            )
         elif suite == "decode":  # also written alone as <out>/decode_<device>.json
             result["suites"]["decode"] = bench_decode.run(settings, out)
         else:
             result["suites"]["fixes"] = fixes.run(settings, data)
         result["suite_wall_s"][suite] = round(time.perf_counter() - t0, 1)
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    path = out / f"{result_tag(machine)}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+        save()
+    result["complete"] = True
+    save()
     print_table(result)
     summary = write_summary(out)
     print(f"wrote {path} and {summary} ({result['wall_s']:.0f} s)")

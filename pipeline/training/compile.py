@@ -36,10 +36,12 @@ from torch import nn
 COMPILE_CHOICES = ("none", "model", "auto")
 
 # `train.compile=auto`: (device type, architecture label) -> the shortest run, in steps, that compiles. A pair enters
-# only where `python -m benchmarks.run --suites roofline` measured the compiled step faster on a quiet machine; its
-# steps are twice that run's `break_even_steps` (compile seconds / seconds saved per step), so that compiling wins
-# back its own time with margin. Empty until measured: auto trains eager everywhere. Indicative figures from a loaded
-# machine (benchmarks/README.md, section 6): tiny transformer break-even ~6,500 steps; lstm never (0.95-0.97x).
+# only where `python -m benchmarks.run --suites roofline` measured the compiled step faster on a quiet machine, at
+# every size it measured; its steps are twice that run's largest `break_even_steps` (compile seconds / seconds saved
+# per step), so that compiling wins back its own time with margin. Set by `python -m benchmarks.auto_compile
+# <run JSON> --write` (the rule: benchmarks/auto_compile.py), or by hand. Empty until measured: auto trains eager
+# everywhere. Filling it changes the wall time of the `auto` runs trained after it, so fill it between studies, not
+# in the middle of one whose time axis compares runs.
 AUTO_MIN_STEPS: dict[tuple[str, str], int] = {}
 
 

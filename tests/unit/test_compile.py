@@ -172,6 +172,24 @@ def test_auto_compiles_only_measured_pairs_on_long_runs(monkeypatch: pytest.Monk
         wants_compile("yes", {}, "cpu", 1)
 
 
+def test_auto_with_an_empty_table_trains_eager_on_any_run_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the roofline has been measured, `train.compile: auto` in the sweeps must change nothing."""
+    monkeypatch.setattr(compile_mod, "AUTO_MIN_STEPS", {})
+
+    def no_compiler(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.compile was called")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    runs = {}
+    for setting in ("auto", "none"):
+        cfg = RunConfig(model=dict(MODELS["transformer"]))
+        cfg.data.vocab_size, cfg.train.compile, cfg.train.max_steps = VOCAB, setting, 10**9
+        torch.manual_seed(0)
+        runs[setting] = Seq2SeqModule(cfg)
+    assert losses(runs["auto"]) == losses(runs["none"])
+    assert runs["auto"].train_forward.decided and not runs["auto"].train_forward.is_compiled
+
+
 def test_an_input_error_is_raised_as_eager_raises_it_and_compiling_stays_on() -> None:
     forward = TrainingForward(
         module(MODELS["lstm"], "none").model, "model", MODELS["lstm"], 10, failing_backend
