@@ -183,3 +183,15 @@ def test_bad_seed_results_raise() -> None:
         n_star({1: [(5, 4)]})
     with pytest.raises(ValueError, match="at least one seed"):
         n_star({1: []})
+
+
+def test_the_rate_is_chosen_on_the_first_seed_and_scored_on_all_seeds_there() -> None:
+    # 1e-3 ran three seeds (chosen on seed 1's 0.9); 1e-2 one seed at 0.8. Averaged over its seeds 1e-3 is 0.6, but
+    # choosing on that average would pick 1e-2 for the luck it had no other seeds to average out
+    results = {1e-3: {4: [(90, 100), (45, 100), (45, 100)]}, 1e-2: {4: [(80, 100)]}}
+    chosen, choices = select_best_rates(results)
+    assert choices[4].best_lr == 1e-2  # without a first-seed basis
+    first = {1e-3: {4: [(90, 100)]}, 1e-2: {4: [(80, 100)]}}
+    chosen, choices = select_best_rates(results, choose_on=first)
+    assert choices[4].best_lr == 1e-3 and chosen[4] == results[1e-3][4]
+    assert choices[4].best_accuracy == pytest.approx(0.6) and choices[4].curve == {1e-3: 0.6, 1e-2: 0.8}

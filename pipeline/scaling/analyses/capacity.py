@@ -177,8 +177,11 @@ def _width_capacity(d: int, records: Sequence[RunRecord], threshold: float, valu
                 floats[n, lr] = (int(r.answer_metrics["state_floats"]), int(r.answer_metrics["state_bits"]))
                 runs.setdefault((n, lr), {})[_seed(r)] = r
     results = {lr: {n: list(s.values()) for n, s in by_n.items()} for lr, by_n in by_rate.items()}
+    # the rate is chosen on the first seed, as the sweep chose where to run the others (replicate_best_lr)
+    first = min(_seed(r) for r in records)
+    first_seed = {lr: {n: [s[first]] for n, s in by_n.items() if first in s} for lr, by_n in by_rate.items()}
     one_rate = records[0].answer_metrics["task"] == "copy"  # one run scores every length: one rate
-    chosen, choices = select_best_rates(results, one_rate=one_rate)
+    chosen, choices = select_best_rates(results, one_rate=one_rate, choose_on=first_seed)
     ns = n_star(chosen, threshold, n_boot=n_boot, seed=seed)
     near = min(choices, key=lambda n: abs(math.log(n) - math.log(ns.value)))
     fl, bits = floats[near, choices[near].best_lr]

@@ -229,6 +229,7 @@ def best_over_rates_table(rows: Iterable[tuple[Hashable, float, float]]) -> dict
 def select_best_rates(
     results_by_rate: Mapping[float, Mapping[float, Sequence[SeedResult]]],
     one_rate: bool = False,
+    choose_on: Mapping[float, Mapping[float, Sequence[SeedResult]]] | None = None,
 ) -> tuple[dict[float, Sequence[SeedResult]], dict[float, RateChoice]]:
     """learning rate -> N -> seed results => per N the results at that N's best rate (mean seed accuracy), ready
     for `n_star`, and each N's RateChoice. Choosing the rate on the data it is scored on favours the best rate
@@ -236,29 +237,33 @@ def select_best_rates(
 
     one_rate: one rate for every N, the best by the mean over N of the accuracy (copy: one run scores every
     length, so a per-length choice would stitch one curve from several runs, each picked for its luck at that
-    length); each N's RateChoice then holds that rate, its own curve and the pooled choice's edge flag."""
+    length); each N's RateChoice then holds that rate, its own curve and the pooled choice's edge flag.
+
+    choose_on: the results the rate is chosen on (e.g. the first seed only, as the sweep chose where to run the
+    other seeds), so that a rate with more seeds is not penalised for its averaged-out luck; the chosen rate's
+    results are then all of `results_by_rate`'s. Default: the results themselves."""
     ns = sorted({n for by_n in results_by_rate.values() for n in by_n})
-    curves = {
-        n: {
-            lr: float(np.mean([_seed_accuracy(_as_counts(r)) for r in by_n[n]]))
-            for lr, by_n in results_by_rate.items()
-            if by_n.get(n)
-        }
-        for n in ns
-    }
-    pooled = None
+
+    def curves_of(
+        source: Mapping[float, Mapping[float, Sequence[SeedResult]]],
+    ) -> dict[float, dict[float, float]]:
+        return {n: {lr: float(np.mean([_seed_accuracy(_as_counts(r)) for r in by_n[n]]))
+                    for lr, by_n in sorted(source.items()) if by_n.get(n)} for n in ns}  # fmt: skip
+
+    shown = curves_of(results_by_rate)
+    picked = shown if choose_on is None else curves_of(choose_on)
     if one_rate:
-        shared = [lr for lr in results_by_rate if all(lr in curves[n] for n in ns)]
+        shared = [lr for lr in sorted(results_by_rate) if all(lr in picked[n] for n in ns)]
         if not shared:
             raise ValueError("select_best_rates(one_rate=True): no learning rate has results at every N")
-        pooled = best_over_rates({lr: float(np.mean([curves[n][lr] for n in ns])) for lr in shared})
+        pooled = best_over_rates({lr: float(np.mean([picked[n][lr] for n in ns])) for lr in shared})
+        picks = {n: (pooled.best_lr, pooled.at_edge) for n in ns}
+    else:
+        picks = {n: (c.best_lr, c.at_edge) for n in ns for c in [best_over_rates(picked[n])]}
     chosen: dict[float, Sequence[SeedResult]] = {}
     choices: dict[float, RateChoice] = {}
     for n in ns:
-        if pooled is None:
-            choices[n] = best_over_rates(curves[n])
-        else:
-            lr = pooled.best_lr
-            choices[n] = RateChoice(lr, curves[n][lr], dict(sorted(curves[n].items())), pooled.at_edge)
-        chosen[n] = results_by_rate[choices[n].best_lr][n]
+        lr, edge = picks[n]
+        choices[n] = RateChoice(lr, shown[n][lr], shown[n], edge)
+        chosen[n] = results_by_rate[lr][n]
     return chosen, choices
