@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	OMP_NUM_THREADS=1 $(VENV)/bin/pipeline demo  # one core: sweep + report; the showcase has the other
+	OMP_NUM_THREADS=1 $(VENV)/bin/pipeline demo  # sweep + report on one core, the showcase on the other; then the recall panel, an arm per free core
 
 # Two pytest-xdist workers (one per core here); tests on the local SLURM cluster share one worker (tests/conftest.py).
 TEST_WORKERS ?= 2

@@ -1,4 +1,5 @@
-"""The demo's one page: `runs/demo/summary.md`, from the sweep's fit.json, the report's figures and the showcase run.
+"""The demo's one page: `runs/demo/summary.md`, from the sweep's fit.json, the report's figures, the showcase run
+and the recall panel's capacity report (whose result opens the page).
 
 Kept apart from `demo.py` (which runs things) because it only reads files: rerun `write_summary` on a finished demo
 directory to rebuild the page.
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+TITLE = "# pipeline demo: where does recurrence stop scaling? (in miniature)"
 FIGURES = (
     ("loss_vs_compute", "loss against training compute, with the compute frontier"),
     ("loss_vs_params", "loss against non-embedding parameters"),
@@ -44,17 +46,20 @@ def fit_rows(fit: dict[str, Any]) -> list[str]:
 
 
 def write_summary(out: Path, sweep_dir: Path, report: Path | None, showcase: dict[str, Any], total_s: float,
-                  no_fit: str | None = None) -> Path:  # fmt: skip
-    """`out/summary.md`; `report` None (with `no_fit`, the reason) when the sweep could not be fitted."""
+                  no_fit: str | None = None, recall: list[str] | None = None) -> Path:  # fmt: skip
+    """`out/summary.md`; `report` None (with `no_fit`, the reason) when the sweep could not be fitted; `recall`:
+    the recall panel's lines (`recall_lines`), the page's first after its title."""
+    top = [TITLE, "", *(recall or [])]
     if report is None:
-        return _write(out / "summary.md", _unfitted(sweep_dir, total_s, no_fit) + showcase_section(showcase))
+        return _write(
+            out / "summary.md", top + _unfitted(sweep_dir, total_s, no_fit) + showcase_section(showcase)
+        )
     fit = json.loads((report.parent / "fit.json").read_text())
     n_runs = fit.get("n_runs", 0)
     nothing = fit.get("learned_nothing", {}).get("count", 0)
     rel = report.parent.relative_to(out) if report.parent.is_relative_to(out) else report.parent
     lines = [
-        "# pipeline demo: where does recurrence stop scaling? (in miniature)",
-        "",
+        *top,
         f"Wall time {total_s / 60:.1f} min on this machine. Corpus: English WEB -> French Segond 1910 (Bible, whole "
         "books held out), 4k joint BPE, tokenized into webdataset shards. Every model below is its own offline W&B "
         f"run (group `demo`) under its run directory. Full report: [{rel}/report.md]({rel}/report.md).",
@@ -111,8 +116,6 @@ def _unfitted(sweep_dir: Path, total_s: float, why: str | None) -> list[str]:
         for r in load_records(sweep_dir)
     ]
     return [
-        "# pipeline demo: where does recurrence stop scaling? (in miniature)",
-        "",
         f"Wall time {total_s / 60:.1f} min. **No scaling law was fitted:** {why}. The budgets of this grid are "
         "too small for its models to learn more than token frequencies; raise `token_budgets`.",
         "",
@@ -142,3 +145,68 @@ def showcase_section(s: dict[str, Any]) -> list[str]:
         cells = [str(ex.get(k, "")).replace("|", "/") for k in ("src", "hyp", "ref")]
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _budget(records: list[Any]) -> str:
+    """`300 steps of 256 sequences` from the records (every run of the panel has the same budget)."""
+    r = records[0]
+    steps = int(r.config["train"]["max_steps"])
+    length = int(r.answer_metrics["L"])
+    return f"{steps} steps of {round(r.tokens / steps / length)} sequences"
+
+
+def _arch_result(arch: str, widths: dict[str, Any], threshold: float, records: list[Any]) -> str:
+    """One bullet: where the architecture's accuracy first fell below the threshold (or that it did not)."""
+    parts = []
+    for d, w in sorted(widths.items(), key=lambda kv: int(kv[0])):
+        acc = {int(n): a for n, a in w["accuracy"].items()}
+        lrs = sorted({r.lr for r in records if r.arch == arch and r.lr})
+        floats = max(w["state_floats_by_n"].values())
+        length = max(int(r.answer_metrics["L"]) for r in records)
+        state = f"KV cache at L = {length}:" if arch == "transformer" else "state"
+        head = f"**{arch}** (d = {d}, lr {', '.join(f'{x:g}' for x in lrs)}, {state} {floats:,} floats)"
+        below = [n for n in sorted(acc) if acc[n] < threshold]
+        if below:
+            n = below[0]
+            plateau = f" (1/N = {1 / n:.3g})" if n > 1 else ""  # a guess among the sequence's N values
+            verdict = f"recall fell below {threshold:g} at N = {n}: accuracy {acc[n]:.3f}{plateau}"
+        else:
+            verdict = f"recall did not fall below {threshold:g} within the grid (N ≤ {max(acc)})"
+        by_n = ", ".join(f"{n}: {a:.3f}" for n, a in sorted(acc.items()))
+        parts.append(f"- {head}: {verdict}. Accuracy by N: {by_n}.")
+    return "\n".join(parts)
+
+
+def recall_lines(out: Path, recall_dir: Path, report: Path | None, why: str | None) -> list[str]:
+    """The page's opening: what the recall panel measured, from its capacity report (fit.json) and records."""
+    if report is None:
+        return [f"**Recall panel: nothing to report** ({why}); the arms' logs are {out}/recall-*.log.", ""]
+    from pipeline.scaling.records.sweep_dir import load_records
+
+    cap = json.loads((report.parent / "fit.json").read_text()).get("capacity") or {}
+    records = load_records(recall_dir)
+    if not cap.get("archs") or not records:
+        return [
+            f"**Recall panel: no finished runs** in {recall_dir}; the arms' logs are {out}/recall-*.log.",
+            "",
+        ]
+    rel = report.parent.relative_to(out) if report.parent.is_relative_to(out) else report.parent
+    threshold, lengths = cap["threshold"], sorted({length for length, _ in cap["cells_L_N"]})
+    ns = sorted({n for _, n in cap["cells_L_N"]})
+    answers = sorted({int(r.answer_metrics["answers"]) // int(r.answer_metrics["N"]) for r in records})
+    return [
+        f"**Recall panel, measured:** multi-query associative recall (MQAR: N key-value pairs, then each key "
+        f"again; the answer is its value), V = {cap['V']}, L = {', '.join(map(str, lengths))}, N = "
+        f"{', '.join(map(str, ns))}; each model trained {_budget(records)}, one seed, one learning rate; answer "
+        f"accuracy (exact match) on {', '.join(map(str, answers))} validation sequences per N, threshold "
+        f"{threshold:g}.",
+        "",
+        *[_arch_result(a, ac["widths"], threshold, records) for a, ac in cap["archs"].items()],
+        "",
+        f"![recall accuracy against N]({rel}/capacity_accuracy.png) (threshold dashed, chance 1/(V/2) = "
+        f"{cap['chance']:.3g} dotted); the full capacity report: [{rel}/report.md]({rel}/report.md). A run near "
+        "1/N names one of its sequence's values without binding it to its key: at a budget this small that is a "
+        "limit of training, not a measured capacity (the Transformer's cache keeps every pair). "
+        "`configs/sweeps/recall-cpu.yaml` is the study that measures N*(d) with CIs.",
+        "",
+    ]

@@ -37,6 +37,7 @@ LAYER = {
     "pipeline.cli": 5,
     "pipeline.demo": 5,
     "pipeline.demo_summary": 5,
+    "pipeline.demo_recall": 5,
     "pipeline.export": 5,
     "pipeline.__main__": 5,
     "pipeline": 5,
