@@ -62,7 +62,7 @@ def write_summary(out: Path, sweep_dir: Path, report: Path | None, showcase: dic
         *top,
         f"Wall time {total_s / 60:.1f} min on this machine. Corpus: English WEB -> French Segond 1910 (Bible, whole "
         "books held out), 4k joint BPE, tokenized into webdataset shards. Every model below is its own offline W&B "
-        f"run (group `demo`) under its run directory. Full report: [{rel}/report.md]({rel}/report.md).",
+        f"run (group `demo`; the recall models `demo-recall`) under its run directory. Full report: [{rel}/report.md]({rel}/report.md).",
         "",
         f"## The sweep: {n_runs} runs ({sweep_dir})",
         "",
