@@ -22,6 +22,9 @@ from pipeline.data.text import SPLITS
 # 3: LM windows disjoint, fed after BOS, with their clusters (issue 32). 4: memory tasks (mqar, copy) store blocks
 # of sequences per tar sample, not one each (a 3 reader would take a block for one sequence; see memory_spec.py).
 FORMAT_VERSION = 4
+# The versions whose text-task data (translation, passages, lm) this code reads: 4 changed the memory tasks' layout
+# only, so a text data set prepared in format 3 need not be rebuilt.
+TEXT_FORMATS_READ = (3, 4)
 MANIFEST = "manifest.json"
 SHARD_GLOB = "shard-*.tar"
 
@@ -88,7 +91,11 @@ def check_splits_not_empty(manifest: dict, where: str) -> None:
 
 def check_format(manifest: dict, where: str, hint: str = "") -> None:
     """A manifest of another format version cannot be read by this code: one line naming both versions."""
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    memory = isinstance(manifest.get("args"), dict) and "memory_task" in manifest["args"]
+    if version in TEXT_FORMATS_READ and not memory:
+        return
+    if version != FORMAT_VERSION:
         found = f"{where} has format_version={manifest.get('format_version')!r}"
         raise ValueError(f"{found}, this code reads {FORMAT_VERSION}: {hint}" if hint else found)
 

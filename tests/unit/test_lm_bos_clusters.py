@@ -45,9 +45,9 @@ def test_old_format_lm_data_is_refused_with_how_to_rebuild(tmp_path: Path) -> No
                        context=16)  # fmt: skip
     assert len(read_window_clusters(manifest, "valid")) == manifest["splits"]["valid"]["samples"]
     old = json.loads((data / MANIFEST).read_text())
-    old["format_version"] = FORMAT_VERSION - 1
+    old["format_version"] = 2  # the last LM format without BOS
     (data / MANIFEST).write_text(json.dumps(old))
-    with pytest.raises(ValueError, match=rf"format_version={FORMAT_VERSION - 1}.*rebuild it with `pipeline data "
+    with pytest.raises(ValueError, match=rf"format_version=2.*rebuild it with `pipeline data "
                                          rf"prepare --out {data} --force`") as err:  # fmt: skip
         verify_prepared(data)
     assert "\n" not in str(err.value)
@@ -69,3 +69,14 @@ def test_shipped_context_configs_leave_room_for_bos() -> None:
         text = path.read_text()
         for size in ("max_len: 512}", "max_len: 1024}", "max_len: 4096}"):
             assert f"model: {{dropout: 0.0, {size}" not in text, f"{path.name}: model.max_len = data.context"
+
+
+def test_text_data_of_format_3_is_still_read_format_4_changed_memory_tasks_only(tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(f"line {i} of some text with words" for i in range(400)) + "\n")
+    data = tmp_path / "lm"
+    prepare(CorpusSource(text=text, valid_frac=0.1, test_frac=0.1), data, vocab_size=300, task="lm", context=16)
+    manifest = json.loads((data / MANIFEST).read_text())
+    manifest["format_version"] = 3
+    (data / MANIFEST).write_text(json.dumps(manifest))
+    verify_prepared(data)  # no rebuild asked of a text data set whose layout did not change
