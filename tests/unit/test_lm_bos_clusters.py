@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, load_config
-from pipeline.data.manifest import FORMAT_VERSION, MANIFEST
+from pipeline.data.manifest import MANIFEST
 from pipeline.data.prepare.build import prepare
 from pipeline.data.sources.corpus import CorpusSource
 from pipeline.data.sources.lm_clusters import read_window_clusters, token_labels, window_clusters
@@ -75,7 +75,9 @@ def test_text_data_of_format_3_is_still_read_format_4_changed_memory_tasks_only(
     text = tmp_path / "t.txt"
     text.write_text("\n".join(f"line {i} of some text with words" for i in range(400)) + "\n")
     data = tmp_path / "lm"
-    prepare(CorpusSource(text=text, valid_frac=0.1, test_frac=0.1), data, vocab_size=300, task="lm", context=16)
+    prepare(
+        CorpusSource(text=text, valid_frac=0.1, test_frac=0.1), data, vocab_size=300, task="lm", context=16
+    )
     manifest = json.loads((data / MANIFEST).read_text())
     manifest["format_version"] = 3
     (data / MANIFEST).write_text(json.dumps(manifest))
