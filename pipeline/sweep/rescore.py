@@ -22,17 +22,14 @@ from pipeline.scaling.records.run_dir import RESULT_FILE
 from pipeline.scaling.records.run_record import load_record, save_record
 from pipeline.training.yardsticks import run_yardsticks
 
-# written into record.config by run_one, not config keys
-RECORD_ONLY_KEYS = ("mean_lengths", "task", "loss_by_position_min_share")
-
 
 def rescore_run(run_dir: Path, contexts: str | None = None) -> dict:
     """Recompute one run's yardsticks and rewrite its result.json; returns the new fields."""
-    from pipeline.training.run_result import valid_target_counts
+    from pipeline.training.run_result import RECORD_ONLY_CONFIG_KEYS, valid_target_counts
 
     path = run_dir / RESULT_FILE
     record = load_record(path)
-    values = {k: v for k, v in record.config.items() if k not in RECORD_ONLY_KEYS}
+    values = {k: v for k, v in record.config.items() if k not in RECORD_ONLY_CONFIG_KEYS}
     data, model = values.get("data", {}), values.get("model", {})
     if data.get("task") == "lm" and model.get("max_len") == data.get("context"):  # a record from before BOS:
         values["model"] = {**model, "max_len": data["context"] + 1}  # no model is built from it here

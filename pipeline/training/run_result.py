@@ -30,6 +30,10 @@ from pipeline.training.yardsticks import run_yardsticks
 MIN_POSITION_SHARE = 0.1  # loss at a target position reached by fewer validation pairs than this is NaN
 
 
+# keys the record adds to the run's config (not run-config keys): stripped before the config is parsed again
+RECORD_ONLY_CONFIG_KEYS = ("mean_lengths", "task", "output_projection_share", "loss_by_position_min_share")
+
+
 def write_result(cfg: RunConfig, summary: dict[str, Any], wall_time_s: float) -> RunRecord:
     """Build the run's record from its final `summary` and write ``<run_dir>/result.json`` (and drop an earlier
     attempt's ``error.txt``)."""
