@@ -20,24 +20,12 @@ def _sweep(root: Path) -> Path:
     for n, d in ((2e4, 1e5), (2e4, 4e5), (8e4, 1e5), (8e4, 4e5)):
         loss = 1.5 + 80 / n**0.3 + 60 / d**0.28
         name = f"lstm-{int(n)}-{int(d)}"
-        save_record(
-            root / name / "result.json",
-            RunRecord(
-                name,
-                "lstm",
-                int(2 * n),
-                int(n),
-                6 * n,
-                int(d),
-                6 * n * int(d),
-                d / 1e6,
-                loss,
-                loss,
-                [loss] * 4,
-                1.0,
-                {},
-            ),  # fmt: skip
-        )
+        record = RunRecord(
+            run=name, arch="lstm", params=int(2 * n), non_embedding_params=int(n), flops_per_token=6 * n,
+            tokens=int(d), compute=6 * n * int(d), epochs=d / 1e6, final_valid_loss=loss, best_valid_loss=loss,
+            loss_by_position=[loss] * 4, wall_time_s=1.0, config={},
+        )  # fmt: skip
+        save_record(root / name / "result.json", record)
     return root
 
 
