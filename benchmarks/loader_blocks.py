@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -102,6 +103,15 @@ def before_tree(rev: str, dest: Path) -> Path:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (dest / name).write_bytes(blob)
     return dest
+
+
+def format_version_at(root: Path) -> int:
+    """The shard format a tree's `pipeline/data/manifest.py` writes, read from its text: no child process needed
+    to refuse a `--before` that is not older than now."""
+    found = re.search(r"^FORMAT_VERSION = (\d+)$", (root / "pipeline/data/manifest.py").read_text(), re.M)
+    if found is None:
+        raise SystemExit(f"{root / 'pipeline/data/manifest.py'}: no FORMAT_VERSION line")
+    return int(found.group(1))
 
 
 def run_child(root: Path, mode: str, data_dir: Path, shape: dict[str, int], batches: int, cwd: Path) -> dict:
@@ -184,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="loader-blocks-") as tmp:
         roots = {"before": before_tree(args.before, Path(tmp) / "before"), "after": ROOT}
+        before_version, now_version = (format_version_at(roots[side]) for side in ("before", "after"))
+        if before_version >= now_version:
+            raise SystemExit(f"loader_blocks: --before {args.before} writes format {before_version}, "
+                             f"not older than now's {now_version}")  # fmt: skip
         prepared = {side: run_child(root, "prepare", Path(tmp) / f"data-{side}", shape, 0, Path(tmp))
                     for side, root in roots.items()}  # fmt: skip
         runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
@@ -193,9 +207,6 @@ def main(argv: list[str] | None = None) -> int:
                     run_child(roots[side], "time", Path(tmp) / f"data-{side}", shape, batches, Path(tmp))
                 )
     sides = {side: summarize(rs) | {"prepare_s": prepared[side]["prepare_s"]} for side, rs in runs.items()}
-    if sides["before"]["format_version"] >= sides["after"]["format_version"]:
-        raise SystemExit(f"loader_blocks: --before {args.before} wrote format {sides['before']['format_version']}, "
-                         f"not older than now's {sides['after']['format_version']}")  # fmt: skip
     result: dict[str, Any] = {
         "command": "python -m benchmarks.loader_blocks " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "before_rev": args.before, "shape": shape,
