@@ -195,3 +195,20 @@ def test_the_rate_is_chosen_on_the_first_seed_and_scored_on_all_seeds_there() ->
     chosen, choices = select_best_rates(results, choose_on=first)
     assert choices[4].best_lr == 1e-3 and chosen[4] == results[1e-3][4]
     assert choices[4].best_accuracy == pytest.approx(0.6) and choices[4].curve == {1e-3: 0.6, 1e-2: 0.8}
+
+
+def test_no_bootstrap_gives_the_point_estimate_without_an_interval() -> None:
+    """`--n-boot 0`: the same N* and gamma as with resamples, the intervals NaN (said "n/a"), no crash."""
+    rng = np.random.default_rng(3)
+    stars = {d: planted_results(d / 4, rng) for d in (16, 32, 64)}
+    point = {d: n_star(r, n_boot=0) for d, r in stars.items()}
+    boot = {d: n_star(r, n_boot=200) for d, r in stars.items()}
+    for d in stars:
+        assert point[d].value == boot[d].value and point[d].kind == INTERPOLATED
+        assert np.isnan(point[d].ci).all() and point[d].replicates.size == 0 and np.isnan(point[d].censored)
+    law, law_boot = fit_capacity_law(point, n_boot=0), fit_capacity_law(boot, n_boot=200)
+    assert law.gamma == pytest.approx(law_boot.gamma) and np.isnan(law.gamma_ci).all()
+    assert (
+        fit_capacity_law(point, n_boot=200).gamma_ci == law.gamma_ci
+        or np.isnan(fit_capacity_law(point, n_boot=200).gamma_ci).all()
+    )  # point estimates have no replicates to resample: still no interval

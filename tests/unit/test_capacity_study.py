@@ -111,7 +111,7 @@ def test_report_writes_the_capacity_section_figures_and_fit_json(sweep: Path, tm
         "## Caveats" not in text and "L(C)" not in text.split("## Capacity law")[1]
     )  # no text-task sections
     assert "≥ 64 (lower bound" in text and "γ = " in text and "chance 0.00781" in text
-    assert "N=1: high" in text  # the d = 128 best rate at the scan's edge
+    assert "| high at every N (0.01) |" in text  # the d = 128 best rate at the scan's edge
     for name in ("capacity_accuracy", "capacity_nstar", "capacity_state_bits"):
         for ext in ("png", "pdf"):
             assert (out / f"{name}.{ext}").stat().st_size > 1000
@@ -197,3 +197,25 @@ def test_copy_records_give_n_star_in_string_length() -> None:
     assert 8 < w.n_star.value < 16  # 0.99 at 8, 0.5 at 16: 0.9 is crossed in between
     assert w.bits_per_float == pytest.approx(w.n_star.value * math.log2(26) / 128)
     assert cap.archs["lstm"].by_distance == [] and cap.pairs_vs_distance == []
+
+
+def test_copy_report_without_bootstrap_names_one_edge_rate_once(tmp_path: Path) -> None:
+    """Copy chooses one rate per width for every length: an edge optimum is one flag for the width, not one per
+    length; `--n-boot 0` prints point estimates with "n/a" intervals, never "nan"."""
+    for lr, exact in ((1e-3, 0.3), (1e-2, 0.95)):  # the scan's top rate wins at every length
+        for d in (16, 32):
+            rows = [{"length": n, "answers": 10 * n, "correct": 9 * n, "accuracy": 0.9, "loss": 0.1, "strings": 400,
+                     "exact": int(400 * (exact if n <= d // 4 else 0.0)), "exact_match": None}
+                    for n in (2, 4, 8, 16)]  # fmt: skip
+            r = record("lstm", d, 1, lr, 1, 0, 1)
+            metrics = {"task": "copy", "V": 30, "L": 67, "alphabet_size": 26, "state_floats": 4 * d,
+                       "state_bits": 128 * d, "answers": 1, "correct": 0, "accuracy": 0.0, "loss": 1.0,
+                       "by_length": rows}  # fmt: skip
+            save_record(tmp_path / "sweep" / f"lstm-d{d}-lr{lr:g}" / "result.json",
+                        RunRecord(**{**r.__dict__, "answer_metrics": metrics}))  # fmt: skip
+    out = tmp_path / "report"
+    assert cli(["scaling", "report", str(tmp_path / "sweep"), "--n-boot", "0", "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert text.count("| high at every length (0.01) |") == 2  # one flag a width
+    assert "length=4: high" not in text and "N=4: high" not in text
+    assert "[n/a, n/a]" in text and "nan" not in text.lower().replace("nanoGPT", "")

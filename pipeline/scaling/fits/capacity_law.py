@@ -120,6 +120,10 @@ def n_star(
     per_n = [[_as_counts(r) for r in results[n]] for n in sorted(results)]
     mean = np.array([np.mean([_seed_accuracy(r) for r in seeds]) for seeds in per_n])
     value, kind = crossings(ns, mean, threshold)
+    if n_boot == 0:  # point estimate only (`--n-boot 0`): no interval
+        nan = float("nan")
+        return NStar(float(value[0]), str(kind[0]), (nan, nan), np.array([]), nan, tuple(ns.tolist()),
+                     tuple(mean.tolist()))  # fmt: skip
     rng = np.random.default_rng(seed)
     boot = np.stack([_bootstrap_accuracy(seeds, n_boot, rng) for seeds in per_n], axis=1)
     reps, rep_kind = crossings(ns, boot, threshold)
@@ -168,6 +172,13 @@ def fit_capacity_law(
     log_d = np.log(np.array(widths, dtype=float))
     point = np.log([n_stars[d].value for d in widths])
     slope, intercept = _slopes(log_d, point[None, :])
+    if n_boot == 0 or any(
+        n_stars[d].replicates.size == 0 for d in widths
+    ):  # point estimates only: no interval
+        nan = float("nan")
+        return CapacityLaw(
+            float(np.exp(intercept[0])), float(slope[0]), (nan, nan), widths, excluded, np.array([])
+        )
     rng = np.random.default_rng(seed)
     reps = np.stack(
         [np.log(rng.choice(n_stars[d].replicates, size=n_boot)) for d in widths], axis=1

@@ -26,7 +26,9 @@ def n_star_text(w: WidthCapacity) -> str:
     if s.kind == UPPER_BOUND:
         return f"< {s.value:g} (upper bound: below the threshold already at the smallest N)"
     return f"{_g(s.value)} [{_g(s.ci[0])}, {_g(s.ci[1])}]" + (
-        f" ({s.censored:.0%} of resamples at a bound)" if s.censored else ""
+        f" ({s.censored:.0%} of resamples at a bound)"
+        if s.censored > 0
+        else ""  # NaN (no bootstrap): nothing
     )
 
 
@@ -35,9 +37,19 @@ def _bits_text(w: WidthCapacity) -> str:
     return sign + _g(w.bits_per_float)
 
 
-def _edge(w: WidthCapacity) -> str:
-    flags = [f"N={n}: {c.at_edge}" for n, c in sorted(w.rates.items()) if c.at_edge in ("low", "high")]
-    return "; ".join(flags) if flags else "-"
+def _edge(w: WidthCapacity, x: str = "N") -> str:
+    """Which N's best rate sits at the scan's edge; one flag, not one per N, when every N's best is the same edge
+    rate (always so for copy, which chooses one rate per width)."""
+    flagged = {n: c for n, c in sorted(w.rates.items()) if c.at_edge in ("low", "high")}
+    if not flagged:
+        return "-"
+    one_rate = (
+        len({c.best_lr for c in w.rates.values()}) == 1 and len({c.at_edge for c in w.rates.values()}) == 1
+    )
+    if one_rate and len(w.rates) > 1:
+        (c, *_) = flagged.values()
+        return f"{c.at_edge} at every {x} ({c.best_lr:g})"
+    return "; ".join(f"N={n}: {c.at_edge}" for n, c in flagged.items())
 
 
 def _arch_lines(cap: Capacity, a: str, ac: ArchCapacity) -> list[str]:
@@ -52,12 +64,12 @@ def _arch_lines(cap: Capacity, a: str, ac: ArchCapacity) -> list[str]:
     for d, w in sorted(ac.widths.items()):
         acc = ", ".join(f"{n}: {v:.3f} ({w.seeds[n]})" for n, v in w.accuracy.items())
         rows.append(f"| {d} | {w.state_floats:,} | {w.state_bits:,} | {n_star_text(w)} | {_bits_text(w)} | "
-                    f"{acc} | {_edge(w)} |")  # fmt: skip
+                    f"{acc} | {_edge(w, x)} |")  # fmt: skip
     law = ac.law
     rows.append("")
     if math.isfinite(law.gamma):
-        rows.append(f"Law: N* = {law.c:.3g} · d^γ with **γ = {law.gamma:.3g} [{law.gamma_ci[0]:.3g}, "
-                    f"{law.gamma_ci[1]:.3g}]** (95 % CI), fitted on d = {', '.join(map(str, law.widths))}.")  # fmt: skip
+        rows.append(f"Law: N* = {law.c:.3g} · d^γ with **γ = {law.gamma:.3g} [{_g(law.gamma_ci[0])}, "
+                    f"{_g(law.gamma_ci[1])}]** (95 % CI), fitted on d = {', '.join(map(str, law.widths))}.")  # fmt: skip
     else:
         rows.append(f"Law: not fitted (N* interpolated at {len(law.widths)} width(s); two are needed).")
     if law.excluded:
