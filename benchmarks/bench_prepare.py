@@ -7,7 +7,7 @@
 
 The input is synthetic parallel text built from the embedded corpus (English WEB -> French Segond verse pairs,
 repeated in a seeded random order until N pairs), written once as line-aligned files, then prepared with
-``--vocab-size 8000 --max-len 128`` (the issue-19 setting) by each path in its own subprocess, so the peak RSS
+``--vocab-size 8000 --max-len 128`` by each path in its own subprocess, so the peak RSS
 (``ru_maxrss`` of that process) is its own. The reference ("old") is the old code itself: the package at
 ``REFERENCE_COMMIT``, extracted with ``git archive`` (load all pairs, shuffle, BPE on all train pairs, tarfile).
 The streaming path runs twice: ``--workers 1`` and ``--workers <cpu count>`` (``streaming_workers``; its CPU
@@ -30,7 +30,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (100_000, 400_000, 1_600_000)
-REFERENCE_COMMIT = "514eee0"  # the last commit before the data-layer changes of issues 15/16/19
+REFERENCE_COMMIT = "514eee0"  # the last commit with the in-memory preparation path
 
 _CHILD = """
 import json, resource, sys, time
@@ -69,7 +69,7 @@ def write_corpus(root: Path, n_pairs: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 def old_code(commit: str, work: Path) -> Path:
-    """The ``pipeline`` package as of ``commit`` (before issue 19), extracted from git, for the reference run."""
+    """The ``pipeline`` package as of ``commit`` (in-memory preparation), from git, for the reference run."""
     root = work / f"pipeline-{commit}"
     if not (root / "pipeline").is_dir():
         root.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "note": "wall-clock timings: as quiet as the machine was (see load_average_at_start)",
         "load_average_at_start": list(os.getloadavg()),
-        "reference": f"old = the pipeline package at commit {args.reference_commit} (before issue 19)",
+        "reference": f"old = the pipeline package at commit {args.reference_commit} (in-memory preparation)",
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("prepare_cpu_quick.json" if args.quick else "prepare_cpu.json")

@@ -8,7 +8,8 @@ import hashlib
 import json
 from typing import Any
 
-# Keys whose change alters the model or the data stream: a resumed run must keep them (issue 6).
+# Keys whose change alters the model or the data stream: a resumed run must keep them, or one run
+# directory would hold two different experiments.
 IDENTITY_KEYS = (
     "model",
     "seed",

@@ -1,4 +1,4 @@
-"""The config keys of the known-truth memory tasks (issue 31): `data.task: mqar | copy` and their sections.
+"""The config keys of the known-truth memory tasks: `data.task: mqar | copy` and their sections.
 
 `data.mqar.*` and `data.copy.*` are the generators' keys (`pipeline/data/memory_tasks.py`), `data.memory.*` the
 split sizes and the generator's seed; together they are the task's spec (`pipeline/data/memory_spec.py`, which

@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.data.location import is_remote, join, read_bytes
 from pipeline.data.text import SPLITS
 
-# 3: LM windows disjoint, fed after BOS, with their clusters (issue 32). 4: memory tasks (mqar, copy) store blocks
+# 3: LM windows disjoint, fed after BOS, with their clusters. 4: memory tasks (mqar, copy) store blocks
 # of sequences per tar sample, not one each (a 3 reader would take a block for one sequence; see memory_spec.py).
 FORMAT_VERSION = 4
 # The versions whose text-task data (translation, passages, lm) this code reads: 4 changed the memory tasks' layout

@@ -1,4 +1,4 @@
-"""A known-truth memory task's spec and its samples' members (issue 31): the contract that the shard writer
+"""A known-truth memory task's spec and its samples' members: the contract that the shard writer
 (``prepare/memory_shards.py``), the batch reader (``stream/memory_batches.py``) and the run config's checks
 (``pipeline/config/memory.py``) share, so each reads it from here instead of keeping a copy.
 

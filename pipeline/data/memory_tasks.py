@@ -1,4 +1,4 @@
-"""Known-truth memory tasks (issue 31): MQAR (Zoology) and copy (Jelassi et al. 2024), generated from a seed.
+"""Known-truth memory tasks: MQAR (Zoology) and copy (Jelassi et al. 2024), generated from a seed.
 
 Both return a `TaskExamples`: input tokens, the target of every position (what the logits at t must predict),
 an answer-only mask, and per-answer metadata for bucketing metrics (by pair and query distance, by copy length).

@@ -92,7 +92,7 @@ class Seq2SeqModel(nn.Module):
 
     def lm_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """task="lm": tokens Long[B,T] -> the states Float[B,T,d] the output projection reads (`lm_forward` is
-        `out_proj(lm_hidden)`), so a loss scored at a few positions projects only those (issue 31)."""
+        `out_proj(lm_hidden)`), so a loss scored at a few positions projects only those."""
         raise NotImplementedError
 
     def lm_call(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -148,7 +148,7 @@ class Seq2SeqModel(nn.Module):
 
     def state_floats(self, seq_len: int, src_len: int = 0) -> int:
         """Floats the model carries from one position to the next after reading `src_len` source and `seq_len`
-        target tokens: what bounds how much context it can recall (issue 31; Arora et al. 2024, Thm 3.1). The
+        target tokens: what bounds how much context it can recall (Arora et al. 2024, Thm 3.1). The
         recurrent state of every layer for the LSTM family (independent of seq_len), the KV cache for attention."""
         raise NotImplementedError
 

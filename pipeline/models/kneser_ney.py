@@ -1,4 +1,4 @@
-"""Interpolated modified Kneser-Ney n-gram models: the count-model floor a neural LM must beat (issue 32 item 3).
+"""Interpolated modified Kneser-Ney n-gram models: the count-model floor a neural LM must beat.
 
 A model that does not beat a trigram fitted on the tokens it trained on has not learned local statistics, so its
 use of distant context says nothing. The estimator is *interpolated modified Kneser-Ney* (Chen & Goodman 1998,

@@ -1,4 +1,4 @@
-"""``pipeline scaling rescore SWEEP_DIR``: add the issue-32 yardsticks to records written before they existed.
+"""``pipeline scaling rescore SWEEP_DIR``: add the yardsticks to records written before they existed.
 
 For every ``<run>/result.json`` of the sweep: ``unigram_xent`` (and, for LM runs, the Kneser-Ney ``count_floors``)
 from the run's prepared data as it is now (``data.dir`` of the record's config, read relative to the working

@@ -1,4 +1,4 @@
-"""Answer-only loss and accuracy of the known-truth memory tasks (issue 31), tallied by bucket for the record.
+"""Answer-only loss and accuracy of the known-truth memory tasks, tallied by bucket for the record.
 
 Only answer positions are scored, so only they go through the output projection: the model's `lm_hidden` states
 are gathered at the answers and projected there (`answer_logits`; in training `AnswerForward`, which

@@ -12,7 +12,7 @@ Crash safety. A checkpoint file is written under a temporary name, fsynced and r
 `find_resume_checkpoint` takes the newest checkpoint whose metadata exists and whose checksum matches; a truncated
 or corrupt one is reported and skipped, and the previous one is used.
 
-Never losing a run (issue 15). `resume_checkpoint` is what `fit` calls:
+Never losing a run. `resume_checkpoint` is what `fit` calls:
 - `--resume auto` refuses, listing every checkpoint and why, when checkpoints exist and none verifies; and when the
   run directory has logs but no `checkpoints/` (deleted, or not copied). It never deletes or overwrites anything.
 - `--resume fresh` (alias `never`) is the explicit way to start at step 0 in a directory that has a previous

@@ -1,4 +1,4 @@
-"""What a run must beat, computed from its prepared data (issue 32 items 3 and 5): count floors and the unigram.
+"""What a run must beat, computed from its prepared data: count floors and the unigram.
 
 - ``unigram_xent``: the add-one train-unigram cross-entropy on the run's validation targets (nats per target,
   ``scaling/analyses/unigram_floor.py``), the "learned nothing" yardstick of every study. The train unigram is

@@ -1,4 +1,4 @@
-"""Callback: how far back the training signal reaches, measured during training (issue 9's vanishing-gradient view).
+"""Callback: how far back the training signal reaches, measured during training (the vanishing-gradient view).
 
 Every `train.grad_reach_every` optimizer steps, rank 0 measures ||dL/dx_t|| at every source and target position of
 the current batch for the loss of each row's last target token (`grad_by_time.grad_norm_by_position`), appends the

@@ -1,4 +1,4 @@
-"""Non-finite losses stop the run, naming the step, before the optimizer applies them (issue 15).
+"""Non-finite losses stop the run, naming the step, before the optimizer applies them.
 
 A NaN/inf loss used to be back-propagated and stepped: the weights became NaN, the run checkpointed them and
 exited 0. `NonFiniteLossCallback` looks at each micro-batch's loss before its backward pass and, at the optimizer

@@ -10,13 +10,13 @@ has exited, so the job goes back to the queue and its next start resumes from th
 exits with 143 (128 + SIGTERM) and is not requeued by the script: a user's `scancel` must stop the job, and SLURM
 requeues preempted jobs itself when the partition says so. The trainer itself never calls SLURM.
 
-A bounded stop (issue 15). The flag is read only at a step boundary, and a run whose loader waits for data (an
-empty or stalled stream, a blocked worker, a hung file system) never reaches one. So the signal also starts a
-watchdog thread: if no step boundary comes within `stop_timeout_s()` seconds (`$PIPELINE_STOP_TIMEOUT`, default
-20, below SLURM's default KillWait of 30 s), it saves what is safe without the training thread (the loggers, and
-the sidecars of checkpoints already written whole at an earlier boundary; nothing mid-step), kills the local DDP
-children, and ends the process with the signal's status (143 for SIGTERM, 75 for SIGUSR1) via `os._exit`, the
-one exit a thread can force while the main thread is stuck.
+A bounded stop, so a preempted run never hangs. The flag is read only at a step boundary, and a run whose
+loader waits for data (an empty or stalled stream, a blocked worker, a hung file system) never reaches one. So
+the signal also starts a watchdog thread: if no step boundary comes within `stop_timeout_s()` seconds
+(`$PIPELINE_STOP_TIMEOUT`, default 20, below SLURM's default KillWait of 30 s), it saves what is safe without
+the training thread (the loggers, and the sidecars of checkpoints already written whole at an earlier
+boundary; nothing mid-step), kills the local DDP children, and ends the process with the signal's status (143
+for SIGTERM, 75 for SIGUSR1) via `os._exit`, the one exit a thread can force while the main thread is stuck.
 
 Written by hand because Lightning's SLURM handler saves inside the signal handler (mid-step, rank 0 only, no
 metadata) and its SIGTERM handling tears the run down without a checkpoint.

@@ -6,7 +6,7 @@ so `pipeline scaling report/fit/compare` read either.
 The record keeps the tokens actually trained on, FLOPs per token from the model's own estimate at the corpus' mean
 lengths (with and without the output projection; with it counted only where it runs, at a memory task's answers), epochs, every validation point, the loss by target position, the
 unigram entropy of the validation targets (a run at or above it learned nothing but token frequencies), the seed
-and learning rate, the measured time with the hardware it ran on, a memory task's answer metrics, and the issue-32
+and learning rate, the measured time with the hardware it ran on, a memory task's answer metrics, and the
 yardsticks (`yardsticks.run_yardsticks`: the train-unigram cross-entropy, an LM run's Kneser-Ney floors and, with
 ``train.eval_contexts``, its truncation losses).
 """
@@ -74,7 +74,7 @@ def build_record(cfg: RunConfig, summary: dict[str, Any], wall_time_s: float) ->
         seed=cfg.seed, lr=cfg.optim.lr, valid_curve=curve, unigram_entropy=unigram_entropy(token_counts),
         timing=summary.get("timing") or {}, hardware=summary.get("hardware") or {},
         answer_metrics=summary.get("answer_metrics") or {}, early_stop=summary.get("early_stop") or {},
-        **run_yardsticks(cfg, run_dir, tokens, token_counts),  # issue 32: unigram_xent, KN floors, truncation
+        **run_yardsticks(cfg, run_dir, tokens, token_counts),  # unigram_xent, KN floors, truncation
     )  # fmt: skip
     return record
 

@@ -1,4 +1,4 @@
-"""Truncation evaluation (issue 32 item 2): the loss of each validation token given only its last K tokens.
+"""Truncation evaluation: the loss of each validation token given only its last K tokens.
 
 The band estimate (loss at positions 16-63 minus loss at 256-511) compares *different* tokens, so the tokens'
 own difficulty swamps the context effect. Scoring the *same* token with its context cut to K tokens, for several

@@ -1,4 +1,4 @@
-"""A run's truncation evaluation (issue 32 item 2): every validation token scored at each context length K.
+"""A run's truncation evaluation: every validation token scored at each context length K.
 
 ``pipeline evaluate RUN --contexts 8,16,...`` and the sweep (``train.eval_contexts``, at the end of an LM run) call
 ``evaluate_truncation``: it reads the validation windows (key order: the split's stream, cut into disjoint windows),

@@ -1,4 +1,4 @@
-"""The issue-32 fields of a run's record, from its prepared data and (if asked) its final checkpoint.
+"""A run record's yardsticks (what it must beat), from its prepared data and (if asked) its final checkpoint.
 
 ``run_yardsticks`` gives ``unigram_xent`` for every text task, ``count_floors`` for LM runs, and ``truncation`` for
 LM runs whose ``train.eval_contexts`` is set (the run's newest checkpoint scored at those contexts). The trainer

@@ -1,7 +1,7 @@
 """`pipeline train` whose training stream stalls: the real loader yields `STALL_AFTER` batches, then never another.
 
 Usage: python stalling_train.py MODE MARKER [pipeline train arguments...]. MODE `block` waits forever (a loader
-worker or a file system that never answers), `spin` loops at 100 % CPU (what an empty split did, issue 15). The
+worker or a file system that never answers), `spin` loops at 100 % CPU (what an empty split once did). The
 file MARKER is created once the stream has stalled, so a test knows when to send its signal.
 """
 

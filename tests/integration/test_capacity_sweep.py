@@ -1,4 +1,4 @@
-"""End to end (issue 31): the shipped tiny MQAR grid with `cells:` (2 N cells x 2 architectures) through
+"""End to end: the shipped tiny MQAR grid with `cells:` (2 N cells x 2 architectures) through
 `pipeline sweep`, then `pipeline scaling report` on it: each cell's data generated into its own directory, the
 runs named by cell, and the report a "Capacity law" section with its figures (seconds on one CPU core)."""
 

@@ -1,10 +1,10 @@
-"""A checkpoint PATH given by hand, in every damaged form, to every command that takes one (issue 34, item 5).
+"""A checkpoint PATH given by hand, in every damaged form, to every command that takes one.
 
 Generated: each form below (a sidecar or none; contents garbage, cut short, foreign, or a directory; a sidecar that
 claims another step; a path that does not exist or lies under a file) x each command (`train --resume PATH`,
 `evaluate --checkpoint PATH`, `export --checkpoint PATH`). A damaged form must end in exit 2 and one
 `pipeline COMMAND: error:` line naming the path and why, with no traceback; an intact one (with or without its
-sidecar) must succeed. Before issue 34 the damaged ones reached Lightning or torch and ended in a zip-archive or
+sidecar) must succeed. Unchecked, the damaged ones reach Lightning or torch and end in a zip-archive or
 unpickling traceback. In-process calls of `pipeline.cli.main` on copies of the session's trained run (tests/integration/conftest.py).
 """
 

@@ -1,4 +1,4 @@
-"""Damaged run directories and runs that go wrong (issue 15): never lose a run silently, never hang.
+"""Damaged run directories and runs that go wrong: never lose a run silently, never hang.
 
 One tiny LSTM run (checkpoints at steps 2, 4, 6 and last.ckpt) is trained once and copied for each case. Each
 damage (generated: kind x scope) must end in a refusal naming every file and why, or in a fallback with a warning

@@ -86,9 +86,9 @@ def assert_same_losses(a: Path, b: Path) -> None:
         (2, "lstm", ("train.offload_optimizer=true",)),  # optimizer state offloaded to CPU (torch AdamW)
         (3, "lstm", ("train.bleu_samples=2",)),  # ZeRO-3 + decoding at the end (parameters gathered for it)
         (3, "transformer", ()),
-        (3, "lstm_no_cell_residual", ()),  # the ablations (issue 9): the custom cell's hand-written backward
+        (3, "lstm_no_cell_residual", ()),  # the ablations: the custom cell's hand-written backward
         (3, "minlstm", ()),  # and the parallel scan, on partitioned parameters
-        # the Newton solver (issue 21) on partitioned weights, against the sequential LSTM under DDP
+        # the Newton solver on partitioned weights, against the sequential LSTM under DDP
         (3, "lstm", ("model.recurrence=newton",)),
     ],
 )

@@ -1,6 +1,7 @@
-"""Issue 32 wiring on tiny LM runs: `pipeline evaluate --contexts` writes the truncation file (a sliding window over
-the validation stream, equal to a direct forward on exactly K tokens), and a sweep run's record carries L(K), the
-Kneser-Ney floors and the train-unigram yardstick, which `pipeline scaling rescore` recomputes for old records."""
+"""Truncation and yardstick wiring on tiny LM runs: `pipeline evaluate --contexts` writes the truncation file
+(a sliding window over the validation stream, equal to a direct forward on exactly K tokens), and a sweep
+run's record carries L(K), the Kneser-Ney floors and the train-unigram yardstick, which `pipeline scaling
+rescore` recomputes for old records."""
 
 from __future__ import annotations
 

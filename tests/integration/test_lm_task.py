@@ -1,5 +1,5 @@
 """One config key (`data.task`) chooses the task: language modelling and passage translation through the same
-train, resume, DeepSpeed and sweep paths as translation (issue 16), and the attention-free arm in a sweep.
+train, resume, DeepSpeed and sweep paths as translation, and the attention-free arm in a sweep.
 
 LM data here is a text file of English WEB verses (`text:FILE`), prepared in ~2 s; the shipped `bible:4+k+3` corpus
 trains its tokenizer on three whole translations (~30 s CPU), too slow for a test.

@@ -1,4 +1,4 @@
-"""Tiny runs of the memory tasks (issue 31) through `pipeline train` and a sweep's run: the examples are generated
+"""Tiny runs of the memory tasks through `pipeline train` and a sweep's run: the examples are generated
 at the first run, the model is decoder-only, and every record holds the answer metrics and the model's state size.
 A few seconds each on one CPU core."""
 

@@ -80,7 +80,7 @@ def test_plain_run_directories_are_reported_with_loss_by_position(tiny_data: Pat
         assert load_record(run / RESULT_FILE).arch == arch  # the same record a sweep run writes
         # seconds of training learn no more than token frequencies: fit them as records without the entropy
         record = json.loads((run / RESULT_FILE).read_text())
-        assert record["unigram_xent"] > 0  # issue 32's yardstick: a plain run's record carries it too
+        assert record["unigram_xent"] > 0  # learned-nothing yardstick: a plain run's record carries it too
         record.pop("unigram_entropy")
         record.pop("unigram_xent")
         (run / RESULT_FILE).write_text(json.dumps(record))

@@ -85,7 +85,7 @@ def test_tiny_sweep_writes_records_and_fits_to_a_report(
     for path in unflagged.glob("*/result.json"):
         record = json.loads(path.read_text())
         record.pop("unigram_entropy")
-        record.pop("unigram_xent")  # the issue-32 yardstick: absent from old records as well
+        record.pop("unigram_xent")  # the learned-nothing yardstick: absent from old records as well
         path.write_text(json.dumps(record))
     sweep = unflagged
     assert cli(["scaling", "fit", str(sweep), "--n-boot", "10"]) == 0

@@ -1,4 +1,4 @@
-"""The capacity law (issue 31): N* from accuracies, its bootstrap CI, the fit N* = c d^gamma, rates, errors."""
+"""The capacity law: N* from accuracies, its bootstrap CI, the fit N* = c d^gamma, rates, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The capacity study of a memory sweep (issue 31): a synthetic sweep of result.json records with planted
+"""The capacity study of a memory sweep: a synthetic sweep of result.json records with planted
 accuracies following N*(d) = c d^gamma (several seeds and rates) -> `analyses.capacity` recovers N* and gamma within
 their CIs, flags a best rate at the scan's edge, gives a never-failing architecture a lower bound, and tells pairs
 from distance; `pipeline scaling report` on it writes the "Capacity law" section, its figures and fit.json."""

@@ -1,4 +1,4 @@
-"""One clear line for every user error (issue 15, item 5), a traceback for every bug.
+"""One clear line for every user error, a traceback for every bug.
 
 Through `pipeline.cli.main` in-process: `train` with bad files and directories, `evaluate` with missing or damaged
 checkpoints, `submit` with bad flags or a bad run config. Each user error is `error: ...` naming the file, key or

@@ -1,4 +1,4 @@
-"""Generated hostile command lines: every flag of every command x hostile values (issue 34, item 5).
+"""Generated hostile command lines: every flag of every command x hostile values.
 
 The cases come from each command's own argparse parser (`pipeline.cli.build_parser`), not from a hand list: every
 option that takes a value, and every positional, gets the hostile values of its kind (a number: negative, zero,

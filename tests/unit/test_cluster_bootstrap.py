@@ -1,4 +1,4 @@
-"""Cluster bootstrap (issue 32 item 4): whole clusters resampled; coverage where a window bootstrap undercovers."""
+"""Cluster bootstrap: whole clusters resampled; coverage where a window bootstrap undercovers."""
 
 from __future__ import annotations
 

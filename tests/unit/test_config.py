@@ -98,8 +98,8 @@ def test_sutskever_recipe_matches_paper() -> None:
 
 TINY_LSTM = [ROOT / "configs/tiny/base.yaml", ROOT / "configs/tiny/lstm.yaml"]
 
-# issue 15, item 4: each of these trained a NaN model, started part-way, was silently "off", or reached torch
-ISSUE_15_VALUES = [
+# Out-of-range values that, unchecked, train a NaN model, start part-way, are silently "off", or reach torch
+OUT_OF_RANGE_VALUES = [
     "optim.lr=true", "optim.lr=.inf", "optim.lr=.nan", "optim.weight_decay=.nan", "optim.min_lr_ratio=.nan",
     "optim.min_lr_ratio=-1", "optim.warmup_steps=-5", "optim.grad_clip=-1", "optim.label_smoothing=-0.1",
     "optim.label_smoothing=1.5", "train.log_every=0", "train.val_batches=-1", "train.keep_checkpoints=-1",
@@ -108,7 +108,7 @@ ISSUE_15_VALUES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("override", ISSUE_15_VALUES)
+@pytest.mark.parametrize("override", OUT_OF_RANGE_VALUES)
 def test_out_of_range_value_is_one_line_naming_key_and_value(override: str) -> None:
     key, raw = override.split("=")
     with pytest.raises(ConfigError) as info:

@@ -16,7 +16,7 @@ from pipeline.cost.projection import main as projection_main
 from pipeline.cost.projection import project, project_data_parallel
 from pipeline.cost.structure import StepShape
 
-GOAL = 1.3  # issue 33: every published figure within 1.3x, the held-out ones included
+GOAL = 1.3  # the accuracy target: every published figure within 1.3x, the held-out ones included
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Damaged prepared data fails before training with one clear line naming the file, split or sample (issue 15).
+"""Damaged prepared data fails before training with one clear line naming the file, split or sample.
 
 Each case damages a fresh copy of a small prepared dir the way a user, a sync or bit rot would, then asserts the
 error type and that the message names the culprit. These are part of the project's corrupted-state fuzz suite.

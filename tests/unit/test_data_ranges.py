@@ -1,4 +1,4 @@
-"""Streamed preparation split into ranges (issue 19): workers, range splits and reruns give byte-identical shards."""
+"""Streamed preparation split into ranges: workers, range splits and reruns give byte-identical shards."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Remote shards (issue 19): a prepared dir served over a real loopback HTTP server, with faults injected mid-shard.
+"""Remote shards: a prepared dir served over a real loopback HTTP server, with faults injected mid-shard.
 
 A dropped connection gets a retry, or (when it keeps failing) a clear error naming the shard: never a shard with
 silently fewer samples. The stream and its resume state are the same as reading the local dir.

@@ -1,4 +1,4 @@
-"""Streaming preparation (issue 19): every input format gives the same shards, bounded shuffle, malformed lines."""
+"""Streaming preparation: every input format gives the same shards, bounded shuffle, malformed lines."""
 
 from __future__ import annotations
 

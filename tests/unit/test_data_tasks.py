@@ -1,4 +1,4 @@
-"""Long sequences from the corpus (issue 16): passage translation and language-modelling windows."""
+"""Long sequences from the corpus: passage translation and language-modelling windows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""K* from truncation curves (issue 32 item 2): a planted bend is found; the null false-plateau rate is at level."""
+"""K* from truncation curves: a planted bend is found; the null false-plateau rate is at level."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Kneser-Ney floor (issue 32 item 3): hand counts on a toy corpus, normalisation, trigram < bigram, speed."""
+"""Kneser-Ney floor: hand counts on a toy corpus, normalisation, trigram < bigram, speed."""
 
 from __future__ import annotations
 

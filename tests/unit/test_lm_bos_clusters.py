@@ -1,4 +1,4 @@
-"""Issue 32 items 1 and 4 in the data: BOS before every LM window, the position table covers it, old-format data
+"""LM data for the context study: BOS before every LM window, the position table covers it, old-format data
 is refused with how to rebuild it, and every held-out window names its document, book and chapter."""
 
 from __future__ import annotations

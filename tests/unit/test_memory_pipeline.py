@@ -1,4 +1,4 @@
-"""Memory tasks (issue 31) through the pipeline: config keys and their errors, shards + manifest, the loader's
+"""Memory tasks through the pipeline: config keys and their errors, shards + manifest, the loader's
 decoder-only batches and their resume, answer-only loss and the answer tally, every architecture on a batch."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MQAR and copy generators (issue 31): Zoology's and Jelassi et al.'s semantics, seeds, disjoint splits, errors."""
+"""MQAR and copy generators: Zoology's and Jelassi et al.'s semantics, seeds, disjoint splits, errors."""
 
 from __future__ import annotations
 

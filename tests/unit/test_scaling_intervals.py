@@ -87,8 +87,8 @@ def test_chinchilla_bootstrap_over_seed_groups_is_bca_and_contains_truth():
 
 
 def test_two_architectures_with_identical_runs_are_resampled_independently():
-    # Before issue 17 both sides drew the same indices (same seed, runs in the same order), so identical data gave
-    # identical resamples and the comparison's interval was a paired one while it claimed independence.
+    # Were both sides to draw the same indices (same seed, runs in the same order), identical data would give
+    # identical resamples, and the comparison's interval would be a paired one while it claimed independence.
     from pipeline.scaling.analyses.arch_fit import fit_arch
     from pipeline.scaling.fits.crossing import compare_curves
     from pipeline.scaling.records.run_record import RunRecord

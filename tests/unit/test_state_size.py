@@ -1,4 +1,4 @@
-"""State size each model computes (issue 31): hand counts, the tensors nn.LSTM returns, and the decoding state."""
+"""State size each model computes: hand counts, the tensors nn.LSTM returns, and the decoding state."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A grid's `cells:` (issue 31): data overrides crossed with archs x sizes x lrs x seeds, each cell with its own
+"""A grid's `cells:`: data overrides crossed with archs x sizes x lrs x seeds, each cell with its own
 data directory and its label in the run names; a bad cell is one error naming the grid file and key."""
 
 from __future__ import annotations

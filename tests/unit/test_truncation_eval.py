@@ -1,4 +1,4 @@
-"""Truncation evaluation (issue 32 item 2): equal to a naive loop that runs the model on exactly K previous tokens."""
+"""Truncation evaluation: equal to a naive loop that runs the model on exactly K previous tokens."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The report's "Context (truncation)" section from truncation files: L(K) with clustered CIs, K* per arch, the
-cluster unit and count, the Kneser-Ney floors, and which runs beat the trigram (issue 32 item 6)."""
+cluster unit and count, the Kneser-Ney floors, and which runs beat the trigram."""
 
 from __future__ import annotations
 

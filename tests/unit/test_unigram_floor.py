@@ -1,4 +1,4 @@
-"""The learned-nothing yardstick (issue 32 item 5): train-unigram cross-entropy, by hand."""
+"""The learned-nothing yardstick: train-unigram cross-entropy, by hand."""
 
 from __future__ import annotations
 

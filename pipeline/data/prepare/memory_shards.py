@@ -1,4 +1,4 @@
-"""Known-truth memory tasks (issue 31) -> webdataset shards + ``manifest.json``, like every other task's data.
+"""Known-truth memory tasks -> webdataset shards + ``manifest.json``, like every other task's data.
 
 The task's spec (its keys, split sizes and seed) is ``memory_spec.py``'s; the run config builds it from
 ``data.mqar`` / ``data.copy`` / ``data.memory``, ``pipeline data prepare --task mqar --set KEY=VALUE`` from its

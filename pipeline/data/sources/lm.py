@@ -10,7 +10,7 @@ windows of ``context + 1`` tokens (stride ``context + 1``): every token is a tar
 the window as ``tgt.i32`` with an empty ``src.i32``; the loader feeds BOS first, ``tgt_in = [BOS] + window[:-1]``,
 ``tgt_out = window`` (``stream/loader.py``), so the first token is predicted from BOS alone and the last from BOS
 and ``context`` tokens: every architecture starts each window from the same state it always sees at position 0
-(issue 32: without BOS, position 0 predicted from one arbitrary token). The tail shorter than a window is dropped
+(without BOS, position 0 is predicted from one arbitrary token). The tail shorter than a window is dropped
 (counted in the manifest). Per valid/test window the manifest names its document, book and chapter
 (``lm_clusters.py``): the clusters a bootstrap resamples whole.
 """

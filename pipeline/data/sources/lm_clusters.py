@@ -1,4 +1,4 @@
-"""Which document, book and chapter each LM window comes from: the cluster ids of a cluster bootstrap (issue 32).
+"""Which document, book and chapter each LM window comes from: the cluster ids of a cluster bootstrap.
 
 LM windows are cut from a split's concatenated token stream, so a window of one held-out book is not independent
 of the book's other windows, and, in a corpus of several translations (``bible:4+k+3``), not of the same book's

@@ -39,7 +39,7 @@ def collate_pairs(batch: Sequence[Any]) -> dict:
 def collate_lm(batch: Sequence[Any]) -> dict:
     """LM windows (all ``context + 1`` long, disjoint): tgt_in = [BOS] + window[:-1], tgt_out = window, an
     empty source. Every window token is a target; the first is predicted from BOS alone, as at a document
-    start, so no architecture meets a mid-document token at position 0 (issue 32)."""
+    start, so no architecture meets a mid-document token at position 0."""
     windows = torch.from_numpy(np.stack([x.tgt for x in batch]).astype(np.int64))
     n = len(batch)
     bos = torch.full((n, 1), BOS_ID, dtype=torch.long)

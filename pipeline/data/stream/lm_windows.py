@@ -1,4 +1,4 @@
-"""The windows of a prepared LM split as one array, for the scorers that need them whole (issue 32).
+"""The windows of a prepared LM split as one array, for the scorers that need them whole.
 
 The truncation evaluation, the Kneser-Ney floors and the train-unigram yardstick score or count every window of a
 split, not batches: ``lm_windows`` reads them straight from the verified shards. Held-out splits come back in key

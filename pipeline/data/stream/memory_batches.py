@@ -1,4 +1,4 @@
-"""Reading a known-truth memory task's shards (issue 31): a block's sequences and the decoder-only batch.
+"""Reading a known-truth memory task's shards: a block's sequences and the decoder-only batch.
 
 The members (written by ``prepare/memory_shards.py``) are named in ``memory_spec.py``: a tar sample is a block of
 many sequences, which ``block_rows`` cuts back into one (key, tokens, answers and meta) per sequence as the shard is

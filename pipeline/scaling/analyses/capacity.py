@@ -1,4 +1,4 @@
-"""The capacity law of a memory-task sweep (issue 31): per architecture and width d, recall accuracy against N,
+"""The capacity law of a memory-task sweep: per architecture and width d, recall accuracy against N,
 N*(d) with its CI, the law N* = c d^gamma, and bits of recall per state float.
 
 Built from the records' `answer_metrics` (`pipeline/training/answer_metrics.py`) with the fits of

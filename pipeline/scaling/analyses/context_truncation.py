@@ -1,4 +1,4 @@
-"""The study's context estimate from truncation (issue 32 items 2-4): L(K), K* and paired differences per arch.
+"""The study's context estimate from truncation: L(K), K* and paired differences per arch.
 
 Replaces the band difference (``context_gain.py``: different tokens at each band) wherever runs carry
 ``valid_truncation.npz``: every validation token scored at each context K (``training/truncation_run.py``), so

@@ -1,4 +1,4 @@
-"""K*: the context length beyond which a model stops gaining, from its truncation curve L(K) (issue 32 item 2).
+"""K*: the context length beyond which a model stops gaining, from its truncation curve L(K).
 
 L(K) is the mean loss of the same late tokens given only their last K tokens (training/truncation_eval.py). While
 a model uses more context, L falls roughly linearly in log K; where it stops, the slope of L in log K rises

@@ -1,5 +1,5 @@
 """Runs that learned nothing beyond token frequencies: final loss at or above the train-unigram cross-entropy on
-the validation targets (``RunRecord.unigram_xent``, issue 32 item 5), the loss of a model that learned the train
+the validation targets (``RunRecord.unigram_xent``), the loss of a model that learned the train
 frequencies and nothing else. Such a run says nothing about how loss scales with size or compute, so the fits leave
 it out and the report counts it. One rule in every study.
 

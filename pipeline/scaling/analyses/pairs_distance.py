@@ -1,4 +1,4 @@
-"""Pairs versus distance (issue 31, item 4): where an MQAR sweep varies L at fixed N, does failure track N or L?
+"""Pairs versus distance: where an MQAR sweep varies L at fixed N, does failure track N or L?
 
 A capacity-bound recurrence fails with the number of pairs it must hold, whatever the distance they are carried;
 a model that forgets with time fails with L. Per (architecture, width), on the best-over-rates accuracy of every

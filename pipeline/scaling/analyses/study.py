@@ -3,7 +3,7 @@
 `fit_with_time_axis` is what ``fit.json`` holds (both `pipeline scaling fit` and `pipeline scaling report` write
 it); `analyse_study` adds the rest of the report's analyses. Each run file is read once (`records.run_files`).
 
-Memory-task records (`data.task: mqar | copy`, issue 31) go to the capacity law (`analyses.capacity`) only: their
+Memory-task records (`data.task: mqar | copy`) go to the capacity law (`analyses.capacity`) only: their
 loss is an answer loss, not a text loss, so the text laws (L(C), plateaus, positions, ...) are fitted on the other
 records, and skipped, with `text_skipped` saying why, when there are none.
 """

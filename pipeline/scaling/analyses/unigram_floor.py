@@ -1,4 +1,4 @@
-"""The "learned nothing" yardstick (issue 32 item 5): the train-unigram cross-entropy on the validation targets.
+"""The "learned nothing" yardstick: the train-unigram cross-entropy on the validation targets.
 
 A model that has learned only token frequencies predicts every target with the *train* unigram distribution, so
 its validation loss is the cross-entropy H(q_valid, p_train), not the validation set's own unigram entropy

@@ -1,4 +1,4 @@
-"""The capacity law of issue 31: N*(d), the fit N* = c d^gamma, recall bits per state float, best-over-rates.
+"""The memory-task capacity law: N*(d), the fit N* = c d^gamma, recall bits per state float, best-over-rates.
 
 N*(d) is the largest number of pairs (or copy length) at which answer accuracy is still >= a threshold,
 interpolated linearly in log N between the last grid point at or above it and the next one (below it). Its CI is

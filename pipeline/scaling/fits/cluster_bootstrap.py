@@ -1,4 +1,4 @@
-"""Cluster bootstrap of per-token means (issue 32 item 4): resample whole documents, not windows.
+"""Cluster bootstrap of per-token means: resample whole documents, not windows.
 
 The LM validation windows are not independent: the windows of one held-out book share its vocabulary and style,
 and the three translations of a book share its content, so a bootstrap over windows treats ~74 dependent windows

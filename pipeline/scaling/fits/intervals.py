@@ -7,7 +7,7 @@ cannot resample residuals of a fitted law. The three pieces it lacks are written
 - ``studentized_power_law`` (a studentized residual bootstrap) for laws fitted to points by least squares on log loss (L(N), L(x)):
   resample leverage-adjusted residuals, refit, and take quantiles of t* = (theta* - theta^)/se*. On 5 sizes x 3
   seeds (2 % noise) it covered the true exponent in 96.0 % of 400 replications, against 92.5 % for the
-  percentile bootstrap over runs and 92.0 % for BCa over runs (measured by a script run for issue 17; the
+  percentile bootstrap over runs and 92.0 % for BCa over runs (measured by a one-off coverage script; the
   studentized coverage is asserted in tests/unit/test_scaling_intervals.py).
 - ``bca_interval`` (Efron 1987) for fits whose unit is a run (the compute frontier, Chinchilla, IsoFLOP): bias
   correction from the share of resamples below the estimate, acceleration from a leave-one-point-out jackknife.

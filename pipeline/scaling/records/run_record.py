@@ -48,10 +48,10 @@ class RunRecord:
     # where it ran: {"device": "cpu" | "NVIDIA H100 80GB HBM3", "device_type": "cpu" | "h100" | ..., "count": int,
     #                "precision": "32-true" | "bf16-mixed", "threads": int}
     hardware: dict[str, Any] = field(default_factory=dict)
-    # data.task=mqar/copy (issue 31): answer accuracy and loss, by bucket, with the task's N/L/V and the model's
+    # data.task=mqar/copy: answer accuracy and loss, by bucket, with the task's N/L/V and the model's
     # state size (pipeline/training/answer_metrics.py); {} for the text tasks
     answer_metrics: dict[str, Any] = field(default_factory=dict)
-    # issue 32: the add-one train-unigram cross-entropy on the valid targets (the "learned nothing" yardstick);
+    # the add-one train-unigram cross-entropy on the valid targets (the "learned nothing" yardstick);
     # LM runs: Kneser-Ney floors {"bigram"/"trigram": {"loss", "by_position"}, ...} (training/count_floors.py) and the
     # truncation curve {"contexts", "curve", "tokens", "unit", "n_clusters", "file"} (training/truncation_run.py)
     unigram_xent: float | None = None

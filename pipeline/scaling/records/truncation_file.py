@@ -1,4 +1,4 @@
-"""A run's truncation losses, ``<run>/valid_truncation.npz``: write, read, validate (one owner; issue 32 item 2).
+"""A run's truncation losses, ``<run>/valid_truncation.npz``: write, read, validate (one owner).
 
 Written by ``pipeline evaluate RUN --contexts ...`` and by the sweep at the end of an LM run when
 ``train.eval_contexts`` is set (``training/truncation_run.py``):

@@ -1,4 +1,4 @@
-"""The capacity-law figures (issue 31), small multiples in the report's one style (`figure_style`):
+"""The capacity-law figures, small multiples in the report's one style (`figure_style`):
 - `capacity_accuracy`: best-over-rates accuracy against N (log axis), one panel per architecture, a line per
   width d, with the threshold and the chance level;
 - `capacity_nstar`: N*(d) on log-log axes, one panel per architecture: interpolated N* with its CI (filled), a

@@ -1,4 +1,4 @@
-"""The report's "Capacity law" section (issue 31): N*(d) per architecture with its CI or bound, the law
+"""The report's "Capacity law" section: N*(d) per architecture with its CI or bound, the law
 N* = c d^gamma, bits of recall per state float, the learning-rate curves with edge flags, pairs versus distance,
 accuracy by query distance, and Zoology's published accuracy where a cell matches (labelled as published)."""
 

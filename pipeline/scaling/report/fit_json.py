@@ -2,7 +2,7 @@
 
 Every fitted number of a sweep (`analyses.sweep_fit.SweepFit`) and its time axis (`analyses.time_axis.TimeAxis`),
 as JSON with null for undetermined values. The figures and report.md are the other renderings of the same fit.
-A sweep with memory-task runs (issue 31) adds `capacity` (`analyses.capacity.Capacity.to_dict`); a memory-only
+A sweep with memory-task runs adds `capacity` (`analyses.capacity.Capacity.to_dict`); a memory-only
 sweep has no text fits: `archs` is empty and `text_fits_skipped` says why.
 """
 

@@ -1,4 +1,4 @@
-"""The report's "Context (truncation)" section (issue 32): L(K) per architecture with cluster-bootstrap intervals,
+"""The report's "Context (truncation)" section: L(K) per architecture with cluster-bootstrap intervals,
 the paired difference to the reference on the same tokens, K* with its interval, the Kneser-Ney floors beside the
 models, and which runs beat the trigram (`analyses.context_truncation`). Small multiples, one panel per arch."""
 

@@ -1,6 +1,6 @@
 """`pipeline scaling report`: fit a sweep, run every analysis (`analyses.study`), and write report.md, its
 figures and fit.json. Sections are rendered from the one result object, in the order they appear. A sweep of
-memory-task runs (issue 31) gets the "Capacity law" section; one with no text-task runs gets only that, with one
+memory-task runs gets the "Capacity law" section; one with no text-task runs gets only that, with one
 line saying why the text-task sections are skipped."""
 
 from __future__ import annotations
