@@ -90,6 +90,12 @@ class TrainingForward:
     def is_compiled(self) -> bool:
         return self.compiled is not None
 
+    def record(self) -> dict[str, Any]:
+        """How this process's training steps ran, for the run's record: a timing means little without it.
+        `compiled` is None where no step ran here (a run finished by an earlier attempt)."""
+        return {"setting": self.setting, "compiled": self.is_compiled if self.decided else None,
+                "fallback": self.fallback_reason}  # fmt: skip
+
     def __call__(self, *args: torch.Tensor) -> Any:
         if not self.decided:
             self.decided = True

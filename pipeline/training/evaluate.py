@@ -139,7 +139,8 @@ def final_evaluation(cfg: RunConfig, trainer: Any, module: Any, throughput: Any)
         "valid_ppl": math.exp(min(valid_loss, 50.0)) if valid_loss is not None else None,
         "loss_by_position": module.val_loss_by_position,
         "timing": throughput.run_timing(trainer.world_size),
-        "hardware": hardware_descriptor(module.device, trainer.world_size, str(trainer.precision)),
+        "hardware": hardware_descriptor(module.device, trainer.world_size, str(trainer.precision))
+        | {"compile": module.train_forward.record()},
         "run_dir": str(cfg.resolved_run_dir),
     }
     if getattr(module, "answer_metrics", None):  # data.task=mqar/copy: answer accuracy, buckets, state size

@@ -47,6 +47,13 @@ def test_tiny_mqar_run_records_answer_metrics_and_a_transformer_learns_it(tmp_pa
     assert record.flops_per_token == pytest.approx(full - output * (1 - 2 / 16), rel=1e-12)
     assert record.flops_per_token_no_output == pytest.approx(full - output, rel=1e-12)
     assert record.compute == pytest.approx(record.flops_per_token * record.tokens, rel=1e-12)
+    # how the steps ran is part of what the timing means: the tiny config trains eager, and says so
+    setting = load_config([run / "config.yaml"]).train.compile
+    assert record.hardware["compile"] == {
+        "setting": setting,
+        "compiled": setting == "model",
+        "fallback": None,
+    }
 
 
 def test_tiny_copy_sweep_run_writes_exact_match_by_length(tmp_path: Path) -> None:

@@ -125,6 +125,8 @@ def test_a_memory_task_compiles_its_answer_only_forward_with_eager_losses() -> N
         warnings.simplefilter("error", CompileFallbackWarning)
         got = losses(compiled, batches=batches)
     assert compiled.train_forward.is_compiled and not eager.train_forward.is_compiled
+    assert compiled.train_forward.record() == {"setting": "model", "compiled": True, "fallback": None}
+    assert eager.train_forward.record() == {"setting": "none", "compiled": False, "fallback": None}
     assert max(abs(a - b) for a, b in zip(want, got, strict=True)) <= TOLERANCE, (want, got)
     assert want[0] != want[-1]
 
@@ -146,6 +148,7 @@ def test_a_model_that_cannot_compile_trains_eager_after_one_warning_line() -> No
     assert "\n" not in message and "second line" not in message
     torch.testing.assert_close(out, eager(b["src"], b["src_mask"], b["tgt_in"]), rtol=0, atol=0)
     assert not forward.is_compiled and forward.fallback_reason
+    assert forward.record() == {"setting": "model", "compiled": False, "fallback": forward.fallback_reason}
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompileFallbackWarning)  # once: later steps are silent and eager
         forward(b["src"], b["src_mask"], b["tgt_in"])
