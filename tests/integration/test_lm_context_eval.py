@@ -76,6 +76,14 @@ def test_lm_sweep_record_carries_floors_truncation_and_rescore_restores_them(
     assert proc.returncode == 0, proc.stderr[-4000:]
     path = tmp_path / "sweep/transformer-d16-1024/result.json"
     record = json.loads(path.read_text())
+    # an LM record: no source, windows of CONTEXT + 1 targets, epochs over the 120-window slice
+    assert record["config"]["mean_lengths"] == {"src": 0, "tgt": CONTEXT + 1}
+    assert record["config"]["task"] == "lm" and record["config"]["data"]["task"] == "lm"
+    assert record["tokens"] >= 1024 and record["tokens"] % (CONTEXT + 1) == 0
+    assert record["epochs"] == pytest.approx(record["tokens"] / (120 * (CONTEXT + 1)))
+    # every window fills all CONTEXT + 1 positions: none is masked as sparse
+    positions = record["loss_by_position"][: CONTEXT + 1]
+    assert len(positions) >= CONTEXT + 1 and all(math.isfinite(x) for x in positions)
     assert record["truncation"]["contexts"] == [4, 8] and len(record["truncation"]["curve"]) == 2
     assert (path.parent / "valid_truncation.npz").is_file()
     floors = record["count_floors"]

@@ -233,28 +233,6 @@ def test_sweep_with_an_attention_free_arm_on_passages(tmp_path: Path) -> None:
     assert {r["arch"] for r in plan["runs"]} == {"lstm", "lstm_noattn"}
 
 
-def test_lm_sweep_record(lm_data: Path, tmp_path: Path) -> None:
-    grid = tmp_path / "grid.yaml"
-    files = [*TINY, ROOT / "configs/tiny/lm.yaml"]
-    overrides = dict(o.split("=", 1) for o in lm_overrides(lm_data, tmp_path / "unused", "transformer"))
-    overrides.pop("run_dir")
-    grid.write_text(json.dumps({
-        "name": "lm", "base": [str(p) for p in files], "token_budgets": [1024], "evals_per_run": 1,
-        "set": {**overrides, "data.context": CONTEXT, "data.limit": 120},
-        "archs": {"transformer": {"sizes": {"d16": {"d_model": 16, "n_layers": 1, "n_heads": 2}}}},
-    }))  # fmt: skip
-    proc = _sweep(grid, tmp_path / "sweep")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    record = json.loads((tmp_path / "sweep/transformer-d16-1024/result.json").read_text())
-    assert record["config"]["mean_lengths"] == {"src": 0, "tgt": CONTEXT + 1}
-    assert record["config"]["task"] == "lm" and record["config"]["data"]["task"] == "lm"
-    assert record["tokens"] >= 1024 and record["tokens"] % (CONTEXT + 1) == 0
-    assert record["epochs"] == pytest.approx(record["tokens"] / (120 * (CONTEXT + 1)))
-    # every window fills all CONTEXT + 1 positions: none is masked as sparse
-    positions = record["loss_by_position"][: CONTEXT + 1]
-    assert len(positions) >= CONTEXT + 1 and all(math.isfinite(x) for x in positions)
-
-
 def test_grid_arms_carry_their_label_into_every_planned_config(tmp_path: Path) -> None:
     """What a SLURM array task runs is the planned config files + overrides alone: the arm label must be in them."""
     from pipeline.sweep.grid import SweepError, load_grid, plan_runs
