@@ -219,3 +219,24 @@ def test_copy_report_without_bootstrap_names_one_edge_rate_once(tmp_path: Path) 
     assert text.count("| high at every length (0.01) |") == 2  # one flag a width
     assert "length=4: high" not in text and "N=4: high" not in text
     assert "[n/a, n/a]" in text and "nan" not in text.lower().replace("nanoGPT", "")
+
+
+def test_mqar_accuracy_figure_draws_the_one_over_n_plateau(
+    sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accuracy against N shows 1/N beside the threshold and chance: where a recurrence names one of the
+    sequence's values without its key, its curve lies on that line, not at chance."""
+    from pipeline.scaling.report import capacity_figures
+
+    drawn: dict[str, object] = {}
+
+    def keep(fig, path: Path) -> str:
+        drawn[path.stem] = fig
+        return path.name
+
+    monkeypatch.setattr(capacity_figures, "save", keep)
+    capacity_figures.draw_capacity_figures(capacity_study(load_sweep(sweep).records, n_boot=20), tmp_path)
+    lines = [ln for ax in drawn["capacity_accuracy"].axes for ln in ax.get_lines()]
+    (plateau, *_) = [ln for ln in lines if ln.get_label().startswith("1/N")]
+    n, y = plateau.get_data()
+    assert min(n) == min(NS) and max(n) == max(NS) and np.allclose(y, 1 / np.asarray(n))

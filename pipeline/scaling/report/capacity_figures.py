@@ -1,6 +1,6 @@
 """The capacity-law figures, small multiples in the report's one style (`figure_style`):
 - `capacity_accuracy`: best-over-rates accuracy against N (log axis), one panel per architecture, a line per
-  width d, with the threshold and the chance level;
+  width d, with the threshold, the chance level and (MQAR) the 1/N plateau;
 - `capacity_nstar`: N*(d) on log-log axes, one panel per architecture: interpolated N* with its CI (filled), a
   bound as an open marker with an arrow the way it extends, the fitted law N* = c d^gamma with its band;
 - `capacity_state_bits`: mean accuracy over the N cells against the model's state in bits, every architecture in
@@ -48,6 +48,11 @@ def _accuracy_figure(plt, cap: Capacity, path: Path) -> str:
         )
         if cap.chance > 0:
             ax.axhline(cap.chance, color=REFERENCE_COLOR, ls=":", lw=0.9, label=f"chance {cap.chance:.3g}")
+        all_n = sorted({n for w in cap.archs[a].widths.values() for n in w.accuracy})
+        if cap.task == "mqar" and len(all_n) > 1:  # the plateau of a model that names a value without its key
+            n_line = np.geomspace(all_n[0], all_n[-1], 50)
+            ax.plot(n_line, 1 / n_line, color=REFERENCE_COLOR, ls="-.", lw=0.9,
+                    label="1/N: one of the N values, unbound")  # fmt: skip
         ax.set(
             xscale="log",
             ylim=(-0.02, 1.02),

@@ -153,6 +153,7 @@ def legend_below(fig, axes: Sequence[Any]) -> None:
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, h)
+    fig.tight_layout()  # room between rows: a panel's title must not sit on the x label of the panel above it
     if seen:
         fig.legend(
             list(seen.values()),
