@@ -42,6 +42,7 @@ from pipeline.scaling.records.sweep_dir import PLAN_FILE, TOKENS_CACHE
 from pipeline.sweep.grid_checks import (
     SweepError,
     arm_cells,
+    check_cell_sizes,
     check_model_keys,
     check_set,
     config_path,
@@ -75,6 +76,7 @@ class Grid:
     replicate_best_lr: bool = False  # later seeds only at each size's best rate (chosen on the first)
     # data cells crossed with archs x sizes x lrs x seeds: label -> {dotted key: value} (grid_checks.parse_cells)
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cell_sizes: dict[str, list[str]] = field(default_factory=dict)  # a cell's `sizes:`: it runs at those only
     steps_budget: bool = False  # the grid gave `step_budgets:` (each budget a step count, nothing measured)
 
 
@@ -145,6 +147,7 @@ def load_grid(path: str | Path) -> Grid:
     overrides = mapping(raw.get("set"), f"{path}: key 'set'")
     for spec in archs.values():  # grid-wide `model.*` keys must suit every architecture they reach
         check_set(overrides, f"{path}: key 'set'", spec["arch"])
+    cells, cell_sizes = parse_cells(raw.get("cells"), path, [spec["arch"] for spec in archs.values()])
     grid = Grid(
         name=str(raw.get("name") or path.stem), path=path, base=base, archs=archs,
         token_budgets=[int(b) for b in budgets], overrides=overrides,
@@ -152,11 +155,12 @@ def load_grid(path: str | Path) -> Grid:
         evals_per_run=int(raw.get("evals_per_run", 4)), delete_checkpoints=bool(raw.get("delete_checkpoints", False)),
         seeds=numbers(raw.get("seeds"), f"{path}: key 'seeds'", int), lrs=numbers(raw.get("lrs"), f"{path}: key 'lrs'", float),
         seed_sizes=raw.get("seed_sizes"), replicate_best_lr=raw.get("replicate_best_lr", False),
-        cells=parse_cells(raw.get("cells"), path, [spec["arch"] for spec in archs.values()]),
+        cells=cells, cell_sizes=cell_sizes,
         steps_budget=budget_key == "step_budgets",
     )  # fmt: skip
     for label, spec in archs.items():  # an arm's `cells:` runs it at those of the grid's cells only
         spec["cells"] = arm_cells(spec["cells"], grid.cells, f"{path}: key 'archs.{label}.cells'")
+    check_cell_sizes(grid.cell_sizes, archs, path)
     if not isinstance(grid.replicate_best_lr, bool):
         bad = grid.replicate_best_lr
         raise SweepError(f"{path}: key 'replicate_best_lr' must be true or false, got {bad!r}")
@@ -212,6 +216,8 @@ def plan_runs(grid: Grid, sweep_dir: Path, world: int = 1, measure: bool = True)
             if rank >= len(sizes) or (cell is not None and cell not in spec["cells"]):
                 continue
             size, keys = sizes[rank]
+            if cell is not None and size not in grid.cell_sizes.get(cell, [size]):
+                continue
             top = grid.seed_sizes is None or rank >= len(sizes) - grid.seed_sizes
             seeds = grid.seeds if top else grid.seeds[:1]
             lrs = spec["lrs"] or grid.lrs

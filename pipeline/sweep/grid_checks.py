@@ -111,23 +111,42 @@ def flat_keys(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def parse_cells(raw: Any, path: Path, archs: list[str]) -> dict[str, dict[str, Any]]:
-    """`cells:` -> {label: {dotted key: value}}, each cell's keys checked like `set` against every arch."""
+def parse_cells(
+    raw: Any, path: Path, archs: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """`cells:` -> ({label: {dotted key: value}}, {label: [size names]}), each cell's keys checked like `set`
+    against every arch. A cell's `sizes: [d32, ...]` (not a config key) runs it at those sizes only: a side
+    question (pairs versus distance, say) asked at one width without crossing it with every width."""
     cells = mapping(raw, f"{path}: key 'cells'")
-    out = {}
+    out, sizes = {}, {}
     for label, keys in cells.items():
         where = f"{path}: key 'cells.{label}'"
         if not isinstance(label, str) or not label.replace("_", "").replace(".", "").isalnum():
             raise SweepError(
                 f"{where}: a cell label is letters, digits, '_' and '.' (it goes into run names)"
             )
-        keys = mapping(keys, where)
+        keys = dict(mapping(keys, where))
+        only = keys.pop("sizes", None)
+        if only is not None:
+            if not isinstance(only, list) or not only or not all(isinstance(x, str) for x in only):
+                raise SweepError(f"{where}.sizes: expected a list of size names (e.g. [d32]), got {only!r}")
+            sizes[label] = list(only)
         if not keys:
             raise SweepError(f"{where}: a cell sets at least one key (e.g. data.mqar.n_pairs: 8)")
         for arch in dict.fromkeys(archs):
             check_set(keys, where, arch)
         out[label] = flat_keys(keys)
-    return out
+    return out, sizes
+
+
+def check_cell_sizes(cell_sizes: dict[str, list[str]], archs: dict[str, dict[str, Any]], path: Path) -> None:
+    """Every size a cell names is a size of some arm that runs the cell: a typo would silently drop the cell."""
+    for label, names in cell_sizes.items():
+        known = {s for spec in archs.values() if label in spec["cells"] for s in spec["sizes"]}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SweepError(f"{path}: key 'cells.{label}.sizes': unknown size {unknown[0]!r}; the sizes of the "
+                             f"arms that run this cell: {', '.join(sorted(known)) or 'none'}")  # fmt: skip
 
 
 def arm_cells(raw: Any, cells: dict[str, Any], where: str) -> list[str]:

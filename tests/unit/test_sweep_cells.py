@@ -104,3 +104,25 @@ def test_step_budgets_and_an_arm_restricted_to_one_cell(tmp_path: Path) -> None:
         SweepError, match=r"key 'archs.lstm_newton.cells': unknown cell 'N8'; the grid's cells: N2, N4"
     ):
         load_grid(path)
+
+
+def test_a_cell_with_sizes_runs_at_those_sizes_only(tmp_path: Path) -> None:
+    """`cells.<label>.sizes`: a side question asked at one width (pairs versus distance at d32, say) without
+    crossing it with every width; a size no arm has is an error naming the key."""
+    raw = yaml.safe_load(_grid(tmp_path, {}).read_text())
+    for arm in raw["archs"].values():
+        arm["sizes"] = {"d16": {"d_model": 16, "n_layers": 1}, "d32": {"d_model": 32, "n_layers": 1}}
+    raw["archs"]["transformer"]["model"] = {"max_len": 32, "n_heads": 2}
+    raw["cells"] = {"N2": {"data.mqar.n_pairs": 2},
+                    "L32N2": {"data.mqar.seq_len": 32, "data.mqar.n_pairs": 2, "sizes": ["d32"]}}  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    runs = plan_runs(load_grid(path), tmp_path / "sweep", measure=False)
+    by_cell = {(r.arch, r.size, r.cell) for r in runs}
+    archs = set(raw["archs"])
+    assert by_cell == {(a, s, "N2") for a in archs for s in ("d16", "d32")} | {(a, "d32", "L32N2") for a in archs}
+    assert all(_value(r, "data.mqar.seq_len") == 32 for r in runs if r.cell == "L32N2")
+    raw["cells"]["L32N2"]["sizes"] = ["d33"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SweepError, match=r"key 'cells\.L32N2\.sizes': unknown size 'd33'; .*d16, d32"):
+        load_grid(path)
