@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main as cli
-from pipeline.scaling.analyses.capacity import capacity_study
+from pipeline.scaling.analyses.capacity import capacity_study, curve_lengths
 from pipeline.scaling.fits.capacity_law import INTERPOLATED, LOWER_BOUND
 from pipeline.scaling.records.run_record import RunRecord, save_record
 from pipeline.scaling.records.sweep_dir import load_sweep
@@ -135,8 +135,22 @@ def test_pairs_versus_distance_names_what_failure_tracks() -> None:
     cap = capacity_study(records, n_boot=50)
     tracks = {p.arch: p.tracks for p in cap.pairs_vs_distance}
     assert tracks == {"capacity": "N", "forgetting": "L"}
-    # the N curve uses each N's shortest L
+    # the N curve uses each N's shortest L (every N was run at every L)
     assert cap.archs["forgetting"].widths[32].accuracy == {4: 1.0, 8: 1.0, 16: 1.0}
+
+
+def test_the_n_curve_keeps_the_study_length_when_distance_cells_are_shorter() -> None:
+    """The CPU study's layout (N = 1..8 at L = 32, N = 2 also at L = 8 and 16, N = 1 also at 64 and 128) keeps
+    every N at 32; Zoology's diagonal with N = 8 also at 256 and 512 keeps N = 8 at 128."""
+    cpu = [(32, n) for n in (1, 2, 4, 8)] + [(8, 2), (16, 2), (64, 1), (128, 1)]
+    assert curve_lengths(cpu) == {1: 32, 2: 32, 4: 32, 8: 32}
+    zoology = [(64, 4), (128, 8), (256, 16), (512, 64), (256, 8), (512, 8)]
+    assert curve_lengths(zoology) == {4: 64, 8: 128, 16: 256, 64: 512}
+    assert curve_lengths([(64, 1), (16, 2)]) == {1: 64, 2: 16}  # no longer L for N = 2: its shortest
+    # through the analysis: N = 2 at L = 8 solved, at L = 32 at the plateau; the curve reads L = 32
+    records = [record("lstm", 32, n, 1e-3, 1, k, 1000, length)
+               for n, length, k in ((1, 32, 1000), (2, 32, 500), (2, 8, 1000), (1, 128, 1000))]  # fmt: skip
+    assert capacity_study(records, n_boot=20).archs["lstm"].widths[32].accuracy == {1: 1.0, 2: 0.5}
 
 
 def test_zoology_published_accuracy_shown_where_the_cell_matches(tmp_path: Path) -> None:

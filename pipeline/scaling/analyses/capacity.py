@@ -8,8 +8,8 @@ for copy (each run's `by_length` rows: one run gives the whole curve; counts are
 - Rates: at each (arch, d, N) the accuracy is the best over the scanned learning rates (Zoology's convention),
   the mean over seeds at that rate; the whole rate curve is kept (`RateChoice.curve`) and a best rate at the
   scan's edge is flagged. N*'s CI resamples the seeds and answers at each N's best rate.
-- Several sequence lengths at one N (a pairs-vs-distance sweep): the N curve uses each N's shortest L; all of
-  them go to `analyses.pairs_distance`.
+- Several sequence lengths at one N (a pairs-vs-distance sweep): the N curve takes one L per N
+  (`curve_lengths`: the shortest not below the previous N's); all of them go to `analyses.pairs_distance`.
 - State size: the record's own (`state_floats`, computed by the model at the run's L). A Transformer's grows with
   L, so bits per float uses the state of the N cell nearest N* (in log N).
 - An architecture is the record's `arch`: the registry name, or a grid arm's label (e.g. a Newton-solver arm).
@@ -18,7 +18,7 @@ for copy (each run's `by_length` rows: one run gives the whole curve; counts are
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,7 @@ class WidthCapacity:
 
     d: int
     n_star: NStar
-    rates: dict[int, RateChoice]  # N -> the rate scan at that N (at its shortest L)
+    rates: dict[int, RateChoice]  # N -> the rate scan at that N (at its curve length, `curve_lengths`)
     seeds: dict[int, int]  # N -> seeds behind the best-rate accuracy
     state_floats: int  # of the N cell nearest N* (module docstring)
     state_bits: int
@@ -159,20 +159,34 @@ def _by_distance(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
             for k, (a, c, nll) in sorted(sums.items()) if a]  # fmt: skip
 
 
+def curve_lengths(cells: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """(L, N) cells run -> for each N the sequence length L whose runs give the N curve: N ascending, each at its
+    shortest L not below the previous N's (its shortest L where none is). A pairs-vs-distance cell at a shorter L
+    (N = 2 at L = 8 beside the study's L = 32) then stays off the curve, and Zoology's diagonal (L, N) = (64, 4),
+    (128, 8), (256, 16) keeps N = 8 at 128 when N = 8 was also run at 256 and 512."""
+    lengths: dict[int, set[int]] = {}
+    for length, n in cells:
+        lengths.setdefault(n, set()).add(length)
+    out: dict[int, int] = {}
+    floor = 0
+    for n in sorted(lengths):
+        longer = [length for length in lengths[n] if length >= floor]
+        out[n] = min(longer) if longer else min(lengths[n])
+        floor = out[n]
+    return out
+
+
 def _width_capacity(d: int, records: Sequence[RunRecord], threshold: float, value_bits: float, n_boot: int,
                     seed: int) -> tuple[WidthCapacity, list[RunRecord]]:  # fmt: skip
     """N* of one (arch, d); also the records at each N's best rate (for the distance buckets)."""
-    shortest: dict[int, int] = {}
-    for r in records:
-        for n, length, _ in _points(r):
-            shortest[n] = min(shortest.get(n, length), length)
+    curve_l = curve_lengths((length, n) for r in records for n, length, _ in _points(r))
     by_rate: dict[float, dict[int, dict[int, SeedCounts]]] = {}
     floats: dict[tuple[int, float], tuple[int, int]] = {}
     runs: dict[tuple[int, float], dict[int, RunRecord]] = {}
     for r in sorted(records, key=lambda r: r.tokens):  # several budgets: the largest one's run wins
         lr = record_lr(r) or 0.0
         for n, length, counts in _points(r):
-            if length == shortest[n]:
+            if length == curve_l[n]:
                 by_rate.setdefault(lr, {}).setdefault(n, {})[_seed(r)] = counts
                 floats[n, lr] = (int(r.answer_metrics["state_floats"]), int(r.answer_metrics["state_bits"]))
                 runs.setdefault((n, lr), {})[_seed(r)] = r

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pipeline.scaling.analyses.capacity import ArchCapacity, Capacity, WidthCapacity
+from pipeline.scaling.analyses.capacity import ArchCapacity, Capacity, WidthCapacity, curve_lengths
 from pipeline.scaling.analyses.pairs_distance import RATIO
 from pipeline.scaling.fits.capacity_law import LOWER_BOUND, UPPER_BOUND
 from pipeline.scaling.report.capacity_figures import draw_capacity_figures
@@ -84,15 +84,13 @@ def _arch_lines(cap: Capacity, a: str, ac: ArchCapacity) -> list[str]:
 def _published(cap: Capacity, a: str, ac: ArchCapacity) -> list[str]:
     if cap.task != "mqar":
         return []
-    shortest = {}
-    for length, n in cap.cells:
-        shortest[n] = min(shortest.get(n, length), length)
+    on_curve = curve_lengths(cap.cells)  # the L of each N on the curve, as the capacity analysis took it
     out = []
     for d, w in sorted(ac.widths.items()):
         for n, ours in w.accuracy.items():
-            match = zoology_match(a, cap.vocab_size, shortest[n], n, d)
+            match = zoology_match(a, cap.vocab_size, on_curve[n], n, d)
             if match:
-                out.append(f"- (L, N) = ({shortest[n]}, {n}), d = {d}: published {match[0]} ≈ {match[1]:.2f}; "
+                out.append(f"- (L, N) = ({on_curve[n]}, {n}), d = {d}: published {match[0]} ≈ {match[1]:.2f}; "
                            f"this sweep's {a} {ours:.3f}")  # fmt: skip
     return out
 
