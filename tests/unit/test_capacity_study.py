@@ -146,7 +146,7 @@ def test_the_n_curve_keeps_the_study_length_when_distance_cells_are_shorter() ->
     assert curve_lengths(cpu) == {1: 32, 2: 32, 4: 32, 8: 32}
     zoology = [(64, 4), (128, 8), (256, 16), (512, 64), (256, 8), (512, 8)]
     assert curve_lengths(zoology) == {4: 64, 8: 128, 16: 256, 64: 512}
-    assert curve_lengths([(64, 1), (16, 2)]) == {1: 64, 2: 16}  # no longer L for N = 2: its shortest
+    assert curve_lengths([(64, 1), (16, 2)]) == {1: 64}  # N = 2 only at a shorter L: off the curve
     # through the analysis: N = 2 at L = 8 solved, at L = 32 at the plateau; the curve reads L = 32
     records = [record("lstm", 32, n, 1e-3, 1, k, 1000, length)
                for n, length, k in ((1, 32, 1000), (2, 32, 500), (2, 8, 1000), (1, 128, 1000))]  # fmt: skip

@@ -120,7 +120,9 @@ def test_a_cell_with_sizes_runs_at_those_sizes_only(tmp_path: Path) -> None:
     runs = plan_runs(load_grid(path), tmp_path / "sweep", measure=False)
     by_cell = {(r.arch, r.size, r.cell) for r in runs}
     archs = set(raw["archs"])
-    assert by_cell == {(a, s, "N2") for a in archs for s in ("d16", "d32")} | {(a, "d32", "L32N2") for a in archs}
+    assert by_cell == {(a, s, "N2") for a in archs for s in ("d16", "d32")} | {
+        (a, "d32", "L32N2") for a in archs
+    }
     assert all(_value(r, "data.mqar.seq_len") == 32 for r in runs if r.cell == "L32N2")
     raw["cells"]["L32N2"]["sizes"] = ["d33"]
     path.write_text(yaml.safe_dump(raw))

@@ -35,8 +35,10 @@ def test_every_shipped_grid_loads_and_dry_run_plans(
     raw = yaml.safe_load(path.read_text())
     cells = [f"-{c}" for c in raw.get("cells") or {}] or [""]  # an arm's `cells:` runs at those only
     unit = "steps" if "step_budgets" in raw else ""
+    only = {f"-{c}": keys.get("sizes") for c, keys in (raw.get("cells") or {}).items()}  # a cell's `sizes:`
     points = {f"{arm}-{size}{c}-{_budget_label(b)}{unit}" for arm, spec in raw["archs"].items()
               for size in spec["sizes"] for c in ([f"-{x}" for x in spec.get("cells", [])] or cells)
+              if only.get(c) is None or size in only[c]
               for b in raw.get("token_budgets") or raw["step_budgets"]}  # fmt: skip
     assert {p for p in points if any(n == p or n.startswith(f"{p}-") for n in names)} == points
     assert grid.archs.keys() == raw["archs"].keys()

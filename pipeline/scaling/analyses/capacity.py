@@ -161,9 +161,10 @@ def _by_distance(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
 
 def curve_lengths(cells: Iterable[tuple[int, int]]) -> dict[int, int]:
     """(L, N) cells run -> for each N the sequence length L whose runs give the N curve: N ascending, each at its
-    shortest L not below the previous N's (its shortest L where none is). A pairs-vs-distance cell at a shorter L
-    (N = 2 at L = 8 beside the study's L = 32) then stays off the curve, and Zoology's diagonal (L, N) = (64, 4),
-    (128, 8), (256, 16) keeps N = 8 at 128 when N = 8 was also run at 256 and 512."""
+    shortest L not below the previous N's; an N run only at shorter L is left off the curve (it stays in pairs
+    versus distance). A pairs-vs-distance cell at a shorter L (N = 2 at L = 8 beside the study's L = 32) then
+    never stands in for the study's cell, and Zoology's diagonal (L, N) = (64, 4), (128, 8), (256, 16) keeps N = 8
+    at 128 when N = 8 was also run at 256 and 512."""
     lengths: dict[int, set[int]] = {}
     for length, n in cells:
         lengths.setdefault(n, set()).add(length)
@@ -171,8 +172,8 @@ def curve_lengths(cells: Iterable[tuple[int, int]]) -> dict[int, int]:
     floor = 0
     for n in sorted(lengths):
         longer = [length for length in lengths[n] if length >= floor]
-        out[n] = min(longer) if longer else min(lengths[n])
-        floor = out[n]
+        if longer:
+            out[n] = floor = min(longer)
     return out
 
 
@@ -186,7 +187,7 @@ def _width_capacity(d: int, records: Sequence[RunRecord], threshold: float, valu
     for r in sorted(records, key=lambda r: r.tokens):  # several budgets: the largest one's run wins
         lr = record_lr(r) or 0.0
         for n, length, counts in _points(r):
-            if length == curve_l[n]:
+            if length == curve_l.get(n):
                 by_rate.setdefault(lr, {}).setdefault(n, {})[_seed(r)] = counts
                 floats[n, lr] = (int(r.answer_metrics["state_floats"]), int(r.answer_metrics["state_bits"]))
                 runs.setdefault((n, lr), {})[_seed(r)] = r

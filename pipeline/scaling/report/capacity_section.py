@@ -88,7 +88,7 @@ def _published(cap: Capacity, a: str, ac: ArchCapacity) -> list[str]:
     out = []
     for d, w in sorted(ac.widths.items()):
         for n, ours in w.accuracy.items():
-            match = zoology_match(a, cap.vocab_size, on_curve[n], n, d)
+            match = zoology_match(a, cap.vocab_size, on_curve[n], n, d) if n in on_curve else None
             if match:
                 out.append(f"- (L, N) = ({on_curve[n]}, {n}), d = {d}: published {match[0]} ≈ {match[1]:.2f}; "
                            f"this sweep's {a} {ours:.3f}")  # fmt: skip
