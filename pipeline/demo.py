@@ -40,7 +40,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="a config file of the showcase run (trained beside the sweep, on the other core); repeat to merge "
         "several (default: configs/demo/base.yaml and configs/demo/showcase.yaml)",
     )  # fmt: skip
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples per fit in the report")
+    parser.add_argument("--n-boot", type=int, default=100,
+                        help="bootstrap resamples per fit in the reports (default 100: the miniature's intervals "
+                             "are indicative; its fits are on the 10-minute budget's critical path)")  # fmt: skip
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
         help="applied to the showcase run, e.g. train.max_steps=300 (the sweep takes its grid's settings)",
@@ -49,7 +51,12 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError
+    from pipeline.scaling.cli import MIN_BOOT
 
+    if args.n_boot != 0 and args.n_boot < MIN_BOOT:  # before ten minutes of training, not after
+        print(f"pipeline demo: error: --n-boot must be 0 (point estimates only) or >= {MIN_BOOT} resamples per "
+              f"fit, got {args.n_boot}", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         return _demo(args)
     except ConfigError as err:

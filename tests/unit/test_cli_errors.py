@@ -319,3 +319,15 @@ def test_a_config_error_is_reported_without_loading_lightning() -> None:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert "unknown key 'train.max_stepz'" in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("n_boot", ["5", "-1"])
+def test_demo_refuses_a_bootstrap_count_before_training(
+    n_boot: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --n-boot is refused at once, as `pipeline scaling report` refuses it, not after the demo's training."""
+    assert cli(["demo", "--out", str(tmp_path / "demo"), "--n-boot", n_boot]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pipeline demo: error: --n-boot must be 0 (point estimates only) or >= 10 resamples per fit, got {n_boot}"
+    )
+    assert not (tmp_path / "demo").exists()  # nothing started
