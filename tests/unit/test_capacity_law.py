@@ -212,3 +212,22 @@ def test_no_bootstrap_gives_the_point_estimate_without_an_interval() -> None:
         fit_capacity_law(point, n_boot=200).gamma_ci == law.gamma_ci
         or np.isnan(fit_capacity_law(point, n_boot=200).gamma_ci).all()
     )  # point estimates have no replicates to resample: still no interval
+
+
+def test_a_law_fitted_inside_one_grid_interval_is_flagged() -> None:
+    """N* of 1.2 / 1.4 / 1.7 on the grid N = 1, 2, 4, 8 all lie between N = 1 and 2: the fit only interpolates
+    there, and the law says so; N* spread over the grid (d/4 at d = 16 .. 64) is not flagged."""
+    grid = [1.0, 2.0, 4.0, 8.0]
+
+    def star(acc_at_2: float) -> NStar:  # 1.0 at N = 1, acc_at_2 at N = 2, then lower
+        return n_star(
+            {n: [(int(1000 * a), 1000)] for n, a in zip(grid, [1.0, acc_at_2, 0.3, 0.1], strict=True)},
+            n_boot=0,
+        )
+
+    stars = {16: star(0.7), 32: star(0.6), 64: star(0.5)}
+    assert all(1 < s.value < 2 for s in stars.values())
+    assert fit_capacity_law(stars, n_boot=0).one_interval == (1.0, 2.0)
+    rng = np.random.default_rng(3)
+    spread = {d: n_star(planted_results(d / 4, rng), n_boot=0) for d in (16, 32, 64)}
+    assert fit_capacity_law(spread, n_boot=0).one_interval is None

@@ -118,6 +118,9 @@ def test_report_writes_the_capacity_section_figures_and_fit_json(sweep: Path, tm
     fit = json.loads((out / "fit.json").read_text())
     law = fit["capacity"]["archs"]["lstm"]["law"]
     assert law["gamma_ci95"][0] <= GAMMA <= law["gamma_ci95"][1]
+    assert (
+        law["one_grid_interval"] is None and "Every fitted N* lies between" not in text
+    )  # N* spread over the grid
     assert fit["capacity"]["archs"]["transformer"]["widths"]["16"]["kind"] == LOWER_BOUND
     assert fit["archs"] == {} and "memory task" in fit["text_fits_skipped"]
 

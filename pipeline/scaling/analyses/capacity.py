@@ -111,7 +111,8 @@ class ArchCapacity:
         return {
             "widths": {str(d): w.to_dict() for d, w in sorted(self.widths.items())},
             "law": {"c": _num(law.c), "gamma": _num(law.gamma), "gamma_ci95": [_num(x) for x in law.gamma_ci],
-                    "widths_fitted": list(law.widths), "excluded": {str(d): k for d, k in law.excluded.items()}},
+                    "widths_fitted": list(law.widths), "excluded": {str(d): k for d, k in law.excluded.items()},
+                    "one_grid_interval": list(law.one_interval) if law.one_interval else None},
             "by_distance": self.by_distance,
         }  # fmt: skip
 

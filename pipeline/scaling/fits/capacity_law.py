@@ -151,6 +151,26 @@ class CapacityLaw:
     widths: tuple[int, ...]
     excluded: dict[int, str]
     gamma_replicates: np.ndarray = field(repr=False)
+    one_interval: tuple[float, float] | None = None  # `shared_grid_interval` of the fitted widths
+
+
+def grid_interval(s: NStar) -> tuple[float, float] | None:
+    """The two grid Ns an interpolated N* lies between (the last at or above the threshold, the next); None for a
+    bound or a grid of fewer than two Ns."""
+    if s.kind != INTERPOLATED or len(s.ns) < 2:
+        return None
+    ns = np.asarray(s.ns, dtype=float)
+    j = int(np.searchsorted(ns, s.value, side="right")) - 1
+    j = min(max(j, 0), len(ns) - 2)
+    return float(ns[j]), float(ns[j + 1])
+
+
+def shared_grid_interval(n_stars: Iterable[NStar]) -> tuple[float, float] | None:
+    """The grid interval every N* lies in, when they all lie in the same one (else None). A law fitted to such
+    points only interpolates between two grid Ns: its gamma says how accuracy at those Ns moves with width, not how
+    the point of failure does, and the report says so."""
+    intervals = {grid_interval(s) for s in n_stars}
+    return intervals.pop() if len(intervals) == 1 and None not in intervals else None
 
 
 def _slopes(log_d: np.ndarray, log_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +190,7 @@ def fit_capacity_law(
         nan = float("nan")
         return CapacityLaw(nan, nan, (nan, nan), widths, excluded, np.array([]))
     log_d = np.log(np.array(widths, dtype=float))
+    one_interval = shared_grid_interval(n_stars[d] for d in widths)
     point = np.log([n_stars[d].value for d in widths])
     slope, intercept = _slopes(log_d, point[None, :])
     if n_boot == 0 or any(
@@ -177,7 +198,13 @@ def fit_capacity_law(
     ):  # point estimates only: no interval
         nan = float("nan")
         return CapacityLaw(
-            float(np.exp(intercept[0])), float(slope[0]), (nan, nan), widths, excluded, np.array([])
+            float(np.exp(intercept[0])),
+            float(slope[0]),
+            (nan, nan),
+            widths,
+            excluded,
+            np.array([]),
+            one_interval,
         )
     rng = np.random.default_rng(seed)
     reps = np.stack(
@@ -186,7 +213,13 @@ def fit_capacity_law(
     boot_slope, _ = _slopes(log_d, reps)
     lo, hi = np.quantile(boot_slope, [(1 - level) / 2, (1 + level) / 2])
     return CapacityLaw(
-        float(np.exp(intercept[0])), float(slope[0]), (float(lo), float(hi)), widths, excluded, boot_slope
+        float(np.exp(intercept[0])),
+        float(slope[0]),
+        (float(lo), float(hi)),
+        widths,
+        excluded,
+        boot_slope,
+        one_interval,
     )
 
 

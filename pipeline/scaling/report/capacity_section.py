@@ -70,6 +70,12 @@ def _arch_lines(cap: Capacity, a: str, ac: ArchCapacity) -> list[str]:
     if math.isfinite(law.gamma):
         rows.append(f"Law: N* = {law.c:.3g} · d^γ with **γ = {law.gamma:.3g} [{_g(law.gamma_ci[0])}, "
                     f"{_g(law.gamma_ci[1])}]** (95 % CI), fitted on d = {', '.join(map(str, law.widths))}.")  # fmt: skip
+        if law.one_interval:
+            lo, hi = law.one_interval
+            rows.append(f"Every fitted N* lies between the grid's N = {lo:g} and {hi:g}: the law only interpolates "
+                        f"inside that one interval, so γ says how accuracy at N = {lo:g} and {hi:g} moves with width, "
+                        "not where the state runs out. It is not a measured capacity exponent; a grid with N "
+                        "inside and beyond that interval, or models trained past it, is needed.")  # fmt: skip
     else:
         rows.append(f"Law: not fitted (N* interpolated at {len(law.widths)} width(s); two are needed).")
     if law.excluded:
