@@ -22,13 +22,14 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	OMP_NUM_THREADS=1 $(VENV)/bin/pipeline demo  # sweep + report on one core, the showcase on the other; then the recall panel, an arm per free core
 
-# Two pytest-xdist workers (one per core here); tests on the local SLURM cluster share one worker (tests/conftest.py).
+# Two pytest-xdist workers (one per core here), work stealing so a long test does not leave one idle; each worker
+# runs its own local SLURM clusters on its own job ids (tests/integration/slurm_cluster.py: first_job_id).
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup tests
+	$(PY) -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist worksteal tests
 
 test-fast: setup
-	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not slurm" tests
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist worksteal -m "not slow and not slurm" tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

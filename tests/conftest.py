@@ -38,12 +38,3 @@ def tiny_config(arch: str, data_dir: Path, run_dir: Path, *extra: str):
     from pipeline.config import load_config
 
     return load_config(TINY + [ROOT / f"configs/tiny/{arch}.yaml"], tiny_overrides(data_dir, run_dir, *extra))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`), keep every test on a local SLURM cluster on one
-    worker: each worker would otherwise bring up its own one-node cluster, and both would number jobs from 1, so
-    two jobs' ranks would meet on the same MASTER_PORT (15000 + the job id's last 4 digits)."""
-    for item in items:
-        if {"slurm_cluster", "two_node_cluster"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -132,6 +132,17 @@ def _free_port_pair() -> int:
     raise RuntimeError("no two consecutive free ports on 127.0.0.1")
 
 
+def first_job_id(state: Path, nodes: int) -> int:
+    """Lightning's MASTER_PORT is 15000 + the job id's last 4 digits, and each pytest-xdist worker runs its own
+    clusters at the same time as the other's: give worker k the ids 2000k + 1 .. 2000k + 999 (one-node cluster,
+    one a session) and 2000k + 1000 + 100j (two-node clusters, one a module, j from the state path so consecutive
+    modules do not reuse ports still closing). Distinct last 4 digits for up to 5 workers."""
+    worker = int(re.sub(r"\D", "", os.environ.get("PYTEST_XDIST_WORKER", "")) or 0)
+    if nodes == 1:
+        return 2000 * worker + 1
+    return 2000 * worker + 1000 + 100 * (zlib.crc32(str(state).encode()) % 9)
+
+
 @contextmanager
 def local_cluster(state: Path, nodes: int) -> Iterator[LocalSlurm]:
     """`slurm_local.sh up STATE NODES` on free ports with `SLURM_CONF` set while inside; `down` on the way out."""
@@ -144,9 +155,7 @@ def local_cluster(state: Path, nodes: int) -> Iterator[LocalSlurm]:
         **os.environ,
         "SLURM_LOCAL_CTLD_PORT": str(_free_port()),
         "SLURM_LOCAL_SLURMD_PORT": str(_free_port_pair()),
-        # Lightning's MASTER_PORT is 15000 + the job id's last 4 digits: start the two-node cluster's ids away from
-        # the one-node cluster's (1, 2, ...) and from other test runs on this machine
-        "SLURM_LOCAL_FIRST_JOB_ID": "1" if nodes == 1 else str(1000 + zlib.crc32(str(state).encode()) % 8000),
+        "SLURM_LOCAL_FIRST_JOB_ID": str(first_job_id(state, nodes)),
     }
     up = subprocess.run([str(SCRIPT), "up", str(state), str(nodes)], capture_output=True, text=True, env=env)
     if up.returncode != 0:  # root and packages present: a failed bring-up is a bug, not a reason to skip

@@ -82,10 +82,9 @@ def assert_same_losses(a: Path, b: Path) -> None:
 @pytest.mark.parametrize(
     ("stage", "arch", "extra"),
     [
+        # ZeRO-2 against DDP, its optimizer offloaded to the CPU: test_lm_task.py (a Transformer LM)
         (1, "transformer", ()),
-        (2, "lstm", ("train.offload_optimizer=true",)),  # optimizer state offloaded to CPU (torch AdamW)
         (3, "lstm", ("train.bleu_samples=2",)),  # ZeRO-3 + decoding at the end (parameters gathered for it)
-        (3, "transformer", ()),
         (3, "lstm_no_cell_residual", ()),  # the ablations: the custom cell's hand-written backward
         (3, "minlstm", ()),  # and the parallel scan, on partitioned parameters
         # the Newton solver on partitioned weights, against the sequential LSTM under DDP

@@ -169,9 +169,9 @@ def test_lm_per_token_losses_are_one_row_per_window_of_context_positions(
 
 @pytest.mark.slow
 def test_lm_under_deepspeed_zero2_matches_ddp(lm_data: Path, tmp_path: Path) -> None:
-    """Two CPU ranks (tests/integration/deepspeed_worker.py) train the LM under ZeRO-2 and under DDP from one config
-    and seed: the same batches and initial weights, so the same losses up to the reduction order of the sharded
-    gradients and the optimizer step (see LM_ZERO2_RTOL)."""
+    """Two CPU ranks (tests/integration/deepspeed_worker.py) train the LM under ZeRO-2, its optimizer state offloaded
+    to the CPU (torch AdamW), and under DDP from one config and seed: the same batches and initial weights, so the
+    same losses up to the reduction order of the sharded gradients and the optimizer step (see LM_ZERO2_RTOL)."""
     from tests.integration.test_deepspeed import WORKER, _env
 
     files = [*TINY, ROOT / "configs/tiny/lm.yaml", ROOT / "configs/tiny/transformer.yaml"]
@@ -179,14 +179,16 @@ def test_lm_under_deepspeed_zero2_matches_ddp(lm_data: Path, tmp_path: Path) -> 
               "optim.schedule=constant")  # fmt: skip
     runs = {}
     for name, strategy in (("ddp", ["train.strategy=ddp"]), ("zero2", ["train.strategy=deepspeed",
-                                                                        "train.zero_stage=2"])):  # fmt: skip
+                                                                        "train.zero_stage=2", "train.offload_optimizer=true"])):  # fmt: skip
         runs[name] = tmp_path / name
         cmd = [sys.executable, str(WORKER), "--resume=never", *[f"--config={p}" for p in files],
                *lm_overrides(lm_data, runs[name], "transformer", *common, *strategy)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-4000:]
     effective = json.loads((runs["zero2"] / "deepspeed_config.json").read_text())
-    assert effective["zero_optimization"]["stage"] == 2
+    assert (
+        effective["zero_optimization"]["stage"] == 2 and "offload_optimizer" in effective["zero_optimization"]
+    )
     assert not (runs["ddp"] / "deepspeed_config.json").exists()  # the reference really ran without DeepSpeed
     for column in ("train/loss", "valid/loss"):
         ddp, zero = read_metric(runs["ddp"], column), read_metric(runs["zero2"], column)
