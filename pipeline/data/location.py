@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import webdataset as wds
-
 
 def is_remote(location: str | Path) -> bool:
     text = str(location)
@@ -34,6 +32,8 @@ def read_bytes(url: str) -> bytes:
     """All bytes of a local path or remote URL (raises OSError / the opener's error on failure)."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme in ("", "file", "http", "https") or url.startswith("pipe:"):
+        import webdataset as wds  # imports torch: kept out of the paths that only read a manifest or a config
+
         with wds.gopen(url, "rb") as stream:
             return stream.read()
     import fsspec  # s3://, gs://, ...: only imported when such a location is used
