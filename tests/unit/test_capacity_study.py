@@ -230,9 +230,16 @@ def test_copy_report_without_bootstrap_names_one_edge_rate_once(tmp_path: Path) 
                        "by_length": rows}  # fmt: skip
             save_record(tmp_path / "sweep" / f"lstm-d{d}-lr{lr:g}" / "result.json",
                         RunRecord(**{**r.__dict__, "answer_metrics": metrics}))  # fmt: skip
+    done = [json.loads(p.read_text())["run"] for p in (tmp_path / "sweep").glob("*/result.json")]
+    todo = [f"lstm-d{d}-lr{lr:g}" for d in (64, 128, 256) for lr in (1e-3, 2e-3, 5e-3, 1e-2)]
+    plan = {"grid": "grid.yaml", "runs": [{"name": n} for n in done + todo]}
+    (tmp_path / "sweep" / "plan.json").write_text(json.dumps(plan))
     out = tmp_path / "report"
     assert cli(["scaling", "report", str(tmp_path / "sweep"), "--n-boot", "0", "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
+    # 12 planned runs without a record: the first 10 named, the rest counted
+    assert "4 finished runs; 12 not finished yet: lstm-d64-lr0.001, " in text and "and 2 more" in text
+    assert "lstm-d256-lr0.005" not in text and "lstm-d256-lr0.01" not in text
     assert text.count("| high at every length (0.01) |") == 2  # one flag a width
     assert "length=4: high" not in text and "N=4: high" not in text
     assert "[n/a, n/a]" in text and "nan" not in text.lower().replace("nanoGPT", "")

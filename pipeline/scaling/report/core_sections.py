@@ -20,6 +20,15 @@ def _g(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
+def unfinished_list(names: Sequence[str], shown: int = 10) -> str:
+    """The planned runs without a record, all of them when few; else the first ``shown`` and a count, so a sweep
+    cut short early (a 4,000-run grid with 20 done) does not bury the report under names (the whole list, with each
+    run's state: `pipeline sweep --grid GRID --dry-run`)."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more (every run's state: `pipeline sweep --dry-run`)"
+
+
 def _param(f: FitResult, k: str) -> str:
     ci = f.ci.get(k)
     return _g(f.params[k]) + (f" [{_g(ci[0])}, {_g(ci[1])}]" if ci else "")
@@ -97,7 +106,7 @@ def main_sections(sweep: SweepFit, plots: dict[str, str]) -> list[str]:
     if sweep.planned is None:
         status = f"{len(sweep.skipped)} run directories without a result yet were skipped."
     else:
-        missing = f" (not finished yet: {', '.join(sweep.skipped)})" if sweep.skipped else ""
+        missing = f" (not finished yet: {unfinished_list(sweep.skipped)})" if sweep.skipped else ""
         status = f"the grid plans {sweep.planned} runs, so {len(sweep.skipped)} have no result yet{missing}."
     md = [
         "# Scaling-law report",

@@ -13,7 +13,7 @@ from pipeline.scaling.records.sweep_dir import Source, source_dir
 from pipeline.scaling.report.analysis_sections import analysis_sections
 from pipeline.scaling.report.capacity_section import capacity_section
 from pipeline.scaling.report.context_gain_section import context_gain_lines
-from pipeline.scaling.report.core_sections import CAVEATS, main_sections
+from pipeline.scaling.report.core_sections import CAVEATS, main_sections, unfinished_list
 from pipeline.scaling.report.fit_json import write_fit_json
 from pipeline.scaling.report.grad_reach_section import grad_reach_report
 from pipeline.scaling.report.law_figures import draw_law_figures
@@ -55,7 +55,11 @@ def memory_report_lines(study: Study, out_dir: Path) -> list[str]:
     """report.md of a sweep whose runs are all memory tasks: the capacity law, and why nothing else."""
     cap = study.capacity
     n = cap.n_records if cap else 0
-    left = f"; not finished yet: {', '.join(study.unfinished)}" if study.unfinished else ""
+    left = (
+        f"; {len(study.unfinished)} not finished yet: {unfinished_list(study.unfinished)}"
+        if study.unfinished
+        else ""
+    )
     return [
         "# Scaling-law report",
         "",
