@@ -42,8 +42,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         "nothing, measure nothing")  # fmt: skip
     parser.add_argument("--only", metavar="PATTERN", action="append", type=_run_pattern,
                         help="run only runs whose name matches this regular expression anywhere (a plain "
-                        "substring works; anchor with ^: '^lstm-' is not residual_lstm-...); repeatable, "
-                        "a run matching any is kept")  # fmt: skip
+                        "substring works; anchor with ^: '^lstm-' is not residual_lstm-...; one that starts with '-' "
+                        "goes after '=': --only=-N4-); repeatable, a run matching any is kept")  # fmt: skip
     slurm = parser.add_argument_group(
         "SLURM (with --slurm: a plan job prepares the data and sets the steps, then one array task per unfinished run)"
     )
