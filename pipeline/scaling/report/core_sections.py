@@ -26,7 +26,7 @@ def unfinished_list(names: Sequence[str], shown: int = 10) -> str:
     run's state: `pipeline sweep --grid GRID --dry-run`)."""
     if len(names) <= shown:
         return ", ".join(names)
-    return f"{', '.join(names[:shown])} and {len(names) - shown} more (every run's state: `pipeline sweep --dry-run`)"
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more (every run's state: `pipeline sweep --grid GRID --dry-run`)"
 
 
 def _param(f: FitResult, k: str) -> str:
