@@ -5,6 +5,7 @@ DeepSpeed override. Every error is one line naming the file; a key given twice i
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ class UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     def construct_document(self, node: yaml.Node) -> Any:
         _check_unique_keys(node)
         return super().construct_document(node)
+
+
+# YAML 1.2 reads `1e-3` as a float; PyYAML implements YAML 1.1, whose float needs a dot (`1.0e-3`), so `lrs: [1e-3]`
+# arrived as the string '1e-3' and failed a grid's number check. A scalar of digits and an exponent is a float here.
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def _check_unique_keys(root: yaml.Node) -> None:

@@ -124,3 +124,16 @@ def test_every_shipped_yaml_is_read_by_a_test() -> None:
     }
     covered = {*GRIDS, *CONFIG_FILES, *bases, *clusters}
     assert sorted(set((ROOT / "configs").rglob("*.yaml")) - covered) == []
+
+
+def test_rates_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    """`lrs: [1e-3, 2e-3]` (YAML 1.2 floats; YAML 1.1, PyYAML's, reads them as strings) plans those rates; a
+    quoted '1e-3' stays a string and is refused naming the key."""
+    path = _tiny_grid(tmp_path, lambda g: g["archs"]["lstm"].update(lrs=["RATES"]))
+    path.write_text(path.read_text().replace("- RATES", "- 1e-3\n    - 2E-3"))
+    assert load_grid(path).archs["lstm"]["lrs"] == [0.001, 0.002]
+    path.write_text(path.read_text().replace("- 1e-3", "- '1e-3'"))
+    with pytest.raises(
+        SweepError, match=r"archs.lstm'.lrs holds '1e-3'; expected a list of positive numbers"
+    ):
+        load_grid(path)
