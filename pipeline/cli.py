@@ -106,8 +106,14 @@ def _scaling_rescore() -> Command:
 Table = dict[str, tuple[Callable[[], Command], str]]  # name -> (the subcommand's function, one-line help)
 SUBCOMMANDS: Table = {
     "train": (_train, "train one model from a YAML config"),
-    "evaluate": (_evaluate, "valid loss, test BLEU/chrF of a run"),
-    "demo": (_demo, "train all three architectures briefly and compare"),
+    "evaluate": (
+        _evaluate,
+        "a run's valid loss; translation: test BLEU/chrF; MQAR/copy: answer accuracy; LM: loss by context (--contexts)",
+    ),
+    "demo": (
+        _demo,
+        "LSTM, residual LSTM and Transformer briefly on text, fitted and compared; then a recall panel",
+    ),
     "submit": (_submit, "render an sbatch script and submit it"),
     "status": (_status, "table of runs, SLURM state, step and loss"),
     "sweep": (_sweep, "run a scaling grid locally or as a SLURM array"),
@@ -162,8 +168,9 @@ def _register(table: Table, subparsers: argparse._SubParsersAction, argv: Sequen
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
-        description="Where does recurrence stop scaling? Train LSTM / residual-LSTM / Transformer seq2seq models, "
-        "sweep sizes on SLURM, fit scaling laws.",
+        description="Where does recurrence stop scaling? Train LSTM, residual-LSTM, minLSTM and Transformer models on "
+        "translation, language modelling and memory tasks (MQAR recall, copy), sweep sizes on SLURM, fit scaling "
+        "and capacity laws.",
         epilog="Errors a user can cause (a config key, a file, a damaged checkpoint) print one line "
         "`pipeline COMMAND: error: ...` "
         "naming the file or key and exit with status 2 (1 when training stopped on a non-finite loss); a bug "
