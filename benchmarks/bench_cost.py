@@ -40,7 +40,7 @@ from pipeline.config import OptimConfig
 from pipeline.cost.projection import step_cost
 from pipeline.cost.step_time import Calibration, DeviceModel, StepCost, calibrate, fit_error
 from pipeline.cost.structure import StepShape
-from pipeline.models import build_model
+from pipeline.models.registry import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VOCAB = 1000

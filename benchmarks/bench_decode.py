@@ -30,8 +30,8 @@ import torch
 
 from benchmarks.common import BenchSettings, machine_info, spread
 from benchmarks.seq_len import models as seq_len_models
-from pipeline.models import build_model, greedy_decode
-from pipeline.models.decode import greedy_decode_full_rerun
+from pipeline.models.decode import greedy_decode, greedy_decode_full_rerun
+from pipeline.models.registry import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VOCAB, BOS = 1000, 1

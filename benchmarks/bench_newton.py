@@ -104,7 +104,7 @@ def project(results: Path, device: str, batches: list[int], d: int, layers: int,
     from pipeline.cost.projection import step_cost
     from pipeline.cost.step_time import StepCost
     from pipeline.cost.structure import StepShape
-    from pipeline.models import build_model
+    from pipeline.models.registry import build_model
 
     dev = device_model(device)
     cfg = {"d_model": d, "n_layers": layers, "attention": True, "vocab_size": vocab}

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from pipeline.config import OptimConfig
-from pipeline.models import Seq2SeqModel
+from pipeline.models.base import Seq2SeqModel
 from pipeline.training.module import seq2seq_loss, seq2seq_train_loss
 from pipeline.training.schedule import lr_multiplier
 

@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.common import BenchSettings, Clock, PlainLoop, real_batches, spread, synchronize
 from benchmarks.throughput import ARCHS, SIZES, bench_config, default_sizes
-from pipeline.models import build_model
+from pipeline.models.registry import build_model
 
 STEPS = {"tiny": 12, "small": 12, "demo": 2, "gpu-medium": 20, "gpu-large": 20}
 

@@ -137,7 +137,7 @@ class AnswerLoop(PlainLoop):
 
 def subject(settings: BenchSettings, point: Point, arch: str, data: dict[str, Any]) -> Subject:
     """`arch`'s model at `point` (seeded) and its loop factory."""
-    from pipeline.models import build_model
+    from pipeline.models.registry import build_model
     from pipeline.training.compile import TrainingForward
 
     device, precision = settings.torch_device, settings.precision

@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.common import BenchSettings, PlainLoop, spread, synthetic_batches
 from pipeline.config import OptimConfig
-from pipeline.models import build_model
+from pipeline.models.registry import build_model
 
 VOCAB = 1000
 PROFILES: dict[str, dict[str, Any]] = {

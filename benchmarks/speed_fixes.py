@@ -44,7 +44,7 @@ def exact_minlstm_scan() -> Iterator[None]:
 
 def minlstm_scan_fix(settings: BenchSettings, model_cfg: dict[str, Any], batches: list[Batch], vocab: int,
                      steps: int) -> dict[str, Any]:  # fmt: skip
-    from pipeline.models import build_model
+    from pipeline.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model(**{**model_cfg, "vocab_size": vocab})
@@ -65,7 +65,7 @@ def minlstm_scan_fix(settings: BenchSettings, model_cfg: dict[str, Any], batches
 
 
 def adamw_fix(settings: BenchSettings, arch: str, model_cfg: dict[str, Any], vocab: int, steps: int) -> dict[str, Any]:  # fmt: skip
-    from pipeline.models import build_model
+    from pipeline.models.registry import build_model
 
     torch.manual_seed(0)
     params = list(build_model(**{**model_cfg, "vocab_size": vocab}).to(settings.torch_device).parameters())

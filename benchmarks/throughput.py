@@ -115,7 +115,7 @@ def quiet_lightning() -> Iterator[None]:
 def bench_one(
     settings: BenchSettings, size: str, arch: str, batches: list[dict], data: dict[str, Any]
 ) -> dict[str, Any]:
-    from pipeline.models import build_model
+    from pipeline.models.registry import build_model
     from pipeline.training.throughput import peak_flops
 
     spec = SIZES[size]

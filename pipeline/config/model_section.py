@@ -2,7 +2,8 @@
 registry, and turned into the architecture's validated config once per run (`model_spec`), so the model is built
 from that object instead of re-parsing the dict (`pipeline.training.run_model`).
 
-torch is imported only inside the functions (the registry), so `pipeline submit` and `--help` stay light.
+The architectures' configs come from `pipeline.models.configs`, which imports no torch: a bad key is reported
+in a second, and `pipeline submit` and `--help` stay light.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipeline.config.memory import MEMORY_TASKS, model_vocab_size
 
 if TYPE_CHECKING:
     from pipeline.config.schema import DataConfig, RunConfig
-    from pipeline.models import Seq2SeqConfig
+    from pipeline.models.configs import Seq2SeqConfig
 
 SET_BY_DATA = {
     "vocab_size": "data.vocab_size (mqar/copy: the task's vocabulary)",
@@ -33,12 +34,12 @@ def check_model(model: dict[str, Any]) -> None:
     The registry checks ranges; this adds what it lets through: a typo's closest key, a bool or a string where a
     number goes (`init_range: true` is 1.0 to isinstance), and non-finite floats (`init_range: .inf`).
     """
-    from pipeline.models import MODEL_REGISTRY  # torch import, deferred so `pipeline submit` stays light
+    from pipeline.models.configs import CONFIGS
 
     arch = model.get("arch")
-    if arch not in MODEL_REGISTRY:
-        raise ConfigError(f"model.arch: unknown model arch {arch!r}; known: {sorted(MODEL_REGISTRY)}")
-    config_cls = MODEL_REGISTRY[arch][0]
+    if arch not in CONFIGS:
+        raise ConfigError(f"model.arch: unknown model arch {arch!r}; known: {sorted(CONFIGS)}")
+    config_cls = CONFIGS[arch]
     hints = type_hints(config_cls)
     names = [f.name for f in dataclasses.fields(config_cls) if f.name not in SET_BY_DATA]
     for name, value in model.items():
@@ -92,7 +93,7 @@ def model_spec(cfg: RunConfig) -> Seq2SeqConfig:
     if cached is not None and cached[0] == inputs:
         return cached[1]
     check_model(cfg.model)
-    from pipeline.models import model_config  # torch-only import, deferred so `pipeline submit` stays light
+    from pipeline.models.configs import model_config
 
     task = model_task(cfg.data)
     try:

@@ -122,7 +122,7 @@ def _build_meta(arch: str, cfg: dict[str, Any]) -> Any:
     (~5-20 s on this machine), far more than initialising a small model costs."""
     import torch
 
-    from pipeline.models import build_model
+    from pipeline.models.registry import build_model
 
     kwargs = {k: v for k, v in cfg.items() if k not in COST_ONLY_KEYS}
     device = "meta" if _estimated_params(cfg) > META_ABOVE else "cpu"

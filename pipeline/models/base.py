@@ -1,68 +1,12 @@
-"""Shared config fields, validation and the size/FLOPs-reporting base class of all seq2seq models."""
+"""The size/FLOPs-reporting base class of all seq2seq models (their shared config: `configs.Seq2SeqConfig`)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
+from pipeline.models.configs import Seq2SeqConfig, is_int
 from pipeline.models.decode_state import DecodeState
-
-
-def check(ok: bool, config: Any, key: str, must: str) -> None:
-    """Raise a ValueError naming the config class, the key, its value and what it must be."""
-    if not ok:
-        value = getattr(config, key)
-        raise ValueError(f"{type(config).__name__}.{key}={value!r}: must be {must}")
-
-
-TASKS = ("seq2seq", "lm")
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass(kw_only=True)
-class Seq2SeqConfig:
-    """Fields every architecture has. Subclasses add their own and extend `validate`."""
-
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    pad_id: int = 0
-    dropout: float = 0.0
-    tie_embeddings: bool = True  # target embedding shared with the output projection
-    init_range: float | None = None  # uniform(-r, r) over every parameter (Sutskever et al. 2014)
-    # "lm": decoder only (no source embedding, encoder or attention over a source): next-token prediction
-    task: str = "seq2seq"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        check(is_int(self.vocab_size) and self.vocab_size > 0, self, "vocab_size", "a positive int")
-        check(is_int(self.d_model) and self.d_model > 0, self, "d_model", "a positive int")
-        check(is_int(self.n_layers) and self.n_layers > 0, self, "n_layers", "a positive int")
-        check(
-            is_int(self.pad_id) and 0 <= self.pad_id < self.vocab_size,
-            self,
-            "pad_id",
-            f"an int in [0, vocab_size={self.vocab_size})",
-        )
-        check(
-            isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0, self, "dropout", "in [0, 1)"
-        )
-        check(isinstance(self.tie_embeddings, bool), self, "tie_embeddings", "a bool")
-        check(self.task in TASKS, self, "task", f"one of {TASKS}")
-        check(
-            self.init_range is None or (isinstance(self.init_range, int | float) and self.init_range > 0),
-            self,
-            "init_range",
-            "None or a positive float",
-        )
 
 
 class Seq2SeqModel(nn.Module):

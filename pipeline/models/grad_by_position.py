@@ -20,8 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pipeline.models import build_model
 from pipeline.models.base import Seq2SeqModel
+from pipeline.models.registry import build_model
 
 RECURRENT_ARCHS = ("lstm", "lstm_no_cell_residual", "residual_lstm", "minlstm")
 LOSS_AT = ("last", "all")

@@ -7,7 +7,6 @@ without attention - comes from each row's last real token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -15,10 +14,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.models.attention import LuongAttention
-from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel, check, is_int
+from pipeline.models.base import Seq2SeqModel
+from pipeline.models.configs import LSTMConfig
 from pipeline.models.decode_state import DecodeState
 from pipeline.models.newton_lstm import (
-    ON_FAIL,
     NewtonLSTM,
     NewtonSettings,
     measured_iters,
@@ -27,64 +26,6 @@ from pipeline.models.newton_lstm import (
 )
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [n_layers, B, d_model]
-
-
-@dataclass(kw_only=True)
-class LSTMConfig(Seq2SeqConfig):
-    """Sutskever et al. 2014: n_layers=4, d_model=1000, d_embed=1000, reverse_source=True, attention=False,
-    init_range=0.08 (they also used separate, untied softmax weights: tie_embeddings=False)."""
-
-    attention: bool = True  # Luong dot-product global attention over encoder states
-    reverse_source: bool = False  # reverse each row's real tokens; padding stays on the right
-    d_embed: int | None = None  # None resolves to d_model on construction
-    # solver of the same nn.LSTM weights: "newton" = parallel quasi-Newton scans (docs/parallel_lstm.md)
-    recurrence: str = "sequential"
-    newton_max_iters: int = 100  # scans per layer solve, forward and backward each
-    newton_tol: float = 1e-5  # max |F(s) - s| / (1 + |F(s)|) (forward); relative to max |lambda| (backward)
-    newton_on_fail: str = "sequential"  # past the cap: exact sequential fallback (counted) or "error"
-    newton_capable: ClassVar[bool] = True  # subclasses opt in: their stacks must be nn.LSTMs
-    # what `model_config` fills in for task="lm" when the key is not given (a language model has no source)
-    lm_defaults: ClassVar[dict[str, Any]] = {"attention": False}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.newton_capable = cls.__dict__.get("newton_capable", False)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.d_embed is None:
-            self.d_embed = self.d_model
-        for key in ("attention", "reverse_source"):  # source-side keys: a language model has no source
-            check(self.task == "seq2seq" or getattr(self, key) is False, self, key, "False when task='lm'")
-        check(self.recurrence in ("sequential", "newton"), self, "recurrence", "'sequential' or 'newton'")
-        check(
-            self.recurrence == "sequential" or self.newton_capable,
-            self,
-            "recurrence",
-            "'sequential' for this arch (the newton solver covers lstm and residual_lstm)",
-        )
-        check(
-            is_int(self.newton_max_iters) and self.newton_max_iters >= 1,
-            self,
-            "newton_max_iters",
-            "an int >= 1",
-        )
-        check(
-            isinstance(self.newton_tol, int | float) and self.newton_tol > 0,
-            self,
-            "newton_tol",
-            "a float > 0",
-        )
-        check(self.newton_on_fail in ON_FAIL, self, "newton_on_fail", f"one of {ON_FAIL}")
-        check(is_int(self.d_embed) and self.d_embed > 0, self, "d_embed", "None or a positive int")
-        check(isinstance(self.attention, bool), self, "attention", "a bool")
-        check(isinstance(self.reverse_source, bool), self, "reverse_source", "a bool")
-        check(
-            not self.tie_embeddings or self.d_embed == self.d_model,
-            self,
-            "d_embed",
-            f"equal to d_model={self.d_model} when tie_embeddings=True",
-        )
 
 
 def sequential_lstm(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:

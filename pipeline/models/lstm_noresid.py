@@ -12,22 +12,17 @@ final c is handed to the decoder but unused by it (c_t does not read c_{t-1}). R
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.models.attention import LuongAttention
-from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State
+from pipeline.models.configs import LSTMNoCellResidualConfig
+from pipeline.models.lstm import LSTMSeq2Seq, State
 from pipeline.models.recurrent_cell import CustomLSTM
 
 GATES = 3  # i, g, o
-
-
-@dataclass(kw_only=True)
-class LSTMNoCellResidualConfig(LSTMConfig):
-    """Same keys as `lstm`."""
 
 
 class LSTMNoCellResidualSeq2Seq(LSTMSeq2Seq):

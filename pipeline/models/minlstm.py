@@ -18,7 +18,6 @@ encoder hands the decoder each layer's final h, kept in log space as (h, log h).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -27,8 +26,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from pipeline.models.attention import LuongAttention
+from pipeline.models.configs import MinLSTMConfig
 from pipeline.models.log_scan import logcumsumexp_dim1
-from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State
+from pipeline.models.lstm import LSTMSeq2Seq, State
 
 H0 = 0.5  # g(0): the initial state of the paper's code (zeros passed through g)
 
@@ -107,11 +107,6 @@ class MinLSTM(nn.Module):
             x = self.drop(h) if k < len(self.layers) - 1 else h
         log_final = torch.stack(finals)
         return x, (log_final.exp(), log_final)
-
-
-@dataclass(kw_only=True)
-class MinLSTMConfig(LSTMConfig):
-    """Same keys as `lstm`."""
 
 
 class MinLSTMSeq2Seq(LSTMSeq2Seq):

@@ -36,8 +36,6 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from pipeline.models.parallel_scan import linear_scan_2x2
 from pipeline.models.recurrent_cell import _loops
 
-ON_FAIL = ("sequential", "error")
-
 
 class NewtonNotConverged(RuntimeError):
     """The iterations hit their cap above the tolerance and the config asked for an error, not a fallback."""

@@ -10,31 +10,12 @@ Python loop over time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from pipeline.models.base import check, is_int
-from pipeline.models.lstm import LSTMConfig, LSTMSeq2Seq, State, sequential_lstm
-
-
-@dataclass(kw_only=True)
-class ResidualLSTMConfig(LSTMConfig):
-    residual_from: int = 2  # first 0-based layer with a residual; >= n_layers means a plain stacked LSTM
-    newton_capable: ClassVar[bool] = True  # its stacks are nn.LSTMs: recurrence=newton applies
-
-    def validate(self) -> None:
-        super().validate()
-        check(is_int(self.residual_from) and self.residual_from >= 0, self, "residual_from", "an int >= 0")
-        check(
-            self.residual_from > 0 or self.d_embed == self.d_model,
-            self,
-            "residual_from",
-            f">= 1 when d_embed={self.d_embed} != d_model={self.d_model} (layer 0 input has another width)",
-        )
+from pipeline.models.configs import ResidualLSTMConfig
+from pipeline.models.lstm import LSTMSeq2Seq, State, sequential_lstm
 
 
 class ResidualLSTMSeq2Seq(LSTMSeq2Seq):

@@ -8,36 +8,13 @@ they count as embedding parameters (Kaplan et al. 2020) and cost no FLOPs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import Seq2SeqConfig, Seq2SeqModel, check, is_int
+from pipeline.models.base import Seq2SeqModel
+from pipeline.models.configs import TransformerConfig
 from pipeline.models.decode_state import DecodeState
-
-
-@dataclass(kw_only=True)
-class TransformerConfig(Seq2SeqConfig):
-    """`n_layers` is the depth of the encoder and of the decoder each."""
-
-    n_heads: int
-    d_ff: int | None = None  # None resolves to 4 * d_model on construction
-    max_len: int = 512
-
-    def validate(self) -> None:
-        super().validate()
-        if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
-        check(
-            is_int(self.n_heads) and self.n_heads > 0 and self.d_model % self.n_heads == 0,
-            self,
-            "n_heads",
-            f"a positive int dividing d_model={self.d_model}",
-        )
-        check(is_int(self.d_ff) and self.d_ff > 0, self, "d_ff", "None or a positive int")
-        check(is_int(self.max_len) and self.max_len > 0, self, "max_len", "a positive int")
 
 
 class Attention(nn.Module):

@@ -119,16 +119,16 @@ def load_grid(path: str | Path) -> Grid:
     archs = mapping(raw["archs"], f"{path}: key 'archs'")
     if not archs:
         raise SweepError(f"{path}: key 'archs' is empty")
-    from pipeline.models import MODEL_REGISTRY  # torch: imported only when a grid is read, not for --help
+    from pipeline.models.configs import CONFIGS  # the architectures' names (no torch)
 
     for label, spec in archs.items():
         where = f"{path}: key 'archs.{label}'"
         spec = mapping(spec, where)
         reject_unknown(spec, sorted(ARCH_KEYS), where, error=SweepError)
         arch = spec.get("arch", label)  # an arm: two entries of one architecture under their own labels
-        if arch not in MODEL_REGISTRY:
+        if arch not in CONFIGS:
             key_ = f"{path}: key 'archs.{label}.arch'" if "arch" in spec else where
-            raise SweepError(f"{key_}: unknown architecture {arch!r}; known: {', '.join(sorted(MODEL_REGISTRY))}"
+            raise SweepError(f"{key_}: unknown architecture {arch!r}; known: {', '.join(sorted(CONFIGS))}"
                              + ("" if "arch" in spec else f" (or set archs.{label}.arch to one)"))  # fmt: skip
         if not isinstance(label, str) or not label.replace("_", "").replace("-", "").isalnum():
             raise SweepError(f"{where}: an arm label is letters, digits, '_' and '-' (it starts run names)")

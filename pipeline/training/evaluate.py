@@ -28,7 +28,8 @@ def translate_and_score(
 
     from pipeline.data.stream.loader import build_loader
     from pipeline.data.tokenizer import load_tokenizer
-    from pipeline.models import beam_decode, greedy_decode
+    from pipeline.models.beam import beam_decode
+    from pipeline.models.decode import greedy_decode
 
     tokenizer = load_tokenizer(Path(cfg.data.dir) / "tokenizer.json")
     device = next(model.parameters()).device

@@ -10,7 +10,8 @@ import dataclasses
 
 from pipeline.config import RunConfig, model_spec
 from pipeline.data.tokenizer import PAD_ID
-from pipeline.models import MODEL_REGISTRY, Seq2SeqModel
+from pipeline.models.base import Seq2SeqModel
+from pipeline.models.registry import MODEL_REGISTRY
 
 
 def run_model(cfg: RunConfig) -> Seq2SeqModel:

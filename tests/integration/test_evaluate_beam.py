@@ -16,16 +16,16 @@ from tests.conftest import tiny_config
 def test_train_beam_and_evaluate_beam_flag(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.models
+    import pipeline.models.beam
 
     widths: list[int] = []
-    real_beam = pipeline.models.beam_decode
+    real_beam = pipeline.models.beam.beam_decode
 
     def spy(*args, **kwargs):
         widths.append(args[6])
         return real_beam(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline.models, "beam_decode", spy)
+    monkeypatch.setattr(pipeline.models.beam, "beam_decode", spy)
     run = tmp_path / "lstm"
     summary = fit(tiny_config("lstm", tiny_data, run, "train.beam=3", "train.length_penalty=1.0"))
     assert summary["beam"] == 3 and summary["decoded_pairs"] == 4 and set(widths) == {3}

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.models import MODEL_REGISTRY
+from pipeline.models.registry import MODEL_REGISTRY
 from pipeline.training.logged_metrics import read_metric
 from pipeline.training.trainer import fit
 from tests.conftest import ROOT, tiny_config

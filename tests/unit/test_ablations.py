@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import load_config
-from pipeline.models import MODEL_REGISTRY, build_model
 from pipeline.models.grad_by_position import grad_norm_by_position, measure_archs, random_batch
 from pipeline.models.minlstm import H0, minlstm_parallel, minlstm_sequential
 from pipeline.models.recurrent_cell import CustomLSTM
+from pipeline.models.registry import MODEL_REGISTRY, build_model
 from tests.conftest import ROOT, TINY, tiny_config
 from tests.unit.test_models import BOS, PAD, V, batch, count_training_flops
 

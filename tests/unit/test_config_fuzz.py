@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, ConfigWarning, KeySpec, config_keys, load_config, model_spec
-from pipeline.models import MODEL_REGISTRY
+from pipeline.models.registry import MODEL_REGISTRY
 from tests.conftest import ROOT
 
 TINY = [ROOT / "configs/tiny/base.yaml", ROOT / "configs/tiny/transformer.yaml"]

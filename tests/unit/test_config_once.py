@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import pipeline.models
+import pipeline.models.configs
 from pipeline.config import load_config, model_spec, to_dict
 from tests.conftest import ROOT, TINY
 
@@ -14,13 +14,13 @@ from tests.conftest import ROOT, TINY
 def model_config_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every call of the model registry's key parser, by architecture."""
     calls: list[str] = []
-    real = pipeline.models.model_config
+    real = pipeline.models.configs.model_config
 
     def counting(arch: str, **kwargs: object) -> object:
         calls.append(arch)
         return real(arch, **kwargs)
 
-    monkeypatch.setattr(pipeline.models, "model_config", counting)
+    monkeypatch.setattr(pipeline.models.configs, "model_config", counting)
     return calls
 
 

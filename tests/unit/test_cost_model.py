@@ -18,7 +18,7 @@ from pipeline.cost.precision import check_lstm_precision, cudnn_version, run_rec
 from pipeline.cost.projection import project, shape_from_run_config
 from pipeline.cost.step_time import DeviceModel, StepCost, calibrate, fit_error
 from pipeline.cost.structure import HEAD_DEPTH, StepShape, step_depth, step_flops
-from pipeline.models import build_model
+from pipeline.models.registry import build_model
 from pipeline.scaling.analyses.time_axis import first_behind, measured_curves, projected_seconds
 from pipeline.scaling.records.run_record import RunRecord
 from pipeline.scaling.report.time_axis_section import time_axis_section

@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.models import beam_decode, build_model, greedy_decode
-from pipeline.models.beam import length_penalty_of
-from pipeline.models.decode import greedy_decode_full_rerun
+from pipeline.models.beam import beam_decode, length_penalty_of
+from pipeline.models.decode import greedy_decode, greedy_decode_full_rerun
 from pipeline.models.decode_state import DecodeState
+from pipeline.models.registry import build_model
 
 V, PAD, BOS = 24, 0, 1
 LSTM_KW = dict(vocab_size=V, d_model=16, n_layers=2)

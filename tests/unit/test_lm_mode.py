@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.models import build_model, greedy_decode, model_config
+from pipeline.models.configs import model_config
+from pipeline.models.decode import greedy_decode
+from pipeline.models.registry import build_model
 
 V, D, L, T = 30, 16, 2, 12
 CASES = {

@@ -12,8 +12,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.models import MODEL_REGISTRY, build_model, greedy_decode, model_config
+from pipeline.models.configs import model_config
+from pipeline.models.decode import greedy_decode
 from pipeline.models.lstm import reverse_real_tokens
+from pipeline.models.registry import MODEL_REGISTRY, build_model
 
 V, PAD, BOS, EOS = 24, 0, 1, 2
 TINY = {

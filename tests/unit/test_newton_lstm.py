@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from pipeline.models import build_model
 from pipeline.models.newton_lstm import (
     NewtonLSTM,
     NewtonNotConverged,
@@ -21,6 +20,7 @@ from pipeline.models.newton_lstm import (
     newton_step_stats,
 )
 from pipeline.models.parallel_scan import linear_scan_2x2, linear_scan_2x2_sequential
+from pipeline.models.registry import build_model
 
 TOL = {torch.float64: (1e-12, 1e-8, 1e-8), torch.float32: (1e-5, 1e-4, 1e-3)}  # newton_tol, out, grad
 

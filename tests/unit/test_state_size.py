@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.models import MODEL_REGISTRY, build_model
+from pipeline.models.registry import MODEL_REGISTRY, build_model
 
 V, D, LAYERS, T, S = 20, 6, 2, 5, 4
 CASES = {

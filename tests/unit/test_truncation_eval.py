@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.models import build_model
+from pipeline.models.registry import build_model
 from pipeline.training.truncation_eval import truncation_losses
 
 V, N, W = 13, 3, 15  # vocab, windows, window length (14 targets)
