@@ -307,42 +307,28 @@ def test_output_into_a_closed_pipe_ends_quietly() -> None:
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
-def test_a_config_error_is_reported_without_loading_lightning() -> None:
-    """A mistyped key is answered before the training stack loads (Lightning alone took ~5 s of the 10 s answer)."""
-    import subprocess
-    import sys
-
-    code = ("import sys; from pipeline.cli import main; "
-            f"rc = main(['train', '--config', {str(TINY[0])!r}, 'train.max_stepz=3']); "
-            "print(rc, 'lightning' in sys.modules)")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
-    assert "unknown key 'train.max_stepz'" in proc.stderr, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr[-2000:]
-
-
-@pytest.mark.parametrize("n_boot", ["5", "-1"])
-def test_demo_refuses_a_bootstrap_count_before_training(
-    n_boot: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "override, said, not_loaded",
+    [  # Lightning alone took ~5 s of the 10 s answer; torch and the models 7.5 s of a model key's 10 s
+        ("train.max_stepz=3", "unknown key 'train.max_stepz'", "lightning"),
+        (
+            "model.d_modle=8",
+            "did you mean 'model.d_model'",
+            "torch",
+        ),  # checked by pipeline.models.configs alone
+    ],
+)
+def test_a_config_error_is_reported_before_the_heavy_imports(
+    override: str, said: str, not_loaded: str
 ) -> None:
-    """A bad --n-boot is refused at once, as `pipeline scaling report` refuses it, not after the demo's training."""
-    assert cli(["demo", "--out", str(tmp_path / "demo"), "--n-boot", n_boot]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"pipeline demo: error: --n-boot must be 0 (point estimates only) or >= 10 resamples per fit, got {n_boot}"
-    )
-    assert not (tmp_path / "demo").exists()  # nothing started
-
-
-def test_a_model_key_error_is_reported_without_importing_torch() -> None:
-    """A mistyped model key is checked against the configs alone (`pipeline.models.configs`): importing torch and
-    the models took 7.5 s of a 10 s answer."""
+    """A mistyped key is answered before the training stack (or, for a model key, torch itself) is imported."""
     import subprocess
     import sys
 
     code = ("import sys; from pipeline.cli import main; "
-            f"rc = main(['train', '--config', {str(TINY[0])!r}, 'model.d_modle=8']); "
-            "print(rc, 'torch' in sys.modules)")  # fmt: skip
+            f"rc = main(['train', '--config', {str(TINY[0])!r}, {override!r}]); "
+            f"print(rc, {not_loaded!r} in sys.modules)")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
-    assert "did you mean 'model.d_model'" in proc.stderr, proc.stderr[-2000:]
+    assert said in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr[-2000:]
