@@ -26,6 +26,20 @@ def test_recovers_a_planted_k_star(planted: int) -> None:
     assert np.all(np.array(got.lo) <= curve) and np.all(curve <= np.array(got.hi))
 
 
+def test_an_octave_grid_is_too_coarse_for_k_star_and_says_which_key_to_change() -> None:
+    """The rerun's first grids scored 7 octave contexts (8..512): the bend test needs 4 on each side of a
+    breakpoint, so it never ran, and the null level of a test that never runs (0.000) read like a conservative
+    test. The same planted bend on the octave subset of the half-octave grid: no K*, and the reason names the key."""
+    octaves = (8, 16, 32, 64, 128, 256, 512)
+    loss, ids = simulate_truncation(np.random.default_rng(32), 12, 36, HALF_OCTAVES, 64, 0.1, 32)
+    on_octaves = loss[[HALF_OCTAVES.index(k) for k in octaves]]
+    coarse = k_star(on_octaves, octaves, ids, "book", n_boot=499)
+    assert coarse.k_star is None and "train.eval_contexts" in coarse.reason and "needs >= 8" in coarse.reason
+    assert k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499).k_star is not None  # the same data, 13 contexts
+    level = false_plateau_rate(12, 36, octaves, n_positions=64, n_sims=5, n_boot=99)
+    assert "no K* test" in level.describe() and "false-plateau rate" not in level.describe()
+
+
 def test_no_k_star_on_a_continuing_gain() -> None:
     loss, ids = simulate_truncation(np.random.default_rng(5), 12, 36, HALF_OCTAVES, 64, gain=0.1)
     got = k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499)

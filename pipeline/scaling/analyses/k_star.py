@@ -36,6 +36,23 @@ NULLS = ("sign_flip", "bootstrap")
 HALF_OCTAVES = (8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512)
 
 
+def min_contexts(min_side: int = MIN_SIDE) -> int:
+    """The fewest contexts the bend test can use: ``min_side`` on each side of one breakpoint (8 at the default).
+    An octave grid 8..512 has 7: it gives L(K) but no K*."""
+    return 2 * min_side
+
+
+def too_few_contexts(n_contexts: int, min_side: int = MIN_SIDE) -> str | None:
+    """Why no K* can be tested on ``n_contexts`` contexts, naming the key to change; None when enough."""
+    if n_contexts >= min_contexts(min_side):
+        return None
+    return (
+        f"no K* test: the bend test needs >= {min_contexts(min_side)} contexts ({min_side} on each side of a "
+        f"breakpoint) and the run scored {n_contexts}; score more with train.eval_contexts, e.g. the half octaves "
+        f"{','.join(map(str, HALF_OCTAVES))}"
+    )
+
+
 @dataclass
 class KStar:
     """``k_star``: the context after which L(K) bends up (None when the test does not reject); ``curve`` is L(K)
@@ -130,6 +147,9 @@ def k_star(
             ).ci
     else:
         raise ValueError(f"k_star null={null!r}: must be one of {NULLS}")
+    few = too_few_contexts(len(ks), min_side)
+    if few is not None:
+        test.reason = few
     at = _as_context(test.position)
     interval = None if test.ci is None else (test.ci[0] + 1, test.ci[1] + 1)
     return KStar(
@@ -192,6 +212,9 @@ class FalsePlateauRate:
 
     def describe(self) -> str:
         d = self.design
+        few = too_few_contexts(len(d["contexts"]))
+        if few is not None:  # a rate of 0 would say "a conservative test" of a test that never ran
+            return few
         return (
             f"false-plateau rate {self.rate:.3f} (MC se {self.mc_se:.3f}, {self.n_sims} null simulations) at alpha "
             f"{self.alpha}: {d['n_clusters']} clusters, {d['n_sequences']} sequences, {d['n_positions']} positions, "
