@@ -35,7 +35,9 @@ def test_an_octave_grid_is_too_coarse_for_k_star_and_says_which_key_to_change() 
     on_octaves = loss[[HALF_OCTAVES.index(k) for k in octaves]]
     coarse = k_star(on_octaves, octaves, ids, "book", n_boot=499)
     assert coarse.k_star is None and "train.eval_contexts" in coarse.reason and "needs >= 8" in coarse.reason
-    assert k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499).k_star is not None  # the same data, 13 contexts
+    assert (
+        k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499).k_star is not None
+    )  # the same data, 13 contexts
     level = false_plateau_rate(12, 36, octaves, n_positions=64, n_sims=5, n_boot=99)
     assert "no K* test" in level.describe() and "false-plateau rate" not in level.describe()
 
