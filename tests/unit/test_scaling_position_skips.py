@@ -45,3 +45,14 @@ def test_an_architecture_that_learned_nothing_is_named_not_dropped(tmp_path: Pat
     text = "\n".join(position_section(fit, PLOTS))
     assert "- **minlstm**: not compared with transformer: every minlstm run learned nothing" in text
     assert "`minlstm-x-30000`, ends at 5.53 nats, 0.03 nats above" in text
+
+
+def test_a_sweep_without_the_reference_does_not_blame_missing_files(tmp_path: Path) -> None:
+    """One LSTM family and no Transformer (an architecture's own learning-rate scan): nothing is compared, and the
+    section says why, not that no run saved per-token losses."""
+    sweep = tmp_path / "sweep"
+    write_sweep(sweep)
+    fit = fit_sweep(sweep, n_boot=0, n_starts=4, progress=False)
+    assert fit.plateaus == {} and not fit.plateau_skipped
+    text = "\n".join(position_section(fit, PLOTS))
+    assert "No `transformer` runs, so no position comparison." in text and "No compared run saved" not in text

@@ -45,7 +45,9 @@ def position_section(sweep: SweepFit, plots: dict[str, str]) -> list[str]:
     md = ["", "## Loss by target position", ""]
     tested = [p for p in sweep.plateaus.values() if p.source == TOKEN_LOSS_FILE]
     skipped = sweep.plateau_skipped
-    if tested or (skipped and not sweep.plateaus):  # nothing compared: not for want of per-token files
+    if (
+        tested or not sweep.plateaus
+    ):  # nothing compared (no reference, or it was skipped): not for want of files
         md.append(
             f"Bands: 95 % CIs from {N_BOOT} bootstrap resamples of validation sequences (`{TOKEN_LOSS_FILE}`), "
             "independent of `--n-boot`. Runs without that file are drawn without a band."
