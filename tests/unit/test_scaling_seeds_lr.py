@@ -65,6 +65,26 @@ def test_each_size_keeps_its_best_learning_rate_and_old_records_read_the_config(
     )
 
 
+def test_a_best_rate_at_the_edge_of_its_scan_is_flagged_in_the_report():
+    """Issue 32's rule: an optimum at the edge of its scan is a hint. Size 1000's best of three rates is the
+    highest; size 4000's is interior; a tie at the edge (a flat curve) says nothing about rates beyond it."""
+    from pipeline.scaling.report.analysis_sections import lr_section
+
+    runs = [rec(f"a-{lr}", n=1000, lr=lr, loss=loss) for lr, loss in ((1e-3, 3.3), (2e-3, 3.1), (4e-3, 3.0))]
+    runs += [rec(f"b-{lr}", n=4000, lr=lr, loss=loss) for lr, loss in ((1e-3, 2.8), (2e-3, 2.6), (4e-3, 2.7))]
+    runs += [rec(f"c-{lr}", n=9000, lr=lr, loss=2.5) for lr in (1e-3, 2e-3)]
+    _, scan = select_best_lr(runs)
+    assert scan.at_edge == {1000: "high", 4000: None, 9000: None}
+
+    class Sweep:  # lr_section reads each architecture's scan
+        archs = {"lstm": type("Arch", (), {"lr_scan": scan, "learned_nothing": [], "all_records": runs})}
+
+    text = "\n".join(lr_section(Sweep()))
+    assert "| 1,000 | 10,000 | 3.300 | 3.100 | **3.000** | high |" in text
+    assert "| 4,000 | 10,000 | 2.800 | **2.600** | 2.700 | - |" in text
+    assert "**Best rate at the edge of its scan**: lstm at N = 1,000 (high: 0.004)" in text
+
+
 def test_three_compute_axes_and_the_curve_frontier():
     r = rec(n=1000, d_model=8)
     assert flops_per_token(r, "model") == r.flops_per_token

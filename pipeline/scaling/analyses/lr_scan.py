@@ -7,10 +7,11 @@ Where a size was trained at several learning rates, the fits use that size's bes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.scaling.fits.capacity_law import best_over_rates
 from pipeline.scaling.fits.points import record_lr
 from pipeline.scaling.records.run_record import RunRecord
 
@@ -23,6 +24,9 @@ class LrScan:
     tokens: dict[int, int]  # size -> the budget the rates were compared at
     loss: dict[int, dict[float, tuple[float, int]]]  # size -> lr -> (mean loss over seeds, seeds)
     best: dict[int, float]  # size -> best lr
+    # size -> "low" / "high" where the best rate is the scan's smallest / largest and beats its neighbour: the
+    # optimum may lie outside the scan (a hint, not a tuned rate); None where it is interior
+    at_edge: dict[int, str | None] = field(default_factory=dict)
 
     @property
     def scanned(self) -> bool:
@@ -62,6 +66,7 @@ def select_best_lr(records: Sequence[RunRecord]) -> tuple[list[RunRecord], LrSca
         key = {lr: float(np.mean([v[s] for s in matched])) if matched else table[lr][0]
                for lr, v in at_budget.items() if v}  # fmt: skip
         best = min(key, key=key.__getitem__)
+        scan.at_edge[n] = best_over_rates({lr: -v for lr, v in key.items()}).at_edge if len(key) > 1 else None
         scan.tokens[n], scan.loss[n], scan.best[n] = at, dict(sorted(table.items())), best
         kept += [r for r in runs if record_lr(r) == best]
     return kept, scan

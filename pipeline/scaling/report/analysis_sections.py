@@ -87,8 +87,8 @@ def lr_section(sweep: SweepFit) -> list[str]:
     for a, scan in scanned.items():
         flat = {(r.non_embedding_params, r.tokens, record_lr(r)) for r in sweep.archs[a].learned_nothing}
         lrs = sorted({lr for row in scan.loss.values() for lr in row})
-        md += ["", f"**{a}**", "", "| N | D | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
-               "|---|---|" + "---|" * len(lrs)]  # fmt: skip
+        md += ["", f"**{a}**", "", "| N | D | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | best at the scan's edge |",
+               "|---|---|" + "---|" * len(lrs) + "---|"]  # fmt: skip
         for n, row in scan.loss.items():
             cells = []
             for lr in lrs:
@@ -98,7 +98,14 @@ def lr_section(sweep: SweepFit) -> list[str]:
                 text = f"{row[lr][0]:.3f}" + (f" ({row[lr][1]} seeds)" if row[lr][1] > 1 else "")
                 text += " (nothing learned)" if (n, scan.tokens[n], lr) in flat else ""
                 cells.append(f"**{text}**" if lr == scan.best[n] else text)
-            md.append(f"| {n:,} | {scan.tokens[n]:,} | " + " | ".join(cells) + " |")
+            md.append(
+                f"| {n:,} | {scan.tokens[n]:,} | " + " | ".join(cells) + f" | {scan.at_edge.get(n) or '-'} |"
+            )
+    edges = [f"{a} at N = {n:,} ({edge}: {_g(s.best[n])})" for a, s in scanned.items() for n, edge in s.at_edge.items()
+             if edge]  # fmt: skip
+    if edges:
+        md += ["", f"**Best rate at the edge of its scan**: {'; '.join(edges)}. The optimum may lie beyond it, so "
+               "these sizes' losses are hints until one more rate on that side is run."]  # fmt: skip
     return [*md, ""]
 
 
