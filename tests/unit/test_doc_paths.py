@@ -141,7 +141,7 @@ def test_a_stale_path_is_reported(tmp_path: Path) -> None:
     doc = tmp_path / "README.md"
     doc.write_text(
         "The strategy is `pipeline/deepspeed_strategy.py`; the trainer `pipeline/training/trainer.py`.\n"
-        "`pipeline.models.build_model(arch)`, `pipeline.models.no_such_function`, `python -m pipeline.nowhere`.\n"
+        "`pipeline.models.registry.build_model(arch)`, `pipeline.models.no_such_function`, `python -m pipeline.nowhere`.\n"
     )
     assert missing_paths(doc) == [
         "pipeline.models.no_such_function", "pipeline.nowhere", "pipeline/deepspeed_strategy.py",
