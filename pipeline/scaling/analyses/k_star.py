@@ -240,6 +240,10 @@ def false_plateau_rate(
         raise ValueError(
             f"false_plateau_rate: need 2 <= n_clusters <= n_sequences, got {n_clusters}, {n_sequences}"
         )
+    design = {"n_clusters": n_clusters, "n_sequences": n_sequences, "n_positions": n_positions,
+              "contexts": list(contexts), "n_boot": n_boot, "null": null, **noise}  # fmt: skip
+    if too_few_contexts(len(contexts)) is not None:  # the test cannot run: no simulations to spend
+        return FalsePlateauRate(float("nan"), float("nan"), 0, alpha, design)
     rng = np.random.default_rng(seed)
     hits = 0
     for i in range(n_sims):
@@ -247,13 +251,4 @@ def false_plateau_rate(
         found = k_star(loss, contexts, ids, "cluster", n_boot=n_boot, seed=seed + i, alpha=alpha, null=null)
         hits += found.k_star is not None
     rate = hits / n_sims
-    design = {
-        "n_clusters": n_clusters,
-        "n_sequences": n_sequences,
-        "n_positions": n_positions,
-        "contexts": list(contexts),
-        "n_boot": n_boot,
-        "null": null,
-        **noise,
-    }
     return FalsePlateauRate(rate, float(np.sqrt(alpha * (1 - alpha) / n_sims)), n_sims, alpha, design)
