@@ -125,6 +125,12 @@ class TrainConfig:
         "LM: context lengths, comma-separated (e.g. '8,16,32,64'), at which the sweep scores every validation "
         "token at the end of the run (valid_truncation.npz; the record's truncation L(K)); none by default",
     )
+    eval_stride: int = key(
+        1,
+        "LM, with eval_contexts: score every s-th validation token (the same ones at every context) at 1/s of "
+        "the cost; 1 = every token",
+        ge=1,
+    )
 
 
 @dataclass

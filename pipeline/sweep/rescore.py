@@ -23,7 +23,7 @@ from pipeline.scaling.records.run_record import load_record, save_record
 from pipeline.training.yardsticks import run_yardsticks
 
 
-def rescore_run(run_dir: Path, contexts: str | None = None) -> dict:
+def rescore_run(run_dir: Path, contexts: str | None = None, stride: int = 1) -> dict:
     """Recompute one run's yardsticks and rewrite its result.json; returns the new fields."""
     from pipeline.training.run_result import RECORD_ONLY_CONFIG_KEYS, valid_target_counts
 
@@ -34,7 +34,10 @@ def rescore_run(run_dir: Path, contexts: str | None = None) -> dict:
     if data.get("task") == "lm" and model.get("max_len") == data.get("context"):  # a record from before BOS:
         values["model"] = {**model, "max_len": data["context"] + 1}  # no model is built from it here
     if contexts is not None:
-        values = {**values, "train": {**values.get("train", {}), "eval_contexts": contexts}}
+        values = {
+            **values,
+            "train": {**values.get("train", {}), "eval_contexts": contexts, "eval_stride": stride},
+        }
     cfg = config_from_dict(values, source=str(path))
     _, id_counts = valid_target_counts(cfg)
     fields = run_yardsticks(cfg, run_dir, record.tokens, id_counts, truncation=contexts is not None)
@@ -46,6 +49,8 @@ def add_rescore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory holding <run>/result.json records")
     parser.add_argument("--contexts", default=None,
                         help="LM runs: also score the newest checkpoint at these contexts (e.g. 8,16,32)")  # fmt: skip
+    parser.add_argument("--stride", type=int, default=1,
+                        help="with --contexts: score every STRIDE-th validation token (default 1: all)")  # fmt: skip
 
 
 def run_rescore_command(args: argparse.Namespace) -> int:
@@ -57,7 +62,7 @@ def run_rescore_command(args: argparse.Namespace) -> int:
 
     for run_dir in runs:
         try:
-            fields = rescore_run(run_dir, args.contexts)
+            fields = rescore_run(run_dir, args.contexts, args.stride)
         except Exception as err:  # an old-format data dir, a bad --contexts: one line (user_errors.py)
             status = report_user_error(err, prog=f"pipeline scaling rescore: {run_dir.name}: ")
             if status is None:

@@ -171,13 +171,18 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contexts", default=None,
                         help="LM runs: score every validation token at these context lengths (e.g. 8,16,32,64), "
                              "write RUN_DIR/valid_truncation.npz and print L(K) (truncation_run.py)")  # fmt: skip
+    parser.add_argument("--stride", type=int, default=1,
+                        help="with --contexts: score every STRIDE-th validation token, the same ones at every "
+                             "context, at 1/STRIDE of the cost (default 1: every token)")  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pipeline.training.user_errors import report_user_error
 
     try:
-        return _evaluate(Path(args.run_dir), args.checkpoint, args.pairs, args.beam, args.contexts)
+        return _evaluate(
+            Path(args.run_dir), args.checkpoint, args.pairs, args.beam, args.contexts, args.stride
+        )
     except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
         status = report_user_error(err, prog="pipeline evaluate: ")
         if status is None:
@@ -201,9 +206,8 @@ def load_checkpoint_model(ckpt: Path) -> tuple[torch.nn.Module, RunConfig]:
     return module.model, module.cfg
 
 
-def _evaluate(
-    run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None, contexts: str | None = None
-) -> int:
+def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None,
+              contexts: str | None = None, stride: int = 1) -> int:  # fmt: skip
     if beam is not None and beam < 1:
         raise ConfigError(f"--beam must be >= 1 (1 = greedy), got {beam}")
     if pairs < 1:
@@ -219,7 +223,7 @@ def _evaluate(
             raise ConfigError(f"--contexts scores language models; {run_dir} has data.task={cfg.data.task}")
         from pipeline.training.truncation_run import evaluate_truncation, format_curve
 
-        curve = evaluate_truncation(model, cfg.data.dir, cfg.data.context, contexts, run_dir)
+        curve = evaluate_truncation(model, cfg.data.dir, cfg.data.context, contexts, run_dir, stride=stride)
         print(format_curve(curve))
         print(f"wrote {run_dir / curve['file']}")
         return 0

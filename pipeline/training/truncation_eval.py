@@ -13,6 +13,10 @@ regime the model trained in), built with ``unfold`` and run in batches of about 
 only its last position is projected to the vocabulary. The cost at context K is (T - K) x K token-steps per window: no state or cache can be
 shared, because a truncated context starts at position 0 with a fresh state. A "chunked" pass (contexts of *at
 most* K) would be cheaper but would not score a token at exactly K, which is what makes Delta(K) paired.
+``stride`` s scores every s-th target (the same ones at every K, so Delta(K) stays paired) at 1/s of the cost:
+neighbouring tokens' Delta(K) are correlated, so the clustered intervals widen far less than sqrt(s) (measured on a
+d128 residual LSTM, results/context-rerun-cpu/README.md); at contexts of thousands of tokens it is what makes the
+evaluation affordable.
 """
 
 from __future__ import annotations
@@ -95,12 +99,14 @@ def truncation_losses(
     bos_id: int | None = None,
     min_position: int = 0,
     max_batch_tokens: int = 1 << 15,
+    stride: int = 1,
 ) -> Truncation:
     """Score every target of ``windows`` Long[N, W] (targets ``window[1:]``) at each context length in ``contexts``.
 
     ``bos_id``: the windows start with this BOS, which is kept as the first input of every truncated context and
     does not count towards K. ``min_position``: targets before it are not scored (NaN): the late tokens are the
-    ones a long context can help, and skipping the early ones saves most of the cost."""
+    ones a long context can help, and skipping the early ones saves most of the cost. ``stride``: only targets
+    ``min_position + i * stride`` are scored (the rest NaN), at every context."""
     if windows.dim() != 2 or windows.size(1) < 2:
         raise ValueError(
             f"truncation_losses: windows must be Long[N, W >= 2], got shape {tuple(windows.shape)}"
@@ -108,6 +114,8 @@ def truncation_losses(
     ks = tuple(int(k) for k in contexts)
     if not ks or min(ks) < 1:
         raise ValueError(f"truncation_losses: contexts must be positive ints, got {list(contexts)}")
+    if int(stride) < 1:
+        raise ValueError(f"truncation_losses: stride must be >= 1 (1 = every target), got {stride}")
     if bos_id is not None and not bool((windows[:, 0] == bos_id).all()):
         raise ValueError(f"truncation_losses: bos_id={bos_id} given but not every window starts with it")
     was_training = model.training
@@ -140,11 +148,12 @@ def truncation_losses(
         first_cut.append(min(cut, n_targets))
         out[j, :, : min(cut, n_targets)] = full[:, : min(cut, n_targets)].double().cpu()  # cut <= uncut
         start = max(cut, min_position)
+        start += (min_position - start) % stride  # the first scored target on the stride grid
         if start >= n_targets:
             continue
         # context of target t: window[t + 1 - k : t + 1], i.e. unfold(k)[s] with s = t + 1 - k
-        ctx = windows[:, :-1].unfold(1, k, 1)[:, start + 1 - k :]  # [N, n_cut, k]
-        tgt = windows[:, start + 1 :]  # [N, n_cut]
+        ctx = windows[:, :-1].unfold(1, k, 1)[:, start + 1 - k :: stride]  # [N, n_cut, k]
+        tgt = windows[:, start + 1 :: stride]  # [N, n_cut]
         ctx, tgt = ctx.reshape(-1, k), tgt.reshape(-1, 1)
         if prefix:
             ctx = torch.cat([ctx.new_full((len(ctx), 1), bos_id), ctx], dim=1)
@@ -155,7 +164,9 @@ def truncation_losses(
                 for i in range(0, len(ctx), b)
             ]
         )
-        out[j, :, start:] = losses.view(n, -1).double().cpu()
+        out[j, :, start::stride] = losses.view(n, -1).double().cpu()
     out[:, :, :min_position] = float("nan")
+    off_grid = (torch.arange(n_targets) - min_position) % stride != 0
+    out[:, :, off_grid] = float("nan")
     model.train(was_training)
     return Truncation(ks, out.numpy(), tuple(first_cut), bos_id is not None)

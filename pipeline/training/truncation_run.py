@@ -59,16 +59,26 @@ def sliding_windows(windows: np.ndarray, k_max: int) -> tuple[torch.Tensor, np.n
 
 
 def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: int, contexts: Sequence[int],
-                        run_dir: str | Path, max_batch_tokens: int = 1 << 15) -> dict[str, Any]:  # fmt: skip
-    """Score the validation windows of ``data_dir`` at ``contexts``, write ``run_dir/valid_truncation.npz``,
-    return {"contexts", "curve" (L(K), nats), "tokens", "unit", "n_clusters", "file"}."""
+                        run_dir: str | Path, max_batch_tokens: int = 1 << 15,
+                        stride: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Score the validation windows of ``data_dir`` at ``contexts`` (every ``stride``-th token of each window),
+    write ``run_dir/valid_truncation.npz``, return {"contexts", "curve" (L(K), nats), "tokens", "stride", "unit",
+    "n_clusters", "file"}."""
     ks = parse_contexts(contexts, context)
+    if int(stride) < 1:
+        raise ConfigError(f"stride {stride}: must be >= 1 (1 = every validation token, s = every s-th)")
     valid = lm_windows(data_dir, "valid")
     manifest = read_manifest(data_dir)
     clusters = {u: read_window_clusters(manifest, "valid", u) for u in UNITS}
     ext, full = sliding_windows(valid.tokens, ks[-1])
     got = truncation_losses(
-        model, ext, ks, bos_id=BOS_ID, min_position=ks[-1], max_batch_tokens=max_batch_tokens
+        model,
+        ext,
+        ks,
+        bos_id=BOS_ID,
+        min_position=ks[-1],
+        max_batch_tokens=max_batch_tokens,
+        stride=int(stride),
     )
     loss = got.loss[:, :, ks[-1] :]  # [K, N, W]: the windows' own tokens
     loss = np.where(full[None], loss, np.nan)
@@ -78,6 +88,7 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
         "contexts": ks,
         "curve": [float(x) for x in curve],
         "tokens": int(np.isfinite(loss[0]).sum()),
+        "stride": int(stride),
         "unit": DEFAULT_UNIT,
         "n_clusters": len(set(clusters[DEFAULT_UNIT])),
         "file": path.name,
@@ -87,7 +98,9 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
 def format_curve(result: dict[str, Any]) -> str:
     """The L(K) table ``pipeline evaluate --contexts`` prints."""
     lines = [
-        f"L(K) over {result['tokens']:,} validation tokens ({result['n_clusters']} {result['unit']} clusters):"
+        f"L(K) over {result['tokens']:,} validation tokens ({result['n_clusters']} {result['unit']} clusters"
+        + (f", 1 token in {result['stride']}" if result.get("stride", 1) > 1 else "")
+        + "):"
     ]
     last = result["curve"][-1]
     lines += [

@@ -57,6 +57,12 @@ def test_evaluate_contexts_writes_the_truncation_file(lm_data: Path, tmp_path: P
         assert got.loss[k_index, n, t] == pytest.approx(want, rel=1e-4)
     with pytest.raises(Exception, match=r"--contexts .* must be in 1..data.context=32"):
         _evaluate(run, None, 1, None, "4,64")
+    # --stride 4: the same losses at every 4th token of each window, the others not scored
+    assert _evaluate(run, None, 1, None, ",".join(map(str, KS)), stride=4) == 0
+    assert "1 token in 4" in capsys.readouterr().out
+    strided = load_truncation(run)
+    np.testing.assert_allclose(strided.loss[:, 1:, ::4], got.loss[:, 1:, ::4], rtol=1e-5)
+    assert np.isnan(np.delete(strided.loss, np.s_[::4], axis=2)).all()
 
 
 def test_lm_sweep_record_carries_floors_truncation_and_rescore_restores_them(

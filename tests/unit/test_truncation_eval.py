@@ -79,3 +79,18 @@ def test_min_position_skips_early_targets_and_errors() -> None:
     with pytest.raises(ValueError, match="contexts must be positive ints"):
         truncation_losses(model, windows, (0, 2))
     assert math.isfinite(float(full.curve(first_position=0)[0]))
+
+
+@pytest.mark.parametrize("min_position", [0, 5])
+def test_stride_scores_the_same_targets_at_every_context_and_nothing_else(min_position: int) -> None:
+    model = _model("lstm")
+    windows = torch.randint(2, V, (N, W), generator=torch.Generator().manual_seed(3))
+    windows[:, 0] = 1
+    every = truncation_losses(model, windows, (1, 3, 6), bos_id=1, min_position=min_position)
+    third = truncation_losses(model, windows, (1, 3, 6), bos_id=1, min_position=min_position, stride=3)
+    grid = np.arange(min_position, W - 1, 3)
+    np.testing.assert_allclose(third.loss[:, :, grid], every.loss[:, :, grid], rtol=1e-6)
+    off = np.setdiff1d(np.arange(W - 1), grid)
+    assert np.isnan(third.loss[:, :, off]).all() and np.isfinite(third.loss[:, :, grid]).all()
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        truncation_losses(model, windows, (2,), stride=0)

@@ -65,3 +65,21 @@ def test_truncation_files_of_one_study_must_score_the_same_tokens(tmp_path: Path
         save_truncation(
             tmp_path / "c", np.ones((2, 3, 4)), (16, 8), 0, {"chapter": ["x"] * 3}, "chapter", ["w"] * 3
         )
+
+
+def test_runs_scored_at_different_strides_are_compared_on_the_tokens_both_scored(tmp_path: Path) -> None:
+    records = [_run(tmp_path, "a", "transformer", 4.2, None, 1), _run(tmp_path, "b", "lstm", 4.2, 32, 2)]
+    every = load_truncation(tmp_path / "b")
+    strided = every.loss.copy()
+    strided[:, :, 1::2] = np.nan  # train.eval_stride=2
+    names = every.cluster_ids()
+    save_truncation(tmp_path / "b", strided, KS, 0, {"chapter": names, "book": names}, "chapter",
+                    every.window_key)  # fmt: skip
+    study = truncation_study(tmp_path, records, n_boot=99, null_sims=0)
+    assert study.n_positions == POSITIONS // 2
+    by = {a.arch: a for a in study.archs}
+    full = load_truncation(tmp_path / "a").loss  # the stride-1 run, cut to the stride-2 tokens
+    assert np.isnan(by["transformer"].loss[:, :, 1::2]).all()
+    np.testing.assert_allclose(by["transformer"].loss[:, :, ::2], full[:, :, ::2])
+    want = np.nanmean((strided - full)[:, :, ::2].reshape(len(KS), -1), axis=1)
+    np.testing.assert_allclose(study.paired["lstm"].estimate, want, atol=1e-9)

@@ -111,7 +111,7 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
     if len(set(ids.tolist())) < 2:  # one held-out document (a text corpus): windows are the only units left
         ids, unit = first.window_key, "window (one document: windows taken as independent)"
     archs = []
-    for arch, runs in chosen.items():
+    for runs in chosen.values():
         for _, t in runs:
             if (
                 t.contexts.tolist() != ks
@@ -122,7 +122,10 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
                     f"{t.source}: contexts or windows differ from {first.source}: truncation files of one study "
                     "must score the same tokens at the same contexts (rerun `pipeline evaluate --contexts`)"
                 )
-        loss = np.mean([t.loss for _, t in runs], axis=0)
+    # runs scored at different strides (train.eval_stride) are compared on the tokens every one of them scored
+    common = np.logical_and.reduce([np.isfinite(t.loss) for runs in chosen.values() for _, t in runs])
+    for arch, runs in chosen.items():
+        loss = np.where(common, np.mean([t.loss for _, t in runs], axis=0), np.nan)
         fit = k_star(loss, ks, ids, unit, first_position=first.first_position, n_boot=n_boot, seed=seed)
         r0 = runs[0][0]
         floor = run_floor(r0)
@@ -140,7 +143,8 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
         for a in archs
         if a.arch != reference
     }
-    n_windows, n_positions = first.loss.shape[1], first.loss.shape[2] - first.first_position
+    n_windows = first.loss.shape[1]
+    n_positions = int(common[-1, :, first.first_position :].any(axis=0).sum())  # the positions scored
     null = (
         false_plateau_rate(
             len(set(ids.tolist())), n_windows, ks, n_positions, n_sims=null_sims, n_boot=199, seed=seed
