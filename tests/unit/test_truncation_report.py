@@ -51,6 +51,10 @@ def test_the_section_names_clusters_floors_k_star_and_who_beats_the_trigram(tmp_
     assert "| lstm | `lstm-d32` | 900 | 100 | 4.500 | 4.600 | 4.350 | no |" in text
     assert "**1 of 2 runs beat the trigram**: `transformer-d32` (4.200 < 4.350)" in text
     assert "Level of the K* test at this design: false-plateau rate" in text
+    assert "the gain gap D(K)" in text and "| K | lstm: D(K) | lstm: to separate |" in text
+    gap = study.gaps["lstm"]  # the lstm plateaus at 32, the transformer keeps gaining: D(128) < 0, resolved
+    assert gap.reference == "transformer" and gap.interval.hi[gap.contexts.index(128)] < 0
+    assert "| 128 | -0.0" in text and "separated" in text
     assert (tmp_path / FIGURE).is_file() and (tmp_path / FIGURE).with_suffix(".pdf").is_file()
     assert truncation_lines(None, tmp_path) == []
 

@@ -5,8 +5,10 @@ Replaces the band difference (``context_gain.py``: different tokens at each band
 L(K) and the differences between architectures are over the same tokens. Per architecture the run used is the
 largest size at its largest budget among those with a truncation file (seeds there averaged token by token). Every
 interval resamples whole clusters (``fits/cluster_bootstrap.py``; the unit and count are reported), K* is the
-calibrated bend test on L(K) (``k_star.py``), and its false-plateau rate is measured again at this study's own
-design (clusters, windows, positions, contexts) through the same per-token path.
+calibrated bend test on L(K) (``k_star.py``), with its false-plateau rate measured again at this study's own
+design (clusters, windows, positions, contexts) through the same per-token path, and the gain gap D(K) against
+the reference says whether two architectures use the context beyond K differently, and how many held-out clusters
+would tell (``context_separation.py``).
 
 Count floors: a run's Kneser-Ney trigram loss (``RunRecord.count_floors``) on the same validation tokens. A model
 above it has not learned local statistics, so its L(K) says nothing about distant context: ``conclusive`` is True
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.scaling.analyses.context_separation import GainGap, gain_gap
 from pipeline.scaling.analyses.k_star import FalsePlateauRate, KStar, false_plateau_rate, k_star
 from pipeline.scaling.fits.cluster_bootstrap import ClusterInterval, paired_difference
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH
@@ -74,6 +77,8 @@ class TruncationStudy:
     floors: list[RunFloor] = field(default_factory=list)  # every LM run with floors
     null_rate: FalsePlateauRate | None = None
     n_boot: int = N_BOOT
+    gaps: dict[str, GainGap] = field(default_factory=dict)  # arch -> D(K) against the reference
+    n_tokens: int = 0  # validation tokens scored at every K (the late ones every run scored)
 
 
 def run_floor(r: RunRecord) -> RunFloor:
@@ -143,6 +148,13 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
         for a in archs
         if a.arch != reference
     }
+    gaps = {
+        a.arch: gain_gap(
+            a.arch, reference, a.loss, ref.loss, ks, ids, unit, first.first_position, n_boot, seed
+        )
+        for a in archs
+        if a.arch != reference
+    }
     n_windows = first.loss.shape[1]
     n_positions = int(common[-1, :, first.first_position :].any(axis=0).sum())  # the positions scored
     null = (
@@ -153,5 +165,6 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
         else None
     )
     floors = [run_floor(r) for r in (records if all_records is None else all_records) if r.count_floors]
+    n_tokens = int(common[-1, :, first.first_position :].sum())
     return TruncationStudy(ks, unit, len(set(ids.tolist())), n_windows, n_positions, archs, paired, reference,
-                           floors, null, n_boot)  # fmt: skip
+                           floors, null, n_boot, gaps, n_tokens)  # fmt: skip
