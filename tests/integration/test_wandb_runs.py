@@ -10,11 +10,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.training.wandb_files import offline_run_files, read_offline_run
+from pipeline.training.wandb_files import OfflineRun, offline_run_files, read_offline_run
 from pipeline.training.wandb_logger import SERVICE_ENV, drop_borrowed_wandb_service
 from tests.conftest import ROOT, TINY, tiny_config, tiny_overrides
 
@@ -30,6 +31,18 @@ def _fit(arch: str, data: Path, run_dir: Path, *extra: str) -> dict:
     return fit(cfg)
 
 
+def _read_when_finished(path: Path, timeout_s: float = 60.0) -> OfflineRun:
+    """The offline run once its exit record is on disk: wandb-core writes the `.wandb` file from its own process,
+    and under load the last blocks can land after `finish()` returns (one suite run read a resumed file with no
+    records yet). A file that never gets its exit record is read as it is, and the assertions fail on it."""
+    deadline = time.monotonic() + timeout_s
+    run = read_offline_run(path)
+    while run.exit_records == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = read_offline_run(path)
+    return run
+
+
 def test_each_run_is_its_own_wandb_run_and_a_resume_continues_it(tiny_data: Path, tmp_path: Path) -> None:
     runs = {arch: tmp_path / arch for arch in ("lstm", "transformer")}
     summaries = {arch: _fit(arch, tiny_data, run_dir) for arch, run_dir in runs.items()}
@@ -37,7 +50,7 @@ def test_each_run_is_its_own_wandb_run_and_a_resume_continues_it(tiny_data: Path
     for arch, run_dir in runs.items():
         files = offline_run_files(run_dir)
         assert len(files) == 1, f"{arch}: expected its own offline run, found {files}"
-        run = read_offline_run(files[0])
+        run = _read_when_finished(files[0])
         run_id = (run_dir / "wandb_id").read_text().strip()
         assert run.run_ids == [run_id]
         seen_ids.add(run_id)
@@ -54,7 +67,8 @@ def test_each_run_is_its_own_wandb_run_and_a_resume_continues_it(tiny_data: Path
     _fit("lstm", tiny_data, runs["lstm"], "train.max_steps=9")
     files = offline_run_files(runs["lstm"])
     assert len(files) == 2
-    resumed = read_offline_run(files[1])
+    resumed = _read_when_finished(files[1])
+    assert resumed.exit_records == 1
     assert resumed.run_ids == [(runs["lstm"] / "wandb_id").read_text().strip()]
     assert min(resumed.steps) >= summaries["lstm"]["steps"] - 1 and max(resumed.steps) == 8
     assert json.loads((runs["lstm"] / "summary.json").read_text())["steps"] == 9
