@@ -79,8 +79,9 @@ def contradictions(cfg: RunConfig) -> list[str]:
         out.append(
             f"train.eval_contexts={cfg.train.eval_contexts} does nothing with data.task={d.task} (LM only)"
         )
-    if cfg.train.eval_stride != 1 and not cfg.train.eval_contexts:
-        out.append(f"train.eval_stride={cfg.train.eval_stride} does nothing without train.eval_contexts")
+    for name, default in (("eval_stride", 1), ("eval_windows", 0)):
+        if getattr(cfg.train, name) != default and not cfg.train.eval_contexts:
+            out.append(f"train.{name}={getattr(cfg.train, name)} does nothing without train.eval_contexts")
     out += unused_sections(d)
     if not log.wandb and (log.wandb_mode != "offline" or log.entity is not None):
         out.append("logging.wandb_mode/entity do nothing with logging.wandb=false")

@@ -131,6 +131,12 @@ class TrainConfig:
         "the cost; 1 = every token",
         ge=1,
     )
+    eval_windows: int = key(
+        0,
+        "LM, with eval_contexts: score this many validation windows, spread evenly over the split (the same in "
+        "every run); 0 = all. For held-out splits of millions of tokens (a GPU corpus)",
+        ge=0,
+    )
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pipeline.scaling.records.run_record import load_record, save_record
 from pipeline.training.yardsticks import run_yardsticks
 
 
-def rescore_run(run_dir: Path, contexts: str | None = None, stride: int = 1) -> dict:
+def rescore_run(run_dir: Path, contexts: str | None = None, stride: int = 1, windows: int = 0) -> dict:
     """Recompute one run's yardsticks and rewrite its result.json; returns the new fields."""
     from pipeline.training.run_result import RECORD_ONLY_CONFIG_KEYS, valid_target_counts
 
@@ -36,7 +36,12 @@ def rescore_run(run_dir: Path, contexts: str | None = None, stride: int = 1) -> 
     if contexts is not None:
         values = {
             **values,
-            "train": {**values.get("train", {}), "eval_contexts": contexts, "eval_stride": stride},
+            "train": {
+                **values.get("train", {}),
+                "eval_contexts": contexts,
+                "eval_stride": stride,
+                "eval_windows": windows,
+            },
         }
     cfg = config_from_dict(values, source=str(path))
     _, id_counts = valid_target_counts(cfg)
@@ -51,6 +56,8 @@ def add_rescore_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LM runs: also score the newest checkpoint at these contexts (e.g. 8,16,32)")  # fmt: skip
     parser.add_argument("--stride", type=int, default=1,
                         help="with --contexts: score every STRIDE-th validation token (default 1: all)")  # fmt: skip
+    parser.add_argument("--windows", type=int, default=0,
+                        help="with --contexts: score this many validation windows, spread over the split (0: all)")  # fmt: skip
 
 
 def run_rescore_command(args: argparse.Namespace) -> int:
@@ -62,7 +69,7 @@ def run_rescore_command(args: argparse.Namespace) -> int:
 
     for run_dir in runs:
         try:
-            fields = rescore_run(run_dir, args.contexts, args.stride)
+            fields = rescore_run(run_dir, args.contexts, args.stride, args.windows)
         except Exception as err:  # an old-format data dir, a bad --contexts: one line (user_errors.py)
             status = report_user_error(err, prog=f"pipeline scaling rescore: {run_dir.name}: ")
             if status is None:

@@ -174,6 +174,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=1,
                         help="with --contexts: score every STRIDE-th validation token, the same ones at every "
                              "context, at 1/STRIDE of the cost (default 1: every token)")  # fmt: skip
+    parser.add_argument("--windows", type=int, default=0,
+                        help="with --contexts: score this many validation windows, spread evenly over the split "
+                             "(default 0: all)")  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -181,7 +184,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     try:
         return _evaluate(
-            Path(args.run_dir), args.checkpoint, args.pairs, args.beam, args.contexts, args.stride
+            Path(args.run_dir),
+            args.checkpoint,
+            args.pairs,
+            args.beam,
+            args.contexts,
+            args.stride,
+            args.windows,
         )
     except Exception as err:  # a user's bad file or checkpoint is one line (user_errors.py); a bug re-raises
         status = report_user_error(err, prog="pipeline evaluate: ")
@@ -207,7 +216,7 @@ def load_checkpoint_model(ckpt: Path) -> tuple[torch.nn.Module, RunConfig]:
 
 
 def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | None = None,
-              contexts: str | None = None, stride: int = 1) -> int:  # fmt: skip
+              contexts: str | None = None, stride: int = 1, windows: int = 0) -> int:  # fmt: skip
     if beam is not None and beam < 1:
         raise ConfigError(f"--beam must be >= 1 (1 = greedy), got {beam}")
     if pairs < 1:
@@ -223,7 +232,9 @@ def _evaluate(run_dir: Path, checkpoint: str | None, pairs: int, beam: int | Non
             raise ConfigError(f"--contexts scores language models; {run_dir} has data.task={cfg.data.task}")
         from pipeline.training.truncation_run import evaluate_truncation, format_curve
 
-        curve = evaluate_truncation(model, cfg.data.dir, cfg.data.context, contexts, run_dir, stride=stride)
+        curve = evaluate_truncation(
+            model, cfg.data.dir, cfg.data.context, contexts, run_dir, stride=stride, max_windows=windows
+        )
         print(format_curve(curve))
         print(f"wrote {run_dir / curve['file']}")
         return 0

@@ -45,32 +45,48 @@ def parse_contexts(text: str | Sequence[int], context: int) -> list[int]:
     return ks
 
 
-def sliding_windows(windows: np.ndarray, k_max: int) -> tuple[torch.Tensor, np.ndarray]:
+def sliding_windows(
+    windows: np.ndarray, k_max: int, picks: Sequence[int] | None = None
+) -> tuple[torch.Tensor, np.ndarray]:
     """[BOS] + the k_max stream tokens before each window + the window: targets from index k_max on are the
-    window's tokens. Returns (Long[N, 1 + k_max + W], bool[N, W] tokens with k_max real tokens before them)."""
+    window's tokens. ``picks``: the windows to build (default all; their prefixes still come from the whole
+    stream). Returns (Long[n, 1 + k_max + W], bool[n, W] tokens with k_max real tokens before them)."""
     n, width = windows.shape
+    picks = list(range(n)) if picks is None else [int(i) for i in picks]
     stream = windows.reshape(-1)
     pad = np.concatenate([np.full(k_max, BOS_ID, dtype=np.int64), stream])  # filler before window 0
-    rows = np.stack([pad[i * width : i * width + k_max + width] for i in range(n)])
-    ext = np.concatenate([np.full((n, 1), BOS_ID, dtype=np.int64), rows], axis=1)
-    full = np.ones((n, width), dtype=bool)
-    full[0, :k_max] = False
+    rows = np.stack([pad[i * width : i * width + k_max + width] for i in picks])
+    ext = np.concatenate([np.full((len(picks), 1), BOS_ID, dtype=np.int64), rows], axis=1)
+    full = np.ones((len(picks), width), dtype=bool)
+    full[:, :k_max] = (np.asarray(picks) > 0)[:, None]  # window 0 has no stream before it
     return torch.from_numpy(ext), full
 
 
+def spread_windows(n: int, max_windows: int) -> list[int]:
+    """``max_windows`` window indices spread evenly over ``n`` (all of them when 0 or >= n): a capped
+    evaluation still covers the whole split (every held-out document), and every run picks the same ones."""
+    if max_windows <= 0 or max_windows >= n:
+        return list(range(n))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, max_windows)})
+
+
 def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: int, contexts: Sequence[int],
-                        run_dir: str | Path, max_batch_tokens: int = 1 << 15,
-                        stride: int = 1) -> dict[str, Any]:  # fmt: skip
-    """Score the validation windows of ``data_dir`` at ``contexts`` (every ``stride``-th token of each window),
-    write ``run_dir/valid_truncation.npz``, return {"contexts", "curve" (L(K), nats), "tokens", "stride", "unit",
-    "n_clusters", "file"}."""
+                        run_dir: str | Path, max_batch_tokens: int = 1 << 15, stride: int = 1,
+                        max_windows: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Score the validation windows of ``data_dir`` at ``contexts`` (every ``stride``-th token of each window;
+    ``max_windows`` > 0: that many windows spread over the split), write ``run_dir/valid_truncation.npz``, return
+    {"contexts", "curve" (L(K), nats), "tokens", "stride", "windows", "unit", "n_clusters", "file"}."""
     ks = parse_contexts(contexts, context)
     if int(stride) < 1:
         raise ConfigError(f"stride {stride}: must be >= 1 (1 = every validation token, s = every s-th)")
     valid = lm_windows(data_dir, "valid")
     manifest = read_manifest(data_dir)
     clusters = {u: read_window_clusters(manifest, "valid", u) for u in UNITS}
-    ext, full = sliding_windows(valid.tokens, ks[-1])
+    if int(max_windows) < 0:
+        raise ConfigError(f"max windows {max_windows}: must be >= 0 (0 = every validation window)")
+    picks = spread_windows(len(valid.tokens), int(max_windows))
+    clusters = {u: [ids[i] for i in picks] for u, ids in clusters.items()}
+    ext, full = sliding_windows(valid.tokens, ks[-1], picks)
     got = truncation_losses(
         model,
         ext,
@@ -82,13 +98,14 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
     )
     loss = got.loss[:, :, ks[-1] :]  # [K, N, W]: the windows' own tokens
     loss = np.where(full[None], loss, np.nan)
-    path = save_truncation(run_dir, loss, ks, 0, clusters, DEFAULT_UNIT, valid.keys)
+    path = save_truncation(run_dir, loss, ks, 0, clusters, DEFAULT_UNIT, [valid.keys[i] for i in picks])
     curve = np.nanmean(loss.reshape(len(ks), -1), axis=1)
     return {
         "contexts": ks,
         "curve": [float(x) for x in curve],
         "tokens": int(np.isfinite(loss[0]).sum()),
         "stride": int(stride),
+        "windows": len(picks),
         "unit": DEFAULT_UNIT,
         "n_clusters": len(set(clusters[DEFAULT_UNIT])),
         "file": path.name,
@@ -98,7 +115,9 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
 def format_curve(result: dict[str, Any]) -> str:
     """The L(K) table ``pipeline evaluate --contexts`` prints."""
     lines = [
-        f"L(K) over {result['tokens']:,} validation tokens ({result['n_clusters']} {result['unit']} clusters"
+        f"L(K) over {result['tokens']:,} validation tokens"
+        + (f" of {result['windows']:,} windows" if "windows" in result else "")
+        + f" ({result['n_clusters']} {result['unit']} clusters"
         + (f", 1 token in {result['stride']}" if result.get("stride", 1) > 1 else "")
         + "):"
     ]

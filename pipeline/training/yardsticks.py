@@ -38,6 +38,7 @@ def run_yardsticks(cfg: Any, run_dir: Path, tokens: int, valid_id_counts: list[i
             raise FileNotFoundError(f"{run_dir}: no checkpoint to score at train.eval_contexts")
         model, _ = load_checkpoint_model(ckpt)
         out["truncation"] = evaluate_truncation(
-            model, d.dir, int(d.context), cfg.train.eval_contexts, run_dir, stride=cfg.train.eval_stride
-        )
+            model, d.dir, int(d.context), cfg.train.eval_contexts, run_dir,
+            stride=cfg.train.eval_stride, max_windows=cfg.train.eval_windows,
+        )  # fmt: skip
     return out

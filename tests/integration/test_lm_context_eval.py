@@ -63,6 +63,13 @@ def test_evaluate_contexts_writes_the_truncation_file(lm_data: Path, tmp_path: P
     strided = load_truncation(run)
     np.testing.assert_allclose(strided.loss[:, 1:, ::4], got.loss[:, 1:, ::4], rtol=1e-5)
     assert np.isnan(np.delete(strided.loss, np.s_[::4], axis=2)).all()
+    # --windows 2: the split's first and last windows (their prefixes from the whole stream), same losses
+    assert _evaluate(run, None, 1, None, ",".join(map(str, KS)), windows=2) == 0
+    assert "of 2 windows" in capsys.readouterr().out
+    capped, last = load_truncation(run), len(valid.tokens) - 1
+    assert capped.window_key.tolist() == [valid.keys[0], valid.keys[last]]
+    np.testing.assert_allclose(capped.loss, got.loss[:, [0, last]], rtol=1e-5)
+    assert capped.cluster_ids().tolist() == got.cluster_ids()[[0, last]].tolist()
 
 
 def test_lm_sweep_record_carries_floors_truncation_and_rescore_restores_them(

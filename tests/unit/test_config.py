@@ -141,6 +141,7 @@ def test_shipped_configs_load_without_warnings(recwarn: pytest.WarningsRecorder)
         (["optim.schedule=halving", "optim.warmup_steps=0"], r"halve_every=0 never halves"),
         (["optim.momentum=0.9"], r"optim.momentum=0.9 does nothing with optim.name=adamw"),
         (["train.eval_stride=4"], r"train.eval_stride=4 does nothing without train.eval_contexts"),
+        (["train.eval_windows=9"], r"train.eval_windows=9 does nothing without train.eval_contexts"),
     ],
 )
 def test_contradiction_is_a_warning_naming_the_keys(overrides: list[str], match: str) -> None:
