@@ -21,7 +21,8 @@ evaluation affordable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -100,13 +101,15 @@ def truncation_losses(
     min_position: int = 0,
     max_batch_tokens: int = 1 << 15,
     stride: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> Truncation:
     """Score every target of ``windows`` Long[N, W] (targets ``window[1:]``) at each context length in ``contexts``.
 
     ``bos_id``: the windows start with this BOS, which is kept as the first input of every truncated context and
     does not count towards K. ``min_position``: targets before it are not scored (NaN): the late tokens are the
     ones a long context can help, and skipping the early ones saves most of the cost. ``stride``: only targets
-    ``min_position + i * stride`` are scored (the rest NaN), at every context."""
+    ``min_position + i * stride`` are scored (the rest NaN), at every context. ``progress``: called with one line
+    after each context (the evaluation of a long split runs for minutes)."""
     if windows.dim() != 2 or windows.size(1) < 2:
         raise ValueError(
             f"truncation_losses: windows must be Long[N, W >= 2], got shape {tuple(windows.shape)}"
@@ -142,6 +145,7 @@ def truncation_losses(
         else windows.new_zeros((n, 0), dtype=torch.float)
     )
     out = torch.full((len(ks), n, n_targets), float("nan"), dtype=torch.float64)
+    began = time.monotonic()
     first_cut = []
     for j, k in enumerate(ks):
         cut = k + prefix  # target t is cut when its real prefix (t + 1 - prefix tokens) exceeds K
@@ -165,6 +169,8 @@ def truncation_losses(
             ]
         )
         out[j, :, start::stride] = losses.view(n, -1).double().cpu()
+        if progress is not None:
+            progress(f"K={k} ({j + 1}/{len(ks)}): {len(losses):,} targets, {time.monotonic() - began:.0f} s")
     out[:, :, :min_position] = float("nan")
     off_grid = (torch.arange(n_targets) - min_position) % stride != 0
     out[:, :, off_grid] = float("nan")

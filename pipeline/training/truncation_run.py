@@ -13,6 +13,7 @@ dozen of ~40k tokens). The scorer is ``truncation_losses`` (equal to a naive per
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
         min_position=ks[-1],
         max_batch_tokens=max_batch_tokens,
         stride=int(stride),
+        progress=lambda line: print(f"truncation: {line}", file=sys.stderr, flush=True),
     )
     loss = got.loss[:, :, ks[-1] :]  # [K, N, W]: the windows' own tokens
     loss = np.where(full[None], loss, np.nan)

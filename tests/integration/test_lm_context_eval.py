@@ -38,7 +38,9 @@ def test_evaluate_contexts_writes_the_truncation_file(lm_data: Path, tmp_path: P
         )
     )
     assert _evaluate(run, None, 1, None, ",".join(map(str, KS))) == 0  # --pairs: unused with --contexts
-    assert "L(K) over" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "L(K) over" in printed.out
+    assert f"truncation: K={KS[-1]} ({len(KS)}/{len(KS)})" in printed.err  # progress, one line a context
     got = load_truncation(run)
     valid = lm_windows(lm_data, "valid")
     assert got.loss.shape == (len(KS), len(valid.tokens), CONTEXT + 1) and got.contexts.tolist() == list(KS)
