@@ -151,6 +151,9 @@ class MinLSTMConfig(LSTMConfig):
     """Same keys as `lstm`."""
 
 
+POSITIONS = ("learned", "rope")  # TransformerConfig.positions
+
+
 @dataclass(kw_only=True)
 class TransformerConfig(Seq2SeqConfig):
     """`n_layers` is the depth of the encoder and of the decoder each."""
@@ -158,6 +161,7 @@ class TransformerConfig(Seq2SeqConfig):
     n_heads: int
     d_ff: int | None = None  # None resolves to 4 * d_model on construction
     max_len: int = 512
+    positions: str = "learned"  # "learned" absolute embeddings, or "rope" rotary (pipeline/models/rotary.py)
 
     def validate(self) -> None:
         super().validate()
@@ -171,6 +175,14 @@ class TransformerConfig(Seq2SeqConfig):
         )
         check(is_int(self.d_ff) and self.d_ff > 0, self, "d_ff", "None or a positive int")
         check(is_int(self.max_len) and self.max_len > 0, self, "max_len", "a positive int")
+        check(self.positions in POSITIONS, self, "positions", " or ".join(map(repr, POSITIONS)))
+        if self.positions == "rope":
+            check(
+                (self.d_model // self.n_heads) % 2 == 0,
+                self,
+                "positions",
+                f"'learned' with an odd head width (rope rotates pairs; d_model/n_heads = {self.d_model // self.n_heads})",
+            )
 
 
 CONFIGS: dict[str, type[Seq2SeqConfig]] = {

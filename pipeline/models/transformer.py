@@ -1,9 +1,10 @@
 """Pre-LayerNorm Transformer encoder-decoder (Vaswani et al. 2017 with the pre-LN placement of Xiong et al. 2020).
 
 Written out (not `nn.Transformer`) so attention goes straight to `F.scaled_dot_product_attention` (flash /
-memory-efficient kernels on a GPU) and the FLOPs formula can be read off the modules. Positions: learned
-absolute embeddings (as GPT-2/nanoGPT), one table per side, so sequences longer than `max_len` are an error;
-they count as embedding parameters (Kaplan et al. 2020) and cost no FLOPs.
+memory-efficient kernels on a GPU) and the FLOPs formula can be read off the modules. Positions (`positions`):
+"learned" absolute embeddings (as GPT-2/nanoGPT), one table per side, counted as embedding parameters (Kaplan et
+al. 2020) at no FLOPs; or "rope", rotary positions in every self-attention (`rotary.py`: no per-position
+parameters; cross-attention keys are not rotated). Either way sequences longer than `max_len` are an error.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from torch import nn
 from pipeline.models.base import Seq2SeqModel
 from pipeline.models.configs import TransformerConfig
 from pipeline.models.decode_state import DecodeState
+from pipeline.models.rotary import Rotary
 
 
 class Attention(nn.Module):
     """Multi-head attention of `x` over `memory` (self-attention when memory is x)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, rotary: Rotary | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.dropout = dropout
+        self.rotary = rotary  # self-attention with positions: "rope" (shared by the layers, no parameters)
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.o = nn.Linear(d_model, d_model)
@@ -38,9 +41,12 @@ class Attention(nn.Module):
             return t.view(B, -1, self.n_heads, d // self.n_heads).transpose(1, 2)
 
         k, v = self.kv(memory).chunk(2, dim=-1)
+        q, k = heads(self.q(x)), heads(k)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
         out = F.scaled_dot_product_attention(
-            heads(self.q(x)),
-            heads(k),
+            q,
+            k,
             heads(v),
             attn_mask=None if mask is None else mask[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0,
@@ -48,18 +54,26 @@ class Attention(nn.Module):
         )
         return self.o(out.transpose(1, 2).reshape(B, T, d))
 
-    def heads_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """memory [B,S,d] -> keys, values [B,H,S,d/H]: what a decoding cache stores."""
+    def heads_kv(self, memory: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory [B,S,d] at positions offset.. -> keys, values [B,H,S,d/H]: what a decoding cache stores."""
         B, S, d = memory.shape
         k, v = self.kv(memory).view(B, S, 2, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        return k, v
+        return (k if self.rotary is None else self.rotary(k, offset)), v
 
     def attend(
-        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        offset: int = 0,
     ) -> torch.Tensor:
-        """`forward` over already-projected keys/values [B,H,S,d/H] (a cache), all of them attendable."""
+        """`forward` over already-projected keys/values [B,H,S,d/H] (a cache), all of them attendable; ``x`` at
+        positions offset.. (rotary only)."""
         B, T, d = x.shape
         q = self.q(x).view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2)
+        if self.rotary is not None:
+            q = self.rotary(q, offset)
         attn_mask = None if mask is None else mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.o(out.transpose(1, 2).reshape(B, T, d))
@@ -71,11 +85,11 @@ class FeedForward(nn.Sequential):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, c: TransformerConfig) -> None:
+    def __init__(self, c: TransformerConfig, rotary: Rotary | None = None) -> None:
         super().__init__()
         assert c.d_ff is not None
         self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
-        self.attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.attn = Attention(c.d_model, c.n_heads, c.dropout, rotary)
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.drop = nn.Dropout(c.dropout)
 
@@ -86,14 +100,14 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, c: TransformerConfig) -> None:
+    def __init__(self, c: TransformerConfig, rotary: Rotary | None = None) -> None:
         super().__init__()
         assert c.d_ff is not None
         cross = c.task == "seq2seq"  # a language model's layer is a GPT block: no cross-attention
         self.ln1 = nn.LayerNorm(c.d_model)
         self.ln2 = nn.LayerNorm(c.d_model) if cross else None
         self.ln3 = nn.LayerNorm(c.d_model)
-        self.self_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.self_attn = Attention(c.d_model, c.n_heads, c.dropout, rotary)
         self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout) if cross else None
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.drop = nn.Dropout(c.dropout)
@@ -108,14 +122,15 @@ class DecoderLayer(nn.Module):
         return x + self.ff(self.ln3(x))
 
     def step(
-        self, x: torch.Tensor, cache: dict[str, torch.Tensor], src_mask: torch.Tensor | None
+        self, x: torch.Tensor, cache: dict[str, torch.Tensor], src_mask: torch.Tensor | None, pos: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`forward` for the newest position x [B,1,d]: its key/value join the cached ones (self_k, self_v
-        [B,H,t,d/H]); the memory's (mem_k, mem_v) were projected once. -> output and the grown self_k, self_v."""
-        k_new, v_new = self.self_attn.heads_kv(h := self.ln1(x))
+        """`forward` for the newest position x [B,1,d] (position ``pos``): its key/value join the cached ones
+        (self_k, self_v [B,H,t,d/H]); the memory's (mem_k, mem_v) were projected once. -> output and the grown
+        self_k, self_v."""
+        k_new, v_new = self.self_attn.heads_kv(h := self.ln1(x), pos)
         k = torch.cat([cache["self_k"], k_new], dim=2)
         v = torch.cat([cache["self_v"], v_new], dim=2)
-        x = x + self.drop(self.self_attn.attend(h, k, v))  # every cached position is <= t: no causal mask
+        x = x + self.drop(self.self_attn.attend(h, k, v, offset=pos))  # cached positions are <= t: no mask
         if self.cross_attn is not None:
             x = x + self.drop(self.cross_attn.attend(self.ln2(x), cache["mem_k"], cache["mem_v"], src_mask))
         return x + self.ff(self.ln3(x)), k, v
@@ -128,11 +143,13 @@ class TransformerSeq2Seq(Seq2SeqModel):
         super().__init__(config, config.d_model)
         c = config
         lm = c.task == "lm"  # decoder only: no source positions, encoder or cross-attention
-        self.src_pos = None if lm else nn.Embedding(c.max_len, c.d_model)
-        self.tgt_pos = nn.Embedding(c.max_len, c.d_model)
+        learned = c.positions == "learned"
+        self.src_pos = nn.Embedding(c.max_len, c.d_model) if learned and not lm else None
+        self.tgt_pos = nn.Embedding(c.max_len, c.d_model) if learned else None
+        rotary = None if learned else Rotary(c.d_model // c.n_heads, c.max_len)
         self.drop = nn.Dropout(c.dropout)
-        self.encoder = None if lm else nn.ModuleList(EncoderLayer(c) for _ in range(c.n_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_layers))
+        self.encoder = None if lm else nn.ModuleList(EncoderLayer(c, rotary) for _ in range(c.n_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(c, rotary) for _ in range(c.n_layers))
         self.enc_norm, self.dec_norm = (None if lm else nn.LayerNorm(c.d_model)), nn.LayerNorm(c.d_model)
         if c.init_range is not None:
             self.init_uniform()
@@ -151,11 +168,18 @@ class TransformerSeq2Seq(Seq2SeqModel):
         positions = [p.weight for p in (self.src_pos, self.tgt_pos) if p is not None]
         return [*super().embedding_parameters(), *positions]
 
-    def _embed(self, tokens: torch.Tensor, table: nn.Embedding, pos: nn.Embedding, name: str) -> torch.Tensor:
+    def _embed(
+        self, tokens: torch.Tensor, table: nn.Embedding, pos: nn.Embedding | None, name: str, offset: int = 0
+    ) -> torch.Tensor:
         n = tokens.size(1)
-        if n > self.config.max_len:
-            raise ValueError(f"{name} length {n} exceeds TransformerConfig.max_len={self.config.max_len}")
-        return self.drop(table(tokens) + pos(torch.arange(n, device=tokens.device)))
+        if offset + n > self.config.max_len:
+            raise ValueError(
+                f"{name} length {offset + n} exceeds TransformerConfig.max_len={self.config.max_len}"
+            )
+        x = table(tokens)
+        if pos is not None:  # learned positions; rotary ones are applied in the attention
+            x = x + pos(torch.arange(offset, offset + n, device=tokens.device))
+        return self.drop(x)
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         self.check_source(src, src_mask)
@@ -184,7 +208,7 @@ class TransformerSeq2Seq(Seq2SeqModel):
         cache of each layer starts empty and grows by one position per `decode_step` (task="lm": src is [B, 0]
         and only that cache is kept)."""
         B, H, d = src.size(0), self.config.n_heads, self.config.d_model
-        empty = self.tgt_pos.weight.new_zeros(B, H, 0, d // H)
+        empty = self.tgt_embed.weight.new_zeros(B, H, 0, d // H)
         lm = self.config.task == "lm"
         memory = None if lm else self.encode(src, src_mask)
         tensors = {} if lm else {"src_mask": src_mask}
@@ -199,12 +223,12 @@ class TransformerSeq2Seq(Seq2SeqModel):
         t, pos, c = state.tensors, state.step, self.config
         if pos >= c.max_len:
             raise ValueError(f"decoding position {pos} is past TransformerConfig.max_len={c.max_len}")
-        x = self.drop(self.tgt_embed(tokens[:, None]) + self.tgt_pos(tokens.new_full((1,), pos)))
+        x = self._embed(tokens[:, None], self.tgt_embed, self.tgt_pos, "decoding position", offset=pos)
         grown = {}
         for i, layer in enumerate(self.decoder):
             names = ("self_k", "self_v", "mem_k", "mem_v")
             x, grown[f"self_k.{i}"], grown[f"self_v.{i}"] = layer.step(
-                x, {n: t[f"{n}.{i}"] for n in names if f"{n}.{i}" in t}, t.get("src_mask")
+                x, {n: t[f"{n}.{i}"] for n in names if f"{n}.{i}" in t}, t.get("src_mask"), pos
             )
         return self.out_proj(self.dec_norm(x))[:, 0], state.replace(**grown)
 

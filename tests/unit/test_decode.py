@@ -41,6 +41,10 @@ CASES = {
         "transformer",
         dict(vocab_size=V, d_model=16, n_layers=2, n_heads=2, d_ff=24, max_len=40),
     ),
+    "transformer_rope": (
+        "transformer",
+        dict(vocab_size=V, d_model=16, n_layers=2, n_heads=2, d_ff=24, max_len=40, positions="rope"),
+    ),
 }
 
 

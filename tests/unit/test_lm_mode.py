@@ -20,6 +20,7 @@ CASES = {
     "lstm_no_cell_residual": ("lstm_no_cell_residual", {}),
     "minlstm": ("minlstm", {}),
     "transformer": ("transformer", dict(n_heads=2, d_ff=24, max_len=T)),
+    "transformer_rope": ("transformer", dict(n_heads=2, d_ff=24, max_len=T, positions="rope")),
 }
 ARCHS = ["lstm", "residual_lstm", "lstm_no_cell_residual", "minlstm", "transformer"]
 
@@ -93,6 +94,7 @@ EXPECTED_NON_EMBEDDING = {
     "lstm_no_cell_residual": L * lstm_layer(D, gates=3),
     "minlstm": L * (3 * D * D + 3 * D),
     "transformer": L * transformer_layer(24) + 2 * D,  # + final LayerNorm
+    "transformer_rope": L * transformer_layer(24) + 2 * D,  # rotary positions: no parameters
 }
 
 
@@ -105,7 +107,7 @@ def test_param_count_is_the_decoder_alone(case: str) -> None:
     assert model.num_params() == n + V * D + positions  # one tied token table (no source table) + positions
     untied = build(case, tie_embeddings=False)
     assert untied.num_params(non_embedding=True) == n and untied.num_params() == n + 2 * V * D + positions
-    seq2seq = build(case, task="seq2seq", **({} if case == "transformer" else {"attention": False}))
+    seq2seq = build(case, task="seq2seq", **({} if case.startswith("transformer") else {"attention": False}))
     assert seq2seq.num_params() > model.num_params()  # the encoder and source embedding are really gone
 
 

@@ -19,12 +19,14 @@ ARCHS = {
     "residual_lstm": dict(residual_from=1),
     "minlstm": {},
     "transformer": dict(n_heads=2, d_ff=16, max_len=W),
+    "transformer_rope": dict(n_heads=2, d_ff=16, max_len=W, positions="rope"),
 }
 
 
 def _model(arch: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(arch, vocab_size=V, d_model=8, n_layers=2, task="lm", **ARCHS[arch]).eval()
+    name = arch.removesuffix("_rope")
+    return build_model(name, vocab_size=V, d_model=8, n_layers=2, task="lm", **ARCHS[arch]).eval()
 
 
 def _naive(model: torch.nn.Module, windows: torch.Tensor, k: int, bos_id: int | None) -> np.ndarray:
