@@ -87,3 +87,18 @@ def test_runs_scored_at_different_strides_are_compared_on_the_tokens_both_scored
     np.testing.assert_allclose(by["transformer"].loss[:, :, ::2], full[:, :, ::2])
     want = np.nanmean((strided - full)[:, :, ::2].reshape(len(KS), -1), axis=1)
     np.testing.assert_allclose(study.paired["lstm"].estimate, want, atol=1e-9)
+
+
+@pytest.mark.parametrize("positions, warned", [(None, True), ("learned", True), ("rope", False)])
+def test_a_learned_position_table_is_flagged_beside_its_k_star(tmp_path: Path, positions, warned) -> None:
+    import dataclasses
+
+    model = {"arch": "transformer"} | ({} if positions is None else {"positions": positions})
+    records = [
+        dataclasses.replace(_run(tmp_path, "tf", "transformer", 4.2, None, 1), config={"model": model}),
+        _run(tmp_path, "lstm", "lstm", 4.2, 32, 2),
+    ]
+    study = truncation_study(tmp_path, records, n_boot=99, null_sims=0)
+    text = "\n".join(truncation_lines(study, tmp_path))
+    assert ("**transformer: learned position table.**" in text) == warned
+    assert "lstm: learned position" not in text

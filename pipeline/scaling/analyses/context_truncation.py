@@ -58,10 +58,18 @@ class ArchTruncation:
     k: KStar  # L(K) with its interval and K*
     loss: np.ndarray  # [K, N, T] per-token losses (seeds averaged)
     floor: RunFloor
+    learned_positions: bool = False  # a Transformer with a learned position table (model.positions: learned)
 
     @property
     def conclusive(self) -> bool:
         return bool(self.floor.beats_trigram)
+
+
+def has_learned_positions(record: RunRecord) -> bool:
+    """A Transformer whose positions are a learned table (the default before ``positions: rope``): its last rows
+    train least, and truncation at K puts a context at positions 0..K (``pipeline/models/rotary.py``)."""
+    model = (record.config or {}).get("model", {})
+    return model.get("arch") == "transformer" and model.get("positions", "learned") == "learned"
 
 
 @dataclass
@@ -137,8 +145,15 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
         floor.loss = float(np.mean([r.final_valid_loss for r, _ in runs]))
         archs.append(
             ArchTruncation(
-                arch, [r.run for r, _ in runs], r0.non_embedding_params, r0.tokens, fit, loss, floor
-            )
+                arch,
+                [r.run for r, _ in runs],
+                r0.non_embedding_params,
+                r0.tokens,
+                fit,
+                loss,
+                floor,
+                has_learned_positions(r0),
+            )  # fmt: skip
         )
     names = [a.arch for a in archs]
     reference = REFERENCE_ARCH if REFERENCE_ARCH in names else names[0]

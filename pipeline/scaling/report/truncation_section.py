@@ -97,7 +97,14 @@ def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
         md.append(f"| {a.arch} | {', '.join(f'`{r}`' for r in a.runs)} | {a.non_embedding_params:,} | {a.tokens:,} | "
                   f"{a.floor.loss:.3f} | {_f(a.floor.bigram)} | {_f(a.floor.trigram)} | "
                   f"{'yes' if a.conclusive else 'no'} | {ks} |")  # fmt: skip
-    md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], "",
+    md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], ""]
+    learned = [a.arch for a in study.archs if a.learned_positions]
+    if learned:
+        md += [f"**{', '.join(learned)}: learned position table.** A truncated context of K tokens sits at positions "
+               "0..K, and in a causal model the table's last rows get the fewest gradients, so L(K) near the "
+               "table's end measures those rows, not context use (`pipeline/models/rotary.py`): read its K* "
+               "with care, or train with `model.positions: rope`.", ""]  # fmt: skip
+    md += [
            "L(K) in nats per token [95 % CI]" + (f", and each architecture minus {study.reference} on the same "
                                                    "tokens:" if study.paired else ":"), "",
            "| K | " + " | ".join(a.arch for a in study.archs)
