@@ -80,11 +80,11 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
     ks = parse_contexts(contexts, context)
     if int(stride) < 1:
         raise ConfigError(f"stride {stride}: must be >= 1 (1 = every validation token, s = every s-th)")
+    if int(max_windows) < 0:
+        raise ConfigError(f"max windows {max_windows}: must be >= 0 (0 = every validation window)")
     valid = lm_windows(data_dir, "valid")
     manifest = read_manifest(data_dir)
     clusters = {u: read_window_clusters(manifest, "valid", u) for u in UNITS}
-    if int(max_windows) < 0:
-        raise ConfigError(f"max windows {max_windows}: must be >= 0 (0 = every validation window)")
     picks = spread_windows(len(valid.tokens), int(max_windows))
     clusters = {u: [ids[i] for i in picks] for u, ids in clusters.items()}
     ext, full = sliding_windows(valid.tokens, ks[-1], picks)
