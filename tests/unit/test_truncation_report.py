@@ -102,3 +102,20 @@ def test_a_learned_position_table_is_flagged_beside_its_k_star(tmp_path: Path, p
     text = "\n".join(truncation_lines(study, tmp_path))
     assert ("**transformer: learned position table.**" in text) == warned
     assert "lstm: learned position" not in text
+
+
+def test_the_reference_is_the_transformer_without_a_learned_position_table(tmp_path: Path) -> None:
+    import dataclasses
+
+    def transformer(name: str, positions: str) -> RunRecord:
+        run = _run(tmp_path, name, name, 4.2, None, len(name))
+        return dataclasses.replace(run, config={"model": {"arch": "transformer", "positions": positions}})
+
+    lstm = _run(tmp_path, "lstm", "lstm", 4.2, 32, 2)
+    records = [transformer("transformer", "learned"), transformer("transformer_rope", "rope"), lstm]
+    study = truncation_study(tmp_path, records, n_boot=99, null_sims=0)
+    assert study.reference == "transformer_rope" and set(study.paired) == {"transformer", "lstm"}
+    assert study.gaps["lstm"].reference == "transformer_rope"
+    # with only the learned table it is still the reference; with no Transformer, the first architecture
+    assert truncation_study(tmp_path, records[:1] + [lstm], n_boot=99, null_sims=0).reference == "transformer"
+    assert truncation_study(tmp_path, [lstm], n_boot=99, null_sims=0).reference == "lstm"

@@ -59,6 +59,7 @@ class ArchTruncation:
     loss: np.ndarray  # [K, N, T] per-token losses (seeds averaged)
     floor: RunFloor
     learned_positions: bool = False  # a Transformer with a learned position table (model.positions: learned)
+    model_arch: str = ""  # the model class the sweep label stands for (`transformer` for `transformer_rope`)
 
     @property
     def conclusive(self) -> bool:
@@ -87,6 +88,15 @@ class TruncationStudy:
     n_boot: int = N_BOOT
     gaps: dict[str, GainGap] = field(default_factory=dict)  # arch -> D(K) against the reference
     n_tokens: int = 0  # validation tokens scored at every K (the late ones every run scored)
+
+
+def choose_reference(archs: Sequence[ArchTruncation]) -> ArchTruncation:
+    """The curve the others are paired against: a Transformer, preferring one without a learned position table
+    (whose undertrained last rows read as a loss of context, ``has_learned_positions``), then the sweep label
+    ``transformer``; with no Transformer, the first architecture."""
+    transformers = [a for a in archs if a.model_arch == REFERENCE_ARCH or a.arch == REFERENCE_ARCH]
+    ranked = sorted(transformers, key=lambda a: (a.learned_positions, a.arch != REFERENCE_ARCH))
+    return ranked[0] if ranked else archs[0]
 
 
 def run_floor(r: RunRecord) -> RunFloor:
@@ -153,11 +163,11 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
                 loss,
                 floor,
                 has_learned_positions(r0),
+                (r0.config or {}).get("model", {}).get("arch", ""),
             )  # fmt: skip
         )
-    names = [a.arch for a in archs]
-    reference = REFERENCE_ARCH if REFERENCE_ARCH in names else names[0]
-    ref = next(a for a in archs if a.arch == reference)
+    ref = choose_reference(archs)
+    reference = ref.arch
     paired = {
         a.arch: paired_difference(a.loss, ref.loss, ids, unit, n_boot=n_boot, seed=seed, method="percentile")
         for a in archs
