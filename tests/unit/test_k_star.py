@@ -18,6 +18,8 @@ def test_recovers_a_planted_k_star(planted: int) -> None:
         got.reason
     )  # within a grid step
     assert got.ci is not None and got.ci[0] <= planted <= got.ci[1]
+    # the interval is of the estimator that gave K* (the same weights), so it holds K* itself
+    assert got.ci[0] <= got.k_star <= got.ci[1]
     assert got.test.slope_before < -0.05 and abs(got.test.slope_after) < 0.03
     assert (got.unit, got.n_clusters) == ("book", 12) and f"K* = {got.k_star}" in got.reason
     # L(K) falls to the plateau, then is flat: the curve and its per-K cluster intervals
@@ -75,3 +77,18 @@ def test_errors() -> None:
         k_star(loss, (8, 16, 32), [0, 0, 1, 1], "book", null="perm")
     with pytest.raises(ValueError, match="need 2 <= n_clusters <= n_sequences"):
         false_plateau_rate(10, 5)
+
+
+def test_the_interval_comes_from_the_replicates_scored_with_the_tests_weights() -> None:
+    """Sign-flip draws weigh the test; t*'s CI comes from the resampled curves (`replicates`), scored with those
+    same weights: replicates that all bend where the observed curve bends give a CI of that one breakpoint."""
+    from pipeline.scaling.analyses.plateau import hinge_bend_test
+
+    x = np.log(np.asarray(HALF_OCTAVES, dtype=float))
+    bend = HALF_OCTAVES.index(45)
+    curve = -0.1 * np.minimum(x, x[bend])  # falls, then flat after K = 45
+    rng = np.random.default_rng(0)
+    flips = rng.normal(0, 0.002, (199, len(x))) * np.linspace(3, 1, len(x))  # noisier at short K
+    replicates = curve + rng.normal(0, 1e-4, (50, len(x)))
+    test = hinge_bend_test(curve, flips, positions=np.asarray(HALF_OCTAVES) - 1, replicates=replicates)
+    assert test.position == 44 and test.ci == (44, 44)

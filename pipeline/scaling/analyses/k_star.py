@@ -140,11 +140,9 @@ def k_star(
         design = np.stack([np.ones_like(x), x], axis=1)
         resid = share - share @ (design @ np.linalg.pinv(design))  # P is symmetric
         flips = sign_flips(n_clusters, n_boot, np.random.default_rng(seed))
-        test = hinge_bend_test(ci.estimate, flips @ resid, positions=ks - 1, alpha=alpha, min_side=min_side)
-        if test.position is not None:  # t*'s CI: the best breakpoints of the resampled clusters' curves
-            test.ci = hinge_bend_test(
-                ci.estimate, ci.samples, positions=ks - 1, alpha=1.0, min_side=min_side
-            ).ci
+        # t*'s CI: the best breakpoints of the resampled clusters' curves, weighted as the test weighs L(K)
+        test = hinge_bend_test(ci.estimate, flips @ resid, positions=ks - 1, alpha=alpha, min_side=min_side,
+                               replicates=ci.samples)  # fmt: skip
     else:
         raise ValueError(f"k_star null={null!r}: must be one of {NULLS}")
     few = too_few_contexts(len(ks), min_side)

@@ -89,10 +89,15 @@ def hinge_bend_test(
     alpha: float = ALPHA,
     min_side: int = MIN_SIDE,
     n_grid: int = N_GRID,
+    replicates: np.ndarray | None = None,
 ) -> BendTest:
     """Test rho (one value per position) for an upward bend in log position; ``boot`` [B, len(rho)] holds its
     bootstrap replicates over validation sequences (paired for a ratio). NaN entries of ``rho`` and positions
-    whose bootstrap variance is 0 or NaN are left out. ``positions`` defaults to 0..len(rho)-1."""
+    whose bootstrap variance is 0 or NaN are left out. ``positions`` defaults to 0..len(rho)-1.
+
+    ``replicates`` [R, len(rho)]: resampled curves whose best breakpoints give t*'s CI, when ``boot`` holds draws
+    of the null instead (sign flips); they are scored with the same weights as ``rho``, so the CI is that of the
+    estimator that gave t* (default: ``boot``)."""
     rho, boot = np.asarray(rho, dtype=float), np.asarray(boot, dtype=float)
     pos = np.arange(len(rho)) if positions is None else np.asarray(positions)
     if boot.ndim != 2 or boot.shape[1] != len(rho):
@@ -117,6 +122,8 @@ def hinge_bend_test(
     p = float((1 + np.sum(z_null.max(axis=1) >= stat)) / (len(boot) + 1))
     best = int(ks[int(np.argmax(z_obs))])
     beta, fitted = _hinge_fit(x, y, w, x[best])
+    if replicates is not None:
+        z_boot = (np.asarray(replicates, dtype=float)[:, keep] * sw) @ u.T
     t_boot = pos[keep][ks[np.argmax(z_boot, axis=1)]]
     ci = (int(np.floor(np.percentile(t_boot, 2.5))), int(np.ceil(np.percentile(t_boot, 97.5))))
     rejects = p < alpha and stat > 0
