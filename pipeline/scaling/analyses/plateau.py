@@ -116,14 +116,13 @@ def hinge_bend_test(
     sw = np.sqrt(w)
     u = _hinge_scores(x, sw, ks)
     z_obs = u @ (sw * y)
-    z_boot = (boot[:, keep] * sw) @ u.T  # [B, K]
     z_null = ((boot[:, keep] - boot[:, keep].mean(axis=0)) * sw) @ u.T
     stat = float(z_obs.max())
     p = float((1 + np.sum(z_null.max(axis=1) >= stat)) / (len(boot) + 1))
     best = int(ks[int(np.argmax(z_obs))])
     beta, fitted = _hinge_fit(x, y, w, x[best])
-    if replicates is not None:
-        z_boot = (np.asarray(replicates, dtype=float)[:, keep] * sw) @ u.T
+    curves = boot if replicates is None else np.asarray(replicates, dtype=float)
+    z_boot = (curves[:, keep] * sw) @ u.T  # [R, K]: each resampled curve's hinge scores
     t_boot = pos[keep][ks[np.argmax(z_boot, axis=1)]]
     ci = (int(np.floor(np.percentile(t_boot, 2.5))), int(np.ceil(np.percentile(t_boot, 97.5))))
     rejects = p < alpha and stat > 0
