@@ -92,3 +92,18 @@ def test_the_interval_comes_from_the_replicates_scored_with_the_tests_weights() 
     replicates = curve + rng.normal(0, 1e-4, (50, len(x)))
     test = hinge_bend_test(curve, flips, positions=np.asarray(HALF_OCTAVES) - 1, replicates=replicates)
     assert test.position == 44 and test.ci == (44, 44)
+
+
+def test_the_interval_ends_on_contexts_of_the_grid() -> None:
+    """On half octaves the replicates' breakpoints are grid contexts; an interpolated percentile between two of
+    them (44 and 63 -> 48) would name a context that was never scored. 2 of 50 replicates bend at K = 45, the rest
+    at 64: the 2.5th percentile is the second-lowest replicate's, K = 45, not a point between."""
+    from pipeline.scaling.analyses.plateau import hinge_bend_test
+
+    x = np.log(np.asarray(HALF_OCTAVES, dtype=float))
+    at = {k: -0.1 * np.minimum(x, x[HALF_OCTAVES.index(k)]) for k in (45, 64)}
+    rng = np.random.default_rng(0)
+    flips = rng.normal(0, 0.002, (199, len(x)))
+    replicates = np.stack([at[45]] * 2 + [at[64]] * 48) + rng.normal(0, 1e-5, (50, len(x)))
+    test = hinge_bend_test(at[64], flips, positions=np.asarray(HALF_OCTAVES) - 1, replicates=replicates)
+    assert test.ci == (44, 63)
