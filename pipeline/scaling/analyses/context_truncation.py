@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.scaling.analyses.context_separation import GainGap, gain_gap
-from pipeline.scaling.analyses.k_star import FalsePlateauRate, KStar, false_plateau_rate, k_star
+from pipeline.scaling.analyses.k_star import (
+    FalsePlateauRate,
+    KStar,
+    KStarCoverage,
+    false_plateau_rate,
+    k_star,
+    k_star_coverage,
+)
 from pipeline.scaling.fits.cluster_bootstrap import ClusterInterval, paired_difference
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH
 from pipeline.scaling.records.run_files import RunFiles, run_files_of
@@ -88,6 +95,9 @@ class TruncationStudy:
     n_boot: int = N_BOOT
     gaps: dict[str, GainGap] = field(default_factory=dict)  # arch -> D(K) against the reference
     n_tokens: int = 0  # validation tokens scored at every K (the late ones every run scored)
+    coverage: dict[str, KStarCoverage] = field(
+        default_factory=dict
+    )  # arch -> its K* interval's coverage check
 
 
 def choose_reference(archs: Sequence[ArchTruncation]) -> ArchTruncation:
@@ -182,14 +192,30 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
     }
     n_windows = first.loss.shape[1]
     n_positions = int(common[-1, :, first.first_position :].any(axis=0).sum())  # the positions scored
+    n_clusters = len(set(ids.tolist()))
+    simulate = null_sims > 0 and n_clusters <= n_windows
     null = (
-        false_plateau_rate(
-            len(set(ids.tolist())), n_windows, ks, n_positions, n_sims=null_sims, n_boot=199, seed=seed
-        )
-        if null_sims > 0 and len(set(ids.tolist())) <= n_windows
+        false_plateau_rate(n_clusters, n_windows, ks, n_positions, n_sims=null_sims, n_boot=199, seed=seed)
+        if simulate
         else None
     )
+    # each K*'s interval checked where the answer is known: a bend planted at the estimate, with the measured slope
+    coverage = {
+        a.arch: k_star_coverage(
+            a.k.k_star,
+            n_clusters,
+            n_windows,
+            ks,
+            n_positions,
+            -a.k.test.slope_before,
+            n_sims=null_sims,
+            n_boot=199,
+            seed=seed,
+        )  # fmt: skip
+        for a in archs
+        if simulate and a.k.k_star is not None and a.k.test.slope_before < 0
+    }
     floors = [run_floor(r) for r in (records if all_records is None else all_records) if r.count_floors]
     n_tokens = int(common[-1, :, first.first_position :].sum())
-    return TruncationStudy(ks, unit, len(set(ids.tolist())), n_windows, n_positions, archs, paired, reference,
-                           floors, null, n_boot, gaps, n_tokens)  # fmt: skip
+    return TruncationStudy(ks, unit, n_clusters, n_windows, n_positions, archs, paired, reference, floors, null,
+                           n_boot, gaps, n_tokens, coverage)  # fmt: skip

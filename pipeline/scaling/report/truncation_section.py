@@ -98,6 +98,11 @@ def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
                   f"{a.floor.loss:.3f} | {_f(a.floor.bigram)} | {_f(a.floor.trigram)} | "
                   f"{'yes' if a.conclusive else 'no'} | {ks} |")  # fmt: skip
     md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], ""]
+    if study.coverage:
+        md += ["Each K* interval checked where the answer is known (`k_star_coverage`: synthetic studies at this "
+               "design with L(K) falling at the measured slope up to a bend planted at the estimate, flat after; a "
+               "sharp bend, so the check is of the estimator, not of how sharply a model stops):", "",
+               *[f"- {arch}: {c.describe()}" for arch, c in study.coverage.items()], ""]  # fmt: skip
     learned = [a.arch for a in study.archs if a.learned_positions]
     if learned:
         md += [f"**{', '.join(learned)}: learned position table.** A truncated context of K tokens sits at positions "
