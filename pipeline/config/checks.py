@@ -70,7 +70,10 @@ def contradictions(cfg: RunConfig) -> list[str]:
     pair = d.corpus.startswith(("parallel:", "tsv:")) or (d.corpus.startswith("bible:") and "-" in d.corpus)
     if d.task == "lm" and pair:
         out.append(f"data.corpus={d.corpus} is parallel text, but data.task=lm reads monolingual text (preparing "
-                   "it fails): use data.corpus=bible:4+k+3 (translations joined by '+') or text:FILE")  # fmt: skip
+                   "it fails): use data.corpus=bible:4+k+3 (translations joined by '+'), text:FILE or docs:DIR")  # fmt: skip
+    if d.corpus.startswith("docs:") and d.task != "lm":
+        out.append(f"data.corpus={d.corpus} is a directory of documents for data.task=lm, not for data.task={d.task} "
+                   "(preparing it fails)")  # fmt: skip
     if d.task in ("lm", *MEMORY_TASKS) and cfg.train.bleu_samples:
         out.append(
             f"train.bleu_samples={cfg.train.bleu_samples} does nothing with data.task={d.task} (no translation)"

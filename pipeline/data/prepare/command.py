@@ -55,7 +55,16 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--tsv", type=path_arg, help="source<TAB>target per line (a file or a dir of files; .gz/.xz ok)"
     )
     src.add_argument(
-        "--valid-frac", type=float, default=0.05, help="user files: last-but-one block for valid"
+        "--docs",
+        type=path_arg,
+        help="--task lm: a directory with one document per file (or train/, valid/ or validation/, test/ "
+        "subdirectories: the corpus's own split), held out whole; each held-out document is a bootstrap cluster",
+    )
+    src.add_argument(
+        "--valid-frac",
+        type=float,
+        default=0.05,
+        help="user files: last-but-one block for valid (--docs: the share of documents held out)",
     )
     src.add_argument("--test-frac", type=float, default=0.05, help="user files: last block for test")
     parser.add_argument("--out", type=path_arg, required=True, help="data dir to write")
@@ -87,12 +96,14 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def source_from_args(args: argparse.Namespace) -> CorpusSource:
-    """The corpus ``--corpus`` / ``--src --tgt`` / ``--tsv`` / ``--text`` name (the bible by default)."""
-    if args.src is not None or args.tgt is not None or args.text is not None or args.tsv is not None:
+    """The corpus ``--corpus`` / ``--src --tgt`` / ``--tsv`` / ``--text`` / ``--docs`` name (the bible by
+    default)."""
+    files = (args.src, args.tgt, args.text, args.tsv, args.docs)
+    if any(f is not None for f in files):
         if args.corpus is not None:
-            raise ValueError("give either --corpus or --src/--tgt, --tsv or --text, not both")
-        return CorpusSource(src=args.src, tgt=args.tgt, text=args.text, tsv=args.tsv, valid_frac=args.valid_frac,
-                            test_frac=args.test_frac)  # fmt: skip
+            raise ValueError("give either --corpus or --src/--tgt, --tsv, --text or --docs, not both")
+        return CorpusSource(src=args.src, tgt=args.tgt, text=args.text, tsv=args.tsv, docs=args.docs,
+                            valid_frac=args.valid_frac, test_frac=args.test_frac)  # fmt: skip
     return parse_source(args.corpus or (DEFAULT_LM_CORPUS if args.task == "lm" else DEFAULT_CORPUS))
 
 

@@ -36,7 +36,7 @@ PLAN = "plan.json"
 
 def is_streamed(source: CorpusSource) -> bool:
     """Parallel files and TSV stream; the bible and plain text (next-sentence) keep the in-memory path."""
-    return source.bible is None and source.text is None
+    return source.src is not None or source.tsv is not None
 
 
 def pairs_of(source: CorpusSource, malformed: Malformed, start: int = 0) -> Iterator[tuple[str, str, str]]:

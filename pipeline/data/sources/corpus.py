@@ -8,6 +8,7 @@ Four kinds of source, all described by a :class:`CorpusSource` whose ``describe(
 - TSV (``--tsv FILE``): ``source<TAB>target`` per line (``readers.py``).
 - plain text (``--text FILE``): a next-sentence task; each non-empty line is the target of the non-empty line
   before it.
+- documents (``--docs DIR``, language modelling only): one file a document, held out whole (``documents.py``).
 
 User files are split into contiguous blocks (train first, then valid, then test; ``text.block_bounds``) rather
 than interleaved, because neighbouring lines are near-duplicates and an interleaved split leaks. For plain text the lines are split first and pairs are formed inside each block, so no
@@ -28,13 +29,15 @@ from pipeline.data.sources.bible import (
     parse_bible_lm_spec,
     parse_bible_spec,
 )
+from pipeline.data.sources.documents import document_files
 from pipeline.data.sources.readers import Malformed, expand, tsv_pairs
 from pipeline.data.text import SPLITS, Example, block_bounds, clean_text
 
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """What to read. Exactly one of ``bible`` (a ``bible:X-Y`` spec), ``src``+``tgt`` or ``text`` is set."""
+    """What to read. Exactly one of ``bible`` (a ``bible:X-Y`` spec), ``src``+``tgt``, ``text``, ``tsv`` or ``docs``
+    is set."""
 
     bible: str | None = None
     src: Path | None = None
@@ -43,12 +46,15 @@ class CorpusSource:
     valid_frac: float = 0.05
     test_frac: float = 0.05
     tsv: Path | None = None  # source<TAB>target lines (a file or a dir of files; see readers.py)
+    docs: Path | None = None  # a directory of documents, one file each (language modelling; see documents.py)
 
     def __post_init__(self) -> None:
         kinds = [self.bible is not None, self.src is not None or self.tgt is not None, self.text is not None,
-                 self.tsv is not None]  # fmt: skip
+                 self.tsv is not None, self.docs is not None]  # fmt: skip
         if sum(kinds) != 1:
-            raise ValueError("give exactly one corpus: a bible spec, --src with --tgt, --tsv, or --text")
+            raise ValueError(
+                "give exactly one corpus: a bible spec, --src with --tgt, --tsv, --text or --docs"
+            )
         if (self.src is None) != (self.tgt is None):
             raise ValueError(f"parallel text needs both --src and --tgt (got src={self.src}, tgt={self.tgt})")
         if self.bible is not None and is_monolingual(self.bible):
@@ -71,12 +77,17 @@ class CorpusSource:
             return f"text:{self.text}"
         if self.tsv is not None:
             return f"tsv:{self.tsv}"
+        if self.docs is not None:
+            return f"docs:{self.docs}"
         return f"parallel:{self.src}|{self.tgt}"
 
     def describe(self) -> dict:
         """Everything that determines the pairs, including input-file hashes so edited files re-prepare."""
         info: dict = {"spec": self.spec}
-        if self.bible is None:
+        if self.docs is not None:
+            info["sha256"] = {str(p): sha256_file(p) for p in document_files(self.docs)}
+            info["valid_frac"], info["test_frac"] = self.valid_frac, self.test_frac
+        elif self.bible is None:
             roots = (
                 [self.text]
                 if self.text is not None
@@ -92,7 +103,8 @@ class CorpusSource:
 
 
 def parse_source(corpus: str | CorpusSource) -> CorpusSource:
-    """Accept a ``CorpusSource`` or a spec string: ``bible:4-l``, ``parallel:SRC|TGT`` or ``text:FILE``."""
+    """Accept a ``CorpusSource`` or a spec string: ``bible:4-l``, ``parallel:SRC|TGT``, ``text:FILE``,
+    ``tsv:FILE`` or ``docs:DIR``."""
     if isinstance(corpus, CorpusSource):
         return corpus
     kind, _, rest = corpus.partition(":")
@@ -102,11 +114,14 @@ def parse_source(corpus: str | CorpusSource) -> CorpusSource:
         return CorpusSource(text=Path(rest))
     if kind == "tsv" and rest:
         return CorpusSource(tsv=Path(rest))
+    if kind == "docs" and rest:
+        return CorpusSource(docs=Path(rest))
     if kind == "parallel" and "|" in rest:
         src, tgt = rest.split("|", 1)
         return CorpusSource(src=Path(src), tgt=Path(tgt))
     raise ValueError(
-        f"unknown corpus spec {corpus!r}: expected 'bible:SRC-TGT', 'parallel:SRC|TGT', 'tsv:FILE' or 'text:FILE'"
+        f"unknown corpus spec {corpus!r}: expected 'bible:SRC-TGT', 'parallel:SRC|TGT', 'tsv:FILE', 'text:FILE' or "
+        "'docs:DIR'"
     )
 
 
@@ -114,6 +129,8 @@ def load_splits(source: CorpusSource) -> dict[str, list[Example]]:
     """Read, clean and split the corpus (pairs with an empty side are dropped)."""
     if source.bible is not None and is_monolingual(source.bible):
         raise ValueError(f"{source.bible} is monolingual text for data.task=lm, not translation pairs")
+    if source.docs is not None:
+        raise ValueError(f"{source.spec} is a directory of documents for data.task=lm, not translation pairs")
     if source.bible is not None:
         splits = bible_pairs(*parse_bible_spec(source.bible))
     elif source.tsv is not None:

@@ -3,7 +3,9 @@
 Documents. From the embedded corpus, ``bible:4+k+3`` (any public-domain codes joined by ``+``): each translation's
 book is one document, and the same books are held out in every translation (``bible.py``). From a user's text
 (``text:FILE``, a file or a directory of files, gzip/xz allowed): its non-empty lines are cut into contiguous
-train / valid / test blocks (by ``valid_frac`` / ``test_frac``, never interleaved) and each block is one document.
+train / valid / test blocks (by ``valid_frac`` / ``test_frac``, never interleaved) and each block is one document,
+so the held-out windows are one cluster. From a directory of documents (``docs:DIR``, one file each, e.g. PG-19's
+books): whole documents are held out (``documents.py``), each one a cluster.
 
 Windows. Each split's documents are tokenized and concatenated, each followed by EOS, and cut into disjoint
 windows of ``context + 1`` tokens (stride ``context + 1``): every token is a target exactly once. A sample stores
@@ -23,6 +25,7 @@ import numpy as np
 
 from pipeline.data.sources.bible import DEFAULT_LM_CORPUS, Document, bible_documents, parse_bible_lm_spec
 from pipeline.data.sources.corpus import CorpusSource
+from pipeline.data.sources.documents import load_document_splits
 from pipeline.data.sources.lm_clusters import token_labels, window_clusters
 from pipeline.data.sources.readers import Malformed, decode_line, expand, raw_lines
 from pipeline.data.text import SPLITS, Record, block_bounds, clean_text
@@ -42,6 +45,9 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
         )
     if source.bible is not None:
         return bible_documents(parse_bible_lm_spec(source.bible))
+    if source.docs is not None:
+        return load_document_splits(source.docs, source.valid_frac, source.test_frac,
+                                    malformed if malformed is not None else Malformed())  # fmt: skip
     if source.text is not None:
         malformed = malformed if malformed is not None else Malformed()
         lines = [
@@ -56,7 +62,7 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
         }
     raise ValueError(
         f"data.task=lm reads monolingual text, not the parallel corpus {source.spec}: use "
-        f"--corpus {DEFAULT_LM_CORPUS} or --text FILE"
+        f"--corpus {DEFAULT_LM_CORPUS}, --text FILE or --docs DIR"
     )
 
 
