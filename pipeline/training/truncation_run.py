@@ -100,7 +100,8 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
     )
     loss = got.loss[:, :, ks[-1] :]  # [K, N, W]: the windows' own tokens
     loss = np.where(full[None], loss, np.nan)
-    path = save_truncation(run_dir, loss, ks, 0, clusters, DEFAULT_UNIT, [valid.keys[i] for i in picks])
+    unit = cluster_unit(manifest)
+    path = save_truncation(run_dir, loss, ks, 0, clusters, unit, [valid.keys[i] for i in picks])
     curve = np.nanmean(loss.reshape(len(ks), -1), axis=1)
     return {
         "contexts": ks,
@@ -108,10 +109,16 @@ def evaluate_truncation(model: torch.nn.Module, data_dir: str | Path, context: i
         "tokens": int(np.isfinite(loss[0]).sum()),
         "stride": int(stride),
         "windows": len(picks),
-        "unit": DEFAULT_UNIT,
-        "n_clusters": len(set(clusters[DEFAULT_UNIT])),
+        "unit": unit,
+        "n_clusters": len(set(clusters[unit])),
         "file": path.name,
     }
+
+
+def cluster_unit(manifest: dict[str, Any]) -> str:
+    """The unit a bootstrap resamples: chapters of the Bible corpus (every translation of one together), else the
+    documents (``docs:DIR``: each held-out file; ``text:FILE``: its held-out block, one document)."""
+    return DEFAULT_UNIT if str(manifest.get("corpus", "")).startswith("bible:") else "document"
 
 
 def format_curve(result: dict[str, Any]) -> str:

@@ -45,6 +45,9 @@ def test_evaluate_contexts_writes_the_truncation_file(lm_data: Path, tmp_path: P
     valid = lm_windows(lm_data, "valid")
     assert got.loss.shape == (len(KS), len(valid.tokens), CONTEXT + 1) and got.contexts.tolist() == list(KS)
     assert got.window_key.tolist() == valid.keys and set(got.clusters) == {"chapter", "book", "document"}
+    assert (
+        got.unit == "document"
+    )  # a text: corpus has no chapters: its held-out block is resampled as one document
     assert np.isnan(got.loss[:, 0, : KS[-1]]).all() and np.isfinite(got.loss[:, 1:]).all()
     # window 1, token 0 at K = 4: BOS + the last 4 tokens of window 0 (the stream before it), one forward
     model, _ = load_checkpoint_model(find_resume_checkpoint(run))

@@ -13,6 +13,7 @@ from pipeline.data.sources.corpus import CorpusSource, load_splits, parse_source
 from pipeline.data.sources.documents import split_by_name
 from pipeline.data.sources.lm import load_documents
 from pipeline.data.sources.readers import Malformed
+from pipeline.training.truncation_run import cluster_unit
 from tests.unit.data_fixtures import write_parallel
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,6 +88,7 @@ def test_held_out_documents_are_the_clusters_of_the_prepared_windows(tmp_path: P
     assert len(valid_docs) >= 2 and set(clusters["document"]) == valid_docs  # each held-out book is a cluster
     assert clusters["chapter"] == clusters["document"] == clusters["book"]  # a book has no chapters here
     assert manifest["corpus"] == f"docs:{tmp_path / 'lib'}"
+    assert cluster_unit(manifest) == "document" and cluster_unit({"corpus": "bible:4+k+3"}) == "chapter"
 
 
 def test_docs_is_for_language_modelling_and_reachable_from_the_cli(tmp_path: Path) -> None:

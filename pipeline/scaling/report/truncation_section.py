@@ -23,6 +23,15 @@ from pipeline.scaling.report.figure_style import (
 FIGURE = "context_truncation.png"
 
 
+def _cluster_note(unit: str) -> str:
+    """What one cluster holds: a Bible chapter or book in every translation, else one held-out document."""
+    if unit in ("chapter", "book"):
+        return f"every translation of a held-out {unit} together"
+    if unit.startswith("window"):  # one held-out document (text:FILE): nothing coarser to resample
+        return "the held-out split is one document, so its windows are resampled as if independent"
+    return f"each held-out {unit} whole"
+
+
 def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -79,8 +88,8 @@ def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
           f"{study.n_windows} windows x {study.n_positions} positions at every K, so differences between contexts "
           "and between architectures are paired. This replaces the band difference (different tokens per band) "
           f"as the study's context estimate. Intervals: 95 % percentile, {study.n_boot} "
-          f"resamples of **{study.n_clusters} {study.unit}s** (whole clusters: every translation of a held-out "
-          f"{study.unit} together; {study.n_windows} windows), the same drawn clusters at every K. K* is where L(K) "
+          f"resamples of **{study.n_clusters} {study.unit}s** (whole clusters: {_cluster_note(study.unit)}; "
+          f"{study.n_windows} windows), the same drawn clusters at every K. K* is where L(K) "
           "bends up (the calibrated bend test, sign-flip null over clusters; `analyses/k_star.py`).", ""]  # fmt: skip
     if study.null_rate is not None:
         md += [f"Level of the K* test at this design: {study.null_rate.describe()}.", ""]
