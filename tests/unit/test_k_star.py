@@ -124,5 +124,9 @@ def test_coverage_of_the_interval_on_a_planted_k_star() -> None:
     )  # a bend too small for the noise is mostly missed, and counts as a miss
     with pytest.raises(ValueError, match="planted K\\* 50 is not one of the contexts"):
         k_star_coverage(50, 12, 36)
+    still = k_star_coverage(45, 12, 36, HALF_OCTAVES, n_positions=64, gain=0.1, gain_after=0.01, n_sims=10)
+    assert still.detected >= 0.8 and "-0.01 after" in still.describe()  # a model that still gains a little
     with pytest.raises(ValueError, match="gain must be > 0"):
         k_star_coverage(45, 12, 36, gain=0.0)
+    with pytest.raises(ValueError, match="and > gain_after"):
+        k_star_coverage(45, 12, 36, gain=0.05, gain_after=0.05)

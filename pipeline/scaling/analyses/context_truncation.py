@@ -95,9 +95,7 @@ class TruncationStudy:
     n_boot: int = N_BOOT
     gaps: dict[str, GainGap] = field(default_factory=dict)  # arch -> D(K) against the reference
     n_tokens: int = 0  # validation tokens scored at every K (the late ones every run scored)
-    coverage: dict[str, KStarCoverage] = field(
-        default_factory=dict
-    )  # arch -> its K* interval's coverage check
+    coverage: dict[str, KStarCoverage] = field(default_factory=dict)  # arch -> its K* interval's check
 
 
 def choose_reference(archs: Sequence[ArchTruncation]) -> ArchTruncation:
@@ -126,6 +124,17 @@ def _chosen(
         top = max((r.non_embedding_params, r.tokens) for r, _ in mine)
         out[arch] = [(r, t) for r, t in mine if (r.non_embedding_params, r.tokens) == top]
     return out
+
+
+def _coverage(k: KStar, n_clusters: int, n_windows: int, n_positions: int, n_sims: int,
+              seed: int) -> KStarCoverage | None:  # fmt: skip
+    """``k_star_coverage`` at this design, planted at the estimate with the slopes measured each side of it (None
+    where L(K) does not fall faster before the bend than after)."""
+    before, after = -k.test.slope_before, max(-k.test.slope_after, 0.0)
+    if k.k_star is None or not before > after:
+        return None
+    return k_star_coverage(k.k_star, n_clusters, n_windows, k.contexts, n_positions, before, n_sims=n_sims,
+                           n_boot=199, seed=seed, gain_after=after)  # fmt: skip
 
 
 def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord], n_boot: int = N_BOOT,
@@ -199,22 +208,9 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
         if simulate
         else None
     )
-    # each K*'s interval checked where the answer is known: a bend planted at the estimate, with the measured slope
-    coverage = {
-        a.arch: k_star_coverage(
-            a.k.k_star,
-            n_clusters,
-            n_windows,
-            ks,
-            n_positions,
-            -a.k.test.slope_before,
-            n_sims=null_sims,
-            n_boot=199,
-            seed=seed,
-        )  # fmt: skip
-        for a in archs
-        if simulate and a.k.k_star is not None and a.k.test.slope_before < 0
-    }
+    # each K*'s interval checked where the answer is known: a bend planted at the estimate, the measured slopes
+    coverage = {a.arch: c for a in archs
+                if simulate and (c := _coverage(a.k, n_clusters, n_windows, n_positions, null_sims, seed))}  # fmt: skip
     floors = [run_floor(r) for r in (records if all_records is None else all_records) if r.count_floors]
     n_tokens = int(common[-1, :, first.first_position :].sum())
     return TruncationStudy(ks, unit, n_clusters, n_windows, n_positions, archs, paired, reference, floors, null,

@@ -173,11 +173,13 @@ def simulate_truncation(
     plateau_at: int | None = None,
     token_sd: float = 0.3,
     cluster_sd: float = 0.02,
+    gain_after: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-token losses [len(contexts), n_sequences, n_positions] and cluster ids of a synthetic truncation study.
 
-    L = base + g (log K_max - log min(K, plateau_at)) + e: base differs by cluster, window and token (shared by
-    every K); the gain per unit log K, g, varies by cluster and by window around ``gain``; e is 0 at K_max and
+    L = base + g (log p - log min(K, p)) + g' (log K_max - log max(K, p)) + e, p = ``plateau_at``: base differs by
+    cluster, window and token (shared by every K); the gain per unit log K, g, varies by cluster and by window around
+    ``gain``, and after p it is ``gain_after`` (default 0: flat; a model that still gains a little); e is 0 at K_max and
     grows towards short contexts as a random walk over the context grid (sd ``token_sd`` per step per token,
     ``cluster_sd`` per step per cluster), so tokens and clusters deviate from the mean curve in correlated ways.
     ``plateau_at=None`` is the null: a gain that continues linearly in log K over the whole grid."""
@@ -191,6 +193,8 @@ def simulate_truncation(
     g = gain * (1 + 0.5 * rng.normal(size=n_clusters)[ids] + 0.5 * rng.normal(size=n_sequences))
     reach = np.log(ks if plateau_at is None else np.minimum(ks, plateau_at))
     mean = g[None, :, None] * (reach.max() - reach)[:, None, None]
+    if plateau_at is not None:
+        mean = mean + gain_after * (np.log(ks.max()) - np.log(np.maximum(ks, plateau_at)))[:, None, None]
     steps = token_sd * rng.normal(size=(len(ks), n_sequences, n_positions))
     steps += cluster_sd * rng.normal(size=(len(ks), n_clusters))[:, ids, None]
     steps[-1] = 0.0
@@ -279,7 +283,8 @@ class KStarCoverage:
     def describe(self) -> str:
         d = self.design
         return (
-            f"planted K* = {self.planted} (slope {-d['gain']:.3g} nats per e-fold before it): bend found in "
+            f"planted K* = {self.planted} (slope {-d['gain']:.3g} nats per e-fold before it, "
+            f"{-d.get('gain_after', 0.0):.3g} after): bend found in "
             f"{self.detected:.0%}, interval holds the planted K* in {self.covered:.0%} of {self.n_sims} simulated "
             f"studies ({self.covered_if_detected:.0%} of those found) at {d['n_clusters']} clusters, "
             f"{d['n_sequences']} sequences, {d['n_positions']} positions, {len(d['contexts'])} contexts"
@@ -288,20 +293,25 @@ class KStarCoverage:
 
 def k_star_coverage(planted: int, n_clusters: int, n_sequences: int, contexts: Sequence[int] = HALF_OCTAVES,
                     n_positions: int = 256, gain: float = 0.05, n_sims: int = 100, n_boot: int = 199,
-                    alpha: float = ALPHA, seed: int = 0, **noise: float) -> KStarCoverage:  # fmt: skip
+                    alpha: float = ALPHA, seed: int = 0, gain_after: float = 0.0,
+                    **noise: float) -> KStarCoverage:  # fmt: skip
     """The coverage of `k_star`'s interval on studies with a bend planted at ``planted`` (a context of the grid:
-    L falls ``gain`` nats per e-fold of K up to it, flat after), simulated at the study's design: an interval
-    not checked for coverage is a hint, and this is the check."""
+    L falls ``gain`` nats per e-fold of K up to it, ``gain_after`` after), simulated at the study's design: an
+    interval not checked for coverage is a hint, and this is the check."""
     if planted not in contexts:
         raise ValueError(f"k_star_coverage: planted K* {planted} is not one of the contexts {list(contexts)}")
-    if not gain > 0:
-        raise ValueError(f"k_star_coverage: gain must be > 0 nats per e-fold (a falling L(K)), got {gain}")
+    if not gain > max(gain_after, 0.0):
+        raise ValueError(
+            f"k_star_coverage: gain must be > 0 nats per e-fold (a falling L(K)) and > gain_after (a bend up), "
+            f"got {gain} and {gain_after}"
+        )
     found = _simulated_k_stars(n_clusters, n_sequences, contexts, n_positions, n_sims, n_boot, alpha, seed,
-                               gain=gain, plateau_at=planted, **noise)  # fmt: skip
+                               gain=gain, plateau_at=planted, gain_after=gain_after, **noise)  # fmt: skip
     hit = [f.ci is not None for f in found]
     holds = [f.ci is not None and f.ci[0] <= planted <= f.ci[1] for f in found]
     design = {"n_clusters": n_clusters, "n_sequences": n_sequences, "n_positions": n_positions,
-              "contexts": list(contexts), "n_boot": n_boot, "gain": gain, **noise}  # fmt: skip
+              "contexts": list(contexts), "n_boot": n_boot, "gain": gain, "gain_after": gain_after,
+              **noise}  # fmt: skip
     n_hit = sum(hit)
     return KStarCoverage(planted, n_hit / n_sims, sum(holds) / n_sims, sum(holds) / n_hit if n_hit else float("nan"),
                          n_sims, design)  # fmt: skip

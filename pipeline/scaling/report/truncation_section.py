@@ -109,8 +109,9 @@ def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
     md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], ""]
     if study.coverage:
         md += ["Each K* interval checked where the answer is known (`k_star_coverage`: synthetic studies at this "
-               "design with L(K) falling at the measured slope up to a bend planted at the estimate, flat after; a "
-               "sharp bend, so the check is of the estimator, not of how sharply a model stops):", "",
+               "design with L(K) falling at the measured slope up to a bend planted at the estimate and at the "
+               "measured slope after it; a sharp bend, so the check is of the estimator, not of how sharply a model "
+               "stops):", "",
                *[f"- {arch}: {c.describe()}" for arch, c in study.coverage.items()], ""]  # fmt: skip
     learned = [a.arch for a in study.archs if a.learned_positions]
     if learned:
