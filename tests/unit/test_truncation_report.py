@@ -53,7 +53,7 @@ def test_the_section_names_clusters_floors_k_star_and_who_beats_the_trigram(tmp_
     assert "Level of the K* test at this design: false-plateau rate" in text
     cover = study.coverage["lstm"]  # its K* interval checked on studies with a bend planted at its estimate
     assert list(study.coverage) == ["lstm"] and cover.planted == by["lstm"].k.k_star and cover.n_sims == 5
-    assert f"- lstm: planted K* = {cover.planted}" in text and "simulated studies" in text
+    assert f"- lstm: planted K* = {cover.planted}" in text and "the study's own tokens as noise" in text
     assert "the gain gap D(K)" in text and "| K | lstm: D(K) | lstm: to separate |" in text
     gap = study.gaps["lstm"]  # the lstm plateaus at 32, the transformer keeps gaining: D(128) < 0, resolved
     assert gap.reference == "transformer" and gap.interval.hi[gap.contexts.index(128)] < 0

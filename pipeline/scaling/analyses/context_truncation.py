@@ -24,14 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.scaling.analyses.context_separation import GainGap, gain_gap
-from pipeline.scaling.analyses.k_star import (
-    FalsePlateauRate,
-    KStar,
-    KStarCoverage,
-    false_plateau_rate,
-    k_star,
-    k_star_coverage,
-)
+from pipeline.scaling.analyses.k_star import FalsePlateauRate, KStar, false_plateau_rate, k_star
+from pipeline.scaling.analyses.k_star_coverage import KStarCoverage, k_star_coverage_on_data
 from pipeline.scaling.fits.cluster_bootstrap import ClusterInterval, paired_difference
 from pipeline.scaling.fits.crossing import REFERENCE_ARCH
 from pipeline.scaling.records.run_files import RunFiles, run_files_of
@@ -126,15 +120,16 @@ def _chosen(
     return out
 
 
-def _coverage(k: KStar, n_clusters: int, n_windows: int, n_positions: int, n_sims: int,
+def _coverage(a: ArchTruncation, ids: np.ndarray, first_position: int, n_sims: int,
               seed: int) -> KStarCoverage | None:  # fmt: skip
-    """``k_star_coverage`` at this design, planted at the estimate with the slopes measured each side of it (None
-    where L(K) does not fall faster before the bend than after)."""
+    """``k_star_coverage_on_data`` on this architecture's tokens, planted at its K* with the slopes measured each
+    side (None without a K*, or where L(K) does not fall faster before the bend than after)."""
+    k = a.k
     before, after = -k.test.slope_before, max(-k.test.slope_after, 0.0)
     if k.k_star is None or not before > after:
         return None
-    return k_star_coverage(k.k_star, n_clusters, n_windows, k.contexts, n_positions, before, n_sims=n_sims,
-                           n_boot=199, seed=seed, gain_after=after)  # fmt: skip
+    return k_star_coverage_on_data(a.loss, k.contexts, ids, k.k_star, before, after, first_position, n_sims,
+                                   seed=seed)  # fmt: skip
 
 
 def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord], n_boot: int = N_BOOT,
@@ -210,7 +205,7 @@ def truncation_study(source: str | Path | RunFiles, records: Sequence[RunRecord]
     )
     # each K*'s interval checked where the answer is known: a bend planted at the estimate, the measured slopes
     coverage = {a.arch: c for a in archs
-                if simulate and (c := _coverage(a.k, n_clusters, n_windows, n_positions, null_sims, seed))}  # fmt: skip
+                if simulate and (c := _coverage(a, ids, first.first_position, null_sims, seed))}  # fmt: skip
     floors = [run_floor(r) for r in (records if all_records is None else all_records) if r.count_floors]
     n_tokens = int(common[-1, :, first.first_position :].sum())
     return TruncationStudy(ks, unit, n_clusters, n_windows, n_positions, archs, paired, reference, floors, null,

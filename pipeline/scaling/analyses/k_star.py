@@ -246,13 +246,13 @@ def false_plateau_rate(
               "contexts": list(contexts), "n_boot": n_boot, "null": null, **noise}  # fmt: skip
     if too_few_contexts(len(contexts)) is not None:  # the test cannot run: no simulations to spend
         return FalsePlateauRate(float("nan"), float("nan"), 0, alpha, design)
-    found = _simulated_k_stars(n_clusters, n_sequences, contexts, n_positions, n_sims, n_boot, alpha, seed, null,
+    found = simulated_k_stars(n_clusters, n_sequences, contexts, n_positions, n_sims, n_boot, alpha, seed, null,
                                **noise)  # fmt: skip
     rate = sum(f.k_star is not None for f in found) / n_sims
     return FalsePlateauRate(rate, float(np.sqrt(alpha * (1 - alpha) / n_sims)), n_sims, alpha, design)
 
 
-def _simulated_k_stars(n_clusters: int, n_sequences: int, contexts: Sequence[int], n_positions: int, n_sims: int,
+def simulated_k_stars(n_clusters: int, n_sequences: int, contexts: Sequence[int], n_positions: int, n_sims: int,
                        n_boot: int, alpha: float, seed: int, null: str = "sign_flip",
                        **simulation: Any) -> list[KStar]:  # fmt: skip
     """``k_star`` on ``n_sims`` synthetic studies (``simulate_truncation`` with ``simulation``'s keywords) at one
@@ -265,53 +265,3 @@ def _simulated_k_stars(n_clusters: int, n_sequences: int, contexts: Sequence[int
             k_star(loss, contexts, ids, "cluster", n_boot=n_boot, seed=seed + i, alpha=alpha, null=null)
         )
     return out
-
-
-@dataclass
-class KStarCoverage:
-    """How K*'s interval behaves where the answer is known: ``planted`` is the true K* of simulated studies at one
-    design; ``detected`` the share in which the test found a bend, ``covered`` the share whose interval holds the
-    planted K* (a missed bend counts as not covered), ``covered_if_detected`` the same among those found."""
-
-    planted: int
-    detected: float
-    covered: float
-    covered_if_detected: float
-    n_sims: int
-    design: dict[str, Any]
-
-    def describe(self) -> str:
-        d = self.design
-        return (
-            f"planted K* = {self.planted} (slope {-d['gain']:.3g} nats per e-fold before it, "
-            f"{-d.get('gain_after', 0.0):.3g} after): bend found in "
-            f"{self.detected:.0%}, interval holds the planted K* in {self.covered:.0%} of {self.n_sims} simulated "
-            f"studies ({self.covered_if_detected:.0%} of those found) at {d['n_clusters']} clusters, "
-            f"{d['n_sequences']} sequences, {d['n_positions']} positions, {len(d['contexts'])} contexts"
-        )
-
-
-def k_star_coverage(planted: int, n_clusters: int, n_sequences: int, contexts: Sequence[int] = HALF_OCTAVES,
-                    n_positions: int = 256, gain: float = 0.05, n_sims: int = 100, n_boot: int = 199,
-                    alpha: float = ALPHA, seed: int = 0, gain_after: float = 0.0,
-                    **noise: float) -> KStarCoverage:  # fmt: skip
-    """The coverage of `k_star`'s interval on studies with a bend planted at ``planted`` (a context of the grid:
-    L falls ``gain`` nats per e-fold of K up to it, ``gain_after`` after), simulated at the study's design: an
-    interval not checked for coverage is a hint, and this is the check."""
-    if planted not in contexts:
-        raise ValueError(f"k_star_coverage: planted K* {planted} is not one of the contexts {list(contexts)}")
-    if not gain > max(gain_after, 0.0):
-        raise ValueError(
-            f"k_star_coverage: gain must be > 0 nats per e-fold (a falling L(K)) and > gain_after (a bend up), "
-            f"got {gain} and {gain_after}"
-        )
-    found = _simulated_k_stars(n_clusters, n_sequences, contexts, n_positions, n_sims, n_boot, alpha, seed,
-                               gain=gain, plateau_at=planted, gain_after=gain_after, **noise)  # fmt: skip
-    hit = [f.ci is not None for f in found]
-    holds = [f.ci is not None and f.ci[0] <= planted <= f.ci[1] for f in found]
-    design = {"n_clusters": n_clusters, "n_sequences": n_sequences, "n_positions": n_positions,
-              "contexts": list(contexts), "n_boot": n_boot, "gain": gain, "gain_after": gain_after,
-              **noise}  # fmt: skip
-    n_hit = sum(hit)
-    return KStarCoverage(planted, n_hit / n_sims, sum(holds) / n_sims, sum(holds) / n_hit if n_hit else float("nan"),
-                         n_sims, design)  # fmt: skip

@@ -108,10 +108,11 @@ def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
                   f"{'yes' if a.conclusive else 'no'} | {ks} |")  # fmt: skip
     md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], ""]
     if study.coverage:
-        md += ["Each K* interval checked where the answer is known (`k_star_coverage`: synthetic studies at this "
-               "design with L(K) falling at the measured slope up to a bend planted at the estimate and at the "
-               "measured slope after it; a sharp bend, so the check is of the estimator, not of how sharply a model "
-               "stops):", "",
+        md += ["Each K* interval checked where the answer is known (`analyses/k_star_coverage.py`): the "
+               "architecture's own per-token losses with their mean L(K) replaced by a sharp bend planted at its "
+               "K* (the slopes measured before and after it), whole clusters resampled for each simulated study. "
+               "The noise is the data's; a model that bends smoothly rather than at one K is not what this checks:",
+               "",
                *[f"- {arch}: {c.describe()}" for arch, c in study.coverage.items()], ""]  # fmt: skip
     learned = [a.arch for a in study.archs if a.learned_positions]
     if learned:
