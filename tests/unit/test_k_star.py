@@ -21,6 +21,9 @@ def test_recovers_a_planted_k_star(planted: int) -> None:
     # the interval is of the estimator that gave K* (the same weights), so it holds K* itself
     assert got.ci[0] <= got.k_star <= got.ci[1]
     assert got.test.slope_before < -0.05 and abs(got.test.slope_after) < 0.03
+    # flat after the planted bend: an interval around 0, holding the estimate
+    lo, hi = got.test.slope_after_ci
+    assert lo <= got.test.slope_after <= hi and lo < 0.0 < hi + 0.005 and hi - lo < 0.08
     assert (got.unit, got.n_clusters) == ("book", 12) and f"K* = {got.k_star}" in got.reason
     # L(K) falls to the plateau, then is flat: the curve and its per-K cluster intervals
     curve = np.array(got.curve)
@@ -107,3 +110,16 @@ def test_the_interval_ends_on_contexts_of_the_grid() -> None:
     replicates = np.stack([at[45]] * 2 + [at[64]] * 48) + rng.normal(0, 1e-5, (50, len(x)))
     test = hinge_bend_test(at[64], flips, positions=np.asarray(HALF_OCTAVES) - 1, replicates=replicates)
     assert test.ci == (44, 63)
+
+
+def test_the_slope_after_k_star_has_an_interval_that_tells_a_model_still_gaining() -> None:
+    """Planted: -0.1 nats per e-fold up to K = 45, then -0.03 (still gaining, slower). The test finds the bend and
+    the slope after it has an interval that holds -0.03 and excludes 0: "bends" is not "stops gaining"."""
+    loss, ids = simulate_truncation(
+        np.random.default_rng(1), 12, 36, HALF_OCTAVES, 64, 0.1, 45, gain_after=0.03
+    )
+    got = k_star(loss, HALF_OCTAVES, ids, "book", n_boot=499)
+    assert got.k_star is not None, got.reason
+    lo, hi = got.test.slope_after_ci
+    assert lo < -0.03 < hi < 0.0, (lo, hi)
+    assert f"[{lo:.3g}, {hi:.3g}] nats per e-fold after K*" in got.reason

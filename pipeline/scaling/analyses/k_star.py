@@ -76,9 +76,10 @@ class KStar:
         best = t.best_position + 1
         if self.k_star is None:
             return f"no bend detectable (p = {t.p_value:.3g}; best candidate K = {best})"
+        after = "" if t.slope_after_ci is None else f" [{t.slope_after_ci[0]:.3g}, {t.slope_after_ci[1]:.3g}]"
         return (
             f"'no bend' rejected (p = {t.p_value:.3g}): the slope of L in log K rises from {t.slope_before:.3g} "
-            f"to {t.slope_after:.3g} nats after K* = {best} (95 % CI {self.ci[0]}-{self.ci[1]}, "
+            f"to {t.slope_after:.3g}{after} nats per e-fold after K* = {best} (95 % CI {self.ci[0]}-{self.ci[1]}, "
             f"{self.n_clusters} {self.unit}s resampled)"
         )
 

@@ -50,6 +50,8 @@ class BendTest:
     positions: list[int] = field(default_factory=list)  # positions the test used
     fitted: list[float] = field(default_factory=list)  # the hinge fit at those positions
     reason: str = ""
+    # 95 % percentile CI of slope_after over the resampled curves, each fitted at the same breakpoint and weights
+    slope_after_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,9 +78,11 @@ def _hinge_scores(x: np.ndarray, sw: np.ndarray, ks: np.ndarray) -> np.ndarray:
 
 
 def _hinge_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, xk: float) -> tuple[np.ndarray, np.ndarray]:
+    """WLS fit of [1, x, max(0, x - xk)] to ``y`` ([n], or [n, R]: R curves at once): coefficients and fit."""
     design = np.stack([np.ones_like(x), x, np.maximum(0.0, x - xk)], axis=1)
     sw = np.sqrt(w)
-    beta, *_ = np.linalg.lstsq(sw[:, None] * design, sw * y, rcond=None)
+    weighted = sw * y if y.ndim == 1 else sw[:, None] * y
+    beta, *_ = np.linalg.lstsq(sw[:, None] * design, weighted, rcond=None)
     return beta, design @ beta
 
 
@@ -127,6 +131,10 @@ def hinge_bend_test(
     # the replicates' own breakpoints at the tails (no interpolation): on a sparse grid (K* over half octaves)
     # an interpolated percentile names a position that is no candidate (65 between 63 and 90)
     ci = (int(np.percentile(t_boot, 2.5, method="lower")), int(np.percentile(t_boot, 97.5, method="higher")))
+    # how fast the curve still moves after the bend: each resampled curve fitted at the observed breakpoint
+    rep_beta, _ = _hinge_fit(x, curves[:, keep].T, w, x[best])
+    after = rep_beta[1] + rep_beta[2]
+    after_ci = (float(np.percentile(after, 2.5)), float(np.percentile(after, 97.5)))
     rejects = p < alpha and stat > 0
     t_best = int(pos[keep][best])
     if rejects:
@@ -147,6 +155,7 @@ def hinge_bend_test(
         [int(v) for v in pos[keep]],
         [float(v) for v in fitted],
         reason,
+        after_ci,
     )
 
 

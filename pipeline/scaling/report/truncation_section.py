@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.scaling.analyses.context_separation import describe_need
-from pipeline.scaling.analyses.context_truncation import TruncationStudy
+from pipeline.scaling.analyses.context_truncation import ArchTruncation, TruncationStudy
 from pipeline.scaling.report.figure_style import (
     BAND_ALPHA,
     REFERENCE_COLOR,
@@ -30,6 +30,14 @@ def _cluster_note(unit: str) -> str:
     if unit.startswith("window"):  # one held-out document (text:FILE): nothing coarser to resample
         return "the held-out split is one document, so its windows are resampled as if independent"
     return f"each held-out {unit} whole"
+
+
+def _after(a: ArchTruncation) -> str:
+    """How fast L(K) still falls after K* (0: the model stops gaining there), with its interval; - without K*."""
+    t = a.k.test
+    if a.k.k_star is None or t.slope_after_ci is None:
+        return "-"
+    return f"{t.slope_after:+.4f} [{t.slope_after_ci[0]:+.4f}, {t.slope_after_ci[1]:+.4f}]"
 
 
 def _f(x: float | None) -> str:
@@ -99,13 +107,14 @@ def truncation_lines(study: TruncationStudy | None, out_dir: Path) -> list[str]:
            + (", ".join(conclusive) if conclusive else "no architecture (none beats the trigram)") + "**"
            + (f"; {', '.join(others)} {'is' if len(others) == 1 else 'are'} above the trigram (shown, not "
               "interpreted)." if others else "."), "",
-           "| arch | runs | non-embedding params | tokens | loss | bigram | trigram | beats trigram | K* [95 % CI] |",
-           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "| arch | runs | non-embedding params | tokens | loss | bigram | trigram | beats trigram | K* [95 % CI] "
+           "| slope of L after K*, nats per e-fold [95 % CI] |",
+           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for a in study.archs:
         ks = "none detected" if a.k.k_star is None else f"{a.k.k_star} [{a.k.ci[0]}, {a.k.ci[1]}]"
         md.append(f"| {a.arch} | {', '.join(f'`{r}`' for r in a.runs)} | {a.non_embedding_params:,} | {a.tokens:,} | "
                   f"{a.floor.loss:.3f} | {_f(a.floor.bigram)} | {_f(a.floor.trigram)} | "
-                  f"{'yes' if a.conclusive else 'no'} | {ks} |")  # fmt: skip
+                  f"{'yes' if a.conclusive else 'no'} | {ks} | {_after(a)} |")  # fmt: skip
     md += ["", *[f"- {a.arch}: {a.k.reason}" for a in study.archs], ""]
     if study.coverage:
         md += ["Each K* interval checked where the answer is known (`analyses/k_star_coverage.py`): the "
