@@ -136,3 +136,12 @@ def test_bca_is_finite_for_parameters_of_astronomical_scale():
     jackknife = 10.0 ** rng.uniform(95, 105, size=(8, 1))
     lo, hi = bca_interval(np.array([1e100]), samples, jackknife)
     assert np.isfinite(lo[0]) and np.isfinite(hi[0]) and samples.min() <= lo[0] < hi[0] <= samples.max()
+
+
+def test_a_fit_whose_resamples_all_fail_has_no_interval_instead_of_an_error() -> None:
+    """Two seeds of one size on the time axis: two frontier points that fit a law exactly, and no resample of them
+    does (a reshape of zero rows once raised and stopped the whole report)."""
+    from pipeline.scaling.fits.bootstrap import fit_power_law_bootstrap
+
+    fit = fit_power_law_bootstrap([1673.0, 1940.58], [3.8276, 3.8271], n_boot=200)
+    assert (fit.n_boot, fit.n_boot_ok, fit.ci) == (200, 0, {})

@@ -104,7 +104,7 @@ def group_bootstrap(
             break
         jack.append(values)
     width = len(rows[0]) if rows else 0
-    return np.array(rows).reshape(-1, width), (np.array(jack) if jack else None)
+    return np.array(rows, dtype=float).reshape(len(rows), width), (np.array(jack) if jack else None)
 
 
 def _ols(lx: np.ndarray, ly: np.ndarray):
