@@ -25,8 +25,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pipeline.data.sources.readers import Malformed, decode_line, expand, raw_lines
-from pipeline.data.text import SPLITS, clean_text
+from pipeline.data.sources.readers import Malformed, clean_lines, expand
+from pipeline.data.text import SPLITS
 
 Document = tuple[str, str]  # (name, text)
 SPLIT_DIRS = {"train": ("train",), "valid": ("valid", "validation"), "test": ("test",)}
@@ -87,11 +87,7 @@ def split_by_name(names: list[str], valid_frac: float, test_frac: float, where: 
 
 
 def _read_document(path: Path, malformed: Malformed) -> str:
-    return "\n".join(
-        line
-        for p, number, data in raw_lines([path])
-        if (text := decode_line(p, number, data, malformed)) is not None and (line := clean_text(text))
-    )
+    return "\n".join(clean_lines([path], malformed))
 
 
 def load_document_splits(

@@ -27,8 +27,8 @@ from pipeline.data.sources.bible import DEFAULT_LM_CORPUS, Document, bible_docum
 from pipeline.data.sources.corpus import CorpusSource
 from pipeline.data.sources.documents import load_document_splits
 from pipeline.data.sources.lm_clusters import token_labels, window_clusters
-from pipeline.data.sources.readers import Malformed, decode_line, expand, raw_lines
-from pipeline.data.text import SPLITS, Record, block_bounds, clean_text
+from pipeline.data.sources.readers import Malformed, clean_lines, expand
+from pipeline.data.text import SPLITS, Record, block_bounds
 from pipeline.data.tokenizer import EOS_ID, TextTokenizer
 
 
@@ -50,11 +50,7 @@ def load_documents(source: CorpusSource, malformed: Malformed | None = None) -> 
                                     malformed if malformed is not None else Malformed())  # fmt: skip
     if source.text is not None:
         malformed = malformed if malformed is not None else Malformed()
-        lines = [
-            line
-            for path, number, data in raw_lines(expand(source.text))
-            if (text := decode_line(path, number, data, malformed)) is not None and (line := clean_text(text))
-        ]
+        lines = list(clean_lines(expand(source.text), malformed))
         bounds = block_bounds(len(lines), source.valid_frac, source.test_frac)
         return {
             name: [(f"{name}block", "\n".join(lines[a:b]))] if b > a else []

@@ -82,6 +82,13 @@ def decode_line(path: Path, number: int, data: bytes, malformed: Malformed) -> s
         return None
 
 
+def clean_lines(paths: list[Path], malformed: Malformed) -> Iterator[str]:
+    """The non-empty cleaned lines of ``paths`` in order; lines that are not UTF-8 are counted in ``malformed``."""
+    for path, number, data in raw_lines(paths):
+        if (text := decode_line(path, number, data, malformed)) is not None and (line := clean_text(text)):
+            yield line
+
+
 def count_lines(paths: list[Path]) -> int:
     return sum(1 for _ in raw_lines(paths))
 
